@@ -1,0 +1,279 @@
+"""Command line: `workbench` (the window) and its headless commands.
+
+Argument parsing only; each command's work lives in the engine or its own module.
+Exit status: 0 success, 1 the run itself failed (e.g. a non-finite loss stopped it),
+2 invalid input (one line on stderr, never a traceback).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+from workbench.fileio import SaveError
+from workbench.spec import SpecError
+
+EXIT_OK, EXIT_FAILED, EXIT_INVALID = 0, 1, 2
+
+
+class UsageError(Exception):
+    """Invalid input from the command line (exit 2)."""
+
+
+def _known_errors() -> tuple[type[BaseException], ...]:
+    """Errors that mean 'the input is wrong', reported as one line with exit 2."""
+    errors: list[type[BaseException]] = [SpecError, SaveError, UsageError, FileNotFoundError, IsADirectoryError,
+                                         PermissionError, UnicodeDecodeError]
+    for module, name in (("workbench.engine.checkpoint", "WeightsError"), ("workbench.engine.trainer", "TrainingError"),
+                         ("workbench.io.errors", "DataError")):
+        mod = sys.modules.get(module)
+        if mod is not None and hasattr(mod, name):
+            errors.append(getattr(mod, name))
+    return tuple(errors)
+
+
+# ----------------------------------------------------------------------------- progress
+
+
+class Progress:
+    """A one-line progress bar with ETA on stderr (plain lines when not a terminal)."""
+
+    def __init__(self, total: int, stream=sys.stderr, start_step: int = 0):
+        self.total = max(total, 1)
+        self.stream = stream
+        self.start = time.perf_counter()
+        self.start_step = start_step
+        self.tty = stream.isatty()
+        self.last_print = 0.0
+
+    def update(self, step: int, text: str = "", force: bool = False) -> None:
+        now = time.perf_counter()
+        if not force and now - self.last_print < (0.2 if self.tty else 5.0):
+            return
+        self.last_print = now
+        done = step - self.start_step
+        elapsed = now - self.start
+        rate = done / elapsed if elapsed > 0 and done > 0 else 0.0
+        eta = (self.total - step) / rate if rate > 0 else float("nan")
+        frac = min(step / self.total, 1.0)
+        bar = "#" * int(frac * 24)
+        eta_text = _duration(eta) if eta == eta else "?"
+        line = f"[{bar:<24}] {step}/{self.total} {frac:4.0%} elapsed {_duration(elapsed)} ETA {eta_text} {text}"
+        if self.tty:
+            self.stream.write("\r" + line[:160].ljust(100))
+        else:
+            self.stream.write(line + "\n")
+        self.stream.flush()
+
+    def close(self) -> None:
+        if self.tty:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(max(seconds, 0))
+    h, rem = divmod(seconds, 3600)
+    m, s = divmod(rem, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m:02d}:{s:02d}"
+
+
+# ----------------------------------------------------------------------------- commands
+
+
+def cmd_presets(args) -> int:
+    from workbench import presets
+
+    for path in presets.builtin_paths():
+        try:
+            p = presets.load_builtin(path.stem)
+            print(f"{path.stem}\t{p.data.task}\t{p.model.topology}\t{p.description}")
+        except SpecError as exc:
+            print(f"{path.stem}\t(invalid: {exc})")
+    return EXIT_OK
+
+
+def load_preset_with_overrides(name: str, overrides: list[str], steps=None, device=None, seed=None):
+    from workbench import presets, spec
+
+    preset = presets.resolve(name)
+    extra = list(overrides or [])
+    if steps is not None:
+        extra.append(f"train.steps={steps}")
+    if device is not None:
+        extra.append(f"train.device={device}")
+    if seed is not None:
+        extra.append(f"train.seed={seed}")
+    return spec.with_overrides(preset, extra) if extra else preset
+
+
+def default_run_dir(preset_name: str) -> Path:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    safe = "".join(c if c.isalnum() or c in "-_" else "-" for c in preset_name)[:60] or "run"
+    return Path("runs") / f"{safe}-{stamp}"
+
+
+def cmd_train(args) -> int:
+    preset = load_preset_with_overrides(args.preset, args.set, args.steps, args.device, args.seed)
+    from workbench.engine import gradstats
+    from workbench.engine.records import record_to_json
+    from workbench.engine.trainer import Trainer
+    from workbench.fileio import atomic_write_text
+    from workbench.tasks import make_task
+
+    task = make_task(preset)  # validates data options and the file before any folder is made
+    run_dir = Path(args.run_dir) if args.run_dir else default_run_dir(preset.name)
+    resume = bool(args.resume)
+    if run_dir.exists() and any(run_dir.iterdir()) and not resume:
+        if (run_dir / "preset.json").exists():
+            raise UsageError(f"run folder {run_dir} already holds a run; pass --resume to continue it "
+                             f"or choose another --run-dir")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(run_dir / "preset.json", preset.to_json())
+    trainer = Trainer(preset, run_dir=run_dir, task=task, resume=resume)
+    progress = None
+    last_probe: dict = {}
+    last_taps: dict = {}
+    end: dict = {}
+    start_record: dict = {}
+    mode = "a" if resume else "w"
+    with open(run_dir / "metrics.jsonl", mode, encoding="utf-8") as metrics:
+        try:
+            for record in trainer.run():
+                metrics.write(record_to_json(record) + "\n")
+                kind = record["kind"]
+                if kind == "start":
+                    start_record = record
+                    progress = Progress(record["total_steps"], start_step=record["step"])
+                    if not args.quiet:
+                        print(f"training {preset.name} on {record['device']}: {record['parameters']:,} parameters, "
+                              f"{record['total_steps']} steps -> {run_dir}", file=sys.stderr)
+                elif kind == "step":
+                    if "timestep_grad_norms" in record:
+                        last_taps = record["timestep_grad_norms"]
+                    if progress and not args.quiet:
+                        progress.update(record["step"], f"loss {record['loss']:.4g}")
+                elif kind == "probe":
+                    last_probe = record["hidden_grad_norms"]
+                elif kind == "non_finite":
+                    if progress and not args.quiet:
+                        progress.close()
+                    print(f"warning: {record['message']}", file=sys.stderr)
+                elif kind == "eval":
+                    metrics.flush()
+                elif kind == "end":
+                    end = record
+        except KeyboardInterrupt:
+            trainer.control.stop()
+            print("\ninterrupted: the last checkpoint is kept; continue with --resume", file=sys.stderr)
+            return EXIT_FAILED
+    if progress and not args.quiet:
+        progress.update(end.get("step", 0), force=True)
+        progress.close()
+    print(f"status: {end.get('status')} after {end.get('step')} steps in {end.get('time_s', 0):.1f} s", file=sys.stderr)
+    if end.get("message"):
+        print(end["message"], file=sys.stderr)
+    final = end.get("metrics", {})
+    if final:
+        baseline = task.baseline()
+        parts = [f"{k} {v:.4g}" for k, v in final.items() if isinstance(v, (int, float))]
+        if baseline:
+            parts.append("trivial baseline: " + ", ".join(f"{k} {v:.4g}" for k, v in baseline.items()))
+        print("final: " + "; ".join(parts))
+    profiles = last_probe or last_taps
+    if profiles:
+        which = "exact dL/dh_t (last probe)" if last_probe else "dL/dx_t at layer inputs"
+        print(f"gradient through time, {which}:")
+        for line in gradstats.summary_lines(profiles):
+            print("  " + line)
+    _record_run_history(preset, run_dir, start_record, end)
+    return EXIT_OK if end.get("status") in ("finished", "stopped") else EXIT_FAILED
+
+
+def _record_run_history(preset, run_dir, start_record, end) -> None:
+    """Hook for the run history (workbench.runs), when that module is present."""
+    try:
+        from workbench import runs  # noqa: F401
+    except ImportError:
+        return
+    record = getattr(runs, "record_cli_run", None)
+    if record is not None:
+        record(preset, run_dir, start_record, end)
+
+
+def cmd_gui(args) -> int:
+    if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
+                                                 or os.environ.get("QT_QPA_PLATFORM")):
+        print("workbench: no display found (DISPLAY is not set): the window cannot open here. "
+              "Use the headless commands instead, e.g. `workbench train adding_lstm` (see `workbench --help`).",
+              file=sys.stderr)
+        return EXIT_INVALID
+    from workbench.gui.app import run_app
+
+    return run_app(args.file)
+
+
+# Further commands register here: name -> "module:function(subparsers)".
+EXTRA_COMMANDS: dict[str, str] = {}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="workbench", description="RNN Workbench: design, train and inspect recurrent networks. "
+                                     "With no command, opens the window.")
+    sub = parser.add_subparsers(dest="command")
+    p = sub.add_parser("gui", help="open the window (the default)")
+    p.add_argument("file", nargs="?", help="a preset to open")
+    p.set_defaults(func=cmd_gui)
+    p = sub.add_parser("presets", help="list the built-in presets, one a line, name first")
+    p.set_defaults(func=cmd_presets)
+    p = sub.add_parser("train", help="train a preset headless")
+    p.add_argument("preset", help="a preset file, or the name of a built-in preset")
+    p.add_argument("--steps", type=int, help="optimizer steps (sets train.steps)")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"], help="sets train.device")
+    p.add_argument("--seed", type=int, help="sets train.seed")
+    p.add_argument("--run-dir", help="where to write preset.json, metrics.jsonl and the weights")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override any preset field by its dotted path, e.g. model.layers.0.hidden_size=256")
+    p.add_argument("--resume", action="store_true", help="continue the run in --run-dir from its last checkpoint")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_train)
+    import importlib
+
+    for name, target in EXTRA_COMMANDS.items():
+        module, _, func = target.partition(":")
+        try:
+            getattr(importlib.import_module(module), func)(sub)
+        except ImportError:
+            continue
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        args = parser.parse_args(["gui", *argv])
+    try:
+        return args.func(args)
+    except BrokenPipeError:
+        return EXIT_OK
+    except Exception as exc:  # noqa: BLE001 - the one place that turns errors into exit codes
+        if isinstance(exc, _known_errors()):
+            print(f"workbench: error: {_one_line(exc)}", file=sys.stderr)
+            return EXIT_INVALID
+        if os.environ.get("WORKBENCH_DEBUG"):
+            raise
+        print(f"workbench: internal error: {type(exc).__name__}: {_one_line(exc)} "
+              f"(set WORKBENCH_DEBUG=1 for the traceback)", file=sys.stderr)
+        return EXIT_FAILED
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+if __name__ == "__main__":
+    sys.exit(main())

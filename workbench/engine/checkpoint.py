@@ -1,0 +1,164 @@
+"""Weights and checkpoints on disk. Nothing here ever unpickles untrusted data.
+
+A run folder holds:
+  preset.json                     the exact resolved preset
+  model.safetensors               the final (or latest) weights, preset in its metadata
+  checkpoints/step-NNNNNNNN.safetensors   weights at that step
+  checkpoints/step-NNNNNNNN.optim.pt      optimizer/scaler state + RNG (torch.load weights_only=True)
+  checkpoints/step-NNNNNNNN.json          the commit marker: written last, so a checkpoint
+                                          without it is incomplete and is ignored
+Every file is written to a temp name and renamed, so a killed process leaves either the
+old file or the new one, never half of one.
+"""
+from __future__ import annotations
+
+import io
+import json
+import re
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load as st_load
+from safetensors.torch import save as st_save
+
+from workbench.fileio import atomic_write_bytes, atomic_write_text
+from workbench.spec import Preset
+
+KEEP_CHECKPOINTS = 2
+_CKPT = re.compile(r"step-(\d{8})\.json$")
+
+
+class WeightsError(ValueError):
+    """A weights file is missing, corrupt, or does not fit the model; names the file."""
+
+
+def state_dict_bytes(model: torch.nn.Module, preset: Preset | None = None) -> bytes:
+    tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+    metadata = {"format": "rnn-workbench"}
+    if preset is not None:
+        metadata["preset"] = preset.to_json()
+    return st_save(tensors, metadata=metadata)
+
+
+def save_weights(path: Path, model: torch.nn.Module, preset: Preset | None = None) -> Path:
+    atomic_write_bytes(Path(path), state_dict_bytes(model, preset))
+    return Path(path)
+
+
+def read_weights(path: Path) -> dict[str, torch.Tensor]:
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise WeightsError(f"weights file {path} does not exist") from None
+    except OSError as exc:
+        raise WeightsError(f"cannot read weights {path}: {exc.strerror}") from None
+    try:
+        return st_load(data)
+    except (SafetensorError, ValueError, Exception) as exc:  # safetensors raises several kinds
+        raise WeightsError(f"{path} is not a valid safetensors weights file ({exc})") from None
+
+
+def load_weights(path: Path, model: torch.nn.Module) -> None:
+    tensors = read_weights(path)
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(tensors))
+    unexpected = sorted(set(tensors) - set(expected))
+    if missing or unexpected:
+        parts = []
+        if missing:
+            parts.append(f"missing {', '.join(missing[:3])}" + (" ..." if len(missing) > 3 else ""))
+        if unexpected:
+            parts.append(f"unexpected {', '.join(unexpected[:3])}" + (" ..." if len(unexpected) > 3 else ""))
+        raise WeightsError(f"{path} does not fit this model's preset: {'; '.join(parts)}")
+    for name, tensor in tensors.items():
+        if tuple(tensor.shape) != tuple(expected[name].shape):
+            raise WeightsError(f"{path} does not fit this model's preset: {name} has shape "
+                               f"{tuple(tensor.shape)}, the preset needs {tuple(expected[name].shape)}")
+    model.load_state_dict({k: v.to(expected[k].device) for k, v in tensors.items()})
+
+
+def _stem(run_dir: Path, step: int) -> Path:
+    return Path(run_dir) / "checkpoints" / f"step-{step:08d}"
+
+
+def save_checkpoint(run_dir: Path, step: int, model, optimizer, scaler, preset: Preset,
+                    generator: torch.Generator | None = None, final: bool = False) -> Path:
+    run_dir = Path(run_dir)
+    stem = _stem(run_dir, step)
+    save_weights(stem.with_suffix(".safetensors"), model, preset)
+    state = {"optimizer": optimizer.state_dict(), "step": step}
+    if scaler is not None:
+        state["scaler"] = scaler.state_dict()
+    if generator is not None:
+        state["generator"] = generator.get_state()
+    state["torch_rng"] = torch.get_rng_state()
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    atomic_write_bytes(stem.with_suffix(".optim.pt"), buffer.getvalue())
+    atomic_write_text(stem.with_suffix(".json"), json.dumps({"step": step, "final": final}) + "\n")
+    if final:
+        save_weights(run_dir / "model.safetensors", model, preset)
+    _prune(run_dir)
+    return stem.with_suffix(".safetensors")
+
+
+def _complete_checkpoints(run_dir: Path) -> list[tuple[int, Path]]:
+    folder = Path(run_dir) / "checkpoints"
+    if not folder.is_dir():
+        return []
+    found = []
+    for marker in folder.iterdir():
+        m = _CKPT.search(marker.name)
+        if m and marker.with_suffix(".safetensors").exists() and marker.with_suffix(".optim.pt").exists():
+            found.append((int(m.group(1)), marker.with_suffix("")))
+    return sorted(found)
+
+
+def _prune(run_dir: Path) -> None:
+    for _step, stem in _complete_checkpoints(run_dir)[:-KEEP_CHECKPOINTS]:
+        for suffix in (".json", ".safetensors", ".optim.pt"):  # marker first: never half-valid
+            try:
+                Path(str(stem) + suffix).unlink()
+            except OSError:
+                pass
+
+
+def latest_checkpoint(run_dir: Path) -> Path | None:
+    found = _complete_checkpoints(run_dir)
+    return found[-1][1] if found else None
+
+
+def load_checkpoint(stem: Path, model, optimizer, scaler=None, generator: torch.Generator | None = None) -> int:
+    """Restore weights, optimizer (and scaler, RNG) from a checkpoint; returns its step."""
+    stem = Path(stem)
+    load_weights(Path(str(stem) + ".safetensors"), model)
+    try:
+        state = torch.load(Path(str(stem) + ".optim.pt"), map_location="cpu", weights_only=True)
+    except Exception as exc:  # corrupt or hostile: weights_only refuses code
+        raise WeightsError(f"{stem}.optim.pt is not a valid checkpoint ({exc})") from None
+    optimizer.load_state_dict(state["optimizer"])
+    if scaler is not None and "scaler" in state:
+        scaler.load_state_dict(state["scaler"])
+    if generator is not None and "generator" in state:
+        generator.set_state(state["generator"])
+    if "torch_rng" in state:
+        torch.set_rng_state(state["torch_rng"])
+    return int(state["step"])
+
+
+def preset_from_weights(path: Path) -> Preset | None:
+    """The preset stored in a weights file's metadata, if any (no code executed)."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            meta = fh.metadata() or {}
+    except Exception as exc:
+        raise WeightsError(f"{path} is not a valid safetensors weights file ({exc})") from None
+    if "preset" not in meta:
+        return None
+    from workbench.spec import loads
+
+    return loads(meta["preset"], source=f"the preset stored in {path}")

@@ -1,0 +1,444 @@
+"""build_model: turn a validated ModelSpec (plus the task's ModelIO) into an nn.Module.
+
+Each recurrent layer is its own single-layer ``nn.RNN``/``nn.LSTM``/``nn.GRU``, so that
+cuDNN runs it on a GPU and every layer boundary is a tensor the trainer can observe:
+
+- ``model.taps``: when ``model.tap_inputs`` is set, the forward pass records each
+  recurrent layer's input sequence x^l [B, T, In_l]. The trainer calls ``retain_grad``
+  on them; after backward, ``tap.grad`` is dL/dx_t^l for every t, which the fused
+  kernel's backward computed anyway (it includes the recurrent path inside the layer).
+- ``unrolled=True``: the recurrent stacks run the cell equations step by step with the
+  very same parameters and record every hidden state h_t^l (retain_grad'ed). That is
+  the exact-probe replica: its h_t.grad is the total dL/dh_t, recurrent path included.
+  It is slow (a Python loop over time) and only ever runs on one sampled batch.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from workbench.spec import CELL_GATES, LayerSpec, ModelIO, ModelSpec, conv_output_shape
+
+_RNN_CLASSES = {"rnn_tanh": nn.RNN, "rnn_relu": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
+
+
+def _make_rnn(layer: LayerSpec, input_size: int) -> nn.RNNBase:
+    kwargs = dict(input_size=input_size, hidden_size=layer.hidden_size, num_layers=1,
+                  batch_first=True, bidirectional=layer.bidirectional)
+    if layer.cell in ("rnn_tanh", "rnn_relu"):
+        kwargs["nonlinearity"] = "tanh" if layer.cell == "rnn_tanh" else "relu"
+    return _RNN_CLASSES[layer.cell](**kwargs)
+
+
+# ----------------------------------------------------------------------------- cells, unrolled
+
+
+def _cell_step(cell: str, gi_t: torch.Tensor, h: torch.Tensor, c: torch.Tensor | None,
+               w_hh: torch.Tensor, b_hh: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """One step of PyTorch's own cell equations. gi_t = x_t W_ih^T + b_ih  [B, G*H]."""
+    gh = F.linear(h, w_hh, b_hh)  # [B, G*H]
+    if cell == "rnn_tanh":
+        return torch.tanh(gi_t + gh), None
+    if cell == "rnn_relu":
+        return torch.relu(gi_t + gh), None
+    if cell == "lstm":
+        i, f, g, o = (gi_t + gh).chunk(4, dim=-1)
+        c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+        return torch.sigmoid(o) * torch.tanh(c), c
+    # gru
+    ir, iz, in_ = gi_t.chunk(3, dim=-1)
+    hr, hz, hn = gh.chunk(3, dim=-1)
+    r = torch.sigmoid(ir + hr)
+    z = torch.sigmoid(iz + hz)
+    n = torch.tanh(in_ + r * hn)
+    return (1 - z) * n + z * h, None
+
+
+def unrolled_layer(rnn: nn.RNNBase, cell: str, x: torch.Tensor, state=None):
+    """Run a single-layer RNN module step by step with its own parameters.
+
+    x: [B, T, In]. Returns (output [B, T, D*H], final state as the module returns it,
+    hidden states: list over directions of lists over t of h_t [B, H], each retaining grad).
+    """
+    B, T, _ = x.shape
+    H = rnn.hidden_size
+    directions = 2 if rnn.bidirectional else 1
+    if state is None:
+        h0 = x.new_zeros(directions, B, H)
+        c0 = x.new_zeros(directions, B, H) if cell == "lstm" else None
+    elif cell == "lstm":
+        h0, c0 = state
+    else:
+        h0, c0 = state, None
+    outputs, finals_h, finals_c, all_states = [], [], [], []
+    for d in range(directions):
+        sfx = "_reverse" if d else ""
+        w_ih = getattr(rnn, f"weight_ih_l0{sfx}")
+        w_hh = getattr(rnn, f"weight_hh_l0{sfx}")
+        b_ih = getattr(rnn, f"bias_ih_l0{sfx}")
+        b_hh = getattr(rnn, f"bias_hh_l0{sfx}")
+        gi = F.linear(x, w_ih, b_ih)  # [B, T, G*H], all steps at once
+        h, c = h0[d], (c0[d] if c0 is not None else None)
+        order = range(T - 1, -1, -1) if d else range(T)
+        states: list[torch.Tensor | None] = [None] * T
+        for t in order:
+            h, c = _cell_step(cell, gi[:, t], h, c, w_hh, b_hh)
+            if h.requires_grad:
+                h.retain_grad()
+            states[t] = h
+        outputs.append(torch.stack(states, dim=1))  # [B, T, H]
+        finals_h.append(h)
+        finals_c.append(c)
+        all_states.append(states)
+    out = torch.cat(outputs, dim=-1)
+    hn = torch.stack(finals_h, dim=0)  # [D, B, H]
+    final = (hn, torch.stack(finals_c, dim=0)) if cell == "lstm" else hn
+    return out, final, all_states
+
+
+# ----------------------------------------------------------------------------- stacks
+
+
+class RecurrentStack(nn.Module):
+    """A stack of single-layer recurrent modules with dropout after each."""
+
+    def __init__(self, layers: list[LayerSpec], input_size: int):
+        super().__init__()
+        self.specs = list(layers)
+        self.rnns = nn.ModuleList()
+        self.dropouts = nn.ModuleList()
+        for layer in layers:
+            self.rnns.append(_make_rnn(layer, input_size))
+            self.dropouts.append(nn.Dropout(layer.dropout))
+            input_size = layer.hidden_size * (2 if layer.bidirectional else 1)
+        self.output_size = input_size
+
+    def forward(self, x: torch.Tensor, initial: list | None = None, taps: list | None = None,
+                unrolled_states: list | None = None):
+        """x: [B, T, In] -> (output [B, T, D*H_top], final states per layer).
+
+        taps: if a list, each layer's input sequence is appended to it.
+        unrolled_states: if a list, the layers run step by step and each layer's
+        per-direction per-step hidden states are appended to it (the exact probe)."""
+        finals = []
+        for i, (rnn, drop) in enumerate(zip(self.rnns, self.dropouts)):
+            if taps is not None:
+                taps.append(x)
+            state = initial[i] if initial is not None else None
+            if unrolled_states is not None:
+                x, final, states = unrolled_layer(rnn, self.specs[i].cell, x, state)
+                unrolled_states.append(states)
+            else:
+                x, final = rnn(x, state)
+            x = drop(x)
+            finals.append(final)
+        return x, finals
+
+
+def summarise(outputs: torch.Tensor, bidirectional: bool, lengths: torch.Tensor | None) -> torch.Tensor:
+    """The sequence's summary vector from a stack's output [B, T, D*H] -> [B, D*H].
+
+    Forward direction: the state after the last real step; backward direction: its state
+    after reading back to step 0 (which has then seen the whole sequence)."""
+    B, T, W = outputs.shape
+    if lengths is None:
+        last = outputs[:, -1]
+    else:
+        index = (lengths.to(outputs.device).long() - 1).clamp(0, T - 1)
+        last = outputs[torch.arange(B, device=outputs.device), index]
+    if not bidirectional:
+        return last
+    H = W // 2
+    return torch.cat([last[:, :H], outputs[:, 0, H:]], dim=-1)
+
+
+# ----------------------------------------------------------------------------- input side
+
+
+class FrameEncoder(nn.Module):
+    """Frames [..., C, H, W] -> vectors [..., P]: flatten + linear, or a small conv stack."""
+
+    def __init__(self, kind: str, frame_shape: tuple[int, int, int], projection: int, channels: list[int]):
+        super().__init__()
+        self.frame_shape = tuple(frame_shape)
+        c, h, w = frame_shape
+        blocks: list[nn.Module] = []
+        if kind == "frames_conv":
+            prev, hh, ww = c, h, w
+            for ch in channels:
+                blocks += [nn.Conv2d(prev, ch, 3, padding=1), nn.ReLU(),
+                           nn.MaxPool2d((2 if hh >= 2 else 1, 2 if ww >= 2 else 1))]
+                prev, hh, ww = ch, max(hh // 2, 1), max(ww // 2, 1)
+            oc, oh, ow = conv_output_shape(frame_shape, channels)
+            flat = oc * oh * ow
+        else:
+            flat = c * h * w
+        self.conv = nn.Sequential(*blocks)
+        self.proj = nn.Linear(flat, projection)
+
+    def forward(self, frames: torch.Tensor) -> torch.Tensor:
+        lead = frames.shape[:-3]
+        x = frames.reshape(-1, *frames.shape[-3:])  # [N, C, H, W]
+        x = self.conv(x).flatten(1)
+        return self.proj(x).reshape(*lead, -1)
+
+
+def _input_module(model: ModelSpec, io: ModelIO) -> nn.Module:
+    inp = model.input
+    if inp.kind == "embedding":
+        return nn.Embedding(io.vocab_size, inp.embedding_dim)
+    if inp.kind == "linear":
+        return nn.Linear(io.feature_size, inp.projection_size)
+    return FrameEncoder(inp.kind, io.frame_shape, inp.projection_size, inp.conv_channels)
+
+
+class StateBridge(nn.Module):
+    """A vector [B, S] -> initial state(s) of each layer of a stack: tanh(W v + b)."""
+
+    def __init__(self, source_size: int, layers: list[LayerSpec]):
+        super().__init__()
+        self.cells = [l.cell for l in layers]
+        self.hidden = [l.hidden_size for l in layers]
+        self.maps = nn.ModuleList(
+            nn.Linear(source_size, (2 if l.cell == "lstm" else 1) * l.hidden_size) for l in layers
+        )
+
+    def forward(self, v: torch.Tensor) -> list:
+        states = []
+        for cell, proj in zip(self.cells, self.maps):
+            s = torch.tanh(proj(v)).unsqueeze(0)  # [1, B, k*H]
+            if cell == "lstm":
+                h, c = s.chunk(2, dim=-1)
+                states.append((h.contiguous(), c.contiguous()))
+            else:
+                states.append(s)
+        return states
+
+
+class Head(nn.Module):
+    def __init__(self, in_size: int, hidden: int, out_size: int):
+        super().__init__()
+        self.hidden = nn.Linear(in_size, hidden) if hidden else None
+        self.out = nn.Linear(hidden or in_size, out_size)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.hidden is not None:
+            x = torch.tanh(self.hidden(x))
+        return self.out(x)
+
+
+# ----------------------------------------------------------------------------- the model
+
+
+@dataclass
+class Probe:
+    """What one forward pass recorded for the gradient-through-time instrumentation."""
+
+    taps: list[torch.Tensor] = field(default_factory=list)  # per layer: input [B, T, In]
+    # per layer, per direction, per t: h_t [B, H] (unrolled forward only)
+    states: list[list[list[torch.Tensor]]] = field(default_factory=list)
+    layer_names: list[str] = field(default_factory=list)
+
+
+class RecurrentModel(nn.Module):
+    """Input side -> recurrent stack(s) in the chosen topology -> head.
+
+    forward(x, y_in=None, lengths=None):
+      many_to_one:     x [B, T, ...]            -> [B, O]
+      many_to_many:    x [B, T, ...]            -> [B, T, O]
+      encoder_decoder: x [B, S, ...], y_in [B, T] (teacher forcing) -> [B, T, O]
+      one_to_many:     x [B, ...] (one item),   y_in [B, T]          -> [B, T, O]
+    ``lengths`` [B] are the true lengths of padded input sequences.
+    """
+
+    def __init__(self, spec: ModelSpec, io: ModelIO):
+        super().__init__()
+        self.spec = spec
+        self.io = io
+        self.topology = spec.topology
+        self.input_side = _input_module(spec, io)
+        width = spec.input.embedding_dim if spec.input.kind == "embedding" else spec.input.projection_size
+        self.decoder = None
+        self.bridge = None
+        self.target_embedding = None
+        self.attention_in = None
+        self.attention_out = None
+        self.last_attention: torch.Tensor | None = None
+        if self.topology == "one_to_many":
+            # The generator reads its previous token; the single input only sets its state.
+            self.target_embedding = nn.Embedding(io.output_vocab_size, spec.input.embedding_dim)
+            self.encoder = RecurrentStack(spec.layers, spec.input.embedding_dim)
+            self.bridge = StateBridge(width, spec.layers)
+            top = self.encoder.output_size
+        else:
+            self.encoder = RecurrentStack(spec.layers, width)
+            top = self.encoder.output_size
+        if self.topology == "encoder_decoder":
+            enc_width = top
+            self.target_embedding = nn.Embedding(io.output_vocab_size, spec.input.embedding_dim)
+            self.decoder = RecurrentStack(spec.decoder_layers, spec.input.embedding_dim)
+            self.bridge = StateBridge(enc_width, spec.decoder_layers)
+            top = self.decoder.output_size
+            if spec.attention:
+                self.attention_in = nn.Linear(enc_width, top, bias=False)
+                self.attention_out = nn.Linear(top + enc_width, top)
+        self.head = Head(top, spec.head.hidden_size, io.output_size)
+        self.tap_inputs = False
+        self.probe: Probe | None = None
+        initialise(self, spec)
+
+    # -- stacks in order, named as the spec names them --------------------------------
+    def named_stacks(self) -> list[tuple[str, RecurrentStack]]:
+        if self.decoder is not None:
+            return [("layers", self.encoder), ("decoder_layers", self.decoder)]
+        return [("layers", self.encoder)]
+
+    def recurrent_layers(self) -> list[tuple[str, LayerSpec, nn.RNNBase]]:
+        out = []
+        for prefix, stack in self.named_stacks():
+            for i, (spec, rnn) in enumerate(zip(stack.specs, stack.rnns)):
+                out.append((f"{prefix}.{i}", spec, rnn))
+        return out
+
+    def _run(self, stack: RecurrentStack, x, initial, probe: Probe | None, unrolled: bool, prefix: str):
+        taps = probe.taps if probe is not None and self.tap_inputs else None
+        states = probe.states if probe is not None and unrolled else None
+        if probe is not None:
+            probe.layer_names += [f"{prefix}.{i}" for i in range(len(stack.rnns))]
+        return stack(x, initial, taps=taps, unrolled_states=states)
+
+    def encode_input(self, x: torch.Tensor) -> torch.Tensor:
+        return self.input_side(x)
+
+    def forward(self, x: torch.Tensor, y_in: torch.Tensor | None = None,
+                lengths: torch.Tensor | None = None, unrolled: bool = False) -> torch.Tensor:
+        probe = Probe() if (self.tap_inputs or unrolled) else None
+        self.probe = probe
+        top_bidir = self.spec.layers[-1].bidirectional
+        if self.topology == "one_to_many":
+            if y_in is None:
+                raise ValueError("one-to-many forward needs y_in (the previous tokens)")
+            initial = self.bridge(self.encode_input(x))  # x: one item per batch row
+            out, _ = self._run(self.encoder, self.target_embedding(y_in), initial, probe, unrolled, "layers")
+            return self.head(out)
+        feats = self.encode_input(x)  # [B, T, D]
+        out, _ = self._run(self.encoder, feats, None, probe, unrolled, "layers")
+        if self.topology == "many_to_one":
+            return self.head(summarise(out, top_bidir, lengths))
+        if self.topology == "many_to_many":
+            return self.head(out)
+        # encoder_decoder
+        if y_in is None:
+            raise ValueError("encoder-decoder forward needs y_in (teacher-forced decoder inputs)")
+        initial = self.bridge(summarise(out, top_bidir, lengths))
+        dec, _ = self._run(self.decoder, self.target_embedding(y_in), initial, probe, unrolled, "decoder_layers")
+        return self.head(self._attend(dec, out, lengths))
+
+    def _attend(self, dec: torch.Tensor, enc: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
+        """Luong attention: dec [B, T, Hd], enc [B, S, He] -> [B, T, Hd]."""
+        if self.attention_in is None:
+            return dec
+        scores = dec @ self.attention_in(enc).transpose(1, 2)  # [B, T, S]
+        if lengths is not None:
+            S = enc.shape[1]
+            pad = torch.arange(S, device=enc.device)[None, :] >= lengths.to(enc.device)[:, None]  # [B, S]
+            scores = scores.masked_fill(pad[:, None, :], float("-inf"))
+        weights = torch.softmax(scores, dim=-1)
+        self.last_attention = weights.detach()
+        context = weights @ enc  # [B, T, He]
+        return torch.tanh(self.attention_out(torch.cat([dec, context], dim=-1)))
+
+    # -- inference ---------------------------------------------------------------------
+    @torch.no_grad()
+    def generate(self, x: torch.Tensor, max_len: int, lengths: torch.Tensor | None = None,
+                 temperature: float = 0.0, top_k: int = 0, generator: torch.Generator | None = None
+                 ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Decode token by token (encoder_decoder / one_to_many).
+
+        Returns (tokens [B, L] without BOS, stopping rows at EOS (padded with pad_id),
+        attention [B, L, S] when the model has attention, else None)."""
+        if self.topology not in ("encoder_decoder", "one_to_many"):
+            raise ValueError(f"generate() is for generating topologies, not {self.topology}")
+        B = x.shape[0]
+        device = next(self.parameters()).device
+        if self.topology == "one_to_many":
+            stack, state, enc = self.encoder, self.bridge(self.encode_input(x)), None
+        else:
+            enc, _ = self.encoder(self.encode_input(x))
+            stack = self.decoder
+            state = self.bridge(summarise(enc, self.spec.layers[-1].bidirectional, lengths))
+        token = torch.full((B, 1), self.io.bos_id, dtype=torch.long, device=device)
+        done = torch.zeros(B, dtype=torch.bool, device=device)
+        tokens, attn = [], []
+        for _ in range(max_len):
+            out, state = stack(self.target_embedding(token), state)
+            if enc is not None:
+                out = self._attend(out, enc, lengths)
+                if self.last_attention is not None:
+                    attn.append(self.last_attention[:, 0])
+            logits = self.head(out[:, -1])  # [B, V]
+            token = sample_logits(logits, temperature, top_k, generator).unsqueeze(1)
+            token = token.masked_fill(done[:, None], self.io.pad_id)
+            tokens.append(token)
+            done |= token[:, 0] == self.io.eos_id
+            if bool(done.all()):
+                break
+        attention = torch.stack(attn, dim=1) if attn else None
+        return torch.cat(tokens, dim=1), attention
+
+
+def sample_logits(logits: torch.Tensor, temperature: float = 0.0, top_k: int = 0,
+                  generator: torch.Generator | None = None) -> torch.Tensor:
+    """logits [B, V] -> token ids [B]: greedy at temperature 0, else sampled (top-k)."""
+    if temperature <= 0:
+        return logits.argmax(dim=-1)
+    logits = logits.float() / temperature
+    if top_k and top_k < logits.shape[-1]:
+        kth = logits.topk(top_k, dim=-1).values[:, -1:]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    probs = torch.softmax(logits, dim=-1)
+    return torch.multinomial(probs, 1, generator=generator)[:, 0]
+
+
+# ----------------------------------------------------------------------------- init
+
+
+def _scale_to_spectral_radius(block: torch.Tensor, radius: float) -> None:
+    current = torch.linalg.eigvals(block.double()).abs().max().item()
+    if current > 0:
+        block.mul_(radius / current)
+
+
+@torch.no_grad()
+def initialise(model: RecurrentModel, spec: ModelSpec) -> None:
+    init = spec.init
+    for _name, layer, rnn in model.recurrent_layers():
+        gates = CELL_GATES[layer.cell]
+        H = layer.hidden_size
+        for sfx in ("", "_reverse") if layer.bidirectional else ("",):
+            w_hh = getattr(rnn, f"weight_hh_l0{sfx}")  # [G*H, H]
+            b_ih = getattr(rnn, f"bias_ih_l0{sfx}")
+            b_hh = getattr(rnn, f"bias_hh_l0{sfx}")
+            blocks = w_hh.view(gates, H, H)
+            if init.recurrent == "orthogonal":
+                for g in range(gates):
+                    nn.init.orthogonal_(blocks[g])
+            elif init.recurrent == "identity":
+                # IRNN (Le, Jaitly & Hinton 2015): W_r = I, zero biases.
+                blocks.copy_(torch.eye(H).expand(gates, H, H))
+                b_ih.zero_()
+                b_hh.zero_()
+            if init.spectral_radius is not None:
+                for g in range(gates):
+                    _scale_to_spectral_radius(blocks[g], init.spectral_radius)
+            if layer.cell == "lstm":
+                # gate order i, f, g, o: the forget block is rows H..2H
+                b_ih[H:2 * H] = init.forget_bias
+                b_hh[H:2 * H] = 0.0
+
+
+def build_model(spec: ModelSpec, io: ModelIO) -> RecurrentModel:
+    return RecurrentModel(spec, io)

@@ -1,0 +1,39 @@
+"""Atomic file writes: a temp file in the same folder, fsync, then rename.
+
+A failed write (disk full, read-only folder, killed process) leaves the previous file
+exactly as it was. No torch, no Qt: every room uses these."""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+
+class SaveError(OSError):
+    """A file could not be written; the message names the file and the reason."""
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    path = Path(path)
+    folder = path.parent if str(path.parent) else Path(".")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+    except OSError as exc:
+        raise SaveError(f"cannot write {path}: {exc.strerror or exc}") from None
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise SaveError(f"cannot write {path}: {exc.strerror or exc}") from None
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))

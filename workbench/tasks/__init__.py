@@ -1,0 +1,29 @@
+"""The task registry: name -> "module:Class", imported only when a task is used.
+
+Each task family lives in its own module and adds one line here."""
+from __future__ import annotations
+
+import importlib
+
+from workbench.spec import Preset, SpecError
+
+TASKS: dict[str, str] = {
+    "adding": "workbench.tasks.adding:AddingTask",
+}
+
+
+def task_class(name: str):
+    try:
+        target = TASKS[name]
+    except KeyError:
+        known = ", ".join(sorted(TASKS))
+        raise SpecError("data.task", f"unknown task {name!r} (known tasks: {known})") from None
+    module, _, cls = target.partition(":")
+    return getattr(importlib.import_module(module), cls)
+
+
+def make_task(preset: Preset):
+    """The preset's task, with its options validated and the model checked against it."""
+    task = task_class(preset.data.task)(preset.data.options, preset.data.path, preset.train.seed)
+    task.check_model(preset.model)
+    return task
