@@ -7,6 +7,7 @@ Exit status: 0 success, 1 the run itself failed (e.g. a non-finite loss stopped 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -132,6 +133,7 @@ def cmd_train(args) -> int:
                              f"or choose another --run-dir")
     run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(run_dir / "preset.json", preset.to_json())
+    atomic_write_text(run_dir / "task.json", json.dumps(task.artifacts()) + "\n")
     trainer = Trainer(preset, run_dir=run_dir, task=task, resume=resume)
     progress = None
     last_probe: dict = {}
@@ -215,7 +217,8 @@ def cmd_gui(args) -> int:
     return run_app(args.file)
 
 
-# Further commands register here: name -> "module:function(subparsers)".
+# Further commands, each in its own module under workbench/commands/:
+# name -> "module:function", the function adding its subparser to ``sub``.
 EXTRA_COMMANDS: dict[str, str] = {}
 
 

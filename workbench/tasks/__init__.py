@@ -22,8 +22,15 @@ def task_class(name: str):
     return getattr(importlib.import_module(module), cls)
 
 
-def make_task(preset: Preset):
-    """The preset's task, with its options validated and the model checked against it."""
+def make_task(preset: Preset, artifacts: dict | None = None):
+    """The preset's task, with its options validated and the model checked against it.
+
+    With ``artifacts`` (a run's task.json) the task is restored for inference without
+    reading its data; otherwise it is prepared (its data read or generated)."""
     task = task_class(preset.data.task)(preset.data.options, preset.data.path, preset.train.seed)
     task.check_model(preset.model)
+    if artifacts is not None:
+        task.restore(artifacts)
+    else:
+        task.ensure_prepared()
     return task

@@ -66,9 +66,32 @@ class Task:
     lower_is_better: ClassVar[bool] = True
 
     def __init__(self, options: dict, path: str = "", seed: int = 0):
+        """Validate options only; cheap. Data is read by prepare()."""
         self.options = parse_options(self.Options, options)
         self.path = path
         self.seed = seed
+        self.prepared = False
+
+    # -- life cycle ------------------------------------------------------------------------
+    def prepare(self) -> None:
+        """Read or generate the data, build vocabularies and statistics. Raise
+        workbench.io.errors.DataError naming the file and line for bad data."""
+
+    def ensure_prepared(self) -> "Task":
+        if not self.prepared:
+            self.prepare()
+            self.prepared = True
+        return self
+
+    def artifacts(self) -> dict:
+        """What inference needs without the data (vocabularies, normalisation statistics),
+        as plain JSON. Written to RUN_DIR/task.json after prepare()."""
+        return {}
+
+    def restore(self, artifacts: dict) -> None:
+        """Instead of prepare(): take back artifacts() so the task can encode inputs and
+        decode outputs for a trained model, without reading the training data."""
+        self.prepared = True
 
     # -- shapes --------------------------------------------------------------------------
     def model_io(self) -> ModelIO:
