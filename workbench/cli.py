@@ -93,6 +93,10 @@ def cmd_presets(args) -> int:
             print(f"{path.stem}\t{p.data.task}\t{p.model.topology}\t{p.description}")
         except SpecError as exc:
             print(f"{path.stem}\t(invalid: {exc})")
+    from workbench.commands.presets import list_user_lines  # the user's own, marked [user]
+
+    for line in list_user_lines():
+        print(line)
     return EXIT_OK
 
 
@@ -127,6 +131,10 @@ def cmd_train(args) -> int:
     task = make_task(preset)  # validates data options and the file before any folder is made
     run_dir = Path(args.run_dir) if args.run_dir else default_run_dir(preset.name)
     resume = bool(args.resume)
+    from workbench.engine import distributed
+
+    if not distributed.is_main_process():  # torchrun rank > 0: trains in step with rank 0, writes nothing
+        return distributed.run_worker(Trainer(preset, run_dir=run_dir if resume else None, task=task, resume=resume))
     if run_dir.exists() and any(run_dir.iterdir()) and not resume:
         if (run_dir / "preset.json").exists():
             raise UsageError(f"run folder {run_dir} already holds a run; pass --resume to continue it "
@@ -141,9 +149,13 @@ def cmd_train(args) -> int:
     end: dict = {}
     start_record: dict = {}
     mode = "a" if resume else "w"
-    with open(run_dir / "metrics.jsonl", mode, encoding="utf-8") as metrics:
+    from workbench.runs import RunRecorder  # the run's row in the history: 'running' until it ends
+
+    with RunRecorder(preset, run_dir, source="cli", resume=resume) as history, \
+            open(run_dir / "metrics.jsonl", mode, encoding="utf-8") as metrics:
         try:
             for record in trainer.run():
+                history.observe(record)
                 metrics.write(record_to_json(record) + "\n")
                 kind = record["kind"]
                 if kind == "start":
@@ -163,7 +175,7 @@ def cmd_train(args) -> int:
                     if progress and not args.quiet:
                         progress.close()
                     print(f"warning: {record['message']}", file=sys.stderr)
-                elif kind == "eval":
+                elif kind in ("eval", "checkpoint"):  # a killed run keeps its metrics up to its checkpoint
                     metrics.flush()
                 elif kind == "end":
                     end = record
@@ -190,19 +202,7 @@ def cmd_train(args) -> int:
         print(f"gradient through time, {which}:")
         for line in gradstats.summary_lines(profiles):
             print("  " + line)
-    _record_run_history(preset, run_dir, start_record, end)
     return EXIT_OK if end.get("status") in ("finished", "stopped") else EXIT_FAILED
-
-
-def _record_run_history(preset, run_dir, start_record, end) -> None:
-    """Hook for the run history (workbench.runs), when that module is present."""
-    try:
-        from workbench import runs  # noqa: F401
-    except ImportError:
-        return
-    record = getattr(runs, "record_cli_run", None)
-    if record is not None:
-        record(preset, run_dir, start_record, end)
 
 
 def cmd_gui(args) -> int:
@@ -219,7 +219,11 @@ def cmd_gui(args) -> int:
 
 # Further commands, each in its own module under workbench/commands/:
 # name -> "module:function", the function adding its subparser to ``sub``.
-EXTRA_COMMANDS: dict[str, str] = {}
+EXTRA_COMMANDS: dict[str, str] = {
+    "eval": "workbench.commands.evaluate:register",
+    "runs": "workbench.commands.runs:register",
+    "export": "workbench.commands.export:register",
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -229,8 +233,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("gui", help="open the window (the default)")
     p.add_argument("file", nargs="?", help="a preset to open")
     p.set_defaults(func=cmd_gui)
-    p = sub.add_parser("presets", help="list the built-in presets, one a line, name first")
+    p = sub.add_parser("presets", help="list the presets (built-in, then the user's own marked [user]), one a line, "
+                       "name first; 'save', 'delete', 'folder' manage the user's own")
     p.set_defaults(func=cmd_presets)
+    from workbench.commands.presets import add_actions
+
+    add_actions(p)
     p = sub.add_parser("train", help="train a preset headless")
     p.add_argument("preset", help="a preset file, or the name of a built-in preset")
     p.add_argument("--steps", type=int, help="optimizer steps (sets train.steps)")

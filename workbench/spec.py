@@ -39,7 +39,10 @@ TOPOLOGY_LABELS = {
     "encoder_decoder": "Encoder-decoder",
     "one_to_many": "One-to-many",
 }
-INPUT_KINDS = ("embedding", "linear", "frames_linear", "frames_conv")
+# embedding_chars: a word embedding concatenated with a char-CNN summary of the word's
+# characters (x [B, T, 1 + C] long: column 0 the word id, columns 1.. its char ids, 0 = pad).
+INPUT_KINDS = ("embedding", "linear", "frames_linear", "frames_conv", "embedding_chars")
+CHAR_CONV_WIDTH = 3  # embedding_chars: the char-CNN's kernel width (characters)
 HEAD_KINDS = ("classification", "regression")
 RECURRENT_INITS = ("default", "orthogonal", "identity")
 OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
@@ -90,6 +93,9 @@ class InputSpec:
     embedding_dim: int = 64  # embedding: size of each token vector
     projection_size: int = 64  # linear / frames_linear: output size of the projection
     conv_channels: list[int] = field(default_factory=lambda: [16, 32])  # frames_conv
+    # embedding_chars: size of each character vector; the char-CNN has projection_size
+    # filters, so the word's vector is embedding_dim + projection_size wide.
+    char_embedding_dim: int = 16
 
 
 @dataclass
@@ -308,6 +314,10 @@ def validate_model(model: ModelSpec) -> None:
     _choice("model.input.kind", inp.kind, INPUT_KINDS)
     _int_range("model.input.embedding_dim", inp.embedding_dim, 1, MAX_EMBEDDING)
     _int_range("model.input.projection_size", inp.projection_size, 1, MAX_EMBEDDING)
+    _int_range("model.input.char_embedding_dim", inp.char_embedding_dim, 1, MAX_EMBEDDING)
+    if inp.kind == "embedding_chars" and model.topology == "one_to_many":
+        raise SpecError("model.input.kind", "a one-to-many model reads one item per row, not a sequence of "
+                        "words: 'embedding_chars' needs a sequence input")
     if inp.kind == "frames_conv":
         if not 1 <= len(inp.conv_channels) <= 6:
             raise SpecError("model.input.conv_channels", "needs between 1 and 6 conv layers")
@@ -486,10 +496,13 @@ class ModelIO:
 
     input_kind: "tokens" (ids [B,T]), "features" ([B,T,F]), "frames" ([B,T,C,H,W]),
     and for one-to-many the single input: "vector" ([B,F]), "class" ([B]), "image" ([B,C,H,W]).
+    With the 'embedding_chars' input, "tokens" come as [B,T,1+C]: word id, then its
+    characters' ids (char_vocab_size of them, 0 = padding).
     """
 
     input_kind: str = "features"
     vocab_size: int = 0  # tokens / class
+    char_vocab_size: int = 0  # tokens with characters (the 'embedding_chars' input)
     feature_size: int = 0  # features / vector
     frame_shape: tuple[int, int, int] = (0, 0, 0)  # frames / image: (C, H, W)
     output_size: int = 1  # classes, tokens, or regression targets per step
@@ -549,6 +562,11 @@ def _input_side(model: ModelSpec, io: ModelIO) -> tuple[int, int]:
     if inp.kind == "embedding":
         vocab = io.vocab_size
         return vocab * inp.embedding_dim, inp.embedding_dim
+    if inp.kind == "embedding_chars":
+        # word embedding + char embedding + char-CNN (kernel CHAR_CONV_WIDTH, with bias)
+        conv = inp.char_embedding_dim * CHAR_CONV_WIDTH * inp.projection_size + inp.projection_size
+        params = io.vocab_size * inp.embedding_dim + io.char_vocab_size * inp.char_embedding_dim + conv
+        return params, inp.embedding_dim + inp.projection_size
     if inp.kind == "linear":
         f = io.feature_size
         return f * inp.projection_size + inp.projection_size, inp.projection_size

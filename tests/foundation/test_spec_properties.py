@@ -36,11 +36,11 @@ junk = st.one_of(st.none(), st.booleans(), st.integers(-10**12, 10**12), st.floa
 
 
 def _io(m: dict) -> ModelIO:
-    kind = {"embedding": "tokens", "linear": "features"}.get(m["input"]["kind"], "frames")
+    kind = {"embedding": "tokens", "embedding_chars": "tokens", "linear": "features"}.get(m["input"]["kind"], "frames")
     if m["topology"] == "one_to_many":
         kind = {"tokens": "class", "features": "vector", "frames": "image"}[kind]
-    return ModelIO(input_kind=kind, vocab_size=7, feature_size=3, frame_shape=(1, 4, 4), output_size=5,
-                   output_vocab_size=6)
+    return ModelIO(input_kind=kind, vocab_size=7, char_vocab_size=5, feature_size=3, frame_shape=(1, 4, 4),
+                   output_size=5, output_vocab_size=6)
 
 
 def _inputs(m: dict):
@@ -48,6 +48,8 @@ def _inputs(m: dict):
     lead = (2,) if topo == "one_to_many" else (2, 4)
     if k == "embedding":
         x = torch.randint(0, 7, lead)
+    elif k == "embedding_chars":  # word id, then 3 char ids (0 = padding)
+        x = torch.cat([torch.randint(0, 7, (*lead, 1)), torch.randint(0, 5, (*lead, 3))], dim=-1)
     elif k == "linear":
         x = torch.randn(*lead, 3)
     else:

@@ -4,7 +4,9 @@ A run folder holds:
   preset.json                     the exact resolved preset
   model.safetensors               the final (or latest) weights, preset in its metadata
   checkpoints/step-NNNNNNNN.safetensors   weights at that step
-  checkpoints/step-NNNNNNNN.optim.pt      optimizer/scaler state + RNG (torch.load weights_only=True)
+  checkpoints/step-NNNNNNNN.optim.pt      optimizer/scaler state, RNG states and the trainer's
+                                          own state (data position, TBPTT carry), read back
+                                          with torch.load(weights_only=True)
   checkpoints/step-NNNNNNNN.json          the commit marker: written last, so a checkpoint
                                           without it is incomplete and is ignored
 Every file is written to a temp name and renamed, so a killed process leaves either the
@@ -84,7 +86,10 @@ def _stem(run_dir: Path, step: int) -> Path:
 
 
 def save_checkpoint(run_dir: Path, step: int, model, optimizer, scaler, preset: Preset,
-                    generator: torch.Generator | None = None, final: bool = False) -> Path:
+                    generator: torch.Generator | None = None, final: bool = False,
+                    extra: dict | None = None) -> Path:
+    """``extra``: the trainer's own state (plain values and tensors only), returned by
+    ``restore_checkpoint`` under "trainer"."""
     run_dir = Path(run_dir)
     stem = _stem(run_dir, step)
     save_weights(stem.with_suffix(".safetensors"), model, preset)
@@ -94,6 +99,10 @@ def save_checkpoint(run_dir: Path, step: int, model, optimizer, scaler, preset: 
     if generator is not None:
         state["generator"] = generator.get_state()
     state["torch_rng"] = torch.get_rng_state()
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda_rng"] = torch.cuda.get_rng_state_all()
+    if extra is not None:
+        state["trainer"] = extra
     buffer = io.BytesIO()
     torch.save(state, buffer)
     atomic_write_bytes(stem.with_suffix(".optim.pt"), buffer.getvalue())
@@ -132,20 +141,35 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
 
 def load_checkpoint(stem: Path, model, optimizer, scaler=None, generator: torch.Generator | None = None) -> int:
     """Restore weights, optimizer (and scaler, RNG) from a checkpoint; returns its step."""
+    return int(restore_checkpoint(stem, model, optimizer, scaler, generator)["step"])
+
+
+def restore_checkpoint(stem: Path, model, optimizer, scaler=None, generator: torch.Generator | None = None) -> dict:
+    """Like load_checkpoint, but returns the whole saved state: "step", and "trainer"
+    (the ``extra`` given to save_checkpoint, {} if none)."""
     stem = Path(stem)
     load_weights(Path(str(stem) + ".safetensors"), model)
     try:
         state = torch.load(Path(str(stem) + ".optim.pt"), map_location="cpu", weights_only=True)
     except Exception as exc:  # corrupt or hostile: weights_only refuses code
         raise WeightsError(f"{stem}.optim.pt is not a valid checkpoint ({exc})") from None
-    optimizer.load_state_dict(state["optimizer"])
+    if not isinstance(state, dict) or "optimizer" not in state or "step" not in state:
+        raise WeightsError(f"{stem}.optim.pt is not a valid checkpoint (no optimizer state or step)")
+    try:
+        optimizer.load_state_dict(state["optimizer"])
+    except (ValueError, KeyError, RuntimeError) as exc:
+        raise WeightsError(f"{stem}.optim.pt does not fit this model's optimizer ({exc})") from None
     if scaler is not None and "scaler" in state:
         scaler.load_state_dict(state["scaler"])
     if generator is not None and "generator" in state:
         generator.set_state(state["generator"])
     if "torch_rng" in state:
         torch.set_rng_state(state["torch_rng"])
-    return int(state["step"])
+    cuda_rng = state.get("cuda_rng")
+    if cuda_rng is not None and torch.cuda.is_available() and len(cuda_rng) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(cuda_rng)
+    state.setdefault("trainer", {})
+    return state
 
 
 def preset_from_weights(path: Path) -> Preset | None:

@@ -43,6 +43,9 @@ def summary_lines(profiles: dict[str, np.ndarray]) -> list[str]:
     lines = []
     for name, profile in profiles.items():
         d = fit_decay(profile)
-        lines.append(f"{name}: ||dL/dh_1|| / ||dL/dh_T|| = {d.ratio_first_last:.3g}; "
+        ratio = f"{d.ratio_first_last:.3g}"
+        if d.ratio_first_last == 0:
+            ratio = "0 (||dL/dh_1|| underflowed: below the float range)"
+        lines.append(f"{name}: ||dL/dh_1|| / ||dL/dh_T|| = {ratio}; "
                      f"x{d.factor_per_step:.4g} per step, {d.describe()}")
     return lines

@@ -8,8 +8,9 @@ cuDNN runs it on a GPU and every layer boundary is a tensor the trainer can obse
   on them; after backward, ``tap.grad`` is dL/dx_t^l for every t, which the fused
   kernel's backward computed anyway (it includes the recurrent path inside the layer).
 - ``unrolled=True``: the recurrent stacks run the cell equations step by step with the
-  very same parameters and record every hidden state h_t^l (retain_grad'ed). That is
-  the exact-probe replica: its h_t.grad is the total dL/dh_t, recurrent path included.
+  very same parameters and record every hidden state h_t^l (graph nodes). That is the
+  exact-probe replica: autograd.grad(loss, h_t) is the total dL/dh_t, recurrent path
+  included.
   It is slow (a Python loop over time) and only ever runs on one sampled batch.
 """
 from __future__ import annotations
@@ -20,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from workbench.spec import CELL_GATES, LayerSpec, ModelIO, ModelSpec, conv_output_shape
+from workbench.spec import CELL_GATES, CHAR_CONV_WIDTH, LayerSpec, ModelIO, ModelSpec, conv_output_shape
 
 _RNN_CLASSES = {"rnn_tanh": nn.RNN, "rnn_relu": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
 
@@ -37,18 +38,22 @@ def _make_rnn(layer: LayerSpec, input_size: int) -> nn.RNNBase:
 
 
 def _cell_step(cell: str, gi_t: torch.Tensor, h: torch.Tensor, c: torch.Tensor | None,
-               w_hh: torch.Tensor, b_hh: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """One step of PyTorch's own cell equations. gi_t = x_t W_ih^T + b_ih  [B, G*H]."""
-    gh = F.linear(h, w_hh, b_hh)  # [B, G*H]
+               w_hh_t: torch.Tensor, b_hh: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """One step of PyTorch's own cell equations.
+
+    gi_t = x_t W_ih^T + b_ih [B, G*H], with b_hh already folded in for the cells whose
+    equations only ever add it (rnn/lstm; then ``b_hh`` is None); w_hh_t = W_hh^T [H, G*H].
+    addmm keeps it to one kernel per matrix product: the probe is launch-bound."""
     if cell == "rnn_tanh":
-        return torch.tanh(gi_t + gh), None
+        return torch.tanh(torch.addmm(gi_t, h, w_hh_t)), None
     if cell == "rnn_relu":
-        return torch.relu(gi_t + gh), None
+        return torch.relu(torch.addmm(gi_t, h, w_hh_t)), None
     if cell == "lstm":
-        i, f, g, o = (gi_t + gh).chunk(4, dim=-1)
+        i, f, g, o = torch.addmm(gi_t, h, w_hh_t).chunk(4, dim=-1)
         c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
         return torch.sigmoid(o) * torch.tanh(c), c
-    # gru
+    # gru: b_hn sits inside r * (W_hn h + b_hn), so b_hh is added here, not folded
+    gh = torch.addmm(b_hh, h, w_hh_t)  # [B, 3H]
     ir, iz, in_ = gi_t.chunk(3, dim=-1)
     hr, hz, hn = gh.chunk(3, dim=-1)
     r = torch.sigmoid(ir + hr)
@@ -61,7 +66,9 @@ def unrolled_layer(rnn: nn.RNNBase, cell: str, x: torch.Tensor, state=None):
     """Run a single-layer RNN module step by step with its own parameters.
 
     x: [B, T, In]. Returns (output [B, T, D*H], final state as the module returns it,
-    hidden states: list over directions of lists over t of h_t [B, H], each retaining grad).
+    hidden states: list over directions of lists over t of h_t [B, H]). The h_t are
+    graph nodes: torch.autograd.grad(loss, h_t) is the total dL/dh_t, recurrent path
+    included (the probe asks for exactly that; no retain_grad needed).
     """
     B, T, _ = x.shape
     H = rnn.hidden_size
@@ -80,14 +87,14 @@ def unrolled_layer(rnn: nn.RNNBase, cell: str, x: torch.Tensor, state=None):
         w_hh = getattr(rnn, f"weight_hh_l0{sfx}")
         b_ih = getattr(rnn, f"bias_ih_l0{sfx}")
         b_hh = getattr(rnn, f"bias_hh_l0{sfx}")
-        gi = F.linear(x, w_ih, b_ih)  # [B, T, G*H], all steps at once
+        fold = cell != "gru"
+        gi = F.linear(x, w_ih, b_ih + b_hh if fold else b_ih)  # [B, T, G*H], all steps at once
+        w_hh_t = w_hh.t()  # [H, G*H]
         h, c = h0[d], (c0[d] if c0 is not None else None)
         order = range(T - 1, -1, -1) if d else range(T)
         states: list[torch.Tensor | None] = [None] * T
         for t in order:
-            h, c = _cell_step(cell, gi[:, t], h, c, w_hh, b_hh)
-            if h.requires_grad:
-                h.retain_grad()
+            h, c = _cell_step(cell, gi[:, t], h, c, w_hh_t, None if fold else b_hh)
             states[t] = h
         outputs.append(torch.stack(states, dim=1))  # [B, T, H]
         finals_h.append(h)
@@ -186,10 +193,47 @@ class FrameEncoder(nn.Module):
         return self.proj(x).reshape(*lead, -1)
 
 
+class WordCharEmbedding(nn.Module):
+    """The 'embedding_chars' input: x [B, T, 1 + C] long (column 0 the word id, columns
+    1.. the word's character ids, 0 = padding) -> [B, T, E + P]: the word's embedding
+    next to a char-CNN summary (max over the word's characters of a width-3 convolution
+    with P filters; Ma & Hovy 2016), which gives rare and unseen words a vector from
+    their spelling (suffixes, capitals, digits, hyphens)."""
+
+    def __init__(self, vocab_size: int, embedding_dim: int, char_vocab_size: int, char_dim: int, filters: int):
+        super().__init__()
+        self.words = nn.Embedding(vocab_size, embedding_dim)
+        self.chars = nn.Embedding(char_vocab_size, char_dim)
+        self.conv = nn.Conv1d(char_dim, filters, CHAR_CONV_WIDTH, padding=CHAR_CONV_WIDTH // 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        B, T, C1 = x.shape
+        words = self.words(x[..., 0])  # [B, T, E]
+        chars = x[..., 1:].reshape(B * T, C1 - 1)  # [N, C]
+        feats = self.conv(self.chars(chars).transpose(1, 2))  # [N, P, C]
+        real = (chars != 0).unsqueeze(1)  # [N, 1, C]: padding never wins the max
+        feats = feats.masked_fill(~real, float("-inf")).amax(dim=-1)  # [N, P]
+        feats = torch.where(torch.isfinite(feats), feats, torch.zeros_like(feats))  # all-padding words -> 0
+        return torch.cat([words, feats.reshape(B, T, -1)], dim=-1)
+
+
+def input_width(spec: ModelSpec) -> int:
+    """Width of the vectors the input side feeds to the first recurrent layer."""
+    inp = spec.input
+    if inp.kind == "embedding":
+        return inp.embedding_dim
+    if inp.kind == "embedding_chars":
+        return inp.embedding_dim + inp.projection_size
+    return inp.projection_size
+
+
 def _input_module(model: ModelSpec, io: ModelIO) -> nn.Module:
     inp = model.input
     if inp.kind == "embedding":
         return nn.Embedding(io.vocab_size, inp.embedding_dim)
+    if inp.kind == "embedding_chars":
+        return WordCharEmbedding(io.vocab_size, inp.embedding_dim, io.char_vocab_size,
+                                 inp.char_embedding_dim, inp.projection_size)
     if inp.kind == "linear":
         return nn.Linear(io.feature_size, inp.projection_size)
     return FrameEncoder(inp.kind, io.frame_shape, inp.projection_size, inp.conv_channels)
@@ -260,7 +304,7 @@ class RecurrentModel(nn.Module):
         self.io = io
         self.topology = spec.topology
         self.input_side = _input_module(spec, io)
-        width = spec.input.embedding_dim if spec.input.kind == "embedding" else spec.input.projection_size
+        width = input_width(spec)
         self.decoder = None
         self.bridge = None
         self.target_embedding = None
@@ -314,7 +358,16 @@ class RecurrentModel(nn.Module):
         return self.input_side(x)
 
     def forward(self, x: torch.Tensor, y_in: torch.Tensor | None = None,
-                lengths: torch.Tensor | None = None, unrolled: bool = False) -> torch.Tensor:
+                lengths: torch.Tensor | None = None, unrolled: bool = False, *,
+                initial_states: list | None = None, return_states: bool = False):
+        """See the class docstring for shapes. many_to_one / many_to_many only (truncated
+        BPTT carries the state between chunks of one long sequence):
+        ``initial_states``: per recurrent layer, the state to start from, as the layer's
+        module takes it (h [D, B, H], or (h, c) for an LSTM); None = zeros.
+        ``return_states``: return (output, final states per layer) instead of output."""
+        if (initial_states is not None or return_states) and self.topology not in ("many_to_one", "many_to_many"):
+            raise ValueError(f"initial_states/return_states are for many_to_one and many_to_many models, "
+                             f"not {self.topology}")
         probe = Probe() if (self.tap_inputs or unrolled) else None
         self.probe = probe
         top_bidir = self.spec.layers[-1].bidirectional
@@ -325,11 +378,13 @@ class RecurrentModel(nn.Module):
             out, _ = self._run(self.encoder, self.target_embedding(y_in), initial, probe, unrolled, "layers")
             return self.head(out)
         feats = self.encode_input(x)  # [B, T, D]
-        out, _ = self._run(self.encoder, feats, None, probe, unrolled, "layers")
+        out, finals = self._run(self.encoder, feats, initial_states, probe, unrolled, "layers")
         if self.topology == "many_to_one":
-            return self.head(summarise(out, top_bidir, lengths))
+            result = self.head(summarise(out, top_bidir, lengths))
+            return (result, finals) if return_states else result
         if self.topology == "many_to_many":
-            return self.head(out)
+            result = self.head(out)
+            return (result, finals) if return_states else result
         # encoder_decoder
         if y_in is None:
             raise ValueError("encoder-decoder forward needs y_in (teacher-forced decoder inputs)")

@@ -10,8 +10,18 @@ Two views, both reduced on the device to [T] per layer before anything moves to 
   the recurrence unrolled, so the model's unrolled replica (same parameters, a Python
   loop over t) runs on one batch; ``torch.autograd.grad`` with respect to the recorded
   h_t gives exactly the total gradient and leaves the parameters' .grad untouched.
+  Bidirectional layers report the norm of the concatenated state [h_fwd_t; h_bwd_t];
+  for an LSTM h_t is the hidden state (the cell state c_t is not included).
+
+Both are means over every row of the batch, padded rows included (a padded step's
+gradient is zero, which is what it is).
+
+The ``*_tensors`` functions leave their results on the device so that the trainer can
+move everything a step produces to the host in one transfer (see ``to_host``).
 """
 from __future__ import annotations
+
+from typing import Callable
 
 import numpy as np
 import torch
@@ -19,81 +29,151 @@ import torch
 from workbench.engine.model import RecurrentModel
 
 
-def tap_grad_norms(model: RecurrentModel) -> dict[str, np.ndarray]:
-    """After backward on a forward with ``model.tap_inputs``: layer -> [T] numpy."""
+# ----------------------------------------------------------------------------- taps
+
+
+def tap_grad_norm_tensors(model: RecurrentModel) -> list[tuple[str, torch.Tensor]]:
+    """After backward on a forward with ``model.tap_inputs`` (taps retain_grad'ed):
+    [(layer name, mean_b ||dL/dx_t|| as a [T] tensor (>= float32) on the device)]."""
     probe = model.probe
     if probe is None or not probe.taps:
-        return {}
-    norms = []
-    for tap in probe.taps:
-        if tap.grad is None:
-            norms.append(torch.zeros(tap.shape[1], device=tap.device))
+        return []
+    out = []
+    for name, tap in zip(probe.layer_names, probe.taps):
+        if tap.grad is None:  # the loss does not depend on this layer's input
+            out.append((name, torch.zeros(tap.shape[1], device=tap.device)))
         else:
-            norms.append(tap.grad.float().norm(dim=-1).mean(dim=0))  # [B, T, In] -> [T]
-    # One transfer for all layers where lengths agree; else one per layer.
-    host = _to_host(norms)
-    return dict(zip(probe.layer_names, host))
+            # [B, T, In] -> [B, T] -> [T], in at least float32 (bf16/fp16 grads would round)
+            dtype = torch.promote_types(tap.grad.dtype, torch.float32)
+            norms = torch.linalg.vector_norm(tap.grad, dim=-1, dtype=dtype)
+            out.append((name, norms.mean(dim=0)))
+    return out
 
 
-def _to_host(tensors: list[torch.Tensor]) -> list[np.ndarray]:
-    if len({t.shape[0] for t in tensors}) == 1:
-        return list(torch.stack(tensors).cpu().numpy())
-    return [t.cpu().numpy() for t in tensors]
+def tap_grad_norms(model: RecurrentModel) -> dict[str, np.ndarray]:
+    """Host version of ``tap_grad_norm_tensors``: layer -> [T] numpy."""
+    return to_host(dict(tap_grad_norm_tensors(model)))
 
 
-def exact_hidden_grad_norms(model: RecurrentModel, loss_fn, batch) -> dict[str, np.ndarray]:
-    """Run the unrolled replica on ``batch``; layer -> [T] mean_b ||dL/dh_t|| (numpy).
+# ----------------------------------------------------------------------------- parameters
 
-    ``loss_fn(output, batch)`` is the task's loss. Bidirectional layers report the norm
-    of the concatenated state [h_fwd_t; h_bwd_t]."""
+PARAM_GROUPS = ("forward", "recurrent", "bias")
+
+
+def _param_group(pname: str) -> str:
+    if pname.startswith("weight_ih"):
+        return "forward"  # W_f
+    if pname.startswith("weight_hh"):
+        return "recurrent"  # W_r
+    return "bias"
+
+
+@torch.no_grad()
+def param_grad_norm_tensors(model: RecurrentModel) -> tuple[list[tuple[str, str]], torch.Tensor | None]:
+    """Per recurrent layer and group (forward W_ih / recurrent W_hh / bias), the L2 norm
+    of the gradients, both directions together: (keys [(layer, group)], float32 [K])."""
+    keys = [(layer, group) for layer, _spec, _rnn in model.recurrent_layers() for group in PARAM_GROUPS]
+    grads, index = [], []
+    for li, (_layer, _spec, rnn) in enumerate(model.recurrent_layers()):
+        for pname, p in rnn.named_parameters():
+            if p.grad is not None:
+                grads.append(p.grad)
+                index.append(li * len(PARAM_GROUPS) + PARAM_GROUPS.index(_param_group(pname)))
+    if not keys:
+        return [], None
+    device = next(model.parameters()).device
+    squares = torch.zeros(len(keys), device=device, dtype=torch.float32)
+    if grads:
+        # one multi-tensor kernel for all norms, then sum the squares per group
+        norms = torch.stack([n.float() for n in torch._foreach_norm(grads)])
+        squares.index_add_(0, _index_tensor(tuple(index), device), norms.pow(2))
+    return keys, squares.sqrt()
+
+
+_INDEX_CACHE: dict = {}
+
+
+def _index_tensor(index: tuple[int, ...], device: torch.device) -> torch.Tensor:
+    """The group index as a device tensor, made once (not a host-to-device copy per step)."""
+    key = (index, str(device))
+    if key not in _INDEX_CACHE:
+        if len(_INDEX_CACHE) > 64:
+            _INDEX_CACHE.clear()
+        _INDEX_CACHE[key] = torch.tensor(index, device=device)
+    return _INDEX_CACHE[key]
+
+
+def param_grad_norms(model: RecurrentModel) -> dict[str, dict[str, float]]:
+    """Host version: layer -> {"forward": ..., "recurrent": ..., "bias": ...}."""
+    keys, values = param_grad_norm_tensors(model)
+    if values is None:
+        return {}
+    return unpack_param_norms(keys, values.cpu().numpy())
+
+
+def unpack_param_norms(keys: list[tuple[str, str]], values: np.ndarray) -> dict[str, dict[str, float]]:
+    out: dict[str, dict[str, float]] = {}
+    for (layer, group), v in zip(keys, values):
+        out.setdefault(layer, {})[group] = float(v)
+    return out
+
+
+# ----------------------------------------------------------------------------- exact probe
+
+
+def exact_hidden_grad_norm_tensors(model: RecurrentModel,
+                                   compute_loss: Callable[[], torch.Tensor]) -> dict[str, torch.Tensor]:
+    """``compute_loss()`` runs the model with ``unrolled=True`` (its last forward call is
+    the one probed) and returns the loss. Returns layer -> mean_b ||dL/dh_t|| [T] on the
+    device. Parameters' .grad are not touched."""
     was_tapping = model.tap_inputs
     model.tap_inputs = False
     try:
         with torch.enable_grad():
-            output = model(batch.x, batch.y_in, batch.lengths, unrolled=True)
+            loss = compute_loss()
             probe = model.probe
-            loss = loss_fn(output, batch)
+            if probe is None or not probe.states:
+                raise RuntimeError("the probe's loss must come from a forward with unrolled=True")
             flat = [h for layer in probe.states for direction in layer for h in direction]
             grads = torch.autograd.grad(loss, flat, allow_unused=True)
     finally:
         model.tap_inputs = was_tapping
         model.probe = None
-    norms, k = [], 0
-    for layer in probe.states:
+    norms, k = {}, 0
+    for name, layer in zip(probe.layer_names, probe.states):
         squared = None
         for direction in layer:
             g = [grads[k + t] if grads[k + t] is not None else torch.zeros_like(direction[t])
                  for t in range(len(direction))]
             k += len(direction)
-            sq = torch.stack(g, dim=1).float().pow(2).sum(dim=-1)  # [B, T]
+            sq = torch.stack(g, dim=1).pow(2).sum(dim=-1)  # [B, T, H] -> [B, T]
             squared = sq if squared is None else squared + sq
-        norms.append(squared.sqrt().mean(dim=0))  # [T]
-    return dict(zip(probe.layer_names, _to_host(norms)))
+        norms[name] = squared.sqrt().mean(dim=0)  # [T]
+    return norms
 
 
-@torch.no_grad()
-def param_grad_norms(model: RecurrentModel) -> dict[str, dict[str, float]]:
-    """Per recurrent layer: norms of the forward (W_f = W_ih), recurrent (W_r = W_hh) and
-    bias gradients, both directions together."""
-    names, values = [], []
-    for layer_name, _spec, rnn in model.recurrent_layers():
-        groups = {"forward": [], "recurrent": [], "bias": []}
-        for pname, p in rnn.named_parameters():
-            if p.grad is None:
-                continue
-            key = "forward" if pname.startswith("weight_ih") else "recurrent" if pname.startswith("weight_hh") else "bias"
-            groups[key].append(p.grad.float().pow(2).sum())
-        for key, parts in groups.items():
-            names.append((layer_name, key))
-            values.append(torch.stack(parts).sum().sqrt() if parts else torch.zeros((), device=_device(model)))
-    if not values:
+def exact_hidden_grad_norms(model: RecurrentModel, loss_fn, batch) -> dict[str, np.ndarray]:
+    """Run the unrolled replica on ``batch``; layer -> [T] mean_b ||dL/dh_t|| (numpy).
+    ``loss_fn(output, batch)`` is the task's loss."""
+    def compute_loss():
+        output = model(batch.x, batch.y_in, batch.lengths, unrolled=True)
+        return loss_fn(output, batch)
+
+    return to_host(exact_hidden_grad_norm_tensors(model, compute_loss))
+
+
+# ----------------------------------------------------------------------------- host
+
+
+def to_host(tensors: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
+    """{name: [n_i] device tensor} -> {name: numpy float64 [n_i]} in a single transfer."""
+    if not tensors:
         return {}
-    host = torch.stack(values).cpu().numpy()
-    out: dict[str, dict[str, float]] = {}
-    for (layer_name, key), v in zip(names, host):
-        out.setdefault(layer_name, {})[key] = float(v)
+    names = list(tensors)
+    flat = torch.cat([tensors[n].reshape(-1).double() for n in names]).cpu().numpy()
+    out, at = {}, 0
+    for n in names:
+        size = tensors[n].numel()
+        out[n] = flat[at:at + size]
+        at += size
     return out
-
-
-def _device(model: torch.nn.Module) -> torch.device:
-    return next(model.parameters()).device

@@ -6,14 +6,32 @@ stream. Between steps it honours a TrainControl (pause / resume / stop), so a st
 takes effect within one step.
 
 Record kinds (``record["kind"]``):
-  start       device, parameters, model_io summary, resumed_from
+  start       device, precision, parameters, total_steps, step, resumed_from, layers, ...
   step        step, loss, lr, time_s, units_per_s, grad_norm, grad_norm_clipped, clipped,
-              [timestep_grad_norms {layer: [T]}, param_grad_norms {layer: {...}}] every log_every
-  probe       step, hidden_grad_norms {layer: [T]}  (exact dL/dh_t, every probe_every)
+              epoch; every ``train.log_every`` steps also timestep_grad_norms {layer: [T]}
+              and param_grad_norms {layer: {forward, recurrent, bias}}; with fp16 a step
+              the grad scaler skipped has scaler_skipped True
+  probe       step, hidden_grad_norms {layer: [T]} (exact dL/dh_t), time_s
   eval        step, val_loss and the task's metrics
-  non_finite  step, what ("loss" / "gradients"), action ("skipped" / "stopped")
-  checkpoint  step, path
-  end         step, status ("finished" / "stopped" / "failed"), final metrics, message
+  non_finite  step, what ("loss" / "gradients"), action ("skipped" / "stopped"),
+              restored (the weights were rolled back), message
+  checkpoint  step, path, final
+  end         step, status ("finished" / "stopped" / "failed"), time_s, last_loss,
+              metrics, message
+
+What a step costs beyond bare PyTorch: everything it reports (loss, gradient norms,
+the layer-input gradient norms and per-layer parameter norms) is reduced on the device
+and moved to the host in ONE transfer, which is also the step's only synchronisation
+(the non-finite guard needs the loss before the optimizer step). The exact probe is
+sampled every ``probe_every`` steps, and postponed whenever the time spent probing would
+exceed ``probe_budget`` (5%) of the training time so far.
+
+Truncated BPTT (``train.tbptt`` > 0, many_to_one / many_to_many only): each batch's time
+axis is cut into chunks of that length and the hidden state is carried, detached, from
+one chunk to the next. many_to_many: one optimizer step per chunk. many_to_one: the
+target is at the end, so one step per batch whose gradient reaches back at most
+``tbptt`` steps from each row's last step. The instrumentation then describes the last
+chunk of the step.
 """
 from __future__ import annotations
 
@@ -30,15 +48,17 @@ import numpy as np
 import torch
 
 from workbench.engine import checkpoint as ckpt
+from workbench.engine import distributed
 from workbench.engine.model import RecurrentModel, build_model
-from workbench.engine.probe import exact_hidden_grad_norms, param_grad_norms, tap_grad_norms
-from workbench.spec import Preset, TrainSpec
+from workbench.engine.probe import (exact_hidden_grad_norm_tensors, param_grad_norm_tensors,
+                                    tap_grad_norm_tensors, to_host, unpack_param_norms)
+from workbench.spec import Preset, SpecError, TrainSpec
 from workbench.tasks import make_task
 from workbench.tasks.base import Batch, Task
 
 
 class TrainingError(RuntimeError):
-    """Training cannot go on (e.g. out of memory); the message says what to change."""
+    """Training cannot go on (e.g. out of memory, no such device); the message says what to change."""
 
 
 class TrainControl:
@@ -72,17 +92,24 @@ class TrainControl:
             pass
 
 
+def _mps_available() -> bool:
+    mps = getattr(torch.backends, "mps", None)
+    return bool(mps is not None and mps.is_available())
+
+
 def resolve_device(name: str) -> torch.device:
+    """train.device -> a torch device: auto = CUDA if present, else Apple MPS, else CPU."""
     if name == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
-        mps = getattr(torch.backends, "mps", None)
-        if mps is not None and mps.is_available():
+        if _mps_available():
             return torch.device("mps")
         return torch.device("cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise TrainingError("train.device is 'cuda' but no CUDA GPU is available here; use 'auto' or 'cpu'")
-    if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        why = ("this PyTorch was built without CUDA" if torch.version.cuda is None
+               else "no CUDA GPU is visible (driver or CUDA_VISIBLE_DEVICES?)")
+        raise TrainingError(f"train.device is {name!r} but {why}; use 'auto' or 'cpu'")
+    if name == "mps" and not _mps_available():
         raise TrainingError("train.device is 'mps' but Apple's Metal backend is not available here; use 'auto' or 'cpu'")
     return torch.device(name)
 
@@ -94,23 +121,29 @@ def make_optimizer(params, train: TrainSpec) -> torch.optim.Optimizer:
         return torch.optim.Adam(params, lr=train.lr, weight_decay=train.weight_decay)
     if train.optimizer == "adamw":
         return torch.optim.AdamW(params, lr=train.lr, weight_decay=train.weight_decay)
-    return torch.optim.RMSprop(params, lr=train.lr, momentum=train.momentum, weight_decay=train.weight_decay)
+    if train.optimizer == "rmsprop":
+        return torch.optim.RMSprop(params, lr=train.lr, momentum=train.momentum, weight_decay=train.weight_decay)
+    raise SpecError("train.optimizer", f"unknown optimizer {train.optimizer!r}")
 
 
 def lr_factor(train: TrainSpec, step: int, total: int) -> float:
-    """Multiplier on train.lr at optimizer step ``step`` (0-based): warm-up, then schedule."""
+    """Multiplier on train.lr at optimizer step ``step`` (0-based): linear warm-up over
+    ``warmup_steps`` (from 1/warmup up to 1), then the schedule, counted from the end of
+    the warm-up: constant; cosine from 1 down to 0 at ``total``; or ``gamma`` every
+    ``step_size`` steps."""
     if train.warmup_steps and step < train.warmup_steps:
         return (step + 1) / train.warmup_steps
+    after = max(step - train.warmup_steps, 0)
     if train.schedule == "cosine":
         span = max(total - train.warmup_steps, 1)
-        progress = min(max(step - train.warmup_steps, 0) / span, 1.0)
-        return 0.5 * (1.0 + math.cos(math.pi * progress))
+        return 0.5 * (1.0 + math.cos(math.pi * min(after / span, 1.0)))
     if train.schedule == "step":
-        return train.gamma ** (max(step - train.warmup_steps, 0) // train.step_size)
+        return train.gamma ** (after // train.step_size)
     return 1.0
 
 
 def seed_everything(seed: int) -> torch.Generator:
+    """Seed torch (weights, dropout) and numpy; returns the data generator (CPU)."""
     torch.manual_seed(seed)
     np.random.seed(seed % 2**32)
     return torch.Generator().manual_seed(seed)
@@ -119,30 +152,103 @@ def seed_everything(seed: int) -> torch.Generator:
 @dataclass
 class TrainerState:
     step: int = 0  # optimizer steps done
-    epoch: int = 0
+    epoch: int = 0  # passes over the data completed
     best_val: float | None = None
     last_eval: dict = field(default_factory=dict)
+    last_probe_step: int = 0
+
+
+class _DataCursor:
+    """Where the trainer is in the task's batch stream, in a form that can be saved and
+    replayed exactly: the data generator's state when the current iterator was made
+    (the start of the epoch, or of the run for endless data) and how many batches have
+    been drawn from it since. Resuming replays those draws, so the stream continues
+    exactly as it would have, whatever the task's iterator keeps to itself."""
+
+    def __init__(self, task: Task, batch_size: int, generator: torch.Generator):
+        self.task, self.batch_size, self.generator = task, batch_size, generator
+        self.anchor: torch.Tensor | None = None
+        self.position = 0
+        self._iter: Iterator[Batch] | None = None
+
+    def start(self) -> None:
+        self.anchor = self.generator.get_state()
+        self.position = 0
+        self._iter = iter(self.task.train_batches(self.batch_size, self.generator))
+
+    def next(self) -> Batch | None:
+        """The next batch, or None at the end of an epoch."""
+        if self._iter is None:
+            self.start()
+        try:
+            batch = next(self._iter)
+        except StopIteration:
+            return None
+        self.position += 1
+        return batch
+
+    def restore(self, anchor: torch.Tensor, position: int) -> None:
+        self.generator.set_state(anchor)
+        self.start()
+        for _ in range(position):
+            if self.next() is None:
+                break
+
+
+@dataclass
+class _Work:
+    """One optimizer step's worth of data: ``loss()`` runs the forward pass and returns
+    the loss; ``probe_loss()`` does the same through the unrolled replica."""
+
+    loss: Callable[[], torch.Tensor]
+    probe_loss: Callable[[], torch.Tensor]
+    units: int
+
+
+def _slice_time(t: torch.Tensor | None, s: int, e: int) -> torch.Tensor | None:
+    return None if t is None else t[:, s:e]
+
+
+def _detach_states(states: list) -> list:
+    return [tuple(x.detach() for x in s) if isinstance(s, tuple) else s.detach() for s in states]
 
 
 class Trainer:
-    """Train ``preset``'s model on its task. Iterate ``run()`` for the records."""
+    """Train ``preset``'s model on its task. Iterate ``run()`` for the records.
+
+    ``probe_budget``: the largest share of training time the exact probe may take (it
+    is postponed past ``probe_every`` when it would take more); None = probe exactly
+    every ``probe_every`` steps."""
 
     def __init__(self, preset: Preset, run_dir: str | Path | None = None, control: TrainControl | None = None,
                  task: Task | None = None, resume: bool = False,
-                 callbacks: tuple[Callable[[dict], None], ...] = ()):
+                 callbacks: tuple[Callable[[dict], None], ...] = (), probe_budget: float | None = 0.05):
         self.preset = preset
         self.train = preset.train
         self.run_dir = Path(run_dir) if run_dir else None
         self.control = control or TrainControl()
         self.callbacks = callbacks
         self.resume = resume
+        self.probe_budget = probe_budget
         self.task = task or make_task(preset)
         self.state = TrainerState()
         self.model: RecurrentModel | None = None
         self.optimizer: torch.optim.Optimizer | None = None
         self.device: torch.device | None = None
-        # The last weights whose loss and gradients were finite (kept on the host).
-        self._last_good: dict[str, torch.Tensor] | None = None
+        self._check_settings()
+
+    def _check_settings(self) -> None:
+        t, topology = self.train, self.preset.model.topology
+        if t.tbptt:
+            if topology not in ("many_to_one", "many_to_many"):
+                raise SpecError("train.tbptt", f"truncated BPTT cuts one long input sequence into chunks; a "
+                                f"{topology.replace('_', '-')} model has no such sequence to cut: set it to 0")
+            if any(layer.bidirectional for layer in self.preset.model.layers):
+                raise SpecError("train.tbptt", "bidirectional layers read each sequence from its end, which a "
+                                "chunk does not have: set train.tbptt to 0 or make the layers one-directional")
+        if t.epochs and self.task.epoch_size(t.batch_size) is None:
+            raise SpecError("train.epochs", f"task {self.task.name!r} generates endless data, so it has no epochs: "
+                            f"set train.epochs to 0 and give the budget in train.steps")
 
     # ------------------------------------------------------------------ set-up
     def _setup(self) -> None:
@@ -150,19 +256,57 @@ class Trainer:
         if t.num_threads:
             torch.set_num_threads(t.num_threads)
         self.generator = seed_everything(t.seed)
-        self.device = resolve_device(t.device)
+        self.device = distributed.setup_device(resolve_device(t.device))  # distributed: this rank's device
         self.model = build_model(self.preset.model, self.task.model_io()).to(self.device)
-        self.optimizer = make_optimizer(self.model.parameters(), t)
+        self.params = [p for p in self.model.parameters() if p.requires_grad]
+        self.optimizer = make_optimizer(self.params, t)
         amp_on = self.device.type == "cuda" and t.precision != "fp32"
         self.amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(t.precision) if amp_on else None
+        self.precision = t.precision if amp_on else "fp32"
         self.scaler = torch.amp.GradScaler("cuda") if amp_on and t.precision == "fp16" else None
+        # The weights before the last optimizer update, kept on the device: if an update
+        # makes them non-finite, these are the last good weights.
+        self._snapshot = [p.detach().clone() for p in self.params]
+        self._updated = False  # whether an update was made since the snapshot was last restored
+        self._last_update_step = 0
+        self.cursor = _DataCursor(self.task, t.batch_size, self.generator)
+        self._batch: Batch | None = None  # the batch being cut into TBPTT chunks
+        self._chunk = 0  # next chunk of it
+        self._carry: list | None = None  # hidden state carried into that chunk
+        self._batch_origin: tuple = (None, 0)  # cursor anchor and position just after drawing it
+        self._batch_epoch = 0  # the pass the current batch belongs to
         self.resumed_from = None
         if self.resume and self.run_dir is not None:
             found = ckpt.latest_checkpoint(self.run_dir)
             if found is not None:
-                self.state.step = ckpt.load_checkpoint(found, self.model, self.optimizer, self.scaler,
-                                                       generator=self.generator)
+                self._restore(found)
                 self.resumed_from = str(found)
+        # distributed (torchrun): rank 0's weights everywhere, each rank its own batches, only
+        # rank 0 writes (ranks > 0 get run_dir None); see workbench/engine/distributed.py.
+        distributed.after_setup(self)
+
+    def _restore(self, stem: Path) -> None:
+        saved = ckpt.restore_checkpoint(stem, self.model, self.optimizer, self.scaler, generator=self.generator)
+        self.state.step = int(saved["step"])
+        extra = saved["trainer"]
+        self.state.epoch = int(extra.get("epoch", 0))
+        self.state.last_probe_step = int(extra.get("last_probe_step", 0))
+        if "data_anchor" in extra:
+            chunk = int(extra.get("chunk", 0))
+            if chunk:  # stopped inside a batch's TBPTT chunks: draw that batch again
+                self.cursor.restore(extra["batch_anchor"], int(extra["batch_position"]) - 1)
+                self._batch, self._chunk = self.cursor.next(), chunk
+                self._batch_origin = (extra["batch_anchor"], int(extra["batch_position"]))
+                self._batch_epoch = int(extra.get("batch_epoch", self.state.epoch))
+                carry = extra.get("carry")
+                self._carry = None if carry is None else [
+                    tuple(x.to(self.device) for x in s) if isinstance(s, (tuple, list)) else s.to(self.device)
+                    for s in carry]
+            self.cursor.restore(extra["data_anchor"], int(extra["data_position"]))
+            # replaying the data must not move the global RNG (dropout) off its saved state
+            torch.set_rng_state(saved["torch_rng"])
+        with torch.no_grad():
+            torch._foreach_copy_(self._snapshot, [p.detach() for p in self.params])
 
     def _autocast(self):
         if self.amp_dtype is None:
@@ -174,22 +318,28 @@ class Trainer:
             cb(record)
         return record
 
+    def total_steps(self) -> int:
+        t = self.train
+        epoch_batches = self.task.epoch_size(t.batch_size)
+        if t.epochs and epoch_batches and not t.tbptt:
+            return min(t.steps, t.epochs * epoch_batches)
+        return t.steps
+
     # ------------------------------------------------------------------ the loop
     def run(self) -> Iterator[dict]:
         self._setup()
         t = self.train
-        model, task = self.model, self.task
-        total = t.steps
-        epoch_batches = task.epoch_size(t.batch_size)
-        if t.epochs and epoch_batches:
-            total = min(total, t.epochs * epoch_batches)
+        model = self.model
+        total = self.total_steps()
         n_params = sum(p.numel() for p in model.parameters())
-        yield self._emit({"kind": "start", "device": str(self.device), "parameters": int(n_params),
-                          "total_steps": int(total), "step": self.state.step, "resumed_from": self.resumed_from,
-                          "torch_threads": torch.get_num_threads(), "layers": [n for n, _, _ in model.recurrent_layers()]})
-        batches = task.train_batches(t.batch_size, self.generator)
+        yield self._emit({"kind": "start", "device": str(self.device), "precision": self.precision,
+                          "parameters": int(n_params), "total_steps": int(total), "step": self.state.step,
+                          "resumed_from": self.resumed_from, "torch_threads": torch.get_num_threads(),
+                          "layers": [n for n, _, _ in model.recurrent_layers()], "tbptt": t.tbptt,
+                          "log_every": t.log_every, "probe_every": t.probe_every, "probe_budget": self.probe_budget})
         status, message = "finished", ""
         started = time.perf_counter()
+        self._probe_time = 0.0
         last_loss = float("nan")
         try:
             while self.state.step < total:
@@ -197,52 +347,178 @@ class Trainer:
                 if self.control.stopped:
                     status = "stopped"
                     break
-                try:
-                    batch = next(batches)
-                except StopIteration:
-                    self.state.epoch += 1
-                    batches = task.train_batches(t.batch_size, self.generator)
-                    batch = next(batches)
-                step_record = self._train_step(batch.to(self.device), total)
-                yield self._emit(step_record)
-                if step_record["kind"] == "non_finite":
-                    if step_record["action"] == "stopped":
-                        status, message = "failed", step_record["message"]
+                work = self._next_work()
+                if work is None:  # the last epoch is done
+                    break
+                record = self._train_step(work, total)
+                yield self._emit(record)
+                if record["kind"] == "non_finite":
+                    if record["action"] == "stopped":
+                        status, message = "failed", record["message"]
                         break
                     continue
-                last_loss = step_record["loss"]
+                last_loss = record["loss"]
                 step = self.state.step
-                if t.probe_every and (step % t.probe_every == 0 or step == 1):
-                    yield self._emit(self._probe(batch.to(self.device)))
+                if self._probe_due(step, started):
+                    yield self._emit(self._probe(work))
                 if t.eval_every and step % t.eval_every == 0 and step < total:
                     yield self._emit(self._eval())
                 if t.checkpoint_every and step % t.checkpoint_every == 0 and self.run_dir is not None:
                     yield self._emit(self._checkpoint())
         except torch.OutOfMemoryError:
-            self._restore_last_good()
+            self.optimizer.zero_grad(set_to_none=True)
+            self.model.probe = None
+            self._restore_if_non_finite()
             status = "failed"
             message = (f"out of memory on {self.device} at step {self.state.step + 1}: "
-                       f"try a smaller train.batch_size or a shorter sequence")
+                       f"try a smaller train.batch_size or a shorter sequence (or train.tbptt)")
             if self.device.type == "cuda":
                 torch.cuda.empty_cache()
-        final = {}
-        if status != "failed" or self.state.step > 0:
-            final = self._eval() if self.state.step > 0 else {}
-            if final:
-                yield self._emit(final)
+        final = self._eval() if self.state.step > 0 else {}
+        if final:
+            yield self._emit(final)
         if self.run_dir is not None and self.state.step > 0:
             yield self._emit(self._checkpoint(final=True))
         elapsed = time.perf_counter() - started
         yield self._emit({"kind": "end", "step": self.state.step, "status": status, "message": message,
-                          "time_s": elapsed, "last_loss": last_loss,
+                          "time_s": elapsed, "last_loss": last_loss, "epoch": self.state.epoch,
                           "metrics": {k: v for k, v in final.items() if k not in ("kind", "step")}})
 
-    def _forward_loss(self, batch: Batch) -> torch.Tensor:
-        with self._autocast():
-            output = self.model(batch.x, batch.y_in, batch.lengths)
-            return self.task.loss(output, batch)
+    def _probe_due(self, step: int, started: float) -> bool:
+        every = self.train.probe_every
+        if not every:
+            return False
+        if self.state.last_probe_step == 0:
+            return True  # the first step always gets one: the gradient profile at init
+        if step // every == self.state.last_probe_step // every:
+            return False  # at multiples of probe_every (or the first step after, when postponed)
+        if self.probe_budget is None:
+            return True
+        return self._probe_time <= self.probe_budget * (time.perf_counter() - started)
 
-    def _train_step(self, batch: Batch, total: int) -> dict:
+    # ------------------------------------------------------------------ data -> work
+    def _next_work(self) -> _Work | None:
+        """The next optimizer step's data (a batch, or a TBPTT chunk of one); None when
+        the last epoch is over."""
+        t = self.train
+        if self._batch is None:
+            batch = self._draw_batch()
+            if batch is None:
+                return None
+            self._batch, self._chunk, self._carry = batch, 0, None
+        batch = self._batch
+        T = batch.x.shape[1]
+        if not t.tbptt or T <= t.tbptt:
+            self._batch = None
+            return self._whole_batch(batch)
+        if self.preset.model.topology == "many_to_one":
+            self._batch = None
+            return self._many_to_one_chunks(batch)
+        return self._many_to_many_chunk(batch)
+
+    def _draw_batch(self) -> Batch | None:
+        """The next training batch; None once train.epochs passes are done. A pass ends
+        when the task's iterator does or after epoch_size() batches, whichever is first."""
+        t = self.train
+        if t.epochs and self.state.epoch >= t.epochs:
+            return None
+        batch = self.cursor.next()
+        if batch is None:  # the iterator ran out: the pass is over
+            if self.cursor.position == 0:
+                raise TrainingError(f"task {self.task.name!r} gave no training batches")
+            self.state.epoch += 1
+            self.cursor.start()
+            return self._draw_batch()
+        # where this batch came from, so that a checkpoint inside its TBPTT chunks can draw it again
+        self._batch_origin = (self.cursor.anchor, self.cursor.position)
+        self._batch_epoch = self.state.epoch
+        size = self.task.epoch_size(t.batch_size)
+        if size and self.cursor.position >= size:
+            self.state.epoch += 1
+            self.cursor.start()
+        return batch
+
+    def _whole_batch(self, cpu_batch: Batch) -> _Work:
+        units = cpu_batch.units()  # on the host copy: no device sync
+        batch = cpu_batch.to(self.device)
+        model, task = self.model, self.task
+
+        def loss(unrolled: bool = False) -> torch.Tensor:
+            return task.loss(model(batch.x, batch.y_in, batch.lengths, unrolled=unrolled), batch)
+
+        return _Work(loss, lambda: loss(True), units)
+
+    def _many_to_many_chunk(self, cpu_batch: Batch) -> _Work:
+        """The next TBPTT chunk of a many-to-many batch: one optimizer step."""
+        k, n = self._chunk, self.train.tbptt
+        T = cpu_batch.x.shape[1]
+        s, e = k * n, min((k + 1) * n, T)
+        lengths = None if cpu_batch.lengths is None else (cpu_batch.lengths - s).clamp(0, e - s)
+        piece = Batch(x=cpu_batch.x[:, s:e], y=cpu_batch.y[:, s:e], lengths=lengths,
+                      y_in=_slice_time(cpu_batch.y_in, s, e), mask=_slice_time(cpu_batch.mask, s, e))
+        units = piece.units()
+        chunk = piece.to(self.device)
+        initial = self._carry
+        model, task = self.model, self.task
+        self._chunk = k + 1
+        if e >= T:
+            self._batch, self._chunk = None, 0
+
+        def loss(unrolled: bool = False) -> torch.Tensor:
+            output, finals = model(chunk.x, None, chunk.lengths, unrolled=unrolled,
+                                   initial_states=initial, return_states=True)
+            if not unrolled and self._batch is not None:
+                self._carry = _detach_states(finals)
+            return task.loss(output, chunk)
+
+        return _Work(loss, lambda: loss(True), units)
+
+    def _many_to_one_chunks(self, cpu_batch: Batch) -> _Work:
+        """A many-to-one batch in TBPTT chunks: one optimizer step; each row's prediction
+        comes from the chunk holding its last step, and its gradient stays in that chunk."""
+        n = self.train.tbptt
+        B, T = cpu_batch.x.shape[:2]
+        ends = (cpu_batch.lengths.long() - 1).clamp(0, T - 1) if cpu_batch.lengths is not None \
+            else torch.full((B,), T - 1, dtype=torch.long)
+        end_chunk = ends // n  # [B] (host)
+        chunks = [(s, min(s + n, T)) for s in range(0, T, n)]
+        needed = set(end_chunk.tolist())
+        last_needed = max(needed)
+        units = cpu_batch.units()
+        batch = cpu_batch.to(self.device)
+        end_chunk_dev = end_chunk.to(self.device)
+        model, task = self.model, self.task
+        memo: dict = {"outputs": [], "states": []}
+
+        def loss(unrolled: bool = False) -> torch.Tensor:
+            if unrolled:
+                # the probe reruns the last chunk only, from the state training carried into it
+                first, state, preds = last_needed, memo["states"][last_needed], list(memo["outputs"][:last_needed])
+            else:
+                first, state, preds = 0, None, []
+                memo["outputs"], memo["states"] = [], []
+            for k in range(first, last_needed + 1):
+                s, e = chunks[k]
+                lengths = (ends - s + 1).clamp(1, e - s).to(self.device)  # rows ending here: their last step
+                if not unrolled:
+                    memo["states"].append(state)
+                with torch.enable_grad() if k in needed else torch.no_grad():
+                    out_k, finals = model(batch.x[:, s:e], None, lengths, unrolled=unrolled,
+                                          initial_states=state, return_states=True)
+                if not unrolled:
+                    memo["outputs"].append(out_k.detach())
+                state = _detach_states(finals)
+                preds.append(out_k)
+            pred = preds[0]
+            for k in range(1, len(preds)):
+                here = (end_chunk_dev == k).view(B, *([1] * (pred.dim() - 1)))
+                pred = torch.where(here, preds[k], pred)
+            return task.loss(pred, batch)
+
+        return _Work(loss, lambda: loss(True), units)
+
+    # ------------------------------------------------------------------ one step
+    def _train_step(self, work: _Work, total: int) -> dict:
         t = self.train
         model, opt = self.model, self.optimizer
         step = self.state.step  # 0-based index of this optimizer step
@@ -254,83 +530,140 @@ class Trainer:
         model.tap_inputs = instrument
         t0 = time.perf_counter()
         opt.zero_grad(set_to_none=True)
-        loss = self._forward_loss(batch)
+        with self._autocast():
+            loss = work.loss()
         if instrument and model.probe is not None:
             for tap in model.probe.taps:
                 if tap.requires_grad:
                     tap.retain_grad()
-        loss_value = float(loss.detach())  # one sync per step: the loss is shown anyway
-        if not math.isfinite(loss_value):
-            return self._non_finite(step, "loss", f"the loss is {loss_value}")
         if self.scaler is not None:
             self.scaler.scale(loss).backward()
-            self.scaler.unscale_(opt)
         else:
             loss.backward()
-        params = [p for p in model.parameters() if p.grad is not None]
-        grad_norm = torch.nn.utils.clip_grad_norm_(params, float("inf")) if params else torch.zeros(())
-        grad_norm_value = float(grad_norm)
-        if not math.isfinite(grad_norm_value) and self.scaler is None:
-            return self._non_finite(step, "gradients", f"the gradient norm is {grad_norm_value}")
-        clipped_norm = grad_norm_value
-        if t.clip == "norm" and math.isfinite(grad_norm_value) and grad_norm_value > t.clip_value:
-            scale = t.clip_value / (grad_norm_value + 1e-6)
-            for p in params:
-                p.grad.mul_(scale)
-            clipped_norm = grad_norm_value * scale
-        elif t.clip == "value":
-            torch.nn.utils.clip_grad_value_(params, t.clip_value)
-            clipped_norm = float(torch.nn.utils.clip_grad_norm_(params, float("inf")))
-        record: dict = {}
+        loss = distributed.average_gradients(self.params, loss)  # distributed: mean over ranks
+        if self.scaler is not None:
+            self.scaler.unscale_(opt)
+        grad_norm, clipped_norm = self._clip()
+        # Everything this step reports, reduced on the device, goes to the host at once.
+        pieces = [loss.detach().reshape(1), grad_norm.reshape(1), clipped_norm.reshape(1)]
+        taps, param_keys = [], []
         if instrument:
-            record["timestep_grad_norms"] = tap_grad_norms(model)
-            record["param_grad_norms"] = param_grad_norms(model)
+            taps = tap_grad_norm_tensors(model)
+            param_keys, param_norms = param_grad_norm_tensors(model)
+            pieces += [norms for _name, norms in taps]
+            if param_norms is not None:
+                pieces.append(param_norms)
+        dtype = torch.float64 if any(p.dtype == torch.float64 for p in pieces) else torch.float32
+        host = torch.cat([p.to(dtype) for p in pieces]).cpu().numpy()  # the step's one synchronisation
         model.tap_inputs = False
         model.probe = None
+        loss_value, norm_value, clipped_value = (float(v) for v in host[:3])
+        if not math.isfinite(loss_value):
+            return self._non_finite(step, "loss", f"the loss is {loss_value}")
+        scaler_skipped = False
+        if not math.isfinite(norm_value):
+            if self.scaler is None:
+                return self._non_finite(step, "gradients", f"the gradient norm is {norm_value}")
+            scaler_skipped = True  # fp16 overflow: the scaler skips this step and lowers its scale
+        with torch.no_grad():
+            torch._foreach_copy_(self._snapshot, [p.detach() for p in self.params])
         if self.scaler is not None:
             self.scaler.step(opt)
             self.scaler.update()
         else:
             opt.step()
         self.state.step += 1
-        if self._last_good is None or self.state.step % 50 == 0:
-            self._remember_good()
+        self._updated, self._last_update_step = True, self.state.step
         dt = time.perf_counter() - t0
-        units = batch.units()
-        record.update({"kind": "step", "step": self.state.step, "loss": loss_value, "lr": lr, "time_s": dt,
-                       "units_per_s": units / dt if dt > 0 else 0.0, "grad_norm": grad_norm_value,
-                       "grad_norm_clipped": clipped_norm, "clipped": clipped_norm < grad_norm_value,
-                       "epoch": self.state.epoch})
+        record: dict = {"kind": "step", "step": self.state.step, "loss": loss_value, "lr": lr, "time_s": dt,
+                        "units_per_s": work.units / dt if dt > 0 else 0.0, "grad_norm": norm_value,
+                        "grad_norm_clipped": clipped_value, "clipped": clipped_value < norm_value,
+                        "epoch": self._batch_epoch}
+        if scaler_skipped:
+            record["scaler_skipped"] = True
+        if instrument:
+            at = 3
+            tap_arrays = {}
+            for name, norms in taps:
+                tap_arrays[name] = host[at:at + norms.numel()]
+                at += norms.numel()
+            record["timestep_grad_norms"] = tap_arrays
+            record["param_grad_norms"] = unpack_param_norms(param_keys, host[at:at + len(param_keys)])
         return record
 
+    def _clip(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Clip the gradients as train.clip says; (norm before, norm after) on the device."""
+        t = self.train
+        grads = [p.grad for p in self.params if p.grad is not None]
+        if not grads:
+            zero = torch.zeros((), device=self.device)
+            return zero, zero
+        total = _total_norm(grads)
+        if t.clip == "norm":
+            # what clip_grad_norm_ does, without its second norm computation
+            scale = torch.clamp(t.clip_value / (total + 1e-6), max=1.0)
+            torch._foreach_mul_(grads, scale.to(grads[0].dtype))
+            return total, total * scale
+        if t.clip == "value":
+            torch._foreach_clamp_min_(grads, -t.clip_value)
+            torch._foreach_clamp_max_(grads, t.clip_value)
+            return total, _total_norm(grads)
+        return total, total
+
     def _non_finite(self, step: int, what: str, detail: str) -> dict:
+        """The loss or a gradient of step ``step`` (0-based) is NaN/Inf: no update.
+
+        A non-finite loss puts back the weights from before the last update (the last
+        weights whose loss was finite): a blown-up update is the usual cause, and if the
+        batch was to blame, one update is all it costs. Non-finite gradients with a
+        finite loss leave the weights as they are (they gave a finite loss)."""
         self.optimizer.zero_grad(set_to_none=True)
-        self.model.tap_inputs = False
-        self.model.probe = None
-        self._restore_last_good()
+        self._batch, self._carry = None, None  # a TBPTT carry from a non-finite forward is useless
+        if self.scaler is not None:
+            self.scaler.update()  # closes this step's unscale_ (and lowers the scale)
+        restored = self._roll_back() if what == "loss" else self._restore_if_non_finite()
         action = "stopped" if self.train.on_non_finite == "stop" else "skipped"
+        if restored:
+            detail += (f"; the weights were rolled back to those before the update of step "
+                       f"{self._last_update_step}")
         message = (f"step {step + 1}: {detail}; the step was {action} and the last good weights kept"
                    + ("; try a lower train.lr or gradient clipping (train.clip)" if action == "stopped" else ""))
         if action == "skipped":
             self.state.step += 1  # a skipped step still counts toward the budget, so a run always ends
-        return {"kind": "non_finite", "step": step + 1, "what": what, "action": action, "message": message}
+        return {"kind": "non_finite", "step": step + 1, "what": what, "action": action, "restored": restored,
+                "message": message}
 
-    def _remember_good(self) -> None:
-        self._last_good = {k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()}
+    def _roll_back(self) -> bool:
+        """Put back the weights from before the last optimizer update, if one was made
+        since the last roll-back. Returns whether the weights changed."""
+        if not self._updated:
+            return False
+        with torch.no_grad():
+            torch._foreach_copy_([p.data for p in self.params], self._snapshot)
+        self._updated = False
+        return True
 
-    def _restore_last_good(self) -> None:
-        """Bring back the last weights known finite (a NaN step may have corrupted them)."""
-        if self._last_good is None:
-            return
-        current_ok = all(torch.isfinite(p).all() for p in self.model.parameters())
-        if not current_ok:
-            self.model.load_state_dict(self._last_good)
+    def _restore_if_non_finite(self) -> bool:
+        """Roll back only if the weights are not all finite (an update blew them up)."""
+        with torch.no_grad():
+            norms = torch._foreach_norm([p.detach() for p in self.params])
+            if bool(torch.isfinite(torch.stack(norms)).all()):
+                return False
+        return self._roll_back()
 
-    def _probe(self, batch: Batch) -> dict:
+    # ------------------------------------------------------------------ probe / eval / checkpoint
+    def _probe(self, work: _Work) -> dict:
+        """The exact dL/dh_t on the step's data at the updated weights. Forked RNG: the
+        probe's dropout masks must not change the training run."""
+        t0 = time.perf_counter()
         self.model.train()
-        with self._autocast():
-            norms = exact_hidden_grad_norms(self.model, self.task.loss, batch)
-        return {"kind": "probe", "step": self.state.step, "hidden_grad_norms": norms}
+        devices = [self.device.index or 0] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            norms = to_host(exact_hidden_grad_norm_tensors(self.model, work.probe_loss))
+        dt = time.perf_counter() - t0
+        self._probe_time += dt
+        self.state.last_probe_step = self.state.step
+        return {"kind": "probe", "step": self.state.step, "hidden_grad_norms": norms, "time_s": dt}
 
     @torch.no_grad()
     def evaluate(self) -> dict:
@@ -357,12 +690,33 @@ class Trainer:
     def _eval(self) -> dict:
         metrics = self.evaluate()
         self.state.last_eval = metrics
+        val = metrics.get("val_loss")
+        if val is not None and math.isfinite(val) and (self.state.best_val is None or val < self.state.best_val):
+            self.state.best_val = val
         return {"kind": "eval", "step": self.state.step, **metrics}
+
+    def _trainer_state(self) -> dict:
+        extra = {"epoch": self.state.epoch, "last_probe_step": self.state.last_probe_step,
+                 "data_anchor": self.cursor.anchor if self.cursor.anchor is not None else self.generator.get_state(),
+                 "data_position": self.cursor.position, "chunk": self._chunk if self._batch is not None else 0}
+        if self._batch is not None:
+            extra["batch_anchor"], extra["batch_position"] = self._batch_origin
+            extra["batch_epoch"] = self._batch_epoch
+        if self._batch is not None and self._carry is not None:
+            extra["carry"] = [tuple(x.detach().cpu() for x in s) if isinstance(s, tuple) else s.detach().cpu()
+                              for s in self._carry]
+        return extra
 
     def _checkpoint(self, final: bool = False) -> dict:
         path = ckpt.save_checkpoint(self.run_dir, self.state.step, self.model, self.optimizer, self.scaler,
-                                    self.preset, generator=self.generator, final=final)
+                                    self.preset, generator=self.generator, final=final, extra=self._trainer_state())
         return {"kind": "checkpoint", "step": self.state.step, "path": str(path), "final": final}
+
+
+def _total_norm(tensors: list[torch.Tensor]) -> torch.Tensor:
+    """Global L2 norm of a list of tensors, as a float32 0-d tensor on their device."""
+    norms = torch._foreach_norm(tensors)
+    return torch.linalg.vector_norm(torch.stack([n.float() for n in norms]))
 
 
 def default_cpu_threads(leave_free: int = 0) -> int:

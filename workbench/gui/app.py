@@ -1,14 +1,45 @@
-"""Start the Qt application (placeholder window until the workbench window lands)."""
+"""Start the Qt application and the workbench window (``workbench`` / ``workbench gui``)."""
 from __future__ import annotations
 
 import sys
+from pathlib import Path
+
+ORGANISATION = "rnn-workbench"
+APPLICATION = "workbench"
+
+
+def create_app(argv: list[str] | None = None):
+    """The QApplication with the workbench's names (they place QSettings and the data
+    folder), style and icon; reuses a running one (tests)."""
+    from PySide6.QtCore import QCoreApplication
+    from PySide6.QtWidgets import QApplication
+
+    QCoreApplication.setOrganizationName(ORGANISATION)
+    QCoreApplication.setApplicationName(APPLICATION)
+    app = QApplication.instance() or QApplication(argv if argv is not None else sys.argv[:1])
+    app.setApplicationDisplayName("RNN Workbench")
+    if not getattr(app, "_workbench_styled", False):
+        app.setStyle("Fusion")
+        style = Path(__file__).resolve().parents[2] / "resources" / "style.qss"
+        if style.is_file():
+            app.setStyleSheet(style.read_text(encoding="utf-8"))
+        app._workbench_styled = True
+    return app
 
 
 def run_app(path: str | None = None) -> int:
-    from PySide6.QtWidgets import QApplication, QLabel
+    """Open the window (on ``path`` when given: a preset, a run folder or a data file)."""
+    app = create_app()
+    from workbench.gui.main_window import MainWindow, icon
 
-    app = QApplication.instance() or QApplication(sys.argv[:1])
-    label = QLabel("RNN Workbench")
-    label.resize(640, 400)
-    label.show()
+    app.setWindowIcon(icon("app"))
+    window = MainWindow()
+    if path:
+        from workbench import presets
+
+        if not Path(path).exists() and path in presets.builtin_names():
+            window.open_builtin(path, quiet=True)
+        else:
+            window.open_dropped(path)
+    window.show()
     return app.exec()

@@ -9,6 +9,15 @@ from workbench.spec import Preset, SpecError
 
 TASKS: dict[str, str] = {
     "adding": "workbench.tasks.adding:AddingTask",
+    "video_classify": "workbench.tasks.video:VideoClassifyTask",
+    "video_next_frame": "workbench.tasks.video:NextFrameTask",
+    "forecast": "workbench.tasks.timeseries:ForecastTask",
+    "charlm": "workbench.tasks.charlm:CharLMTask",
+    "brackets": "workbench.tasks.bracket:BracketTask",
+    "tagging": "workbench.tasks.tagging:TaggingTask",
+    "transduction": "workbench.tasks.transduction:TransductionTask",
+    "captioning": "workbench.tasks.captioning:CaptionTask",
+    "textclass": "workbench.tasks.textclass:TextClassTask",
 }
 
 

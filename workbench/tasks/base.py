@@ -128,6 +128,22 @@ class Task:
         """What a trivial predictor scores, so a user sees whether the model learned."""
         return {}
 
+    # -- evaluation of a finished run (`workbench eval`) ---------------------------------
+    def use_eval_file(self, path: str) -> None:
+        """Make the whole of ``path`` (a file in this task's format) the validation set,
+        encoded with the (restored) vocabularies. Called after restore()."""
+        raise SpecError("data.path", f"task {self.name!r} cannot evaluate on a file of its own")
+
+    def decode_metrics(self, model, batch: Batch) -> dict[str, tuple[float, float]]:
+        """Metrics that need free-running inference (e.g. greedy decoding), as sums like
+        metric_sums(); too slow for the trainer's periodic evals, run by `workbench eval`."""
+        return {}
+
+    def derived_metrics(self, metrics: dict[str, float]) -> dict[str, float]:
+        """Metrics that are not means over counted items (e.g. perplexity = exp(nats)),
+        computed from the averaged ones."""
+        return {}
+
     # -- helpers shared by tasks ----------------------------------------------------------
     @staticmethod
     def masked_cross_entropy(logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:

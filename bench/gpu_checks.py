@@ -1,0 +1,140 @@
+"""GPU checks of the training engine (run by bench/gpu.sh; needs a CUDA GPU).
+
+For every cell and precision (fp32 / bf16 autocast / fp16 autocast + GradScaler) a few
+training steps on CUDA with all instrumentation on: finite losses, the records'
+gradient profiles present, finite and positive, the exact probe's agreement with the
+taps' shape, the device and precision the start record reports. Then truncated BPTT,
+the non-finite guard and a bidirectional stack on CUDA. One line per check, "ok" or
+"FAIL"; exit status 1 if any failed.
+"""
+from __future__ import annotations
+
+import math
+import sys
+import time
+import traceback
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from workbench.engine.trainer import Trainer, resolve_device  # noqa: E402
+from workbench.spec import Preset  # noqa: E402
+
+FAILED: list[str] = []
+
+
+def preset(cell: str, precision: str, steps: int = 12, **train) -> Preset:
+    raw = {
+        "schema_version": 1, "name": f"gpu-check-{cell}-{precision}",
+        "data": {"task": "adding", "path": "", "options": {"seq_len": 30, "val_size": 64}},
+        "model": {"topology": "many_to_one", "input": {"kind": "linear", "projection_size": 16},
+                  "layers": [{"cell": cell, "hidden_size": 32}, {"cell": cell, "hidden_size": 24}],
+                  "head": {"kind": "regression"}},
+        "train": {"steps": steps, "batch_size": 16, "lr": 3e-3, "eval_every": 0, "eval_batches": 2,
+                  "probe_every": 4, "log_every": 1, "device": "cuda", "precision": precision, **train},
+    }
+    return Preset.from_dict(raw)
+
+
+def check(name: str, fn) -> None:
+    t0 = time.perf_counter()
+    try:
+        detail = fn()
+        print(f"ok   {name}: {detail} ({time.perf_counter() - t0:.1f} s)", flush=True)
+    except Exception as exc:  # noqa: BLE001 - report and go on
+        FAILED.append(name)
+        print(f"FAIL {name}: {type(exc).__name__}: {exc}", flush=True)
+        traceback.print_exc(limit=3)
+
+
+def train_cell(cell: str, precision: str) -> str:
+    trainer = Trainer(preset(cell, precision), probe_budget=None)
+    records = list(trainer.run())
+    start, end = records[0], records[-1]
+    assert start["device"].startswith("cuda"), start["device"]
+    assert start["precision"] == precision, (start["precision"], precision)
+    assert end["status"] == "finished", end
+    steps = [r for r in records if r["kind"] == "step"]
+    assert len(steps) == 12
+    losses = [r["loss"] for r in steps]
+    assert all(math.isfinite(x) for x in losses), losses
+    taps = [r["timestep_grad_norms"] for r in steps if not r.get("scaler_skipped")]
+    assert taps, "every step was skipped by the grad scaler"
+    for layer in ("layers.0", "layers.1"):
+        arr = taps[-1][layer]
+        assert arr.shape == (30,) and np.isfinite(arr).all() and (arr > 0).any(), (layer, arr)
+    probes = [r for r in records if r["kind"] == "probe"]
+    assert len(probes) >= 3, len(probes)
+    h = probes[-1]["hidden_grad_norms"]["layers.1"]
+    assert h.shape == (30,) and np.isfinite(h).all() and h[-1] > 0 and (h[:-1] > 0).all(), h
+    if precision == "fp16":
+        assert trainer.scaler is not None
+    skipped = sum(1 for r in steps if r.get("scaler_skipped"))
+    ms = 1e3 * float(np.median([r["time_s"] for r in steps]))
+    return (f"loss {losses[0]:.3f} -> {losses[-1]:.3f}, {ms:.1f} ms/step, {len(probes)} probes"
+            + (f", {skipped} steps skipped by the grad scaler" if skipped else ""))
+
+
+def tbptt() -> str:
+    p = preset("lstm", "bf16", tbptt=8)
+    records = list(Trainer(p, probe_budget=None).run())
+    steps = [r for r in records if r["kind"] == "step"]
+    assert records[-1]["status"] == "finished" and len(steps) == 12
+    assert len(steps[-1]["timestep_grad_norms"]["layers.0"]) == 6  # T=30 in chunks of 8: the last is 6
+    return f"loss {steps[0]['loss']:.3f} -> {steps[-1]['loss']:.3f}"
+
+
+def non_finite_guard() -> str:
+    trainer = Trainer(preset("gru", "fp32", steps=5, on_non_finite="skip"))
+    inner, calls = trainer.task.loss, [0]
+
+    def nan_at_3(output, batch):
+        loss = inner(output, batch)
+        if torch.is_grad_enabled() and trainer.model.tap_inputs:
+            calls[0] += 1
+            if calls[0] == 3:
+                return loss * float("nan")
+        return loss
+
+    trainer.task.loss = nan_at_3
+    records = list(trainer.run())
+    bad = [r for r in records if r["kind"] == "non_finite"]
+    assert len(bad) == 1 and bad[0]["step"] == 3 and bad[0]["what"] == "loss", bad
+    assert all(torch.isfinite(p).all() for p in trainer.model.parameters())
+    return bad[0]["message"]
+
+
+def bidirectional_stack() -> str:
+    p = preset("gru", "bf16")
+    raw = p.to_dict()
+    raw["model"]["layers"][0]["bidirectional"] = True
+    records = list(Trainer(Preset.from_dict(raw), probe_budget=None).run())
+    assert records[-1]["status"] == "finished"
+    probe = [r for r in records if r["kind"] == "probe"][-1]
+    return f"probe layers {sorted(probe['hidden_grad_norms'])}"
+
+
+def main() -> int:
+    if not torch.cuda.is_available():
+        print("FAIL no CUDA GPU visible to torch")
+        return 1
+    print(f"torch {torch.__version__}, CUDA {torch.version.cuda}, cuDNN {torch.backends.cudnn.version()}, "
+          f"{torch.cuda.get_device_name()}, bf16 supported: {torch.cuda.is_bf16_supported()}", flush=True)
+    check("device auto resolves to cuda", lambda: str(resolve_device("auto")))
+    for cell in ("rnn_tanh", "rnn_relu", "lstm", "gru"):
+        for precision in ("fp32", "bf16", "fp16"):
+            check(f"train {cell} {precision}", lambda c=cell, pr=precision: train_cell(c, pr))
+    check("tbptt lstm bf16", tbptt)
+    check("non-finite guard on cuda", non_finite_guard)
+    check("bidirectional gru bf16", bidirectional_stack)
+    print(f"gpu_checks: {len(FAILED)} failed" + (f": {', '.join(FAILED)}" if FAILED else ""), flush=True)
+    return 1 if FAILED else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

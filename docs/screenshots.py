@@ -1,0 +1,78 @@
+"""Take the README's screenshots of the real window (run under Xvfb, see README.md):
+
+    xvfb-run -s "-screen 0 1280x800x24" env QT_QPA_PLATFORM=xcb .venv/bin/python docs/screenshots.py
+
+Writes docs/screenshot-idle.png (first start) and docs/screenshot-training.png (an LSTM
+run finished, a vanilla RNN training, the gradient heatmap filling). Uses a temporary
+settings file and data folder, so it never touches the user's own.
+"""
+from __future__ import annotations
+
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from PySide6.QtCore import QSettings
+
+DOCS = Path(__file__).resolve().parent
+sys.path.insert(0, str(DOCS.parent))
+
+from workbench.gui.app import create_app  # noqa: E402
+
+
+def pump(app, seconds: float, until=None) -> None:
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        app.processEvents()
+        if until is not None and until():
+            return
+        time.sleep(0.005)
+
+
+def shot(app, window, name: str) -> None:
+    pump(app, 0.5)
+    screen = app.primaryScreen()
+    pixmap = screen.grabWindow(0, 0, 0, 1280, 800) if screen is not None else window.grab()
+    if pixmap.isNull():
+        pixmap = window.grab()
+    pixmap.save(str(DOCS / name))
+    print("wrote", DOCS / name)
+
+
+def main() -> int:
+    app = create_app()
+    from workbench.gui.main_window import MainWindow, icon
+
+    app.setWindowIcon(icon("app"))
+    tmp = Path(tempfile.mkdtemp(prefix="workbench-shots-"))
+    settings = QSettings(str(tmp / "settings.ini"), QSettings.Format.IniFormat)
+    window = MainWindow(settings=settings, data_dir=tmp / "data")
+    window.dialog_answers = {"keep_run": "discard", "save_changes": "discard"}
+    window.setGeometry(0, 0, 1280, 800)
+    window.show()
+    pump(app, 20, until=lambda: window.resolver.task_info("adding") is not None and window.resolver.devices)
+    pump(app, 1)
+    shot(app, window, "screenshot-idle.png")
+
+    # An LSTM first (kept for comparison), then the vanilla RNN, caught mid-run.
+    window.welcome.hide()
+    window.open_builtin("adding_lstm", quiet=True)
+    window.doc.set("train.steps", 600)
+    window.start_training()
+    pump(app, 600, until=lambda: not window.training_active)
+    window.open_builtin("adding_rnn_tanh", quiet=True)
+    window.doc.set("train.steps", 1500)
+    window.start_training()
+    run = window.current_run
+    pump(app, 600, until=lambda: run.last_step >= 700)
+    shot(app, window, "screenshot-training.png")
+    window.stop_training()
+    pump(app, 60, until=lambda: not window.training_active)
+    window.close()
+    pump(app, 2)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

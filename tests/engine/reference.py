@@ -1,0 +1,112 @@
+"""An independent route to the gradients the probes report, for tests (CPU or CUDA).
+
+It shares nothing with workbench.engine.probe or the model's unrolled replica: each
+recurrent layer module of a deep copy of the model is replaced by a stand-in that runs
+PyTorch's own nn.RNNCell / nn.LSTMCell / nn.GRUCell (weights copied in) step by step,
+keeping every h_t and the layer's input sequence as graph nodes. One
+torch.autograd.grad(loss, inputs + states) then gives dL/dx_t^l and the total dL/dh_t^l,
+reduced here with plain torch ops in float64.
+"""
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import nn
+
+_CELL = {
+    "rnn_tanh": lambda i, h: nn.RNNCell(i, h, nonlinearity="tanh"),
+    "rnn_relu": lambda i, h: nn.RNNCell(i, h, nonlinearity="relu"),
+    "lstm": nn.LSTMCell,
+    "gru": nn.GRUCell,
+}
+
+
+class CellStepped(nn.Module):
+    """Stands in for a single-layer nn.RNN/LSTM/GRU (batch_first): same call, same
+    returns, computed with nn.*Cell copies of its weights, one step at a time."""
+
+    def __init__(self, rnn: nn.RNNBase, cell: str):
+        super().__init__()
+        self.cell = cell
+        self.bidirectional = rnn.bidirectional
+        self.hidden_size = rnn.hidden_size
+        self.cells = nn.ModuleList()
+        for sfx in ("", "_reverse") if rnn.bidirectional else ("",):
+            c = _CELL[cell](rnn.input_size, rnn.hidden_size).to(device=rnn.weight_hh_l0.device,
+                                                                 dtype=rnn.weight_hh_l0.dtype)
+            with torch.no_grad():
+                for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+                    getattr(c, name).copy_(getattr(rnn, f"{name}_l0{sfx}"))
+            self.cells.append(c)
+        self.inputs: list[torch.Tensor] = []  # one per call
+        self.states: list[list[list[torch.Tensor]]] = []  # per call, per direction, per t
+
+    def forward(self, x, state=None):
+        self.inputs.append(x)
+        B, T, _ = x.shape
+        D, H = len(self.cells), self.hidden_size
+        if state is None:
+            h0 = x.new_zeros(D, B, H)
+            c0 = x.new_zeros(D, B, H)
+        elif self.cell == "lstm":
+            h0, c0 = state
+        else:
+            h0, c0 = state, None
+        outs, hn, cn, per_dir = [], [], [], []
+        for d, cell in enumerate(self.cells):
+            h, c = h0[d], (c0[d] if c0 is not None else None)
+            hs = [None] * T
+            for t in (range(T - 1, -1, -1) if d else range(T)):
+                if self.cell == "lstm":
+                    h, c = cell(x[:, t], (h, c))
+                else:
+                    h = cell(x[:, t], h)
+                hs[t] = h
+            per_dir.append(hs)
+            outs.append(torch.stack(hs, dim=1))
+            hn.append(h)
+            cn.append(c)
+        self.states.append(per_dir)
+        out = torch.cat(outs, dim=-1)
+        final = (torch.stack(hn), torch.stack(cn)) if self.cell == "lstm" else torch.stack(hn)
+        return out, final
+
+
+def stepped_copy(model, dtype=torch.float64):
+    """A deep copy of ``model`` in ``dtype`` whose recurrent layers are CellStepped."""
+    ref = copy.deepcopy(model).to(dtype)
+    ref.tap_inputs = False
+    layers = []
+    for prefix, stack in ref.named_stacks():
+        for i, (spec, rnn) in enumerate(zip(stack.specs, stack.rnns)):
+            stand_in = CellStepped(rnn, spec.cell)
+            stack.rnns[i] = stand_in
+            layers.append((f"{prefix}.{i}", stand_in))
+    return ref, layers
+
+
+def reference_norms(model, compute_loss, dtype=torch.float64):
+    """compute_loss(ref_model) -> loss, run once. Returns (taps, hidden): layer -> [T]
+    float64 tensors of mean_b ||dL/dx_t|| and mean_b ||dL/dh_t|| (bidirectional: the
+    norm of the concatenated [h_fwd; h_bwd])."""
+    ref, layers = stepped_copy(model, dtype)
+    loss = compute_loss(ref)
+    inputs = [layer.inputs[-1] for _, layer in layers]
+    states = [h for _, layer in layers for hs in layer.states[-1] for h in hs]
+    grads = torch.autograd.grad(loss, inputs + states, allow_unused=True)
+    g_in, g_h = grads[:len(inputs)], list(grads[len(inputs):])
+    taps, hidden = {}, {}
+    for (name, layer), x, g in zip(layers, inputs, g_in):
+        g = torch.zeros_like(x) if g is None else g
+        taps[name] = g.double().pow(2).sum(-1).sqrt().mean(0)
+        total = None
+        for hs in layer.states[-1]:
+            parts = []
+            for h in hs:
+                gh = g_h.pop(0)
+                parts.append(torch.zeros_like(h) if gh is None else gh)
+            sq = torch.stack(parts, dim=1).double().pow(2).sum(-1)  # [B, T]
+            total = sq if total is None else total + sq
+        hidden[name] = total.sqrt().mean(0)
+    return taps, hidden

@@ -1,0 +1,140 @@
+"""The gradient-through-time instrumentation against an independent autograd route.
+
+timestep_grad_norms (taps on each layer's input) and hidden_grad_norms (the unrolled
+exact probe) must match what tests/engine/reference.py computes with nn.*Cell copies of
+the weights, for every cell, uni- and bidirectional, stacked, in every topology."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from tests.engine.helpers import DEVICE, fixed_loss, layers, small_model
+from tests.engine.reference import reference_norms
+from workbench.engine.probe import exact_hidden_grad_norms, param_grad_norms, tap_grad_norms
+
+CELLS = ("rnn_tanh", "rnn_relu", "lstm", "gru")
+RTOL = 1e-5
+
+
+def run_taps(model, batch, loss_fn):
+    """The code under test for the taps: a tapped forward, retain_grad, backward."""
+    model.zero_grad(set_to_none=True)
+    model.tap_inputs = True
+    out = model(batch.x, batch.y_in, batch.lengths)
+    for tap in model.probe.taps:
+        tap.retain_grad()
+    loss_fn(out, batch).backward()
+    taps = tap_grad_norms(model)
+    model.tap_inputs = False
+    return taps
+
+
+def assert_profiles_match(actual: dict, expected: dict):
+    assert list(actual) == list(expected)
+    for name in expected:
+        e = expected[name].detach().cpu().double()
+        a = torch.as_tensor(actual[name]).double()
+        assert a.shape == e.shape, name
+        assert float(e.abs().max()) > 0, f"{name}: the reference gradient is all zero; the test proves nothing"
+        torch.testing.assert_close(a, e, rtol=RTOL, atol=1e-12 * float(e.abs().max()), msg=lambda m: f"{name}: {m}")
+
+
+def check(model, batch):
+    loss_fn = fixed_loss()
+    ref_taps, ref_hidden = reference_norms(
+        model, lambda ref: loss_fn(ref(batch.x, batch.y_in, batch.lengths), batch))
+    assert_profiles_match(run_taps(model, batch, loss_fn), ref_taps)
+    assert_profiles_match(exact_hidden_grad_norms(model, loss_fn, batch), ref_hidden)
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_many_to_one_bidirectional_under_unidirectional(cell):
+    model, batch = small_model("many_to_one", layers((cell, True), (cell, False)))
+    batch.lengths = torch.tensor([7, 4, 6], device=DEVICE)  # padded rows: the summary at the last real step
+    check(model, batch)
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_many_to_many_unidirectional_under_bidirectional(cell):
+    model, batch = small_model("many_to_many", layers((cell, False), (cell, True), (cell, False)))
+    check(model, batch)
+
+
+def test_mixed_cells_stack():
+    model, batch = small_model("many_to_many", layers(("gru", True), ("rnn_relu", False), ("lstm", True),
+                                                      ("rnn_tanh", False)))
+    check(model, batch)
+
+
+@pytest.mark.parametrize("attention", [False, True])
+def test_encoder_decoder(attention):
+    model, batch = small_model("encoder_decoder", layers(("lstm", True), ("gru", False)),
+                               decoder=layers(("gru", False), ("lstm", False)), attention=attention)
+    check(model, batch)
+
+
+def test_one_to_many():
+    model, batch = small_model("one_to_many", layers(("lstm", False), ("rnn_tanh", False)))
+    check(model, batch)
+
+
+def test_float32_agrees_with_float64_reference():
+    model, batch = small_model("many_to_many", layers(("lstm", False), ("gru", True)), dtype=torch.float32)
+    loss_fn = fixed_loss()
+    ref_taps, ref_hidden = reference_norms(
+        model, lambda ref: loss_fn(ref(batch.x.double(), None, None), batch))
+    for actual, expected in ((run_taps(model, batch, loss_fn), ref_taps),
+                             (exact_hidden_grad_norms(model, loss_fn, batch), ref_hidden)):
+        for name in expected:
+            torch.testing.assert_close(torch.as_tensor(actual[name]).double(), expected[name].cpu(),
+                                       rtol=1e-4, atol=1e-7 * float(expected[name].abs().max()))
+
+
+def test_many_to_one_top_layer_hidden_gradient_is_not_its_output_gradient():
+    """The DESIGN point: in a many-to-one model the gradient of the top layer's OUTPUT
+    sequence is zero before the last step (the recurrence is inside the fused kernel),
+    while the exact dL/dh_t, recurrent path included, is not; the input-side tap is not
+    either."""
+    model, batch = small_model("many_to_one", layers(("lstm", False), ("lstm", False)))
+    top = model.encoder.rnns[-1]
+    captured = {}
+    handle = top.register_forward_hook(lambda mod, inp, out: captured.__setitem__("out", out[0]))
+    loss_fn = fixed_loss()
+    out = model(batch.x)
+    handle.remove()
+    (g_out,) = torch.autograd.grad(loss_fn(out, batch), captured["out"])
+    output_grad = g_out.norm(dim=-1).mean(0)  # [T]
+    T = output_grad.shape[0]
+    assert torch.all(output_grad[:-1] == 0) and output_grad[-1] > 0
+    hidden = exact_hidden_grad_norms(model, loss_fn, batch)["layers.1"]
+    assert hidden.shape == (T,)
+    assert (hidden[:-1] > 1e-6 * hidden[-1]).all(), hidden
+    taps = run_taps(model, batch, loss_fn)["layers.1"]
+    assert (taps[:-1] > 0).all()
+
+
+def test_probe_leaves_parameter_gradients_alone():
+    model, batch = small_model("many_to_one", layers(("gru", False)))
+    loss_fn = fixed_loss()
+    run_taps(model, batch, loss_fn)
+    before = {n: p.grad.clone() for n, p in model.named_parameters()}
+    exact_hidden_grad_norms(model, loss_fn, batch)
+    for n, p in model.named_parameters():
+        assert torch.equal(p.grad, before[n]), n
+    assert model.probe is None and not model.tap_inputs
+
+
+def test_param_grad_norms_split_forward_recurrent_bias():
+    model, batch = small_model("many_to_one", layers(("lstm", True), ("rnn_tanh", False)))
+    run_taps(model, batch, fixed_loss())
+    norms = param_grad_norms(model)
+    assert set(norms) == {"layers.0", "layers.1"}
+    rnn = model.encoder.rnns[0]
+    expect = {
+        "forward": torch.sqrt(rnn.weight_ih_l0.grad.pow(2).sum() + rnn.weight_ih_l0_reverse.grad.pow(2).sum()),
+        "recurrent": torch.sqrt(rnn.weight_hh_l0.grad.pow(2).sum() + rnn.weight_hh_l0_reverse.grad.pow(2).sum()),
+        "bias": torch.sqrt(sum(getattr(rnn, n).grad.pow(2).sum() for n in
+                               ("bias_ih_l0", "bias_hh_l0", "bias_ih_l0_reverse", "bias_hh_l0_reverse"))),
+    }
+    for key, value in expect.items():
+        assert norms["layers.0"][key] == pytest.approx(float(value), rel=1e-5)

@@ -1,0 +1,270 @@
+"""The workbench window, driven headless with pytest-qt: design edits follow through to
+the spec and the diagram, undo/redo, errors beside fields, training in the worker thread
+(records reach the plots; pause, resume, stop), closing mid-run, files and overlays."""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
+from PySide6.QtGui import QDropEvent
+
+from workbench import spec
+from workbench.gui.main_window import FIRST_PRESET
+from tests.gui.conftest import tiny
+
+pytestmark = pytest.mark.gui
+
+
+def wait_task_info(qtbot, window):
+    qtbot.waitUntil(lambda: window.resolver.task_info(window.doc.preset.data.task) is not None, timeout=60_000)
+
+
+def test_first_start_opens_a_builtin_and_points_at_the_pairs(window):
+    assert window.doc.builtin == FIRST_PRESET
+    assert window.welcome.isVisible()
+    names = [b.text() for b in window.welcome.findChildren(type(window.welcome._button("x", lambda n: None)))]
+    for name in ("adding_rnn_tanh", "adding_lstm", "exploding_relu_noclip", "exploding_relu_clip"):
+        assert name in names
+    assert window.act_train.isEnabled()
+    assert window.diagram.diagram.model.topology == "many_to_one"
+
+
+def test_editing_the_stack_updates_spec_and_diagram(qtbot, window):
+    editor = window.editor
+    qtbot.mouseClick(editor.layers.add, Qt.MouseButton.LeftButton)
+    assert len(window.doc.preset.model.layers) == 2
+    assert len(editor.layers.rows) == 2
+    rows = window.diagram.diagram.model.rows
+    assert any(r.startswith("L2 ") for r in rows)
+    row = editor.layers.rows[1]
+    row.cell.setCurrentIndex(row.cell.findData("gru"))  # as the user picks it
+    row.hidden.setValue(48)
+    assert window.doc.preset.model.layers[1].cell == "gru"
+    assert window.doc.preset.model.layers[1].hidden_size == 48
+    rows = window.diagram.diagram.model.rows
+    l2 = next(r for r in rows if r.startswith("L2 "))
+    assert "GRU" in l2 and "128→48" in l2
+    total = window.diagram.diagram.model.total_params
+    row.bi.setChecked(True)
+    assert window.diagram.diagram.model.total_params > total
+    # reorder and remove through the row buttons
+    qtbot.mouseClick(editor.layers.rows[1].up, Qt.MouseButton.LeftButton)
+    assert [l.cell for l in window.doc.preset.model.layers] == ["gru", "rnn_tanh"]
+    qtbot.mouseClick(editor.layers.rows[0].remove, Qt.MouseButton.LeftButton)
+    assert [l.cell for l in window.doc.preset.model.layers] == ["rnn_tanh"]
+    assert not any(r.startswith("L2 ") for r in window.diagram.diagram.model.rows)
+    # topology: an encoder-decoder gets a decoder, drawn as a second stack
+    editor.topology.setCurrentIndex(editor.topology.findData("encoder_decoder"))
+    assert window.doc.preset.model.topology == "encoder_decoder"
+    assert editor.decoder_box.isVisible()
+    assert any(r.startswith("D1 ") for r in window.diagram.diagram.model.rows)
+    assert window.diagram.diagram.model.decoder_columns
+
+
+def test_undo_redo_cover_all_edits(qtbot, window):
+    start = window.doc.preset.copy()
+    window.editor.layers.rows[0].hidden.setValue(32)
+    window.training.fields["lr"].setValue(0.01)
+    window.editor.topology.setCurrentIndex(window.editor.topology.findData("many_to_many"))
+    qtbot.mouseClick(window.editor.layers.add, Qt.MouseButton.LeftButton)
+    assert window.isWindowModified()
+    for _ in range(4):
+        window.act_undo.trigger()
+    assert window.doc.preset == start
+    assert window.editor.layers.rows[0].hidden.value() == start.model.layers[0].hidden_size
+    assert not window.act_undo.isEnabled() and not window.isWindowModified()
+    for _ in range(4):
+        window.act_redo.trigger()
+    p = window.doc.preset
+    assert (p.model.layers[0].hidden_size, p.train.lr, p.model.topology, len(p.model.layers)) == \
+        (32, 0.01, "many_to_many", 2)
+    assert window.training.fields["lr"].value() == 0.01
+    rows = window.diagram.diagram.model.rows  # [input side, L1, L2]
+    assert rows[1].startswith("L1 ") and "→32 " in rows[1] and rows[2].startswith("L2 ")
+
+
+def test_invalid_combinations_are_explained_beside_the_field(qtbot, window):
+    init = window.editor.init_kind
+    window.doc.set("model.layers.0.cell", "lstm")
+    init.setCurrentIndex(init.findData("identity"))  # IRNN needs vanilla RNN layers
+    label = window.editor.errors.labels["model.init.recurrent"]
+    assert label.isVisible() and "vanilla RNN" in label.text()
+    assert not window.act_train.isEnabled()
+    window.act_undo.trigger()
+    assert not label.isVisible() and window.act_train.isEnabled()
+    # a layer's error goes under that layer's row
+    window.doc.edit("bad", lambda p: (setattr(p.model, "topology", "one_to_many"),
+                                       setattr(p.model.layers[0], "bidirectional", True)))
+    row_error = window.editor.layers.rows[0].error
+    assert row_error.isVisible() and "bidirectional" in row_error.text()
+    window.act_undo.trigger()
+    # the task's own checks: the adding problem is many-to-one only
+    wait_task_info(qtbot, window)
+    window.doc.set_topology("many_to_many")
+    topo = window.editor.errors.labels["model.topology"]
+    qtbot.waitUntil(topo.isVisible, timeout=10_000)
+    assert "many_to_one" in topo.text()
+    assert not window.start_training()  # refused, and the reason is shown
+    assert window.info.isVisible()
+
+
+def test_train_pause_resume_stop(qtbot, window):
+    tiny(window)
+    assert window.start_training()
+    run = window.current_run
+    qtbot.waitUntil(lambda: run.last_step >= 30 and len(run.val_steps) >= 1, timeout=60_000)
+    assert window.device_label.text().startswith("device: cpu")
+    # the plots received data (drawn by the frame timer, not per step)
+    qtbot.waitUntil(lambda: window.loss_panel._items.get(id(run)) is not None, timeout=5000)
+    xs, ys = window.loss_panel._items[id(run)]["raw"].getData()
+    assert xs is not None and len(xs) >= 30
+    qtbot.waitUntil(lambda: "layers.0" in window.grad_panel._heat_plots, timeout=5000)
+    qtbot.waitUntil(lambda: window.grad_panel._heat_plots["layers.0"][1].image is not None, timeout=5000)
+    assert window.grad_panel._heat_plots["layers.0"][1].image.shape[1] == 12  # T columns
+    assert "per step" in window.grad_panel.decay_label.text()
+    assert len(window.norm_panel._items[id(run)]["before"].getData()[0]) >= 30
+    assert window.progress.value() >= 30
+    # the exact probe is selectable as the heatmap source
+    window.grad_panel.source.setCurrentIndex(window.grad_panel.source.findData("exact"))
+    assert window.grad_panel._heat_plots["layers.0"][1].image is not None
+    # pause: the step count stops moving
+    window.act_pause.trigger()
+    assert window.paused and window.act_pause.text() == "&Resume"
+    qtbot.wait(600)
+    paused_at = run.last_step
+    qtbot.wait(600)
+    assert run.last_step == paused_at
+    window.act_pause.trigger()  # resume
+    qtbot.waitUntil(lambda: run.last_step > paused_at + 5, timeout=30_000)
+    window.act_stop.trigger()
+    qtbot.waitUntil(lambda: not window.training_active, timeout=60_000)
+    assert run.status == "stopped" and run.last_step < 5000
+    folder = Path(run.run_dir)
+    for name in ("preset.json", "task.json", "metrics.jsonl", "model.safetensors"):
+        assert (folder / name).is_file(), name
+    assert spec.load(folder / "preset.json").train.num_threads >= 1  # the GUI's core left free
+    kinds = {json.loads(line)["kind"] for line in (folder / "metrics.jsonl").read_text().splitlines()}
+    assert {"start", "step", "probe", "eval", "end"} <= kinds
+    assert window.act_train.isEnabled() and not window.act_stop.isEnabled()
+
+    # a second run keeps the first for overlay, each in its own colour with a legend entry
+    window.doc.set("model.layers.0.cell", "lstm")
+    window.doc.set("train.steps", 20)
+    assert window.start_training()
+    qtbot.waitUntil(lambda: not window.training_active, timeout=60_000)
+    assert len(window.runs) == 2 and window.runs[0].colour != window.runs[1].colour
+    assert window.current_run.status == "finished" and window.current_run.last_step == 20
+    window._on_frame(force=True)
+    legend = [label.text for _sample, label in window.loss_panel.legend.items]
+    assert legend == [r.name for r in window.runs] and legend[0] != legend[1]
+    assert window.grad_panel.heatmap_run() is window.current_run  # the heatmap follows the new run
+    # loading a finished run folder overlays it too
+    overlay = window.load_run_folder(folder)
+    assert overlay is not None and len(window.runs) == 3
+    assert id(overlay) in window.loss_panel._items
+
+
+def test_close_during_training_stops_cleanly(qtbot, qtlog, make_window):
+    window = make_window()
+    tiny(window, steps=100_000)
+    window.dialog_answers["keep_run"] = "discard"
+    assert window.start_training()
+    run = window.current_run
+    qtbot.waitUntil(lambda: run.last_step >= 5, timeout=60_000)
+    window.act_pause.trigger()  # closing must also wake a paused trainer
+    window.close()
+    assert window.isVisible()  # waits for the worker, never blocks the event loop
+    qtbot.waitUntil(lambda: not window.isVisible(), timeout=60_000)
+    assert not window.training_active
+    assert not Path(run.run_dir).exists()  # discarded as answered
+    assert not [r for r in qtlog.records if "QThread" in r.message or "Destroyed" in r.message]
+
+
+def test_close_during_training_keeps_the_run_when_asked(qtbot, make_window):
+    window = make_window()
+    tiny(window, steps=100_000)
+    assert window.start_training()
+    run = window.current_run
+    qtbot.waitUntil(lambda: run.last_step >= 5, timeout=60_000)
+    window.close()
+    qtbot.waitUntil(lambda: not window.isVisible(), timeout=60_000)
+    assert (Path(run.run_dir) / "model.safetensors").is_file()
+
+
+def test_files_recent_drop_and_settings(qtbot, tmp_path, make_window):
+    window = make_window()
+    target = tmp_path / "mine.json"
+    window.doc.set("name", "mine")
+    assert window.save_as(target)
+    assert spec.load(target).name == "mine" and not window.isWindowModified()
+    assert str(target.resolve()) in window.recent_files()
+    # a dropped data file becomes data.path (undoable); a dropped preset opens
+    data = tmp_path / "series.csv"
+    data.write_text("a,b\n1,2\n")
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(data))])
+    event = QDropEvent(QPointF(10, 10), Qt.DropAction.CopyAction, mime, Qt.MouseButton.NoButton,
+                       Qt.KeyboardModifier.NoModifier)
+    window.dropEvent(event)
+    assert window.doc.preset.data.path == str(data)
+    # the adding task refuses a file: said beside the data field
+    wait_task_info(qtbot, window)
+    qtbot.waitUntil(lambda: window.editor.errors.labels["data.path"].isVisible(), timeout=10_000)
+    window.act_undo.trigger()
+    other = tmp_path / "other.json"
+    p = spec.load(target)
+    p.name = "other"
+    spec.save(p, other)
+    assert window.open_dropped(other) == "preset"
+    assert window.doc.path == other and window.doc.preset.name == "other"
+    assert window.open_dropped(tmp_path) == "error"  # a folder without metrics.jsonl
+    window.loss_panel.smooth.setValue(25)
+    window.close()
+    qtbot.waitUntil(lambda: not window.isVisible(), timeout=10_000)
+    # the next session restores the recent files, the last preset and the plot settings
+    again = make_window()
+    assert again.recent_files()[0] == str(other.resolve())
+    assert again.doc.path == other
+    assert again.loss_panel.smooth.value() == 25
+    assert not again.welcome.isVisible()  # only on the first start
+
+
+def test_exports(qtbot, tmp_path, window):
+    for suffix in ("png", "svg"):
+        out = window.export_diagram(tmp_path / f"diagram.{suffix}")
+        assert out.stat().st_size > 1000
+    assert "<svg" in (tmp_path / "diagram.svg").read_text()
+    from workbench.gui.rundata import RunData
+
+    run = RunData("fake", colour="#123456")
+    run.add([{"kind": "step", "step": i, "loss": 1 / i, "lr": 1e-3, "grad_norm": 2.0, "grad_norm_clipped": 1.0,
+              "clipped": True, "timestep_grad_norms": {"layers.0": [0.1 * i, 0.2, 0.3]}} for i in range(1, 40)])
+    window.runs.append(run)
+    window._plots_changed()
+    for panel in window.panels:
+        png = window.export_panel(panel, "image", tmp_path / f"{panel.csv_name}.png")
+        svg = window.export_panel(panel, "image", tmp_path / f"{panel.csv_name}.svg")
+        csv = window.export_panel(panel, "csv", tmp_path / panel.csv_name)
+        assert png.stat().st_size > 500 and "<svg" in svg.read_text()
+        lines = csv.read_text().splitlines()
+        assert len(lines) > 10, panel.csv_name
+    assert window.export_preset(tmp_path / "copy.json")
+    assert spec.load(tmp_path / "copy.json") == window.doc.preset
+
+
+def test_non_finite_is_marked_and_reported(qtbot, window):
+    from workbench.gui.rundata import RunData
+
+    run = RunData("bad", live=True)
+    window.runs.append(run)
+    window.current_run = run
+    window._on_records([{"kind": "step", "step": 1, "loss": 1.0, "grad_norm": 1.0},
+                        {"kind": "non_finite", "step": 2, "what": "loss", "action": "skipped",
+                         "message": "step 2: the loss is nan"}])
+    assert "non-finite" in window.statusBar().currentMessage()
+    window._on_frame(force=True)
+    xs, _ = window.loss_panel._items[id(run)]["bad"].getData()
+    assert list(xs) == [2.0, 2.0]

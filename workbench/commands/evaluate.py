@@ -1,0 +1,100 @@
+"""`workbench eval RUN_DIR [--data FILE]`: a finished run's metrics, as JSON on stdout.
+
+The run is reopened from its folder (preset.json, task.json, the weights; see
+workbench.export.runfolder). Without --data it is evaluated on the whole of its task's
+validation data: generated tasks regenerate it from the run's seed, file tasks read
+their file again but keep the run's vocabularies. With --data FILE the whole file (in
+the task's format) is the evaluation set, e.g. a treebank's test split for a tagger.
+
+Besides the task's averaged metrics (the same the trainer reports, over all batches,
+not a sample) it adds the task's derived metrics (e.g. perplexity) and those that need
+free-running inference (e.g. greedy-decoding exact match), and the trivial baseline.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+
+
+def evaluate_run(run_dir: str, data: str | None = None, batch_size: int | None = None, max_batches: int = 0,
+                 device: str = "auto", decode: bool = True) -> dict:
+    """Evaluate a run folder; returns the JSON-ready result."""
+    import torch
+
+    from workbench.engine.trainer import resolve_device
+    from workbench.export.runfolder import load_run
+
+    run = load_run(run_dir)
+    task, model, preset = run.task, run.model, run.preset
+    if data:
+        task.use_eval_file(data)
+    else:
+        task.prepare()  # the validation data again; restored vocabularies are kept
+    dev = resolve_device(device)
+    model.to(dev).eval()
+    batch_size = batch_size or preset.train.batch_size
+    sums: dict[str, list[float]] = {}
+    loss_sum, n = 0.0, 0
+    started = time.perf_counter()
+    with torch.no_grad():
+        for batch in task.val_batches(batch_size, max_batches or 10**9):
+            batch = batch.to(dev)
+            output = model(batch.x, batch.y_in, batch.lengths)
+            loss_sum += float(task.loss(output, batch)) * batch.size
+            n += batch.size
+            found = dict(task.metric_sums(output, batch))
+            if decode:
+                found.update(task.decode_metrics(model, batch))
+            for name, (s, c) in found.items():
+                acc = sums.setdefault(name, [0.0, 0.0])
+                acc[0] += s
+                acc[1] += c
+    metrics: dict[str, float] = {"val_loss": loss_sum / n if n else float("nan")}
+    metrics.update({name: s / c for name, (s, c) in sums.items() if c})
+    metrics.update(task.derived_metrics(metrics))
+    return {
+        "run_dir": str(run.run_dir),
+        "task": preset.data.task,
+        "data": data or (preset.data.path or "built-in") + " (validation part)",
+        "examples": n,
+        "metrics": {k: _finite(v) for k, v in metrics.items()},
+        "baseline": {k: _finite(v) for k, v in task.baseline().items()},
+        "main_metric": task.main_metric,
+        "weights": str(run.weights),
+        "time_s": round(time.perf_counter() - started, 3),
+    }
+
+
+def _finite(value: float):
+    value = float(value)
+    return value if math.isfinite(value) else str(value)  # JSON has no NaN
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    result = evaluate_run(args.run_dir, data=args.data, batch_size=args.batch_size, max_batches=args.max_batches,
+                          device=args.device, decode=not args.no_decode)
+    json.dump(result, sys.stdout, indent=2)
+    sys.stdout.write("\n")
+    return 0
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be 1 or more")
+    return value
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("eval", help="evaluate a finished run on its validation data or a file; prints JSON")
+    p.add_argument("run_dir", help="a run folder written by `workbench train`")
+    p.add_argument("--data", help="evaluate on the whole of this file (in the task's format) instead")
+    p.add_argument("--batch-size", type=_positive, help="evaluation batch size (default: the run's)")
+    p.add_argument("--max-batches", type=_positive, default=0, help="stop after this many batches (default: all)")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"], default="auto")
+    p.add_argument("--no-decode", action="store_true",
+                   help="skip metrics that need free-running decoding (greedy exact match)")
+    p.set_defaults(func=cmd_eval)

@@ -1,0 +1,489 @@
+"""The architecture editor: task and data, topology, input side, the recurrent stack(s),
+head and initialisation. Every widget edits the document (undoable); the document's
+change notification refreshes every widget; errors appear in red under the field they
+name (a layer's error under that layer's row)."""
+from __future__ import annotations
+
+import json
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout, QGridLayout,
+                               QGroupBox, QHBoxLayout, QLabel, QLineEdit, QPushButton, QScrollArea, QSizePolicy,
+                               QSpinBox, QToolButton, QVBoxLayout, QWidget)
+
+from workbench import spec
+from workbench.gui.document import PresetDocument
+from workbench.gui.widgets import Binder, ErrorBoard, ErrorLabel, parse_option_text
+from workbench.spec import Preset
+
+TIPS = {
+    "name": "The preset's name, used for run folders and in the plots' legends.",
+    "data.task": "What the network learns; each task brings its own data, loss and metrics.",
+    "data.path": "A data file of your own for this task (empty: the task's built-in or generated data).",
+    "data.options": "Settings of the chosen task (e.g. sequence length); leave a field empty for its default.",
+    "model.topology": "How inputs map to outputs: one output per sequence, one per step, an encoder feeding a "
+                      "decoder, or one input unrolled into a sequence.",
+    "cell": "The recurrent cell: vanilla RNN (tanh or ReLU), LSTM or GRU; gated cells carry gradients further "
+            "back in time.",
+    "hidden_size": "Width of this layer's hidden state.",
+    "bidirectional": "Also run the sequence backwards and join both directions' states.",
+    "dropout": "Fraction of this layer's outputs zeroed at random while training.",
+    "model.input.kind": "How raw inputs become vectors: a token embedding, a linear projection of numeric "
+                        "features, or a linear/conv encoder for video frames.",
+    "model.input.embedding_dim": "Size of each token vector (also of the decoder's previous-token embedding).",
+    "model.input.projection_size": "Output size of the linear or frame projection fed to the first layer.",
+    "model.input.conv_channels": "Channels of each 3×3 conv + 2×2 pool block of the frames_conv encoder, "
+                                 "e.g. 16, 32.",
+    "model.head.kind": "Classification (softmax over classes or tokens) or regression (real-valued outputs).",
+    "model.head.hidden_size": "An extra hidden layer between the recurrent stack and the output (0: none).",
+    "model.init.recurrent": "Initial recurrent weights: PyTorch's default, orthogonal, or identity (IRNN, "
+                            "vanilla RNNs only).",
+    "model.init.forget_bias": "LSTM forget-gate bias at the start; about 1 makes the cell remember by default.",
+    "model.init.spectral_radius": "Rescale recurrent matrices to this spectral radius at the start (>1 makes "
+                                  "gradients explode through time, <1 vanish).",
+    "model.attention": "Let every decoder step read all encoder states (Luong dot-product attention).",
+}
+
+TOPOLOGY_HINTS = {
+    "many_to_one": "reads a sequence, predicts once at the end",
+    "many_to_many": "predicts at every step",
+    "encoder_decoder": "an encoder reads the input; a decoder writes an output of another length",
+    "one_to_many": "one input (a class, vector or image) unrolls into a sequence",
+}
+
+
+def _compact(combo: QComboBox, chars: int = 8) -> None:
+    """Let a combo box shrink with the dock instead of widening it to its longest item."""
+    combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+    combo.setMinimumContentsLength(chars)
+    combo.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
+
+
+class LayerRow(QWidget):
+    """One recurrent layer: cell, hidden size, bidirectional, dropout, move/remove; and
+    the red line under it for that layer's errors."""
+
+    def __init__(self, doc: PresetDocument, stack: str, index: int, parent=None):
+        super().__init__(parent)
+        self.doc, self.stack, self.index = doc, stack, index
+        self.path = f"model.{stack}.{index}"
+        grid = QGridLayout(self)
+        grid.setContentsMargins(0, 1, 0, 1)
+        grid.setHorizontalSpacing(3)
+        grid.setVerticalSpacing(0)
+        self.label = QLabel(("D" if stack == "decoder_layers" else "L") + str(index + 1))
+        self.label.setFixedWidth(20)
+        self.cell = QComboBox()
+        for c in spec.CELLS:
+            self.cell.addItem(spec.CELL_LABELS[c], c)
+        self.cell.setToolTip(TIPS["cell"])
+        _compact(self.cell, 4)
+        self.hidden = QSpinBox()
+        self.hidden.setRange(1, spec.MAX_HIDDEN)
+        self.hidden.setKeyboardTracking(False)
+        self.hidden.setToolTip(TIPS["hidden_size"])
+        self.hidden.setAccelerated(True)
+        self.bi = QCheckBox("bi")
+        self.bi.setToolTip(TIPS["bidirectional"])
+        self.dropout = QDoubleSpinBox()
+        self.dropout.setRange(0.0, 0.95)
+        self.dropout.setSingleStep(0.05)
+        self.dropout.setDecimals(2)
+        self.dropout.setKeyboardTracking(False)
+        self.dropout.setButtonSymbols(QDoubleSpinBox.ButtonSymbols.NoButtons)  # room: type or scroll
+        self.dropout.setToolTip(TIPS["dropout"])
+        self.up = self._tool("▲", "Move this layer one place toward the input", -1)
+        self.down = self._tool("▼", "Move this layer one place toward the output", +1)
+        self.remove = QToolButton()
+        self.remove.setFixedSize(20, 22)
+        self.remove.setText("✕")
+        self.remove.setToolTip("Remove this layer")
+        self.remove.clicked.connect(lambda: self.doc.remove_layer(self.stack, self.index))
+        for col, w in enumerate((self.label, self.cell, self.hidden, self.bi, self.dropout, self.up, self.down,
+                                 self.remove)):
+            grid.addWidget(w, 0, col)
+        grid.setColumnStretch(1, 2)
+        grid.setColumnStretch(2, 1)
+        self.error = ErrorLabel()
+        grid.addWidget(self.error, 1, 1, 1, 7)
+        self.cell.currentIndexChanged.connect(
+            lambda i: self.doc.set(f"{self.path}.cell", self.cell.itemData(i), text=f"Set layer {self.index + 1} cell",
+                                   merge=False))
+        self.hidden.valueChanged.connect(lambda v: self.doc.set(f"{self.path}.hidden_size", int(v),
+                                                                text=f"Set layer {self.index + 1} hidden size"))
+        self.bi.toggled.connect(lambda on: self.doc.set(f"{self.path}.bidirectional", bool(on), merge=False,
+                                                        text=f"Set layer {self.index + 1} bidirectional"))
+        self.dropout.valueChanged.connect(lambda v: self.doc.set(f"{self.path}.dropout", float(v),
+                                                                 text=f"Set layer {self.index + 1} dropout"))
+
+    def _tool(self, text: str, tip: str, delta: int) -> QToolButton:
+        b = QToolButton()
+        b.setFixedSize(20, 22)
+        b.setText(text)
+        b.setToolTip(tip)
+        b.clicked.connect(lambda: self.doc.move_layer(self.stack, self.index, delta))
+        return b
+
+    def refresh(self, layer: spec.LayerSpec, count: int) -> None:
+        for w in (self.cell, self.hidden, self.bi, self.dropout):
+            w.blockSignals(True)
+        try:
+            i = self.cell.findData(layer.cell)
+            self.cell.setCurrentIndex(i)
+            self.hidden.setValue(layer.hidden_size)
+            self.bi.setChecked(layer.bidirectional)
+            self.dropout.setValue(layer.dropout)
+        finally:
+            for w in (self.cell, self.hidden, self.bi, self.dropout):
+                w.blockSignals(False)
+        self.up.setEnabled(self.index > 0)
+        self.down.setEnabled(self.index < count - 1)
+        self.remove.setEnabled(count > 1)
+
+
+class LayerList(QWidget):
+    """The rows of one stack (model.layers or model.decoder_layers) and an Add button."""
+
+    def __init__(self, doc: PresetDocument, stack: str, errors: ErrorBoard, parent=None):
+        super().__init__(parent)
+        self.doc, self.stack, self.errors = doc, stack, errors
+        self.rows: list[LayerRow] = []
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(0, 0, 0, 0)
+        outer.setSpacing(1)
+        head = QHBoxLayout()
+        for text, width in (("", 22), ("cell", 0), ("hidden", 0), ("", 0), ("dropout", 0)):
+            lab = QLabel(f"<small>{text}</small>")
+            if width:
+                lab.setFixedWidth(width)
+            head.addWidget(lab, 0 if not text else 1)
+        head.addStretch(1)
+        outer.addLayout(head)
+        self.body = QVBoxLayout()
+        self.body.setSpacing(0)
+        outer.addLayout(self.body)
+        self.error = errors.register(f"model.{stack}", ErrorLabel())
+        outer.addWidget(self.error)
+        self.add = QPushButton("Add layer" if stack == "layers" else "Add decoder layer")
+        self.add.setToolTip("Add a layer on top of the stack (a copy of the current top layer)")
+        self.add.clicked.connect(lambda: self.doc.add_layer(self.stack))
+        outer.addWidget(self.add, 0, Qt.AlignmentFlag.AlignLeft)
+
+    def refresh(self, layers: list[spec.LayerSpec]) -> None:
+        if len(layers) != len(self.rows):
+            for row in self.rows:
+                self.errors.unregister_prefix(row.path)
+                row.setParent(None)
+                row.deleteLater()
+            self.rows = []
+            for i in range(len(layers)):
+                row = LayerRow(self.doc, self.stack, i)
+                self.errors.register(row.path, row.error)
+                self.body.addWidget(row)
+                self.rows.append(row)
+        for row, layer in zip(self.rows, layers):
+            row.refresh(layer, len(layers))
+
+
+class ArchitectureEditor(QScrollArea):
+    """The design panel. ``errors`` places SpecErrors beside their fields."""
+
+    browse_requested = Signal()
+
+    def __init__(self, doc: PresetDocument, parent=None):
+        super().__init__(parent)
+        self.doc = doc
+        self.errors = ErrorBoard()
+        self.binder = Binder(doc)
+        self.setWidgetResizable(True)
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        body = QWidget()
+        body.setObjectName("editorBody")
+        self.setWidget(body)
+        lay = QVBoxLayout(body)
+        lay.setContentsMargins(4, 4, 4, 4)
+        lay.setSpacing(6)
+        self.task_infos: dict = {}
+
+        # ---- task and data
+        box, form = self._group("Task and data")
+        self.name = self.binder.line(QLineEdit(), "name")
+        self.name.setToolTip(TIPS["name"])
+        self._row(form, "Name", self.name, "name")
+        self.task = QComboBox()
+        self.task.setToolTip(TIPS["data.task"])
+        self.task.currentIndexChanged.connect(self._on_task)
+        self.binder.custom("data.task", self.task, self._refresh_task)
+        self._row(form, "Task", self.task, "data.task")
+        path_row = QWidget()
+        pl = QHBoxLayout(path_row)
+        pl.setContentsMargins(0, 0, 0, 0)
+        pl.setSpacing(2)
+        self.path = self.binder.line(QLineEdit(), "data.path")
+        self.path.setPlaceholderText("built-in data")
+        self.path.setToolTip(TIPS["data.path"])
+        self.browse = QToolButton()
+        self.browse.setText("…")
+        self.browse.setToolTip("Choose a data file")
+        self.browse.clicked.connect(self.browse_requested.emit)
+        self.clear_path = QToolButton()
+        self.clear_path.setText("✕")
+        self.clear_path.setToolTip("Use the task's built-in data")
+        self.clear_path.clicked.connect(lambda: self.doc.set("data.path", "", text="Clear data path", merge=False))
+        pl.addWidget(self.path, 1)
+        pl.addWidget(self.browse)
+        pl.addWidget(self.clear_path)
+        self._row(form, "Data file", path_row, "data.path")
+        self.options_box = QWidget()
+        self.options_form = QFormLayout(self.options_box)
+        self.options_form.setContentsMargins(0, 0, 0, 0)
+        self.options_form.setSpacing(2)
+        self.options_box.setToolTip(TIPS["data.options"])
+        self._option_edits: dict[str, QLineEdit] = {}
+        self._row(form, "Options", self.options_box, "data.options")
+        lay.addWidget(box)
+
+        # ---- topology
+        box, form = self._group("Topology")
+        self.topology = QComboBox()
+        self.topology.setToolTip(TIPS["model.topology"])
+        self.binder.combo(self.topology, "model.topology", spec.TOPOLOGIES, spec.TOPOLOGY_LABELS,
+                          on_change=self.doc.set_topology)
+        self._row(form, "Shape", self.topology, "model.topology")
+        self.topology_hint = QLabel()
+        self.topology_hint.setObjectName("hint")
+        self.topology_hint.setWordWrap(True)
+        form.addRow(self.topology_hint)
+        lay.addWidget(box)
+
+        # ---- input side
+        box, form = self._group("Input side")
+        self.input_kind = QComboBox()
+        self.input_kind.setToolTip(TIPS["model.input.kind"])
+        self.binder.combo(self.input_kind, "model.input.kind", spec.INPUT_KINDS,
+                          {"embedding": "token embedding", "linear": "linear (features)",
+                           "frames_linear": "frames → linear", "frames_conv": "frames → conv"})
+        self._row(form, "Kind", self.input_kind, "model.input.kind")
+        self.embedding_dim = self._spin(1, spec.MAX_EMBEDDING, "model.input.embedding_dim")
+        self._row(form, "Embedding size", self.embedding_dim, "model.input.embedding_dim")
+        self.projection = self._spin(1, spec.MAX_EMBEDDING, "model.input.projection_size")
+        self._row(form, "Projection size", self.projection, "model.input.projection_size")
+        self.conv = QLineEdit()
+        self.conv.setToolTip(TIPS["model.input.conv_channels"])
+        self.conv.editingFinished.connect(self._on_conv)
+        self.binder.custom("model.input.conv_channels", self.conv,
+                           lambda p: self.conv.setText(", ".join(map(str, p.model.input.conv_channels))))
+        self._row(form, "Conv channels", self.conv, "model.input.conv_channels")
+        self.input_error = self.errors.register("model.input", ErrorLabel())
+        form.addRow(self.input_error)
+        lay.addWidget(box)
+
+        # ---- recurrent stack(s)
+        self.layers_box = QGroupBox("Recurrent layers")
+        v = QVBoxLayout(self.layers_box)
+        v.setContentsMargins(6, 4, 6, 4)
+        self.layers = LayerList(doc, "layers", self.errors)
+        v.addWidget(self.layers)
+        lay.addWidget(self.layers_box)
+        self.decoder_box = QGroupBox("Decoder layers")
+        v = QVBoxLayout(self.decoder_box)
+        v.setContentsMargins(6, 4, 6, 4)
+        self.decoder = LayerList(doc, "decoder_layers", self.errors)
+        v.addWidget(self.decoder)
+        self.attention = self.binder.check(QCheckBox("Attention over encoder states"), "model.attention")
+        self.attention.setToolTip(TIPS["model.attention"])
+        v.addWidget(self.attention)
+        v.addWidget(self.errors.register("model.attention", ErrorLabel()))
+        lay.addWidget(self.decoder_box)
+
+        # ---- head and init
+        box, form = self._group("Output head")
+        self.head_kind = QComboBox()
+        self.head_kind.setToolTip(TIPS["model.head.kind"])
+        self.binder.combo(self.head_kind, "model.head.kind", spec.HEAD_KINDS)
+        self._row(form, "Kind", self.head_kind, "model.head.kind")
+        self.head_hidden = self._spin(0, spec.MAX_HIDDEN, "model.head.hidden_size")
+        self._row(form, "Hidden layer", self.head_hidden, "model.head.hidden_size")
+        form.addRow(self.errors.register("model.head", ErrorLabel()))
+        lay.addWidget(box)
+
+        box, form = self._group("Initialisation")
+        self.init_kind = QComboBox()
+        self.init_kind.setToolTip(TIPS["model.init.recurrent"])
+        self.binder.combo(self.init_kind, "model.init.recurrent", spec.RECURRENT_INITS)
+        self._row(form, "Recurrent", self.init_kind, "model.init.recurrent")
+        self.forget_bias = QDoubleSpinBox()
+        self.forget_bias.setRange(-20, 20)
+        self.forget_bias.setSingleStep(0.5)
+        self.forget_bias.setToolTip(TIPS["model.init.forget_bias"])
+        self.binder.spin(self.forget_bias, "model.init.forget_bias")
+        self._row(form, "Forget bias", self.forget_bias, "model.init.forget_bias")
+        radius_row = QWidget()
+        rl = QHBoxLayout(radius_row)
+        rl.setContentsMargins(0, 0, 0, 0)
+        self.radius_on = QCheckBox()
+        self.radius_on.setToolTip(TIPS["model.init.spectral_radius"])
+        self.radius = QDoubleSpinBox()
+        self.radius.setRange(0.01, 100.0)
+        self.radius.setSingleStep(0.05)
+        self.radius.setKeyboardTracking(False)
+        self.radius.setToolTip(TIPS["model.init.spectral_radius"])
+        rl.addWidget(self.radius_on)
+        rl.addWidget(self.radius, 1)
+        self.radius_on.toggled.connect(
+            lambda on: self.doc.set("model.init.spectral_radius", float(self.radius.value()) if on else None,
+                                    text="Set spectral radius", merge=False))
+        self.radius.valueChanged.connect(lambda v: self.doc.set("model.init.spectral_radius", float(v)))
+        self.binder.custom("model.init.spectral_radius", radius_row, self._refresh_radius)
+        self._row(form, "Spectral radius", radius_row, "model.init.spectral_radius")
+        form.addRow(self.errors.register("model.init", ErrorLabel()))
+        lay.addWidget(box)
+
+        self.general_error = self.errors.register("model", ErrorLabel())
+        lay.addWidget(self.general_error)
+        lay.addStretch(1)
+        for combo in body.findChildren(QComboBox):
+            _compact(combo)
+        self.refresh(doc.preset)
+
+    # ------------------------------------------------------------------ building helpers
+    def _group(self, title: str) -> tuple[QGroupBox, QFormLayout]:
+        box = QGroupBox(title)
+        form = QFormLayout(box)
+        form.setContentsMargins(6, 4, 6, 4)
+        form.setSpacing(3)
+        form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
+        return box, form
+
+    def _row(self, form: QFormLayout, label: str, widget: QWidget, path: str) -> None:
+        cell = QWidget()
+        v = QVBoxLayout(cell)
+        v.setContentsMargins(0, 0, 0, 0)
+        v.setSpacing(0)
+        v.addWidget(widget)
+        v.addWidget(self.errors.register(path, ErrorLabel()))
+        lab = QLabel(label)
+        lab.setToolTip(TIPS.get(path, widget.toolTip()))
+        form.addRow(lab, cell)
+
+    def _spin(self, lo: int, hi: int, path: str) -> QSpinBox:
+        s = QSpinBox()
+        s.setRange(lo, hi)
+        s.setAccelerated(True)
+        s.setToolTip(TIPS.get(path, ""))
+        self.binder.spin(s, path)
+        return s
+
+    # ------------------------------------------------------------------ task
+    def set_task_infos(self, infos: dict) -> None:
+        """Titles, topologies and option defaults of the tasks, once loaded (resolver)."""
+        self.task_infos = dict(infos)
+        self.refresh(self.doc.preset)
+
+    def _refresh_task(self, preset: Preset) -> None:
+        from workbench.tasks import TASKS
+
+        names = list(TASKS)
+        if preset.data.task not in names:
+            names.append(preset.data.task)
+        labels = []
+        for n in names:
+            info = self.task_infos.get(n)
+            labels.append(f"{n} — {info.title}" if info is not None and info.title and info.title != n else n)
+        current = [self.task.itemText(i) for i in range(self.task.count())]
+        if current != labels:
+            self.task.clear()
+            for n, label in zip(names, labels):
+                self.task.addItem(label, n)
+        self.task.setCurrentIndex(self.task.findData(preset.data.task))
+
+    def _on_task(self, index: int) -> None:
+        name = self.task.itemData(index)
+        if name is None or name == self.doc.preset.data.task:
+            return
+
+        def mutate(p: Preset) -> None:
+            p.data.task = name
+            p.data.options = {}  # the previous task's options mean nothing to this one
+            p.data.path = ""
+
+        self.doc.edit(f"Set task to {name}", mutate)
+
+    def _refresh_options(self, preset: Preset) -> None:
+        info = self.task_infos.get(preset.data.task)
+        defaults = dict(info.options) if info is not None else {}
+        keys = list(defaults) + [k for k in preset.data.options if k not in defaults]
+        if list(self._option_edits) != keys:
+            while self.options_form.rowCount():
+                self.options_form.removeRow(0)
+            self._option_edits = {}
+            for key in keys:
+                edit = QLineEdit()
+                edit.setObjectName(f"option_{key}")
+                edit.editingFinished.connect(lambda k=key, e=edit: self._on_option(k, e))
+                self.options_form.addRow(key, edit)
+                self._option_edits[key] = edit
+            if not keys:
+                self.options_form.addRow(QLabel("<i>none</i>" if info is not None else "<i>loading…</i>"))
+        for key, edit in self._option_edits.items():
+            edit.blockSignals(True)
+            explicit = key in preset.data.options
+            text = json.dumps(preset.data.options[key]) if explicit else ""
+            if edit.text() != text:
+                edit.setText(text)
+            edit.setPlaceholderText(f"default {json.dumps(defaults[key])}" if key in defaults else "")
+            edit.blockSignals(False)
+
+    def _on_option(self, key: str, edit: QLineEdit) -> None:
+        text = edit.text().strip()
+
+        def mutate(p: Preset) -> None:
+            if text:
+                p.data.options[key] = parse_option_text(text)
+            else:
+                p.data.options.pop(key, None)
+
+        self.doc.edit(f"Set option {key}", mutate, merge_key=f"data.options.{key}")
+
+    def _on_conv(self) -> None:
+        try:
+            channels = [int(c) for c in self.conv.text().replace(";", ",").split(",") if c.strip()]
+        except ValueError:
+            self.errors.labels["model.input.conv_channels"].show_error("write whole numbers separated by commas, "
+                                                                       "e.g. 16, 32")
+            return
+        self.doc.set("model.input.conv_channels", channels, text="Set conv channels")
+
+    def _refresh_radius(self, preset: Preset) -> None:
+        r = preset.model.init.spectral_radius
+        self.radius_on.blockSignals(True)
+        self.radius.blockSignals(True)
+        self.radius_on.setChecked(r is not None)
+        self.radius.setEnabled(r is not None)
+        if r is not None:
+            self.radius.setValue(r)
+        self.radius_on.blockSignals(False)
+        self.radius.blockSignals(False)
+
+    # ------------------------------------------------------------------ refresh
+    def refresh(self, preset: Preset) -> None:
+        self.binder.refresh(preset)
+        self._refresh_options(preset)
+        m = preset.model
+        self.topology_hint.setText(TOPOLOGY_HINTS.get(m.topology, ""))
+        kind = m.input.kind
+        self.embedding_dim.setEnabled(kind == "embedding" or m.topology in ("encoder_decoder", "one_to_many"))
+        self.projection.setEnabled(kind != "embedding")
+        self.conv.setEnabled(kind == "frames_conv")
+        enc_dec = m.topology == "encoder_decoder"
+        self.layers_box.setTitle("Encoder layers" if enc_dec else "Recurrent layers")
+        self.layers.refresh(m.layers)
+        self.decoder_box.setVisible(enc_dec or bool(m.decoder_layers))
+        self.decoder.refresh(m.decoder_layers)
+        self.attention.setEnabled(enc_dec or m.attention)
+        for row in self.layers.rows:
+            row.bi.setEnabled(m.topology != "one_to_many" or m.layers[row.index].bidirectional)
+
+    def show_errors(self, errors: list) -> list:
+        """Place errors beside their fields; returns those without a place."""
+        return self.errors.show(errors)

@@ -1,0 +1,636 @@
+"""The live plots (pyqtgraph). They draw from RunData buffers when the window's frame
+timer asks (<= 30 Hz), never per training step, and skip the work when nothing they
+show has changed. Long series stay smooth through pyqtgraph's peak downsampling and
+clip-to-view; setData skips the finite check (the buffers hold plain floats).
+
+Panels: LossPanel (train/val loss, log option, smoothing, hover read-out),
+GradientPanel (heatmap per layer of log10 ||dL/dh_t||, latest profile over t on a log
+axis with the fitted decay per step), NormPanel (global grad norm before/after
+clipping with the threshold and clip events; learning rate). Non-finite events are
+marked in red. Every panel saves its picture (PNG/SVG) and its data (CSV).
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import QPoint, QRectF, QSize, Qt, Signal
+from PySide6.QtGui import QColor, QPainter
+from PySide6.QtWidgets import (QCheckBox, QComboBox, QHBoxLayout, QLabel, QMenu, QSizePolicy, QSlider, QSplitter,
+                               QToolButton, QVBoxLayout, QWidget)
+
+from workbench.fileio import atomic_write_text
+from workbench.gui.rundata import SOURCE_LABELS, SOURCES, RunData
+
+pg.setConfigOptions(imageAxisOrder="row-major", background="w", foreground="#333333", antialias=False)
+
+NON_FINITE = QColor("#d62728")
+
+
+def _pen(colour: str, width: float = 1.0, alpha: int = 255, style=Qt.PenStyle.SolidLine):
+    c = QColor(colour)
+    c.setAlpha(alpha)
+    pen = pg.mkPen(c, width=width)
+    pen.setStyle(style)
+    return pen
+
+
+def _aligned(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Series appended in lockstep may briefly differ in length after a compaction."""
+    n = min(x.size, y.size)
+    return x[x.size - n:], y[y.size - n:]
+
+
+def _positive_range(*arrays: np.ndarray) -> tuple[float, float]:
+    lo, hi = math.inf, -math.inf
+    for a in arrays:
+        if a.size:
+            finite = a[np.isfinite(a) & (a > 0)]
+            if finite.size:
+                lo, hi = min(lo, float(finite.min())), max(hi, float(finite.max()))
+    if not math.isfinite(lo):
+        return 1e-3, 1.0
+    return lo, hi
+
+
+def _legend(item: pg.PlotItem, offset=(-8, 8)) -> pg.LegendItem:
+    legend = item.addLegend(offset=offset, labelTextSize="8pt", verSpacing=-6)
+    legend.setBrush(pg.mkBrush(255, 255, 255, 190))
+    legend.setPen(pg.mkPen(200, 200, 200))
+    return legend
+
+
+def _plot_widget(title: str = "", left: str = "", bottom: str = "step") -> pg.PlotWidget:
+    w = pg.PlotWidget()
+    item = w.getPlotItem()
+    item.showGrid(x=True, y=True, alpha=0.25)
+    item.setDownsampling(auto=True, mode="peak")
+    item.setClipToView(True)
+    if left:
+        item.setLabel("left", left)
+    if bottom:
+        item.setLabel("bottom", bottom)
+    if title:
+        item.setTitle(title, size="9pt")
+    for axis in ("left", "bottom"):
+        item.getAxis(axis).enableAutoSIPrefix(False)  # "(x0.001)" on a log axis only confuses
+    item.getViewBox().setMouseMode(pg.ViewBox.RectMode)
+    w.setMinimumSize(160, 120)
+    return w
+
+
+class PlotPanel(QWidget):
+    """A titled panel: a header row of controls, the plot area, and an export menu."""
+
+    export_requested = Signal(str)  # "image" or "csv"; the window asks for the file name
+
+    title = ""
+    csv_name = "data.csv"
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.layout_ = QVBoxLayout(self)
+        self.layout_.setContentsMargins(2, 2, 2, 2)
+        self.layout_.setSpacing(2)
+        self.header = QHBoxLayout()
+        self.header.setSpacing(6)
+        self.layout_.addLayout(self.header)
+        self.readout = QLabel("")
+        self.readout.setObjectName("readout")
+        self.readout.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.readout.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        self._export_btn = QToolButton()
+        self._export_btn.setText("Save")
+        self._export_btn.setToolTip("Save this plot as PNG/SVG or its data as CSV")
+        self._export_btn.setPopupMode(QToolButton.ToolButtonPopupMode.InstantPopup)
+        menu = QMenu(self._export_btn)
+        menu.addAction("Save image (PNG/SVG)…", lambda: self.export_requested.emit("image"))
+        menu.addAction("Save data (CSV)…", lambda: self.export_requested.emit("csv"))
+        self._export_btn.setMenu(menu)
+        self._drawn: dict = {}  # what was drawn last: skip identical redraws
+        self.frames = 0
+
+    def finish_header(self) -> None:
+        self.header.addWidget(self.readout, 1)
+        self.header.addWidget(self._export_btn)
+
+    def plot_area(self) -> QWidget:
+        """The widget that an image export renders."""
+        raise NotImplementedError
+
+    def refresh(self, runs: list[RunData], current: RunData | None) -> bool:
+        """Redraw from the buffers if anything shown changed; True when it redrew."""
+        raise NotImplementedError
+
+    def csv(self, runs: list[RunData], current: RunData | None) -> str:
+        raise NotImplementedError
+
+    def save_image(self, path: str | Path) -> Path:
+        path = Path(path)
+        area = self.plot_area()
+        if path.suffix.lower() == ".svg":
+            from PySide6.QtSvg import QSvgGenerator
+
+            gen = QSvgGenerator()
+            gen.setFileName(str(path))
+            size = area.size() if area.width() > 10 else QSize(800, 500)
+            gen.setSize(size)
+            gen.setViewBox(QRectF(0, 0, size.width(), size.height()))
+            gen.setTitle(self.title)
+            painter = QPainter(gen)
+            QWidget.render(area, painter, QPoint(0, 0))  # the widget's own paint, children included
+            painter.end()
+        else:
+            if area.width() < 10:
+                area.resize(800, 500)
+            if not area.grab().save(str(path)):
+                from workbench.fileio import SaveError
+
+                raise SaveError(f"cannot write {path}")
+        return path
+
+    def save_csv(self, path: str | Path, runs: list[RunData], current: RunData | None) -> Path:
+        atomic_write_text(Path(path), self.csv(runs, current))
+        return Path(path)
+
+    @staticmethod
+    def shown(runs: list[RunData]) -> list[RunData]:
+        return [r for r in runs if r.visible]
+
+
+# ----------------------------------------------------------------------------- loss
+
+
+class LossPanel(PlotPanel):
+    title = "Loss"
+    csv_name = "loss.csv"
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.log_box = QCheckBox("log")
+        self.log_box.setToolTip("Show the loss on a logarithmic axis")
+        self.smooth = QSlider(Qt.Orientation.Horizontal)
+        self.smooth.setRange(0, 99)
+        self.smooth.setValue(60)
+        self.smooth.setFixedWidth(90)
+        self.smooth.setToolTip("Smoothing of the train loss: an exponential moving average with this weight "
+                               "on the past (0 = raw)")
+        self.smooth_label = QLabel("0.60")
+        self.header.addWidget(self.log_box)
+        self.header.addWidget(QLabel("smooth"))
+        self.header.addWidget(self.smooth)
+        self.header.addWidget(self.smooth_label)
+        self.finish_header()
+        self.plot = _plot_widget(left="loss")
+        self.item = self.plot.getPlotItem()
+        self.legend = _legend(self.item)
+        self.layout_.addWidget(self.plot, 1)
+        self.cursor = pg.InfiniteLine(angle=90, movable=False, pen=_pen("#888888", 1, 120))
+        self.item.addItem(self.cursor, ignoreBounds=True)
+        self.cursor.hide()
+        self._items: dict[int, dict] = {}
+        self.log_box.toggled.connect(self._on_log)
+        self.smooth.valueChanged.connect(self._on_smooth)
+        self._proxy = pg.SignalProxy(self.plot.scene().sigMouseMoved, rateLimit=30, slot=self._on_mouse)
+        self._runs: list[RunData] = []
+        self._current: RunData | None = None
+        self.hint = "solid: train loss (smoothed over the faint raw curve) · dashed ●: validation · red: non-finite"
+        self.readout.setText(self.hint)
+        self.empty = pg.TextItem("no run yet: press Train (F5)", color="#999999", anchor=(0.5, 0.5))
+        self.item.addItem(self.empty, ignoreBounds=True)
+        self.empty.setPos(0.5, 0.5)
+
+    @property
+    def alpha(self) -> float:
+        return self.smooth.value() / 100.0
+
+    def plot_area(self) -> QWidget:
+        return self.plot
+
+    def _on_log(self, on: bool) -> None:
+        self.item.setLogMode(y=on)
+        self._drawn.clear()
+        self.refresh(self._runs, self._current)
+
+    def _on_smooth(self, value: int) -> None:
+        self.smooth_label.setText(f"{value / 100:.2f}")
+        self._drawn.clear()
+        self.refresh(self._runs, self._current)
+
+    def _ensure(self, run: RunData) -> dict:
+        items = self._items.get(id(run))
+        if items is None:
+            raw = pg.PlotDataItem(pen=_pen(run.colour, 1, 70))
+            smooth = pg.PlotDataItem(pen=_pen(run.colour, 2), name=run.name)
+            val = pg.PlotDataItem(pen=_pen(run.colour, 1.5, style=Qt.PenStyle.DashLine), symbol="o", symbolSize=5,
+                                  symbolBrush=run.colour, symbolPen=None)
+            bad = pg.PlotDataItem(pen=_pen(NON_FINITE.name(), 1.2), connect="pairs")
+            for it in (raw, smooth, val, bad):
+                self.item.addItem(it)
+            items = {"raw": raw, "smooth": smooth, "val": val, "bad": bad, "run": run}
+            self._items[id(run)] = items
+        return items
+
+    def _prune(self, runs: list[RunData]) -> None:
+        keep = {id(r) for r in runs}
+        for key in [k for k in self._items if k not in keep]:
+            for name, it in self._items.pop(key).items():
+                if name != "run":
+                    self.item.removeItem(it)
+
+    def refresh(self, runs: list[RunData], current: RunData | None) -> bool:
+        self._runs, self._current = runs, current
+        shown = self.shown(runs)
+        self._prune(shown)
+        self.empty.setVisible(not any(len(r.steps) for r in shown))
+        changed = False
+        for run in shown:
+            key = (run.version, self.alpha, self.log_box.isChecked(), run.colour, run.name)
+            if self._drawn.get(id(run)) == key:
+                continue
+            self._drawn[id(run)] = key
+            changed = True
+            items = self._ensure(run)
+            steps = run.steps.view()
+            x, y = _aligned(steps, run.loss.view())
+            items["raw"].setData(x, y, skipFiniteCheck=True)
+            xs, ys = _aligned(steps, run.smoothed(self.alpha))
+            items["smooth"].setData(xs, ys, skipFiniteCheck=True)
+            vx, vy = _aligned(run.val_steps.view(), run.val_loss.view())
+            items["val"].setData(vx, vy)
+            if run.non_finite:
+                lo, hi = _positive_range(y, vy)
+                bx = np.repeat([float(e.get("step", 0)) for e in run.non_finite], 2)
+                by = np.tile([lo, hi], len(run.non_finite))
+                items["bad"].setData(bx, by)
+            else:
+                items["bad"].setData([], [])
+        if changed:
+            self.frames += 1
+        return changed
+
+    def _on_mouse(self, event) -> None:
+        pos = event[0]
+        if not self.item.sceneBoundingRect().contains(pos):
+            self.cursor.hide()
+            self.readout.setText(self.hint)
+            return
+        point = self.item.getViewBox().mapSceneToView(pos)
+        step = point.x()
+        parts = []
+        for run in self.shown(self._runs):
+            steps = run.steps.view()
+            if not steps.size:
+                continue
+            i = int(np.clip(np.searchsorted(steps, step), 0, steps.size - 1))
+            if i > 0 and abs(steps[i - 1] - step) < abs(steps[i] - step):
+                i -= 1
+            loss = run.loss.view()
+            sm = run.smoothed(self.alpha)
+            text = f"<span style='color:{run.colour}'>■</span> {run.name}: step {int(steps[i])} loss {loss[i]:.4g}"
+            if i < sm.size and self.alpha > 0:
+                text += f" (smoothed {sm[i]:.4g})"
+            vs = run.val_steps.view()
+            if vs.size:
+                j = int(np.clip(np.searchsorted(vs, steps[i], side="right") - 1, 0, vs.size - 1))
+                text += f", val {run.val_loss.view()[j]:.4g} @{int(vs[j])}"
+            parts.append(text)
+            self.cursor.setPos(float(steps[i]))
+        self.cursor.setVisible(bool(parts))
+        self.readout.setText(" · ".join(parts[:3]) if parts else self.hint)
+
+    def csv(self, runs: list[RunData], current: RunData | None) -> str:
+        lines = ["run,series,step,value"]
+        for run in self.shown(runs):
+            for series, xs, ys in (("train", run.steps.view(), run.loss.view()),
+                                   ("train_smoothed", run.steps.view(), run.smoothed(self.alpha)),
+                                   ("val", run.val_steps.view(), run.val_loss.view())):
+                xs, ys = _aligned(xs, ys)
+                lines.extend(f"{run.name},{series},{int(s)},{v:.8g}" for s, v in zip(xs, ys))
+        return "\n".join(lines) + "\n"
+
+
+# ----------------------------------------------------------------------------- gradients through time
+
+
+class GradientPanel(PlotPanel):
+    """Left: one heatmap per layer, log10 gradient norm over (timestep t, training step);
+    the newest step is at the top and it scrolls. Right: the latest profile over t for
+    every layer of every shown run on a log axis, and below it the fitted decay."""
+
+    title = "Gradient through time"
+    csv_name = "gradient_through_time.csv"
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.source = QComboBox()
+        for s in SOURCES:
+            self.source.addItem({"inputs": "dL/dx_t every step", "exact": "exact dL/dh_t (probe)"}[s], s)
+            self.source.setItemData(self.source.count() - 1, SOURCE_LABELS[s], Qt.ItemDataRole.ToolTipRole)
+        self.source.setToolTip("Which gradient norms to show: the layer-input gradients logged every step, "
+                               "or the exact hidden-state gradients of the sampled probe")
+        self.run_box = QComboBox()
+        self.run_box.setToolTip("Whose heatmap to show")
+        self.run_box.setMinimumContentsLength(8)
+        self.header.addWidget(self.source)
+        self.header.addWidget(self.run_box)
+        self.finish_header()
+        self.split = QSplitter(Qt.Orientation.Horizontal)
+        self.heat = pg.GraphicsLayoutWidget()
+        self.heat.setMinimumSize(160, 120)
+        self.split.addWidget(self.heat)
+        right = QWidget()
+        rl = QVBoxLayout(right)
+        rl.setContentsMargins(0, 0, 0, 0)
+        rl.setSpacing(1)
+        self.profile = _plot_widget(left="||g_t||", bottom="timestep t")
+        self.profile_item = self.profile.getPlotItem()
+        self.profile_item.setLogMode(y=True)
+        self.profile_item.setTitle("latest profile", size="8pt")
+        rl.addWidget(self.profile, 1)
+        self.decay_label = QLabel("")
+        self.decay_label.setObjectName("decay")
+        self.decay_label.setWordWrap(True)
+        self.decay_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        rl.addWidget(self.decay_label)
+        self.split.addWidget(right)
+        self.split.setStretchFactor(0, 3)
+        self.split.setStretchFactor(1, 2)
+        self.layout_.addWidget(self.split, 1)
+        self.cmap = pg.colormap.get("viridis")
+        self._heat_plots: dict[str, tuple[pg.PlotItem, pg.ImageItem]] = {}
+        self._heat_layers: tuple = ()
+        self._bar: pg.ColorBarItem | None = None
+        self._profile_items: dict[tuple, pg.PlotDataItem] = {}
+        self._runs: list[RunData] = []
+        self._current: RunData | None = None
+        self._run_ids: list[int] = []
+        self._last_current: int | None = None  # id of the live run last seen: a new one takes the heatmap
+        self.source.currentIndexChanged.connect(self._force)
+        self.run_box.currentIndexChanged.connect(self._force)
+
+    def plot_area(self) -> QWidget:
+        return self.split
+
+    @property
+    def source_key(self) -> str:
+        return self.source.currentData() or "inputs"
+
+    def _force(self, *_):
+        self._drawn.clear()
+        self.refresh(self._runs, self._current)
+
+    def heatmap_run(self) -> RunData | None:
+        shown = self.shown(self._runs)
+        rid = self.run_box.currentData()
+        for r in shown:
+            if id(r) == rid:
+                return r
+        return self._current if self._current in shown else (shown[0] if shown else None)
+
+    def _sync_run_box(self, shown: list[RunData]) -> None:
+        ids = [id(r) for r in shown]
+        names = [r.name for r in shown]
+        current_moved = self._current is not None and id(self._current) != self._last_current
+        if (ids == self._run_ids and not current_moved
+                and [self.run_box.itemText(i) for i in range(self.run_box.count())] == names):
+            return
+        keep = self.run_box.currentData()
+        if self._current is not None and id(self._current) != self._last_current:
+            keep = id(self._current)  # a new run started: show its heatmap
+        self._last_current = id(self._current) if self._current is not None else None
+        self.run_box.blockSignals(True)
+        self.run_box.clear()
+        for r in shown:
+            self.run_box.addItem(r.name, id(r))
+        index = ids.index(keep) if keep in ids else (ids.index(id(self._current)) if self._current in shown else 0)
+        self.run_box.setCurrentIndex(max(index, 0))
+        self.run_box.blockSignals(False)
+        self._run_ids = ids
+
+    def _layout_heatmaps(self, layers: list[str]) -> None:
+        if tuple(layers) == self._heat_layers:
+            return
+        self.heat.clear()
+        self._heat_plots.clear()
+        self._bar = None
+        images = []
+        for col, layer in enumerate(layers):
+            plot = self.heat.addPlot(row=0, col=col)
+            plot.setTitle(layer, size="8pt")
+            plot.setLabel("bottom", "timestep t")
+            if col == 0:
+                plot.setLabel("left", "training step")
+            else:
+                plot.getAxis("left").setStyle(showValues=True)
+            img = pg.ImageItem()
+            img.setColorMap(self.cmap)
+            plot.addItem(img)
+            plot.getViewBox().setMouseEnabled(x=True, y=True)
+            self._heat_plots[layer] = (plot, img)
+            images.append(img)
+        if images:
+            self._bar = pg.ColorBarItem(values=(-6, 0), colorMap=self.cmap, interactive=False, width=12,
+                                        label="log10 ||g||", pen="#333333")
+            self._bar.setImageItem(images, insert_in=self._heat_plots[layers[-1]][0])
+        self._heat_layers = tuple(layers)
+
+    def refresh(self, runs: list[RunData], current: RunData | None) -> bool:
+        self._runs, self._current = runs, current
+        shown = self.shown(runs)
+        self._sync_run_box(shown)
+        src = self.source_key
+        hrun = self.heatmap_run()
+        key = (src, tuple((id(r), r.version, r.colour, r.name) for r in shown), id(hrun) if hrun else 0)
+        if self._drawn.get("all") == key:
+            return False
+        self._drawn["all"] = key
+        # heatmaps of one run
+        layers = list(hrun.heatmaps[src]) if hrun else []
+        self._layout_heatmaps(layers)
+        lo, hi = math.inf, -math.inf
+        for layer in layers:
+            image, steps = hrun.heatmaps[src][layer].image()  # [rows, T] log10
+            plot, img = self._heat_plots[layer]
+            if image.size == 0:
+                img.clear()
+                continue
+            finite = image[np.isfinite(image)]
+            if finite.size:
+                lo, hi = min(lo, float(np.percentile(finite, 1))), max(hi, float(finite.max()))
+            img.setImage(image, autoLevels=False)
+            first, last = float(steps[0]), float(steps[-1])
+            height = max(last - first, 1.0)
+            # rows span [first step, last step]: one row is height/(rows-1) steps tall
+            row_h = height / max(image.shape[0] - 1, 1)
+            img.setRect(QRectF(0.5, first - row_h / 2, image.shape[1], height + row_h))
+        if self._bar is not None and math.isfinite(lo):
+            if hi - lo < 1e-6:
+                hi = lo + 1.0
+            self._bar.setLevels((lo, hi))
+        # latest profiles of all shown runs
+        wanted = set()
+        styles = [Qt.PenStyle.SolidLine, Qt.PenStyle.DashLine, Qt.PenStyle.DotLine, Qt.PenStyle.DashDotLine]
+        decay_lines = []
+        for run in shown:
+            profiles = run.profiles[src]
+            for li, (layer, prof) in enumerate(profiles.items()):
+                k = (id(run), layer)
+                wanted.add(k)
+                item = self._profile_items.get(k)
+                if item is None:
+                    item = pg.PlotDataItem(pen=_pen(run.colour, 1.6, style=styles[li % len(styles)]))
+                    self.profile_item.addItem(item)
+                    self._profile_items[k] = item
+                t = np.arange(1, prof.size + 1, dtype=np.float64)
+                y = np.where(prof > 0, prof, np.nan)
+                item.setData(t, y, connect="finite")
+            dash = ["—", "- -", "···", "-·-"]
+            for li, (layer, d) in enumerate(run.decay(src).items()):
+                f = d.factor_per_step
+                num = f"×{f:.3g}/step" if math.isfinite(f) else "—"
+                style = f" ({dash[li % 4]})" if len(profiles) > 1 else ""
+                decay_lines.append(f"<span style='color:{run.colour}'>■</span> {run.name} {layer}{style}: "
+                                   f"<b>{num}</b> back in time; {d.describe()}")
+        for k in [k for k in self._profile_items if k not in wanted]:
+            self.profile_item.removeItem(self._profile_items.pop(k))
+        step = hrun.profile_steps[src] if hrun else 0
+        if decay_lines:
+            self.decay_label.setText(f"fitted decay per step (step {step}):<br>" + "<br>".join(decay_lines[:6]))
+        else:
+            self.decay_label.setText("no gradient profiles yet" + (
+                " (the exact probe runs every train.probe_every steps)" if src == "exact" else ""))
+        self.frames += 1
+        return True
+
+    def csv(self, runs: list[RunData], current: RunData | None) -> str:
+        run = self.heatmap_run()
+        src = self.source_key
+        if run is None:
+            return "layer,step\n"
+        out = []
+        for layer in run.heatmaps[src]:
+            body = run.heatmap_csv(src, layer).splitlines()
+            if not out:
+                out.append("layer," + body[0])
+            out.extend(f"{layer},{line}" for line in body[1:])
+        return "\n".join(out or ["layer,step"]) + "\n"
+
+
+# ----------------------------------------------------------------------------- norms and learning rate
+
+
+class NormPanel(PlotPanel):
+    title = "Gradient norm and learning rate"
+    csv_name = "grad_norm_lr.csv"
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.log_box = QCheckBox("log ||g||")
+        self.log_box.setChecked(True)
+        self.log_box.setToolTip("Show the gradient norm on a logarithmic axis")
+        self.header.addWidget(self.log_box)
+        self.finish_header()
+        self.split = QSplitter(Qt.Orientation.Vertical)
+        self.norm = _plot_widget(left="||g||")
+        self.norm_item = self.norm.getPlotItem()
+        self.norm_item.setLogMode(y=True)
+        self.legend = _legend(self.norm_item)
+        self.lr = _plot_widget(left="lr")
+        self.lr_item = self.lr.getPlotItem()
+        self.lr_item.setXLink(self.norm_item)
+        self.lr_item.enableAutoRange(y=False)  # set from the data: 0 .. max, so a constant lr is a flat line
+        self.split.addWidget(self.norm)
+        self.split.addWidget(self.lr)
+        self.split.setStretchFactor(0, 3)
+        self.split.setStretchFactor(1, 1)
+        self.layout_.addWidget(self.split, 1)
+        self.threshold = pg.InfiniteLine(angle=0, movable=False, pen=_pen("#d62728", 1, 200, Qt.PenStyle.DashLine),
+                                         label="clip threshold", labelOpts={"position": 0.92, "color": "#d62728",
+                                                                          "anchors": [(1, 1), (1, 1)]})
+        self.norm_item.addItem(self.threshold, ignoreBounds=True)
+        self.threshold.hide()
+        self._items: dict[int, dict] = {}
+        self._runs: list[RunData] = []
+        self._current: RunData | None = None
+        self.readout.setText("solid: before clipping · dashed: after · ▲ clipped steps · red: non-finite")
+        self.log_box.toggled.connect(self._on_log)
+
+    def plot_area(self) -> QWidget:
+        return self.split
+
+    def _on_log(self, on: bool) -> None:
+        self.norm_item.setLogMode(y=on)
+        self._drawn.clear()
+        self.refresh(self._runs, self._current)
+
+    def _ensure(self, run: RunData) -> dict:
+        items = self._items.get(id(run))
+        if items is None:
+            before = pg.PlotDataItem(pen=_pen(run.colour, 1.4), name=run.name)
+            after = pg.PlotDataItem(pen=_pen(run.colour, 1, 150, Qt.PenStyle.DashLine))
+            clips = pg.PlotDataItem(pen=None, symbol="t", symbolSize=5, symbolBrush=run.colour, symbolPen=None)
+            bad = pg.PlotDataItem(pen=_pen(NON_FINITE.name(), 1.2), connect="pairs")
+            lr = pg.PlotDataItem(pen=_pen(run.colour, 1.4))
+            for it in (before, after, clips, bad):
+                self.norm_item.addItem(it)
+            self.lr_item.addItem(lr)
+            items = {"before": before, "after": after, "clips": clips, "bad": bad, "lr": lr}
+            self._items[id(run)] = items
+        return items
+
+    def refresh(self, runs: list[RunData], current: RunData | None) -> bool:
+        self._runs, self._current = runs, current
+        shown = self.shown(runs)
+        keep = {id(r) for r in shown}
+        for k in [k for k in self._items if k not in keep]:
+            for name, it in self._items.pop(k).items():
+                (self.lr_item if name == "lr" else self.norm_item).removeItem(it)
+        changed = False
+        for run in shown:
+            key = (run.version, self.log_box.isChecked(), run.colour, run.name)
+            if self._drawn.get(id(run)) == key:
+                continue
+            self._drawn[id(run)] = key
+            changed = True
+            items = self._ensure(run)
+            steps = run.steps.view()
+            x, g = _aligned(steps, run.grad_norm.view())
+            items["before"].setData(x, g, skipFiniteCheck=True)
+            x2, gc = _aligned(steps, run.grad_norm_clipped.view())
+            clipped_any = len(run.clip_steps) > 0
+            items["after"].setData(x2 if clipped_any else [], gc if clipped_any else [], skipFiniteCheck=True)
+            items["clips"].setData(*_aligned(run.clip_steps.view(), run.clip_norms.view()))
+            if run.non_finite:
+                lo, hi = _positive_range(g)
+                bx = np.repeat([float(e.get("step", 0)) for e in run.non_finite], 2)
+                items["bad"].setData(bx, np.tile([lo, hi], len(run.non_finite)))
+            else:
+                items["bad"].setData([], [])
+            items["lr"].setData(*_aligned(steps, run.lr.view()), skipFiniteCheck=True)
+        lr_max = max((float(np.nanmax(r.lr.view())) for r in shown if len(r.lr) and np.isfinite(r.lr.view()).any()),
+                     default=0.0)
+        if changed and lr_max > 0:
+            self.lr_item.setYRange(0.0, lr_max * 1.15, padding=0)
+        ref = current if current in shown else (shown[0] if shown else None)
+        if ref is not None and ref.clip == "norm":
+            self.threshold.setPos(math.log10(ref.clip_value) if self.log_box.isChecked() else ref.clip_value)
+            self.threshold.label.setFormat(f"clip threshold {ref.clip_value:g}")
+            self.threshold.show()
+        else:
+            self.threshold.hide()
+        if changed:
+            self.frames += 1
+        return changed
+
+    def csv(self, runs: list[RunData], current: RunData | None) -> str:
+        lines = ["run,step,grad_norm,grad_norm_clipped,lr"]
+        for run in self.shown(runs):
+            steps = run.steps.view()
+            g, gc, lr = run.grad_norm.view(), run.grad_norm_clipped.view(), run.lr.view()
+            n = min(steps.size, g.size, gc.size, lr.size)
+            for i in range(n):
+                lines.append(f"{run.name},{int(steps[i])},{g[i]:.8g},{gc[i]:.8g},{lr[i]:.8g}")
+        return "\n".join(lines) + "\n"

@@ -1,0 +1,366 @@
+"""What the plots draw from: one run's records turned into numpy buffers (Qt-free).
+
+The worker thread sends records (plain dicts); the window appends them here, and the
+plot timer reads ``view()``s at <= 30 Hz. Appending is amortised O(1) per value, so a
+run of 10^6 steps costs a few tens of MB and nothing per frame but the drawing.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from workbench.engine import gradstats
+
+# Scalar series keep up to this many points (oldest dropped after that).
+SERIES_CAPACITY = 1_100_000
+# Heatmap rows (training steps) kept per layer; the heatmap scrolls past this.
+HEATMAP_ROWS = 400
+
+SOURCES = ("inputs", "exact")
+SOURCE_LABELS = {
+    "inputs": "||dL/dx_t|| at each layer's input (every logged step)",
+    "exact": "exact ||dL/dh_t|| (probe, every probe_every steps)",
+}
+
+
+class Series:
+    """A growable float64 buffer holding the newest ``capacity`` values.
+
+    Storage doubles as needed up to 2 x capacity (small runs stay small); past that the
+    newest values are copied back to the front once every ~capacity appends, so an
+    append is amortised O(1) and ``view()`` is always a zero-copy contiguous slice in
+    order, which is what pyqtgraph's setData wants."""
+
+    def __init__(self, capacity: int = SERIES_CAPACITY, initial: int = 1024):
+        self.capacity = max(2, capacity)
+        self._buf = np.empty(max(2, min(initial, 2 * self.capacity)), dtype=np.float64)
+        self._start = 0  # index of the oldest value in _buf
+        self._len = 0
+
+    def append(self, value: float) -> None:
+        end = self._start + self._len
+        if end >= self._buf.size:
+            if self._buf.size < 2 * self.capacity:
+                grown = np.empty(min(self._buf.size * 2, 2 * self.capacity), dtype=np.float64)
+                grown[: self._len] = self._buf[self._start:end]
+                self._buf = grown
+            else:
+                self._buf[: self._len] = self._buf[self._start:end]
+            self._start = 0
+            end = self._len
+        self._buf[end] = value
+        self._len += 1
+        if self._len > self.capacity:  # drop the oldest
+            self._start += 1
+            self._len -= 1
+
+    def __len__(self) -> int:
+        return self._len
+
+    def extend(self, values) -> None:
+        for v in values:
+            self.append(v)
+
+    def view(self) -> np.ndarray:
+        return self._buf[self._start:self._start + self._len]
+
+    def last(self, default: float = math.nan) -> float:
+        return float(self._buf[self._start + self._len - 1]) if self._len else default
+
+
+class HeatmapRing:
+    """Rows of log10 gradient norms over t for one layer: [rows, T], newest last.
+
+    T may change between batches (padded text of varying length): columns grow and
+    shorter rows are NaN-padded, so every row stays aligned on t = 1, 2, ..."""
+
+    def __init__(self, rows: int = HEATMAP_ROWS):
+        self.rows = rows
+        self._data: np.ndarray | None = None  # [rows, T]
+        self._steps = np.zeros(rows, dtype=np.float64)
+        self._next = 0  # ring position
+        self._count = 0
+
+    def append(self, step: int, norms: np.ndarray) -> None:
+        values = np.asarray(norms, dtype=np.float64).ravel()
+        with np.errstate(divide="ignore", invalid="ignore"):
+            logs = np.where(values > 0, np.log10(np.where(values > 0, values, 1.0)), np.nan)  # [T]
+        if self._data is None or values.size > self._data.shape[1]:
+            grown = np.full((self.rows, values.size), np.nan)
+            if self._data is not None:
+                grown[:, : self._data.shape[1]] = self._data
+            self._data = grown
+        row = np.full(self._data.shape[1], np.nan)
+        row[: logs.size] = logs
+        self._data[self._next] = row
+        self._steps[self._next] = step
+        self._next = (self._next + 1) % self.rows
+        self._count = min(self._count + 1, self.rows)
+
+    def __len__(self) -> int:
+        return self._count
+
+    def image(self) -> tuple[np.ndarray, np.ndarray]:
+        """(log10 norms [rows, T] oldest first, steps [rows])."""
+        if self._data is None or not self._count:
+            return np.zeros((0, 0)), np.zeros(0)
+        if self._count < self.rows:
+            return self._data[: self._count], self._steps[: self._count]
+        order = np.r_[self._next:self.rows, 0:self._next]
+        return self._data[order], self._steps[order]
+
+
+@dataclass
+class RunData:
+    """All that the plots show of one run (live or loaded from a run folder)."""
+
+    name: str
+    colour: str = "#1f77b4"
+    live: bool = False
+    run_dir: str = ""
+    visible: bool = True
+    status: str = ""  # "", running, finished, stopped, failed
+    start: dict = field(default_factory=dict)
+    end: dict = field(default_factory=dict)
+    clip: str = "none"
+    clip_value: float = 1.0
+    total_steps: int = 0
+
+    def __post_init__(self):
+        self.steps = Series()
+        self.loss = Series()
+        self.lr = Series()
+        self.grad_norm = Series()
+        self.grad_norm_clipped = Series()
+        self.units_per_s = Series()
+        self.clip_steps = Series()  # steps where clipping changed the gradient
+        self.clip_norms = Series()
+        self.val_steps = Series(capacity=200_000)
+        self.val_loss = Series(capacity=200_000)
+        self.val_metrics: dict[str, list[float]] = {}
+        self.non_finite: list[dict] = []
+        self.heatmaps: dict[str, dict[str, HeatmapRing]] = {s: {} for s in SOURCES}
+        self.profiles: dict[str, dict[str, np.ndarray]] = {s: {} for s in SOURCES}  # latest [T] per layer
+        self.profile_steps: dict[str, int] = {s: 0 for s in SOURCES}
+        self.layers: list[str] = []
+        self.version = 0  # bumped on every add(); plots redraw only what changed
+        self.ema = math.nan  # smoothed train loss, kept incrementally (see smoothed())
+        self._smooth = Series()
+        self._smooth_alpha = -1.0
+
+    # ------------------------------------------------------------------ records in
+    def add(self, records: list[dict]) -> None:
+        for r in records:
+            kind = r.get("kind")
+            if kind == "step":
+                self._add_step(r)
+            elif kind == "probe":
+                self._add_profiles("exact", int(r.get("step", 0)), r.get("hidden_grad_norms") or {})
+            elif kind == "eval":
+                v = _num(r.get("val_loss"))
+                self.val_steps.append(float(r.get("step", 0)))
+                self.val_loss.append(v)
+                for k, value in r.items():
+                    if k not in ("kind", "step", "val_loss") and isinstance(value, (int, float, str)):
+                        self.val_metrics.setdefault(k, []).append(_num(value))
+            elif kind == "non_finite":
+                self.non_finite.append(dict(r))
+            elif kind == "start":
+                self.start = dict(r)
+                self.total_steps = int(r.get("total_steps", 0) or 0)
+                self.layers = list(r.get("layers") or self.layers)
+                if self.live:
+                    self.status = "running"
+            elif kind == "end":
+                self.end = dict(r)
+                self.status = str(r.get("status", "finished"))
+        self.version += 1
+
+    def _add_step(self, r: dict) -> None:
+        step = float(r["step"])
+        self.steps.append(step)
+        self.loss.append(_num(r.get("loss")))
+        self.lr.append(_num(r.get("lr")))
+        g = _num(r.get("grad_norm"))
+        gc = _num(r.get("grad_norm_clipped", g))
+        self.grad_norm.append(g)
+        self.grad_norm_clipped.append(gc)
+        self.units_per_s.append(_num(r.get("units_per_s")))
+        if r.get("clipped"):
+            self.clip_steps.append(step)
+            self.clip_norms.append(g)
+        taps = r.get("timestep_grad_norms")
+        if taps:
+            self._add_profiles("inputs", int(step), taps)
+        if self._smooth_alpha >= 0:
+            self._push_smooth(self.loss.last())
+
+    def _add_profiles(self, source: str, step: int, profiles: dict) -> None:
+        rings = self.heatmaps[source]
+        for layer, norms in profiles.items():
+            arr = np.asarray(norms, dtype=np.float64)
+            if layer not in rings:
+                rings[layer] = HeatmapRing()
+                if layer not in self.layers:
+                    self.layers.append(layer)
+            rings[layer].append(step, arr)
+            self.profiles[source][layer] = arr
+        self.profile_steps[source] = step
+
+    # ------------------------------------------------------------------ derived
+    def smoothed(self, alpha: float) -> np.ndarray:
+        """Debiased exponential moving average of the train loss (TensorBoard's
+        smoothing); kept incrementally, recomputed in whole only when alpha changes."""
+        if alpha != self._smooth_alpha:
+            self._smooth_alpha = alpha
+            out, self._ema_raw, self._ema_weight = _ema(self.loss.view(), alpha)
+            self._smooth = Series(initial=max(1024, out.size))
+            self._smooth._buf[: out.size] = out  # the whole EMA at once, not value by value
+            self._smooth._len = out.size
+        return self._smooth.view()
+
+    def _push_smooth(self, value: float) -> None:
+        a = self._smooth_alpha
+        if math.isfinite(value):
+            self._ema_raw = a * self._ema_raw + (1 - a) * value
+            self._ema_weight = a * self._ema_weight + (1 - a)
+        self._smooth.append(self._ema_raw / self._ema_weight if self._ema_weight > 0 else math.nan)
+
+    def decay(self, source: str) -> dict[str, gradstats.Decay]:
+        return {layer: gradstats.fit_decay(p) for layer, p in self.profiles[source].items()}
+
+    @property
+    def last_step(self) -> int:
+        return int(self.steps.last(0.0)) if len(self.steps) else 0
+
+    # ------------------------------------------------------------------ CSV out
+    def scalar_csv(self, columns: tuple[str, ...] = ("loss", "smoothed", "lr", "grad_norm", "grad_norm_clipped"),
+                   alpha: float = 0.0) -> str:
+        data = {"loss": self.loss.view(), "lr": self.lr.view(), "grad_norm": self.grad_norm.view(),
+                "grad_norm_clipped": self.grad_norm_clipped.view(), "units_per_s": self.units_per_s.view()}
+        if "smoothed" in columns:
+            data["smoothed"] = self.smoothed(alpha)
+        steps = self.steps.view()
+        lines = ["step," + ",".join(columns)]
+        cols = [data[c] for c in columns]
+        for i in range(steps.size):
+            lines.append(f"{int(steps[i])}," + ",".join(_fmt(c[i]) for c in cols))
+        return "\n".join(lines) + "\n"
+
+    def val_csv(self) -> str:
+        names = sorted(self.val_metrics)
+        lines = ["step,val_loss" + "".join("," + n for n in names)]
+        for i, (s, v) in enumerate(zip(self.val_steps.view(), self.val_loss.view())):
+            extra = "".join("," + _fmt(self.val_metrics[n][i]) if i < len(self.val_metrics[n]) else "," for n in names)
+            lines.append(f"{int(s)},{_fmt(v)}{extra}")
+        return "\n".join(lines) + "\n"
+
+    def heatmap_csv(self, source: str, layer: str) -> str:
+        ring = self.heatmaps[source].get(layer)
+        if ring is None or not len(ring):
+            return "step\n"
+        image, steps = ring.image()
+        header = "step," + ",".join(f"t{t + 1}" for t in range(image.shape[1]))
+        lines = [header]
+        for s, row in zip(steps, image):
+            lines.append(f"{int(s)}," + ",".join(_fmt(10.0 ** v) if np.isfinite(v) else "" for v in row))
+        return "\n".join(lines) + "\n"
+
+    def profile_csv(self, source: str) -> str:
+        profiles = self.profiles[source]
+        if not profiles:
+            return "t\n"
+        names = list(profiles)
+        T = max(p.size for p in profiles.values())
+        lines = ["t," + ",".join(names)]
+        for t in range(T):
+            lines.append(f"{t + 1}," + ",".join(_fmt(profiles[n][t]) if t < profiles[n].size else "" for n in names))
+        return "\n".join(lines) + "\n"
+
+
+def _num(value) -> float:
+    """Record numbers; "nan"/"inf" strings from metrics.jsonl become floats."""
+    if value is None:
+        return math.nan
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def _fmt(value: float) -> str:
+    return "" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.8g}"
+
+
+def _ema(values: np.ndarray, alpha: float) -> tuple[np.ndarray, float, float]:
+    """Debiased EMA of ``values`` (NaNs skipped), vectorised in blocks: inside a block of
+    b values, y_k = a^(k+1) y_prev + (1-a) a^k cumsum(v_j a^-j), with b small enough
+    that a^-b stays far from overflow. Returns (smoothed, raw state, debias weight) so
+    later values can continue it one at a time."""
+    values = np.asarray(values, dtype=np.float64)
+    n = values.size
+    if n == 0 or alpha <= 0:
+        # No smoothing: the values themselves, a NaN step holding the last finite value
+        # (what the recurrence does with a = 0).
+        finite = np.isfinite(values)
+        idx = np.maximum.accumulate(np.where(finite, np.arange(n), -1)) if n else np.zeros(0, dtype=int)
+        out = np.where(idx >= 0, values[np.maximum(idx, 0)], np.nan) if n else values.copy()
+        last = values[finite]
+        return out, (float(last[-1]) if last.size else 0.0), (1.0 if last.size else 0.0)
+    finite = np.isfinite(values)
+    v = np.where(finite, values, 0.0)
+    w = finite.astype(np.float64)  # the debias weight skips NaN steps too
+    block = int(max(1, min(4096, 200 * math.log(10) / -math.log(alpha))))
+    raw_out = np.empty(n)
+    wt_out = np.empty(n)
+    raw_prev, wt_prev = 0.0, 0.0
+    k = np.arange(block, dtype=np.float64)
+    pos = alpha ** k  # a^k
+    neg = alpha ** -k  # a^-k
+    for s in range(0, n, block):
+        e = min(s + block, n)
+        m = e - s
+        # Skipped (NaN) steps must not decay the average: a NaN step keeps the state.
+        if not finite[s:e].all():
+            for i in range(s, e):
+                if finite[i]:
+                    raw_prev = alpha * raw_prev + (1 - alpha) * v[i]
+                    wt_prev = alpha * wt_prev + (1 - alpha)
+                raw_out[i], wt_out[i] = raw_prev, wt_prev
+            continue
+        raw_block = alpha * pos[:m] * raw_prev + (1 - alpha) * pos[:m] * np.cumsum(v[s:e] * neg[:m])
+        wt_block = alpha * pos[:m] * wt_prev + (1 - alpha) * pos[:m] * np.cumsum(w[s:e] * neg[:m])
+        raw_out[s:e], wt_out[s:e] = raw_block, wt_block
+        raw_prev, wt_prev = raw_block[-1], wt_block[-1]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(wt_out > 0, raw_out / wt_out, np.nan), float(raw_prev), float(wt_prev)
+
+
+def load_run_folder(path: str | Path, colour: str = "#ff7f0e") -> RunData:
+    """A finished (or interrupted) run folder's metrics.jsonl as a RunData for overlay.
+
+    Raises FileNotFoundError naming the file when the folder holds no metrics."""
+    from workbench.engine.records import read_metrics
+
+    folder = Path(path)
+    metrics = folder / "metrics.jsonl" if folder.is_dir() else folder
+    if not metrics.is_file():
+        raise FileNotFoundError(f"{metrics} does not exist: is {folder} a run folder?")
+    run_name = (metrics.parent.name if metrics.name == "metrics.jsonl" else metrics.stem)
+    run = RunData(name=run_name, colour=colour, run_dir=str(metrics.parent))
+    preset_file = metrics.parent / "preset.json"
+    if preset_file.is_file():
+        try:
+            from workbench import spec
+
+            p = spec.load(preset_file)
+            run.clip, run.clip_value = p.train.clip, p.train.clip_value
+        except Exception:  # noqa: BLE001 - an unreadable preset only loses the threshold line
+            pass
+    run.add(read_metrics(metrics))
+    if not run.status:
+        run.status = "interrupted"
+    return run

@@ -1,0 +1,331 @@
+"""Sequence transduction (encoder-decoder): read a source sequence, write a target.
+
+Built-in data (``kind``), character level, generated without end and seeded:
+  "dates":   a date written in one of a dozen forms -> ISO 8601:
+             "tuesday, march 5, 2024", "5th of March 2024", "05.03.2024" (day first),
+             "03/05/2024" (month first), "mar 5 2024", ... -> "2024-03-05"
+  "numbers": a number in English words -> digits:
+             "three hundred forty-two thousand one hundred and five" -> "342105"
+Input and output lengths differ and the mapping has structure (reordering, counting
+words into digit places, month names, a weekday to ignore). Validation items are
+held out from training by a fixed rule (every tenth date or number by a hash), so the
+exact match measures generalisation, not recall.
+
+File data: ``data.path`` = tab-separated pairs ``source<TAB>target`` (the translation
+tutorials' format, e.g. Tatoeba's fra.txt; see workbench.io.tsv). Word level by default
+for files (``level``), lowercased (``lowercase``); the pairs are shuffled with a fixed
+seed, then the last ``val_fraction`` is held out (the tutorial files are sorted by
+length), or ``val_path`` names a validation pairs file. Training batches are bucketed
+by source length.
+
+Batches: x [B, S] source ids (padded), lengths [B]; y_in [B, T] = <bos> + target;
+y [B, T] = target + <eos>; mask [B, T] True on real target positions.
+
+Metrics: token accuracy (teacher-forced), exact match (teacher-forced, which equals
+greedy decoding's exact match: see textutil.sequence_metric_sums), and in
+``workbench eval`` also ``greedy_exact_match`` from real greedy decoding
+(model.generate). Baseline: the token most often seen at each output position.
+
+Inference helpers (after ``restore``): ``encode_source("march 5, 2024") -> Batch``
+(x [1, S], lengths), ``decode_target(ids) -> str`` (stops at <eos>).
+"""
+from __future__ import annotations
+
+import calendar
+import datetime
+import math
+import random
+import string
+from collections import Counter
+from dataclasses import dataclass
+from typing import Iterator, Sequence
+
+import torch
+
+from workbench.io.errors import DataError
+from workbench.io.tsv import Pair, read_pairs
+from workbench.io.vocab import ALL_SPECIALS, PAD, UNK, Vocab, bucketed_batches, pad_sequences, tokenize_words
+from workbench.spec import ModelIO, ModelSpec, SpecError
+from workbench.tasks.base import Batch, Task
+from workbench.tasks.textutil import (check_choice, check_classification_head, check_float, check_int,
+                                      check_token_input, greedy_exact_match, position_mode_baseline,
+                                      restore_vocab, sequence_metric_sums)
+
+# ----------------------------------------------------------------------------- dates
+
+_MONTHS = [calendar.month_name[i].lower() for i in range(1, 13)]
+_MONTHS_SHORT = [calendar.month_abbr[i].lower() for i in range(1, 13)]
+_WEEKDAYS = [calendar.day_name[i].lower() for i in range(7)]
+_FIRST_DAY = datetime.date(1900, 1, 1).toordinal()
+_LAST_DAY = datetime.date(2099, 12, 31).toordinal()
+
+
+def _ordinal(n: int) -> str:
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"
+
+
+def write_date(date: datetime.date, form: int) -> str:
+    d, m, y = date.day, date.month, date.year
+    month, short, weekday = _MONTHS[m - 1], _MONTHS_SHORT[m - 1], _WEEKDAYS[date.weekday()]
+    if form // 12 % 2:  # half the time names are capitalised: "March", "Tuesday"
+        month, short, weekday = month.capitalize(), short.capitalize(), weekday.capitalize()
+    forms = [
+        f"{d} {month} {y}",
+        f"{month} {d}, {y}",
+        f"{short} {d} {y}",
+        f"{d} {short} {y}",
+        f"{_ordinal(d)} of {month} {y}",
+        f"{month} {_ordinal(d)}, {y}",
+        f"{weekday}, {month} {d}, {y}",
+        f"{weekday} {d} {month} {y}",
+        f"{d:02d}.{m:02d}.{y}",  # day first, dotted (European)
+        f"{m:02d}/{d:02d}/{y}",  # month first, slashed (US)
+        f"{y}/{m:02d}/{d:02d}",
+        f"{d}-{short}-{y}",
+    ]
+    return forms[form % len(forms)]
+
+
+DATE_FORMS = 24  # 12 forms x (lower case, Title Case)
+
+
+def _held_out(n: int) -> bool:
+    """Fixed train/validation split of dates (ordinals) and numbers: ~10% held out."""
+    return (n * 2654435761) % 1000 < 100
+
+
+def sample_date(rng: random.Random, validation: bool) -> tuple[str, str]:
+    while True:
+        ordinal = rng.randint(_FIRST_DAY, _LAST_DAY)
+        if _held_out(ordinal) == validation:
+            break
+    date = datetime.date.fromordinal(ordinal)
+    return write_date(date, rng.randrange(DATE_FORMS)), date.isoformat()
+
+
+# ----------------------------------------------------------------------------- numbers
+
+_ONES = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven", "twelve",
+         "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen", "nineteen"]
+_TENS = ["", "", "twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety"]
+
+
+def _below_thousand(n: int, use_and: bool) -> list[str]:
+    words = []
+    hundreds, rest = divmod(n, 100)
+    if hundreds:
+        words += [_ONES[hundreds], "hundred"]
+        if rest and use_and:
+            words.append("and")
+    if rest:
+        if rest < 20:
+            words.append(_ONES[rest])
+        else:
+            tens, ones = divmod(rest, 10)
+            words.append(_TENS[tens] + (f"-{_ONES[ones]}" if ones else ""))
+    return words
+
+
+def number_in_words(n: int, use_and: bool = False) -> str:
+    """0 <= n < 10**9 in English words: 342105 -> "three hundred forty-two thousand one
+    hundred five" ("... one hundred and five" with use_and, the British style)."""
+    if n == 0:
+        return "zero"
+    words = []
+    for scale, name in ((10**6, "million"), (10**3, "thousand"), (1, "")):
+        part, n = divmod(n, scale)
+        if part:
+            words += _below_thousand(part, use_and) + ([name] if name else [])
+    return " ".join(words)
+
+
+def sample_number(rng: random.Random, validation: bool, max_digits: int = 6) -> tuple[str, str]:
+    while True:
+        digits = rng.randint(1, max_digits)  # every magnitude equally often
+        n = rng.randint(0 if digits == 1 else 10 ** (digits - 1), 10**digits - 1)
+        if _held_out(n) == validation or digits == 1 and not validation:
+            break
+    return number_in_words(n, use_and=rng.random() < 0.5), str(n)
+
+
+# ----------------------------------------------------------------------------- the task
+
+_BUILTIN_SOURCE_CHARS = string.ascii_letters + string.digits + " ,./-"
+_BUILTIN_TARGET_CHARS = string.digits + "-"
+
+
+@dataclass
+class TransductionOptions:
+    kind: str = "dates"  # built-in data: "dates" or "numbers"
+    level: str = "auto"  # "char" or "word"; auto: char for built-in data, word for files
+    lowercase: bool = True  # files: lowercase both sides
+    val_path: str = ""  # files: a validation pairs file
+    val_fraction: float = 0.1
+    val_size: int = 1000  # built-in: validation pairs
+    min_freq: int = 1  # files, word level: rarer tokens become <unk>
+    max_len: int = 60  # files: pairs with a longer source or target (in tokens) are left out
+
+
+class TransductionTask(Task):
+    name = "transduction"
+    title = "Transduction (dates to ISO, numbers in words to digits, or sentence pairs)"
+    topologies = ("encoder_decoder",)
+    Options = TransductionOptions
+    main_metric = "exact_match"
+    lower_is_better = False
+
+    def __init__(self, options: dict, path: str = "", seed: int = 0):
+        super().__init__(options, path, seed)
+        o = self.options
+        check_choice(o, "kind", ("dates", "numbers"))
+        check_choice(o, "level", ("auto", "char", "word"))
+        check_float(o, "val_fraction", 0.0, 0.9)
+        check_int(o, "val_size", 1, 1_000_000)
+        check_int(o, "min_freq", 1, 1_000_000)
+        check_int(o, "max_len", 1, 100_000)
+        if o.val_path and not path:
+            raise SpecError("data.options.val_path", "a validation file needs a training file in data.path")
+        if path and not o.val_path and o.val_fraction <= 0:
+            raise SpecError("data.options.val_fraction", "must be above 0 unless val_path names a validation file")
+        self.level = o.level if o.level != "auto" else ("word" if path else "char")
+        self.source_vocab: Vocab | None = None
+        self.target_vocab: Vocab | None = None
+        self.train_pairs: list[tuple[list[int], list[int]]] = []
+        self.val_pairs: list[tuple[list[int], list[int]]] = []
+        self._baseline: dict[str, float] = {}
+
+    # -- tokens --------------------------------------------------------------------------------
+    def tokenize(self, text: str) -> list[str]:
+        if self.path and self.options.lowercase:
+            text = text.lower()
+        if self.level == "char":
+            return list(text)
+        return tokenize_words(text)
+
+    def detokenize(self, tokens: Sequence[str]) -> str:
+        return "".join(tokens) if self.level == "char" else " ".join(tokens)
+
+    def encode_source(self, text: str) -> Batch:
+        """A user's source text -> Batch (x [1, S], lengths); y/y_in hold only <eos>/<bos>."""
+        ids = self.source_vocab.encode(self.tokenize(text))
+        if not ids:
+            raise ValueError("the source text is empty")
+        return self._batch([(ids, [])])
+
+    def decode_target(self, ids) -> str:
+        return self.detokenize(self.target_vocab.decode(ids))
+
+    # -- life cycle ----------------------------------------------------------------------------
+    def _generate(self, rng: random.Random, count: int, validation: bool) -> list[tuple[str, str]]:
+        sample = sample_date if self.options.kind == "dates" else sample_number
+        return [sample(rng, validation) for _ in range(count)]
+
+    def _encode_pairs(self, pairs: Sequence[tuple[str, str]]) -> list[tuple[list[int], list[int]]]:
+        return [(self.source_vocab.encode(self.tokenize(s)), self.target_vocab.encode(self.tokenize(t)))
+                for s, t in pairs]
+
+    def _read_file_pairs(self, path: str) -> list[tuple[str, str]]:
+        pairs = read_pairs(path)
+        kept = [(p.source, p.target) for p in pairs
+                if len(self.tokenize(p.source)) <= self.options.max_len and len(self.tokenize(p.target)) <= self.options.max_len]
+        if not kept:
+            raise DataError(path, f"every pair is longer than data.options.max_len = {self.options.max_len} tokens")
+        return kept
+
+    def prepare(self) -> None:
+        o = self.options
+        if not self.path:
+            if self.source_vocab is None:
+                self.source_vocab = Vocab([PAD, UNK] + list(_BUILTIN_SOURCE_CHARS))
+                self.target_vocab = Vocab(list(ALL_SPECIALS) + list(_BUILTIN_TARGET_CHARS))
+            val = self._generate(random.Random(self.seed * 7919 + 31), o.val_size, validation=True)
+            sample = self._generate(random.Random(self.seed * 7919 + 37), 2000, validation=False)
+            self.val_pairs = self._encode_pairs(val)
+            train_sample = self._encode_pairs(sample)
+        else:
+            pairs = self._read_file_pairs(self.path)
+            if o.val_path:
+                train, val = pairs, self._read_file_pairs(o.val_path)
+            else:
+                if len(pairs) < 2:
+                    raise DataError(self.path, "holds one pair; a train/validation split needs at least 2 "
+                                               "(or set data.options.val_path)")
+                random.Random(0).shuffle(pairs)  # fixed: the same split for every seed
+                cut = min(max(int(round(len(pairs) * (1 - o.val_fraction))), 1), len(pairs) - 1)
+                train, val = pairs[:cut], pairs[cut:]
+            if self.source_vocab is None:
+                self.source_vocab = Vocab.build(Counter(t for s, _ in train for t in self.tokenize(s)),
+                                                specials=(PAD, UNK), min_freq=o.min_freq)
+                self.target_vocab = Vocab.build(Counter(t for _, s in train for t in self.tokenize(s)),
+                                                specials=ALL_SPECIALS, min_freq=o.min_freq)
+            self.train_pairs = self._encode_pairs(train)
+            self.val_pairs = self._encode_pairs(val)
+            train_sample = self.train_pairs
+        eos = self.target_vocab.id("<eos>")
+        self._baseline = position_mode_baseline([t + [eos] for _, t in train_sample],
+                                                [t + [eos] for _, t in self.val_pairs])
+
+    def artifacts(self) -> dict:
+        return {"source_vocab": self.source_vocab.to_json(), "target_vocab": self.target_vocab.to_json(),
+                "level": self.level, "baseline": self._baseline}
+
+    def restore(self, artifacts: dict) -> None:
+        self.source_vocab = restore_vocab(artifacts, "source_vocab")
+        self.target_vocab = restore_vocab(artifacts, "target_vocab")
+        self.level = artifacts.get("level", self.level)
+        self._baseline = dict(artifacts.get("baseline", {}))
+        self.prepared = True
+
+    def use_eval_file(self, path: str) -> None:
+        self.val_pairs = self._encode_pairs(self._read_file_pairs(path))
+
+    # -- shapes ----------------------------------------------------------------------------------
+    def model_io(self) -> ModelIO:
+        return ModelIO(input_kind="tokens", vocab_size=len(self.source_vocab), output_size=len(self.target_vocab),
+                       output_vocab_size=len(self.target_vocab), pad_id=0, bos_id=1, eos_id=2)
+
+    def check_model(self, model: ModelSpec) -> None:
+        super().check_model(model)
+        check_token_input(model, self.name)
+        check_classification_head(model, self.name)
+
+    # -- data --------------------------------------------------------------------------------------
+    def _batch(self, pairs: Sequence[tuple[list[int], list[int]]]) -> Batch:
+        x, lengths = pad_sequences([s for s, _ in pairs])  # [B, S], [B]
+        y, _ = pad_sequences([t + [2] for _, t in pairs])  # target + <eos>   [B, T]
+        y_in, _ = pad_sequences([[1] + t for _, t in pairs])  # <bos> + target  [B, T]
+        mask = torch.arange(y.shape[1])[None, :] < torch.tensor([len(t) + 1 for _, t in pairs])[:, None]
+        return Batch(x=x, y=y, lengths=lengths, y_in=y_in, mask=mask)
+
+    def epoch_size(self, batch_size: int) -> int | None:
+        return math.ceil(len(self.train_pairs) / batch_size) if self.path else None
+
+    def train_batches(self, batch_size: int, generator: torch.Generator) -> Iterator[Batch]:
+        if self.path:
+            lengths = [len(s) for s, _ in self.train_pairs]
+            for idx in bucketed_batches(lengths, batch_size, generator):
+                yield self._batch([self.train_pairs[i] for i in idx])
+            return
+        while True:
+            rng = random.Random(int(torch.randint(0, 2**62, (1,), generator=generator)))
+            yield self._batch(self._encode_pairs(self._generate(rng, batch_size, validation=False)))
+
+    def val_batches(self, batch_size: int, max_batches: int) -> Iterator[Batch]:
+        # In file order (built-in: random order), so the first batches are a fair sample.
+        for b in range(0, min(len(self.val_pairs), batch_size * max_batches), batch_size):
+            chunk = self.val_pairs[b:b + batch_size]
+            yield self._batch(chunk)
+
+    # -- loss and metrics -------------------------------------------------------------------------
+    def loss(self, output: torch.Tensor, batch: Batch) -> torch.Tensor:
+        return self.masked_cross_entropy(output, batch.y, batch.mask)
+
+    def metric_sums(self, output: torch.Tensor, batch: Batch) -> dict[str, tuple[float, float]]:
+        return sequence_metric_sums(output, batch.y, batch.mask)
+
+    def decode_metrics(self, model, batch: Batch) -> dict[str, tuple[float, float]]:
+        return greedy_exact_match(model, batch, eos_id=2, pad_id=0)
+
+    def baseline(self) -> dict[str, float]:
+        return dict(self._baseline)
