@@ -55,7 +55,7 @@ def main(argv=None) -> int:
     ap.add_argument("--points", type=int, default=1_000_000, help="series length for the long-run frame check")
     args = ap.parse_args(argv)
 
-    from PySide6.QtCore import QSettings, Qt, QTimer
+    from PySide6.QtCore import QEventLoop, QSettings, Qt, QTimer
 
     from workbench.gui.app import create_app
 
@@ -92,9 +92,12 @@ def main(argv=None) -> int:
         return list(np.maximum(d, 0.0))
 
     def run_loop(seconds: float) -> None:
-        # A real event loop (not processEvents polling), ended by a single-shot timer.
-        QTimer.singleShot(int(seconds * 1000), app.quit)
-        app.exec()
+        # A real event loop (not processEvents polling), ended by a single-shot timer. A
+        # local QEventLoop, not app.exec(): once the application's own loop has quit, Qt
+        # treats the application as closing.
+        loop = QEventLoop()
+        QTimer.singleShot(int(seconds * 1000), loop.quit)
+        loop.exec()
 
     load0 = os.getloadavg()
     threads = args.threads or gui_cpu_threads()
@@ -123,7 +126,10 @@ def main(argv=None) -> int:
     ))
     assert window.start_training(), window.validation_errors()
     run = window.current_run
-    pump(120, until=lambda: run.last_step >= 3)  # past set-up and the first steps
+    pump(120, until=lambda: run.last_step >= 3 or not window.training_active)  # past set-up and the first steps
+    if run.last_step < 3:
+        print(f"training did not start: {run.status}; {window.info.label.text()}", file=sys.stderr)
+        return 1
     first_step = run.last_step
     frames_before = len(window.frame_times)
     stamps.clear()

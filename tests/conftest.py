@@ -23,6 +23,15 @@ def _torch_threads():
     yield
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _workbench_home(tmp_path_factory):
+    """The run history and user presets of every test go to a temporary folder, never
+    the real user's data folder (workbench.userdirs honours WORKBENCH_HOME)."""
+    if not os.environ.get("WORKBENCH_HOME"):
+        os.environ["WORKBENCH_HOME"] = str(tmp_path_factory.mktemp("workbench_home"))
+    yield
+
+
 @pytest.fixture
 def shared_data() -> Path:
     if not SHARED_DATA.is_dir():

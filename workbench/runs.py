@@ -10,9 +10,12 @@ same plain API:
     history.list(status="finished", task="adding", name="gru", limit=50)  # -> [RunInfo]
     history.get(run_id); history.mark(run_id, "stopped"); history.delete(run_id)
 
-or, fed with the trainer's records (what ``workbench train`` does):
+or, fed with the trainer's records (what ``workbench train`` does, and what the GUI's
+worker should do: the row is 'running' from the start, so a killed app's run shows up
+as 'interrupted'; ``record_gui_run(preset, run_dir, start, end)`` records a run only
+once it has ended):
 
-    with RunRecorder(preset, run_dir, source="cli") as rec:
+    with RunRecorder(preset, run_dir, source="gui") as rec:
         for record in trainer.run():
             rec.observe(record)
 
@@ -511,8 +514,12 @@ class RunRecorder:
         return False
 
 
-def record_cli_run(preset, run_dir, start_record: dict, end: dict) -> None:
-    """Record a whole, already finished run in one go (for callers without a recorder)."""
-    with RunRecorder(preset, run_dir, source="cli") as rec:
+def record_gui_run(preset, run_dir, start_record: dict, end: dict) -> int | None:
+    """Record a whole, already ended run in one go (the GUI worker's end-of-run hook).
+
+    Prefer a RunRecorder around the run: it writes the row as 'running' at the start, so
+    a run whose app was killed shows up as 'interrupted' instead of not at all."""
+    with RunRecorder(preset, run_dir, source="gui") as rec:
         rec.observe(start_record or {"kind": "start"})
-        rec.observe(end or {"kind": "end", "status": "failed", "message": "no end record"})
+        rec.observe(end or {"kind": "end", "status": "failed", "message": "the run gave no end record"})
+    return rec.run_id

@@ -1,24 +1,23 @@
 """The user's own folders (data, config, cache), found without importing Qt.
 
-They are the folders Qt's QStandardPaths gives for an application named
-``rnn-workbench`` with no organisation name, so the window (which may ask Qt) and the
-headless commands (which ask this module) agree:
+They are the folders Qt's QStandardPaths gives the window, whose QCoreApplication has
+organisation name ``rnn-workbench`` and application name ``workbench`` (set in
+workbench/gui/app.py; ORGANISATION/APPLICATION below must stay equal to those, a test
+checks it), so the window (which may ask Qt) and the headless commands (which ask this
+module) agree. Qt appends "<organisation>/<application>" to each base folder:
 
-=========  ==================================  ========================================  =====================================
- kind       Linux (XDG)                         macOS                                     Windows
-=========  ==================================  ========================================  =====================================
- data       $XDG_DATA_HOME/rnn-workbench        ~/Library/Application Support/             %APPDATA%/rnn-workbench
-            (~/.local/share/rnn-workbench)      rnn-workbench
- config     $XDG_CONFIG_HOME/rnn-workbench      ~/Library/Preferences/rnn-workbench       %LOCALAPPDATA%/rnn-workbench
-            (~/.config/rnn-workbench)
- cache      $XDG_CACHE_HOME/rnn-workbench       ~/Library/Caches/rnn-workbench            %LOCALAPPDATA%/rnn-workbench/cache
-            (~/.cache/rnn-workbench)
-=========  ==================================  ========================================  =====================================
+=========  ==========================================  ==============================================  ===========================================
+ kind       Linux (XDG)                                 macOS                                           Windows
+=========  ==========================================  ==============================================  ===========================================
+ data       $XDG_DATA_HOME/rnn-workbench/workbench      ~/Library/Application Support/                  %APPDATA%/rnn-workbench/workbench
+            (~/.local/share/rnn-workbench/workbench)    rnn-workbench/workbench
+ config     $XDG_CONFIG_HOME/rnn-workbench/workbench    ~/Library/Preferences/rnn-workbench/workbench   %LOCALAPPDATA%/rnn-workbench/workbench
+ cache      $XDG_CACHE_HOME/rnn-workbench/workbench     ~/Library/Caches/rnn-workbench/workbench        %LOCALAPPDATA%/rnn-workbench/workbench/cache
+=========  ==========================================  ==============================================  ===========================================
 
 (QStandardPaths.AppDataLocation, AppConfigLocation and CacheLocation respectively.)
-For the GUI to match: ``QCoreApplication.setApplicationName(APP_NAME)`` and leave the
-organisation name empty; the window title uses ``APP_DISPLAY_NAME``. Simpler still, the
-GUI calls the functions here, which also honour ``WORKBENCH_HOME``.
+The GUI may ask Qt, but should rather call the functions here, which also honour
+``WORKBENCH_HOME``.
 
 ``WORKBENCH_HOME`` (environment) overrides everything: data is that folder itself,
 config and cache are its ``config/`` and ``cache/`` sub-folders. Tests set it to a
@@ -34,8 +33,10 @@ import os
 import sys
 from pathlib import Path
 
-APP_NAME = "rnn-workbench"  # QCoreApplication.applicationName(); the folder name everywhere
+ORGANISATION = "rnn-workbench"  # QCoreApplication.organizationName() (workbench/gui/app.py)
+APPLICATION = "workbench"  # QCoreApplication.applicationName()
 APP_DISPLAY_NAME = "RNN Workbench"
+APP_PATH = Path(ORGANISATION) / APPLICATION  # what Qt appends to each standard folder
 ENV_HOME = "WORKBENCH_HOME"
 
 
@@ -63,10 +64,10 @@ def data_dir() -> Path:
     if home is not None:
         return home
     if sys.platform == "darwin":
-        return Path.home() / "Library" / "Application Support" / APP_NAME
+        return Path.home() / "Library" / "Application Support" / APP_PATH
     if sys.platform.startswith("win"):
-        return _windows_folder("APPDATA", "AppData/Roaming") / APP_NAME
-    return _xdg("XDG_DATA_HOME", ".local/share") / APP_NAME
+        return _windows_folder("APPDATA", "AppData/Roaming") / APP_PATH
+    return _xdg("XDG_DATA_HOME", ".local/share") / APP_PATH
 
 
 def config_dir() -> Path:
@@ -75,10 +76,10 @@ def config_dir() -> Path:
     if home is not None:
         return home / "config"
     if sys.platform == "darwin":
-        return Path.home() / "Library" / "Preferences" / APP_NAME
+        return Path.home() / "Library" / "Preferences" / APP_PATH
     if sys.platform.startswith("win"):
-        return _windows_folder("LOCALAPPDATA", "AppData/Local") / APP_NAME
-    return _xdg("XDG_CONFIG_HOME", ".config") / APP_NAME
+        return _windows_folder("LOCALAPPDATA", "AppData/Local") / APP_PATH
+    return _xdg("XDG_CONFIG_HOME", ".config") / APP_PATH
 
 
 def cache_dir() -> Path:
@@ -87,10 +88,10 @@ def cache_dir() -> Path:
     if home is not None:
         return home / "cache"
     if sys.platform == "darwin":
-        return Path.home() / "Library" / "Caches" / APP_NAME
+        return Path.home() / "Library" / "Caches" / APP_PATH
     if sys.platform.startswith("win"):
-        return _windows_folder("LOCALAPPDATA", "AppData/Local") / APP_NAME / "cache"
-    return _xdg("XDG_CACHE_HOME", ".cache") / APP_NAME
+        return _windows_folder("LOCALAPPDATA", "AppData/Local") / APP_PATH / "cache"
+    return _xdg("XDG_CACHE_HOME", ".cache") / APP_PATH
 
 
 def history_path() -> Path:

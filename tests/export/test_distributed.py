@@ -16,6 +16,7 @@ from workbench.engine.checkpoint import read_weights
 from workbench.engine.model import build_model
 from workbench.engine.trainer import Trainer
 from workbench.runs import RunHistory
+from workbench.spec import SpecError
 from workbench.tasks import make_task
 from workbench.tasks.adding import make_adding_batch
 
@@ -35,6 +36,19 @@ def test_alone_the_distributed_hooks_change_nothing():
     loss = torch.tensor(2.5, requires_grad=True)
     assert distributed.average_gradients([], loss) is loss
     assert distributed.setup_device(torch.device("cpu")) == torch.device("cpu")
+
+
+def test_more_processes_than_gpus_is_refused_on_every_rank(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+    for rank in ("0", "1"):
+        monkeypatch.setenv("RANK", rank)
+        monkeypatch.setenv("LOCAL_RANK", rank)
+        with pytest.raises(SpecError, match="--nproc_per_node 1"):
+            distributed.setup_device(torch.device("cuda"))
+    with pytest.raises(SpecError, match="cpu"):
+        distributed.setup_device(torch.device("mps"))
 
 
 def test_ranks_train_in_step_on_different_data(tmp_path, monkeypatch):

@@ -24,14 +24,33 @@ def test_user_folders_follow_the_platform_and_the_override(tmp_path, monkeypatch
     monkeypatch.delenv("WORKBENCH_HOME", raising=False)
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
     if sys.platform.startswith("linux"):
-        assert userdirs.data_dir() == tmp_path / "xdg" / "rnn-workbench"
+        assert userdirs.data_dir() == tmp_path / "xdg" / "rnn-workbench" / "workbench"
         monkeypatch.setenv("XDG_DATA_HOME", "relative/is/ignored")
-        assert userdirs.data_dir() == userdirs.Path.home() / ".local" / "share" / "rnn-workbench"
+        assert userdirs.data_dir() == userdirs.Path.home() / ".local" / "share" / "rnn-workbench" / "workbench"
     monkeypatch.setenv("WORKBENCH_HOME", str(tmp_path / "wb"))
     assert userdirs.data_dir() == tmp_path / "wb"
     assert userdirs.history_path() == tmp_path / "wb" / "history.sqlite3"
     assert userdirs.user_presets_dir() == tmp_path / "wb" / "presets"
     assert userdirs.config_dir() == tmp_path / "wb" / "config"
+
+
+def test_user_folders_are_the_ones_qt_gives_the_window(tmp_path, monkeypatch):
+    """The GUI names its application in workbench/gui/app.py; Qt then places its folders
+    exactly where userdirs looks (without Qt)."""
+    qt = pytest.importorskip("PySide6.QtCore")
+    from workbench.gui import app
+
+    assert (app.ORGANISATION, app.APPLICATION) == (userdirs.ORGANISATION, userdirs.APPLICATION)
+    monkeypatch.delenv("WORKBENCH_HOME", raising=False)
+    for var in ("XDG_DATA_HOME", "XDG_CONFIG_HOME", "XDG_CACHE_HOME"):
+        monkeypatch.setenv(var, str(tmp_path / var.lower()))
+    qt.QCoreApplication.setOrganizationName(app.ORGANISATION)
+    qt.QCoreApplication.setApplicationName(app.APPLICATION)
+    where = qt.QStandardPaths.writableLocation
+    kinds = qt.QStandardPaths.StandardLocation
+    assert userdirs.Path(where(kinds.AppDataLocation)) == userdirs.data_dir()
+    assert userdirs.Path(where(kinds.AppConfigLocation)) == userdirs.config_dir()
+    assert userdirs.Path(where(kinds.CacheLocation)) == userdirs.cache_dir()
 
 
 def test_start_update_finish_list_filter_delete(home):
@@ -136,3 +155,11 @@ def test_cli_records_runs_and_lists_them(home, tmp_path, capsys):
     assert cli.main(args[:2] + ["--steps", "5"] + args[4:] + ["--run-dir", str(tmp_path / "one"), "--resume"]) == 0
     one = RunHistory().list(run_dir=tmp_path / "one")
     assert len(one) == 1 and one[0].step == 5 and one[0].status == "finished"
+
+
+def test_the_gui_end_of_run_hook_records_a_finished_run(home, tmp_path):
+    preset = load_builtin("adding_gru")
+    run_id = runs.record_gui_run(preset, tmp_path / "g", {"kind": "start", "device": "cpu", "total_steps": 7, "step": 0},
+                                 {"kind": "end", "status": "stopped", "step": 4, "metrics": {"mse": 0.2}})
+    info = RunHistory().get(run_id)
+    assert (info.source, info.status, info.step, info.total_steps, info.metrics["mse"]) == ("gui", "stopped", 4, 7, 0.2)

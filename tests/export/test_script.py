@@ -100,16 +100,18 @@ def test_script_model_is_the_workbench_model(adding_script, topology, kind, laye
             assert torch.equal(want, got)
 
 
-def test_adding_script_trains_like_the_workbench_trainer(adding_script, tmp_path):
-    """Same seed: same initial weights, same batches, same optimizer, schedule and
-    clipping, so the first steps' losses agree with the workbench's own trainer."""
+@pytest.mark.parametrize("tbptt", [0, 3])
+def test_adding_script_trains_like_the_workbench_trainer(tmp_path, tbptt):
+    """Same seed: same initial weights, same batches, same optimizer, schedule, clipping
+    and truncated BPTT, so the first steps' losses agree with the workbench's trainer."""
     from workbench.engine.trainer import Trainer
 
-    preset = tiny_adding_preset(schedule="cosine", warmup_steps=2, clip="norm", clip_value=0.5, steps=6)
+    preset = tiny_adding_preset(schedule="cosine", warmup_steps=2, clip="norm", clip_value=0.5, steps=6,
+                                tbptt=tbptt)
     folder = tmp_path / "script"
     xs.export_script(preset, {}, folder)
     losses = [r["loss"] for r in Trainer(preset, probe_budget=None).run() if r["kind"] == "step"]
-    mod = load_script(folder / "train.py", "adding_train")
+    mod = load_script(folder / "train.py", f"adding_train_{tbptt}")
     assert mod.main(["--out", str(tmp_path / "out"), "--log-every", "1"]) == 0
     records = [json.loads(l) for l in (tmp_path / "out" / "metrics.jsonl").read_text().splitlines()]
     script_losses = [r["loss"] for r in records if r["kind"] == "step"]
@@ -117,6 +119,17 @@ def test_adding_script_trains_like_the_workbench_trainer(adding_script, tmp_path
     assert script_losses == pytest.approx(losses, rel=1e-5)
     end = records[-1]
     assert end["kind"] == "end" and end["status"] == "finished" and "mse" in end["metrics"]
+
+
+def test_script_resumes_from_its_checkpoint(adding_script, tmp_path):
+    mod = load_script(adding_script / "train.py", "adding_resume")
+    out = str(tmp_path / "out")
+    assert mod.main(["--out", out, "--steps", "4", "--log-every", "1"]) == 0
+    saved = torch.load(tmp_path / "out" / "checkpoint.pt", weights_only=True)
+    assert saved["step"] == 4
+    assert mod.main(["--out", out, "--steps", "6", "--log-every", "1", "--resume"]) == 0
+    records = [json.loads(l) for l in (tmp_path / "out" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records if r["kind"] == "step"] == [1, 2, 3, 4, 5, 6]
 
 
 def test_charlm_data_is_read_like_the_workbench(tmp_path):

@@ -77,10 +77,13 @@ def setup_device(device: torch.device) -> torch.device:
 
     if device.type == "cuda":
         count = torch.cuda.device_count()
-        if local_rank() >= count:
-            raise SpecError("train.device", f"torchrun started {os.environ.get('LOCAL_WORLD_SIZE', '?')} processes "
-                            f"on this machine but it has {count} CUDA GPU(s): use --nproc_per_node {count} "
-                            f"or at most one process per GPU")
+        # Every rank checks (not only those without a GPU), so rank 0 fails with the message
+        # too, rather than waiting for peers that will never join.
+        local_processes = max(_env_int("LOCAL_WORLD_SIZE", local_rank() + 1), local_rank() + 1)
+        if local_processes > count:
+            raise SpecError("train.device", f"torchrun started {local_processes} processes on this machine but it "
+                            f"has {count} CUDA GPU(s), and NCCL needs one GPU per process: use "
+                            f"--nproc_per_node {count} (or train.device cpu)")
         device = torch.device("cuda", local_rank())
         torch.cuda.set_device(device)
         backend = "nccl"

@@ -22,7 +22,7 @@ from PySide6.QtWidgets import (QCheckBox, QComboBox, QHBoxLayout, QLabel, QMenu,
                                QToolButton, QVBoxLayout, QWidget)
 
 from workbench.fileio import atomic_write_text
-from workbench.gui.rundata import SOURCE_LABELS, SOURCES, RunData
+from workbench.gui.rundata import SOURCE_LABELS, SOURCES, RunData, Series
 
 pg.setConfigOptions(imageAxisOrder="row-major", background="w", foreground="#333333", antialias=False)
 
@@ -41,6 +41,101 @@ def _aligned(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Series appended in lockstep may briefly differ in length after a compaction."""
     n = min(x.size, y.size)
     return x[x.size - n:], y[y.size - n:]
+
+
+# Series longer than this are reduced to a min/max envelope before setData: pyqtgraph's
+# own per-frame work (bounds, log mapping, clipping, downsampling) is O(n) over what it
+# is given, and at 10^6 points that alone would take most of a frame.
+MAX_POINTS = 2500
+
+
+def visible_x(item: pg.PlotItem) -> tuple[float, float] | None:
+    """The x range the user zoomed to, or None while x follows the data (auto-range)."""
+    vb = item.getViewBox()
+    if vb.state["autoRange"][0]:
+        return None
+    lo, hi = vb.viewRange()[0]
+    return float(lo), float(hi)
+
+
+def _window(x: np.ndarray, view: tuple[float, float] | None) -> tuple[int, int]:
+    if view is None or x.size == 0:
+        return 0, x.size
+    lo = max(int(np.searchsorted(x, view[0], side="left")) - 1, 0)
+    hi = min(int(np.searchsorted(x, view[1], side="right")) + 1, x.size)
+    return lo, max(hi, lo)
+
+
+def decimate(x: np.ndarray, y: np.ndarray, view: tuple[float, float] | None = None,
+             max_points: int = MAX_POINTS) -> tuple[np.ndarray, np.ndarray]:
+    """What a curve needs to look exact at screen resolution: the points in view (x sorted)
+    reduced to the min and max of each of ``max_points`` buckets (NaNs skipped), plus the
+    raw tail. O(points in view) in numpy; short series pass through untouched."""
+    x, y = _aligned(x, y)
+    lo, hi = _window(x, view)
+    m = hi - lo
+    if m <= 2 * max_points:
+        return x[lo:hi], y[lo:hi]
+    b = -(-m // max_points)  # bucket size
+    nb = m // b
+    end = lo + nb * b
+    ys = y[lo:end].reshape(nb, b)
+    with np.errstate(invalid="ignore"):
+        mn = np.fmin.reduce(ys, axis=1)
+        mx = np.fmax.reduce(ys, axis=1)
+    xs = x[lo:end:b]
+    out_x = np.concatenate([np.repeat(xs, 2), x[end:hi]])
+    out_y = np.concatenate([np.column_stack([mn, mx]).ravel(), y[end:hi]])
+    return out_x, out_y
+
+
+class Envelope:
+    """The min/max envelope of a growing series for the whole-run view, kept up to date
+    in O(new points) per frame: buckets have power-of-two sizes, so complete buckets stay
+    valid until the series doubles (then it is rebuilt once)."""
+
+    def __init__(self, max_points: int = MAX_POINTS):
+        self.max_points = max_points
+        self.token = None
+        self.b = 0
+        self.nb = 0
+        self.bx = np.zeros(0)
+        self.mn = np.zeros(0)
+        self.mx = np.zeros(0)
+
+    def get(self, xs: Series, ys: Series, view: tuple[float, float] | None) -> tuple[np.ndarray, np.ndarray]:
+        x, y = xs.view(), ys.view()
+        if view is not None or x.size != y.size:
+            return decimate(x, y, view, self.max_points)  # zoomed in: only what is in view
+        n = x.size
+        if n <= 2 * self.max_points:
+            return x, y
+        b = 1 << math.ceil(math.log2(n / self.max_points))
+        token = (id(xs), xs.dropped, id(ys), ys.dropped, b)
+        if token != self.token:
+            self.token, self.b, self.nb = token, b, 0
+            self.bx, self.mn, self.mx = np.zeros(0), np.zeros(0), np.zeros(0)
+        nb = n // b
+        if nb > self.nb:  # reduce only the buckets completed since the last frame
+            seg = y[self.nb * b:nb * b].reshape(nb - self.nb, b)
+            with np.errstate(invalid="ignore"):
+                self.mn = np.concatenate([self.mn, np.fmin.reduce(seg, axis=1)])
+                self.mx = np.concatenate([self.mx, np.fmax.reduce(seg, axis=1)])
+            self.bx = np.concatenate([self.bx, x[self.nb * b:nb * b:b]])
+            self.nb = nb
+        end = nb * b
+        out_x = np.concatenate([np.repeat(self.bx, 2), x[end:]])
+        out_y = np.concatenate([np.column_stack([self.mn, self.mx]).ravel(), y[end:]])
+        return out_x, out_y
+
+
+def thin(x: np.ndarray, y: np.ndarray, view: tuple[float, float] | None = None,
+         max_points: int = 600) -> tuple[np.ndarray, np.ndarray]:
+    """Markers (clip events): every k-th in view, at most ``max_points``."""
+    x, y = _aligned(x, y)
+    lo, hi = _window(x, view)
+    k = max(1, -(-(hi - lo) // max_points))
+    return x[lo:hi:k], y[lo:hi:k]
 
 
 def _positive_range(*arrays: np.ndarray) -> tuple[float, float]:
@@ -229,7 +324,8 @@ class LossPanel(PlotPanel):
             bad = pg.PlotDataItem(pen=_pen(NON_FINITE.name(), 1.2), connect="pairs")
             for it in (raw, smooth, val, bad):
                 self.item.addItem(it)
-            items = {"raw": raw, "smooth": smooth, "val": val, "bad": bad, "run": run}
+            items = {"raw": raw, "smooth": smooth, "val": val, "bad": bad, "run": run,
+                     "env": {"raw": Envelope(), "smooth": Envelope()}}
             self._items[id(run)] = items
         return items
 
@@ -237,7 +333,7 @@ class LossPanel(PlotPanel):
         keep = {id(r) for r in runs}
         for key in [k for k in self._items if k not in keep]:
             for name, it in self._items.pop(key).items():
-                if name != "run":
+                if name not in ("run", "env"):
                     self.item.removeItem(it)
 
     def refresh(self, runs: list[RunData], current: RunData | None) -> bool:
@@ -247,18 +343,20 @@ class LossPanel(PlotPanel):
         self.empty.setVisible(not any(len(r.steps) for r in shown))
         changed = False
         for run in shown:
-            key = (run.version, self.alpha, self.log_box.isChecked(), run.colour, run.name)
+            key = (run.version, self.alpha, self.log_box.isChecked(), run.colour, run.name, visible_x(self.item))
             if self._drawn.get(id(run)) == key:
                 continue
             self._drawn[id(run)] = key
             changed = True
             items = self._ensure(run)
             steps = run.steps.view()
-            x, y = _aligned(steps, run.loss.view())
+            view = visible_x(self.item)
+            x, y = items["env"]["raw"].get(run.steps, run.loss, view)
             items["raw"].setData(x, y, skipFiniteCheck=True)
-            xs, ys = _aligned(steps, run.smoothed(self.alpha))
+            run.smoothed(self.alpha)
+            xs, ys = items["env"]["smooth"].get(run.steps, run._smooth, view)
             items["smooth"].setData(xs, ys, skipFiniteCheck=True)
-            vx, vy = _aligned(run.val_steps.view(), run.val_loss.view())
+            vx, vy = decimate(run.val_steps.view(), run.val_loss.view(), view)
             items["val"].setData(vx, vy)
             if run.non_finite:
                 lo, hi = _positive_range(y, vy)
@@ -577,7 +675,8 @@ class NormPanel(PlotPanel):
             for it in (before, after, clips, bad):
                 self.norm_item.addItem(it)
             self.lr_item.addItem(lr)
-            items = {"before": before, "after": after, "clips": clips, "bad": bad, "lr": lr}
+            items = {"before": before, "after": after, "clips": clips, "bad": bad, "lr": lr,
+                     "env": {"before": Envelope(), "after": Envelope(), "lr": Envelope()}}
             self._items[id(run)] = items
         return items
 
@@ -587,31 +686,38 @@ class NormPanel(PlotPanel):
         keep = {id(r) for r in shown}
         for k in [k for k in self._items if k not in keep]:
             for name, it in self._items.pop(k).items():
-                (self.lr_item if name == "lr" else self.norm_item).removeItem(it)
+                if name != "env":
+                    (self.lr_item if name == "lr" else self.norm_item).removeItem(it)
         changed = False
         for run in shown:
-            key = (run.version, self.log_box.isChecked(), run.colour, run.name)
+            view = visible_x(self.norm_item)
+            key = (run.version, self.log_box.isChecked(), run.colour, run.name, view)
             if self._drawn.get(id(run)) == key:
                 continue
             self._drawn[id(run)] = key
             changed = True
             items = self._ensure(run)
             steps = run.steps.view()
-            x, g = _aligned(steps, run.grad_norm.view())
+            env = items["env"]
+            x, g = env["before"].get(run.steps, run.grad_norm, view)
             items["before"].setData(x, g, skipFiniteCheck=True)
-            x2, gc = _aligned(steps, run.grad_norm_clipped.view())
             clipped_any = len(run.clip_steps) > 0
-            items["after"].setData(x2 if clipped_any else [], gc if clipped_any else [], skipFiniteCheck=True)
-            items["clips"].setData(*_aligned(run.clip_steps.view(), run.clip_norms.view()))
+            x2, gc = env["after"].get(run.steps, run.grad_norm_clipped, view) if clipped_any else ([], [])
+            items["after"].setData(x2, gc, skipFiniteCheck=True)
+            items["clips"].setData(*thin(run.clip_steps.view(), run.clip_norms.view(), view))
             if run.non_finite:
-                lo, hi = _positive_range(g)
+                lo, hi = _positive_range(np.asarray(g))
                 bx = np.repeat([float(e.get("step", 0)) for e in run.non_finite], 2)
                 items["bad"].setData(bx, np.tile([lo, hi], len(run.non_finite)))
             else:
                 items["bad"].setData([], [])
-            items["lr"].setData(*_aligned(steps, run.lr.view()), skipFiniteCheck=True)
-        lr_max = max((float(np.nanmax(r.lr.view())) for r in shown if len(r.lr) and np.isfinite(r.lr.view()).any()),
-                     default=0.0)
+            items["lr"].setData(*env["lr"].get(run.steps, run.lr, view), skipFiniteCheck=True)
+        lr_max = 0.0
+        for r in shown:  # from what was drawn (the envelope keeps the maxima), not 10^6 raw values
+            item = self._items.get(id(r), {}).get("lr")
+            _x, ly = item.getData() if item is not None else (None, None)
+            if ly is not None and len(ly) and np.isfinite(ly).any():
+                lr_max = max(lr_max, float(np.nanmax(ly)))
         if changed and lr_max > 0:
             self.lr_item.setYRange(0.0, lr_max * 1.15, padding=0)
         ref = current if current in shown else (shown[0] if shown else None)

@@ -39,6 +39,7 @@ class Series:
         self._buf = np.empty(max(2, min(initial, 2 * self.capacity)), dtype=np.float64)
         self._start = 0  # index of the oldest value in _buf
         self._len = 0
+        self.dropped = 0  # values dropped from the front so far (view()[i] is value number dropped + i)
 
     def append(self, value: float) -> None:
         end = self._start + self._len
@@ -56,6 +57,7 @@ class Series:
         if self._len > self.capacity:  # drop the oldest
             self._start += 1
             self._len -= 1
+            self.dropped += 1
 
     def __len__(self) -> int:
         return self._len

@@ -267,7 +267,9 @@ def _check_time_axis(series: Series, gaps: str) -> None:
         word = "repeats" if diffs[i - 1] == 0 else "goes back in time after"
         raise DataError(path, f"column {name!r}: {series.times[i]!r} {word} {series.times[i - 1]!r}: "
                               f"rows must be in time order", int(series.lines[i]))
-    step = float(np.median(diffs))
+    # The series' step: its most common time difference (the smallest of equally common ones).
+    steps, counts = np.unique(np.round(diffs, 9), return_counts=True)
+    step = float(steps[np.argmax(counts)])
     # Calendar months and days are even steps on these axes; allow rounding in floats.
     gap_at = np.nonzero(diffs > step * 1.5 + 1e-9)[0]
     if not gap_at.size:
