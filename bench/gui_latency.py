@@ -144,48 +144,53 @@ def main(argv=None) -> int:
     window.stop_training()
     pump(120, until=lambda: not window.training_active)
 
-    # ---- full frames (update + paint) while the buffers grow, then at 10^6 points
-    def full_frames(n: int, grow) -> list[float]:
-        out = []
-        for _ in range(n):
-            grow()
-            t = time.perf_counter()
-            window._on_frame(force=True)
-            for panel in window.panels:
-                panel.plot_area().repaint()
-                for view in panel.plot_area().findChildren(type(window.loss_panel.plot)):
-                    view.viewport().repaint()
-            out.append(time.perf_counter() - t)
-        return out
+    # ---- a long run: 10^6 points per series, growing by 30 steps every 33 ms (a fast
+    # live run), drawn by the window's own frame timer; a 2,000-point run is the baseline.
+    def long_run(n: int) -> RunData:
+        big = RunData(f"{n:,} points", colour="#9467bd", live=True, clip="norm", clip_value=1.0)
+        rng = np.random.default_rng(0)
+        steps_arr = np.arange(1, n + 1, dtype=np.float64)
+        for series, values in ((big.steps, steps_arr), (big.loss, 1.0 / np.sqrt(steps_arr) + 0.05 * rng.random(n)),
+                               (big.lr, np.full(n, 1e-3)), (big.grad_norm, 1 + rng.random(n)),
+                               (big.grad_norm_clipped, np.ones(n)), (big.units_per_s, np.full(n, 1e4)),
+                               (big.clip_steps, steps_arr), (big.clip_norms, 1 + rng.random(n))):
+            series._buf = np.empty(max(2 * series.capacity, n))
+            series._buf[:n] = values
+            series._start, series._len = 0, n
+        for s in range(max(1, n - 400), n + 1):
+            big._add_profiles("inputs", s, taps)
+        return big
 
-    big = RunData("long run", colour="#9467bd", live=True, clip="norm", clip_value=1.0)
-    n = args.points
-    rng = np.random.default_rng(0)
-    steps_arr = np.arange(1, n + 1, dtype=np.float64)
-    loss = 1.0 / np.sqrt(steps_arr) + 0.05 * rng.random(n)
-    for series, values in ((big.steps, steps_arr), (big.loss, loss), (big.lr, np.full(n, 1e-3)),
-                           (big.grad_norm, 1 + rng.random(n)), (big.grad_norm_clipped, np.ones(n)),
-                           (big.units_per_s, np.full(n, 1e4))):
-        series._buf = np.empty(2 * series.capacity)
-        series._buf[:n] = values
-        series._start, series._len = 0, n
     taps = {"layers.0": np.geomspace(1e-6, 1e-2, args.seq_len), "layers.1": np.geomspace(1e-5, 1e-2, args.seq_len)}
-    for s in range(n - 400, n + 1, 1):
-        big._add_profiles("inputs", s, taps)
-    window.runs = [big]
-    window.current_run = big
-    window._plots_changed()
-    counter = [n]
 
-    def grow() -> None:  # ~30 new steps per frame, like a fast live run
-        recs = []
-        for _ in range(30):
-            counter[0] += 1
-            recs.append({"kind": "step", "step": counter[0], "loss": 0.01, "lr": 1e-3, "grad_norm": 1.5,
-                         "grad_norm_clipped": 1.0, "clipped": True, "timestep_grad_norms": taps})
-        big.add(recs)
+    def replay(run: RunData, seconds: float) -> tuple[list[float], list[float]]:
+        window.runs = [run]
+        window.current_run = run
+        window._plots_changed()
+        counter = [run.last_step]
 
-    million = full_frames(40, grow)
+        def grow() -> None:
+            recs = []
+            for _ in range(30):
+                counter[0] += 1
+                recs.append({"kind": "step", "step": counter[0], "loss": 0.01, "lr": 1e-3, "grad_norm": 1.5,
+                             "grad_norm_clipped": 1.0, "clipped": True, "timestep_grad_norms": taps})
+            run.add(recs)
+
+        feeder = QTimer()
+        feeder.setInterval(33)
+        feeder.timeout.connect(grow)
+        before = len(window.frame_times)
+        stamps.clear()
+        feeder.start()
+        probe.start()
+        run_loop(seconds)
+        probe.stop()
+        feeder.stop()
+        return delays(stamps), window.frame_times[before:]
+
+    small_delay, small_frames = replay(long_run(2000), 8)
+    big_delay, big_frames = replay(long_run(args.points), 8)
     window.close()
     pump(10, until=lambda: not window.isVisible())
     load1 = os.getloadavg()
@@ -196,8 +201,11 @@ def main(argv=None) -> int:
           f"{steps} steps in {elapsed:.1f} s = {steps / elapsed:.2f} steps/s while measuring")
     print(row("event-loop delay, idle (baseline)", idle))
     print(row("event-loop delay, training", busy))
-    print(row("plot update per frame (setData), training", frames))
-    print(row(f"full frame at {n:,} points (update+paint)", million))
+    print(row("frame (update + paint), training", frames))
+    print(row("frame (update + paint), replay at 2,000 points", small_frames))
+    print(row(f"frame (update + paint), replay at {args.points:,} points", big_frames))
+    print(row("event-loop delay, replay at 2,000 points", small_delay))
+    print(row(f"event-loop delay, replay at {args.points:,} points", big_delay))
     p99, mx = pct(busy, 99) * 1000, max(busy) * 1000 if busy else float("nan")
     print(f"training vs idle: p99 {p99:.1f} ms vs {pct(idle, 99) * 1000:.1f} ms "
           f"({p99 / max(pct(idle, 99) * 1000, 1e-9):.1f}x); target p99 <= 25 ms: {'met' if p99 <= 25 else 'MISSED'}, "

@@ -4,14 +4,10 @@ learning on the real temperature file."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-
 import numpy as np
 import pytest
 import torch
 
-from tests.conftest import PROJECT_ROOT
 from workbench import presets
 from workbench.engine.model import build_model
 from workbench.engine.trainer import Trainer
@@ -122,7 +118,7 @@ def test_helpers_agree_with_the_trainers_metrics(tmp_path, topology, relative):
     np.testing.assert_allclose(task.forecast(model, values[:o]), res["predicted"][3], rtol=1e-5)
     np.testing.assert_allclose(res["actual"][3, :, 0], values[o:o + 2])
     if topology == "many_to_many":
-        batch = next(task.val_batches(4, 1))
+        batch = next(task.val_batches(4, 100))
         assert batch.x.shape == (4, 10, 1) and batch.y.shape == (4, 10, 2)
 
 
@@ -135,8 +131,8 @@ def test_relative_windows_hold_changes_not_levels(tmp_path):
     training = next(task.train_batches(8, torch.Generator().manual_seed(0)))
     # the held-out levels (1480 and up) were never seen in training, yet every window is the same
     for batch in (held_out, training):
-        assert torch.equal(batch.x[:, :, 0], torch.tensor([[-9.0, -6.0, -3.0, 0.0]]).expand(8, 4))
-        assert torch.equal(batch.y, torch.full((8, 1), 3.0))
+        assert torch.equal(batch.x[:, :, 0], torch.tensor([[-9.0, -6.0, -3.0, 0.0]]).expand(batch.size, 4))
+        assert torch.equal(batch.y, torch.full((batch.size, 1), 3.0))
 
 
 def test_artifacts_restore_for_inference_without_the_data(tmp_path):
@@ -158,6 +154,7 @@ def test_artifacts_restore_for_inference_without_the_data(tmp_path):
 
 def test_bad_options_and_models_name_the_field(tmp_path):
     path = _csv(tmp_path, np.arange(50.0))
+    small = ("data.options.window=5", "data.options.horizon=1")
     cases = [
         (("data.options.window=0",), "data.options.window"),
         (("data.options.gaps=skip",), "data.options.gaps"),
@@ -170,13 +167,13 @@ def test_bad_options_and_models_name_the_field(tmp_path):
     ]
     for overrides, field in cases:
         with pytest.raises(SpecError) as info:
-            make_task(_preset("forecast_airline_gru", f"data.path={path}", *overrides))
+            make_task(_preset("forecast_airline_gru", f"data.path={path}", *small, *overrides))
         assert info.value.field == field, (overrides, info.value)
     with pytest.raises(DataError) as info:
-        make_task(_preset("forecast_airline_gru", f"data.path={path}", "data.options.window=40"))
+        make_task(_preset("forecast_airline_gru", f"data.path={path}", *small, "data.options.window=40"))
     assert str(path) in str(info.value) and "window" in str(info.value)
     # a bidirectional many-to-one forecaster reads only the past window: allowed
-    make_task(_preset("forecast_airline_gru", f"data.path={path}", "model.layers.0.bidirectional=true"))
+    make_task(_preset("forecast_airline_gru", f"data.path={path}", *small, "model.layers.0.bidirectional=true"))
 
 
 def test_builtin_series_is_deterministic_and_learnable():
@@ -203,19 +200,17 @@ def test_lstm_beats_both_baselines_on_the_temperature_file(shared_data):
     assert end["metrics"]["mae"] < base["last_value_mae"] < base["seasonal_naive_mae"], (end["metrics"], base)
 
 
-def test_cli_trains_a_forecaster_and_reports_a_bad_csv_in_one_line(tmp_path):
+def test_cli_trains_a_forecaster_and_reports_a_bad_csv_in_one_line(tmp_path, monkeypatch, capsys, shared_data):
+    from workbench.cli import main
+
     bad = tmp_path / "bad.csv"
     bad.write_text('"Date","Temp"\n"1981-01-01",20.7\n"1981-01-02",?0.2\n')
-    cmd = [sys.executable, "-m", "workbench", "train", "forecast_airline_gru", "--quiet"]
-    proc = subprocess.run(cmd + ["--run-dir", str(tmp_path / "bad_run"), "--set", f"data.path={bad}"],
-                          cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 2
-    lines = proc.stderr.strip().splitlines()
+    args = ["train", "forecast_airline_gru", "--quiet", "--set", "train.probe_every=0"]
+    assert main(args + ["--run-dir", str(tmp_path / "bad_run"), "--set", f"data.path={bad}"]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and str(bad) in lines[0] and "line 3" in lines[0] and "'Temp'" in lines[0]
-    proc = subprocess.run(cmd + ["--steps", "5", "--run-dir", str(tmp_path / "run")], cwd=tmp_path,
-                          capture_output=True, text=True, timeout=120,
-                          env={**__import__("os").environ, "PYTHONPATH": str(PROJECT_ROOT)})
-    assert proc.returncode == 0, proc.stderr
-    assert "seasonal_naive_mae" in proc.stdout  # found the shared file from another folder
+    monkeypatch.chdir(tmp_path)  # the preset's ../shared/data path is found from another folder too
+    assert main(args + ["--steps", "5", "--run-dir", str(tmp_path / "run")]) == 0
+    assert "seasonal_naive_mae" in capsys.readouterr().out
     saved = json.loads((tmp_path / "run" / "task.json").read_text())
     assert saved["columns"] == ["Passengers"] and saved["season"] == 12

@@ -118,14 +118,18 @@ def test_train_pause_resume_stop(qtbot, window):
     qtbot.waitUntil(lambda: run.last_step >= 30 and len(run.val_steps) >= 1, timeout=60_000)
     assert window.device_label.text().startswith("device: cpu")
     # the plots received data (drawn by the frame timer, not per step)
-    qtbot.waitUntil(lambda: window.loss_panel._items.get(id(run)) is not None, timeout=5000)
-    xs, ys = window.loss_panel._items[id(run)]["raw"].getData()
-    assert xs is not None and len(xs) >= 30
+
+    def plotted(panel, name):
+        items = panel._items.get(id(run))
+        xs = items[name].getData()[0] if items is not None else None
+        return 0 if xs is None else len(xs)
+
+    qtbot.waitUntil(lambda: plotted(window.loss_panel, "raw") >= 30, timeout=10_000)
+    qtbot.waitUntil(lambda: plotted(window.norm_panel, "before") >= 30, timeout=10_000)
     qtbot.waitUntil(lambda: "layers.0" in window.grad_panel._heat_plots, timeout=5000)
     qtbot.waitUntil(lambda: window.grad_panel._heat_plots["layers.0"][1].image is not None, timeout=5000)
     assert window.grad_panel._heat_plots["layers.0"][1].image.shape[1] == 12  # T columns
     assert "per step" in window.grad_panel.decay_label.text()
-    assert len(window.norm_panel._items[id(run)]["before"].getData()[0]) >= 30
     assert window.progress.value() >= 30
     # the exact probe is selectable as the heatmap source
     window.grad_panel.source.setCurrentIndex(window.grad_panel.source.findData("exact"))

@@ -30,7 +30,6 @@ import atexit
 import os
 
 import torch
-from torch import nn
 
 from workbench.spec import SpecError
 

@@ -44,14 +44,30 @@ def _cell_step(cell: str, gi_t: torch.Tensor, h: torch.Tensor, c: torch.Tensor |
     gi_t = x_t W_ih^T + b_ih [B, G*H], with b_hh already folded in for the cells whose
     equations only ever add it (rnn/lstm; then ``b_hh`` is None); w_hh_t = W_hh^T [H, G*H].
     addmm keeps it to one kernel per matrix product: the probe is launch-bound."""
+    h, c, _gates = cell_step_gates(cell, gi_t, h, c, w_hh_t, b_hh)
+    return h, c
+
+
+# Gate activations each cell exposes (after their nonlinearity), in PyTorch's gate order.
+GATE_NAMES = {"rnn_tanh": (), "rnn_relu": (), "lstm": ("input", "forget", "cell", "output"),
+              "gru": ("reset", "update", "new")}
+
+
+def cell_step_gates(cell: str, gi_t: torch.Tensor, h: torch.Tensor, c: torch.Tensor | None,
+                    w_hh_t: torch.Tensor, b_hh: torch.Tensor | None
+                    ) -> tuple[torch.Tensor, torch.Tensor | None, dict[str, torch.Tensor]]:
+    """``_cell_step`` that also returns the gate activations it computed anyway, each
+    [B, H], named as GATE_NAMES (LSTM: i, f, g (the candidate), o; GRU: r, z, n).
+    The one place the cell equations live."""
     if cell == "rnn_tanh":
-        return torch.tanh(torch.addmm(gi_t, h, w_hh_t)), None
+        return torch.tanh(torch.addmm(gi_t, h, w_hh_t)), None, {}
     if cell == "rnn_relu":
-        return torch.relu(torch.addmm(gi_t, h, w_hh_t)), None
+        return torch.relu(torch.addmm(gi_t, h, w_hh_t)), None, {}
     if cell == "lstm":
         i, f, g, o = torch.addmm(gi_t, h, w_hh_t).chunk(4, dim=-1)
-        c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
-        return torch.sigmoid(o) * torch.tanh(c), c
+        i, f, g, o = torch.sigmoid(i), torch.sigmoid(f), torch.tanh(g), torch.sigmoid(o)
+        c = f * c + i * g
+        return o * torch.tanh(c), c, {"input": i, "forget": f, "cell": g, "output": o}
     # gru: b_hn sits inside r * (W_hn h + b_hn), so b_hh is added here, not folded
     gh = torch.addmm(b_hh, h, w_hh_t)  # [B, 3H]
     ir, iz, in_ = gi_t.chunk(3, dim=-1)
@@ -59,16 +75,20 @@ def _cell_step(cell: str, gi_t: torch.Tensor, h: torch.Tensor, c: torch.Tensor |
     r = torch.sigmoid(ir + hr)
     z = torch.sigmoid(iz + hz)
     n = torch.tanh(in_ + r * hn)
-    return (1 - z) * n + z * h, None
+    return (1 - z) * n + z * h, None, {"reset": r, "update": z, "new": n}
 
 
-def unrolled_layer(rnn: nn.RNNBase, cell: str, x: torch.Tensor, state=None):
+def unrolled_layer(rnn: nn.RNNBase, cell: str, x: torch.Tensor, state=None, gates: list | None = None):
     """Run a single-layer RNN module step by step with its own parameters.
 
     x: [B, T, In]. Returns (output [B, T, D*H], final state as the module returns it,
     hidden states: list over directions of lists over t of h_t [B, H]). The h_t are
     graph nodes: torch.autograd.grad(loss, h_t) is the total dL/dh_t, recurrent path
     included (the probe asks for exactly that; no retain_grad needed).
+
+    gates: if a list, one dict per direction is appended to it: gate name (GATE_NAMES,
+    plus "cell_state" for an LSTM) -> [B, T, H], in time order for both directions
+    (the try-out's look inside the network).
     """
     B, T, _ = x.shape
     H = rnn.hidden_size
@@ -93,9 +113,17 @@ def unrolled_layer(rnn: nn.RNNBase, cell: str, x: torch.Tensor, state=None):
         h, c = h0[d], (c0[d] if c0 is not None else None)
         order = range(T - 1, -1, -1) if d else range(T)
         states: list[torch.Tensor | None] = [None] * T
+        seen: list[dict[str, torch.Tensor] | None] = [None] * T
         for t in order:
-            h, c = _cell_step(cell, gi[:, t], h, c, w_hh_t, None if fold else b_hh)
+            if gates is None:
+                h, c = _cell_step(cell, gi[:, t], h, c, w_hh_t, None if fold else b_hh)
+            else:
+                h, c, g = cell_step_gates(cell, gi[:, t], h, c, w_hh_t, None if fold else b_hh)
+                seen[t] = {**g, "cell_state": c} if c is not None else g
             states[t] = h
+        if gates is not None:
+            names = list(seen[0]) if T else []
+            gates.append({name: torch.stack([seen[t][name] for t in range(T)], dim=1) for name in names})
         outputs.append(torch.stack(states, dim=1))  # [B, T, H]
         finals_h.append(h)
         finals_c.append(c)
