@@ -223,6 +223,7 @@ EXTRA_COMMANDS: dict[str, str] = {
     "eval": "workbench.commands.evaluate:register",
     "runs": "workbench.commands.runs:register",
     "export": "workbench.commands.export:register",
+    "try": "workbench.commands.tryout:register",
 }
 
 

@@ -88,6 +88,17 @@ def test_numbers_encdec_lstm_learns_digits(tmp_path, capsys):
     assert m["token_accuracy"] > base["token_accuracy"] + 0.3 and m["greedy_exact_match"] > 0.3
 
 
+def test_captions_one_to_many_learns_to_describe_images(tmp_path, capsys):
+    run = _train(tmp_path, "captions_one_to_many", 250, "data.options.image_size=16", "data.options.val_size=200",
+                 "model.input.kind=frames_linear", "model.input.projection_size=64", "model.layers.0.hidden_size=64",
+                 "train.lr=0.003")
+    result = _eval(capsys, run)
+    m, base = result["metrics"], result["baseline"]
+    assert base["token_accuracy"] < 0.45
+    assert m["token_accuracy"] > base["token_accuracy"] + 0.2
+    assert m["greedy_exact_match"] == pytest.approx(m["exact_match"], abs=0.02)
+
+
 # ----------------------------------------------------------------------------- users' files
 
 

@@ -231,7 +231,9 @@ class WordCharEmbedding(nn.Module):
     def __init__(self, vocab_size: int, embedding_dim: int, char_vocab_size: int, char_dim: int, filters: int):
         super().__init__()
         self.words = nn.Embedding(vocab_size, embedding_dim)
-        self.chars = nn.Embedding(char_vocab_size, char_dim)
+        # padding_idx: the pad character's vector is zero, exactly what the convolution's
+        # own zero padding puts at a word's ends, so how wide x is padded never matters
+        self.chars = nn.Embedding(char_vocab_size, char_dim, padding_idx=0)
         self.conv = nn.Conv1d(char_dim, filters, CHAR_CONV_WIDTH, padding=CHAR_CONV_WIDTH // 2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -50,6 +50,33 @@ def tap_grad_norm_tensors(model: RecurrentModel) -> list[tuple[str, torch.Tensor
     return out
 
 
+class TapNormHooks:
+    """The trainer's way to the same numbers as ``tap_grad_norm_tensors`` without
+    retain_grad: a hook on each tap reduces dL/dx^l [B, T, In] to its [T] profile the
+    moment backward produces it, so no copy of the gradient is kept (retain_grad clones
+    it) and nothing is read back later. Attach after the forward, before backward."""
+
+    def __init__(self, model: RecurrentModel):
+        probe = model.probe
+        self.names = list(probe.layer_names) if probe is not None else []
+        self.taps = list(probe.taps) if probe is not None else []
+        self.norms: list[torch.Tensor | None] = [None] * len(self.taps)
+        for i, tap in enumerate(self.taps):
+            if tap.requires_grad:
+                tap.register_hook(self._reducer(i))
+
+    def _reducer(self, i: int):
+        def hook(grad: torch.Tensor) -> None:
+            dtype = torch.promote_types(grad.dtype, torch.float32)
+            self.norms[i] = torch.linalg.vector_norm(grad, dim=-1, dtype=dtype).mean(dim=0)  # [B,T,In] -> [T]
+        return hook
+
+    def tensors(self) -> list[tuple[str, torch.Tensor]]:
+        """After backward: [(layer name, [T] on the device)], zeros where no gradient came."""
+        return [(name, n if n is not None else torch.zeros(tap.shape[1], device=tap.device))
+                for name, tap, n in zip(self.names, self.taps, self.norms)]
+
+
 def tap_grad_norms(model: RecurrentModel) -> dict[str, np.ndarray]:
     """Host version of ``tap_grad_norm_tensors``: layer -> [T] numpy."""
     return to_host(dict(tap_grad_norm_tensors(model)))

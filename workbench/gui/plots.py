@@ -156,6 +156,8 @@ class PaintClock:
     what they really cost (setData is only half of it) and the benchmark can report it."""
 
     total = 0.0
+    samples: list[tuple[str, float]] = []  # (widget class, seconds) per paint, while ``record`` is set
+    record = False
 
     @classmethod
     def take(cls) -> float:
@@ -167,7 +169,10 @@ class _TimedPaint:
     def paintEvent(self, event) -> None:  # noqa: N802 - Qt override
         t = time.perf_counter()
         super().paintEvent(event)
-        PaintClock.total += time.perf_counter() - t
+        dt = time.perf_counter() - t
+        PaintClock.total += dt
+        if PaintClock.record:
+            PaintClock.samples.append((getattr(self, "paint_name", type(self).__name__), dt))
 
 
 class PlotWidget(_TimedPaint, pg.PlotWidget):
@@ -188,7 +193,7 @@ def _legend(item: pg.PlotItem, offset=(-8, 8)) -> pg.LegendItem:
 def _plot_widget(title: str = "", left: str = "", bottom: str = "step") -> pg.PlotWidget:
     w = PlotWidget()
     item = w.getPlotItem()
-    item.showGrid(x=True, y=True, alpha=0.25)
+    item.showGrid(x=False, y=False)
     item.setDownsampling(auto=True, mode="peak")
     item.setClipToView(True)
     if left:
@@ -246,6 +251,15 @@ class PlotPanel(QWidget):
     def refresh(self, runs: list[RunData], current: RunData | None) -> bool:
         """Redraw from the buffers if anything shown changed; True when it redrew."""
         raise NotImplementedError
+
+    def plot_items(self) -> list[pg.PlotItem]:
+        return []
+
+    def settle(self) -> None:
+        """Apply auto-range now, not during the next paint: pyqtgraph otherwise paints
+        once with the old range, changes it while painting, and paints again."""
+        for item in self.plot_items():
+            item.getViewBox().prepareForPaint()
 
     def csv(self, runs: list[RunData], current: RunData | None) -> str:
         raise NotImplementedError
@@ -395,7 +409,11 @@ class LossPanel(PlotPanel):
                 items["bad"].setData([], [])
         if changed:
             self.frames += 1
+            self.settle()
         return changed
+
+    def plot_items(self) -> list[pg.PlotItem]:
+        return [self.item]
 
     def _on_mouse(self, event) -> None:
         pos = event[0]
@@ -629,7 +647,11 @@ class GradientPanel(PlotPanel):
             self.decay_label.setText("no gradient profiles yet" + (
                 " (the exact probe runs every train.probe_every steps)" if src == "exact" else ""))
         self.frames += 1
+        self.settle()
         return True
+
+    def plot_items(self) -> list[pg.PlotItem]:
+        return [p for p, _img in self._heat_plots.values()] + [self.profile_item]
 
     def csv(self, runs: list[RunData], current: RunData | None) -> str:
         run = self.heatmap_run()
@@ -757,7 +779,11 @@ class NormPanel(PlotPanel):
             self.threshold.hide()
         if changed:
             self.frames += 1
+            self.settle()
         return changed
+
+    def plot_items(self) -> list[pg.PlotItem]:
+        return [self.norm_item, self.lr_item]
 
     def csv(self, runs: list[RunData], current: RunData | None) -> str:
         lines = ["run,step,grad_norm,grad_norm_clipped,lr"]

@@ -210,14 +210,18 @@ def count_frames(path: str | Path) -> int:
 # ----------------------------------------------------------------------------- decoding
 
 
-def _to_array(frame, settings: FrameSettings) -> np.ndarray:
+def _to_array(frame, settings: FrameSettings, path: Path, index: int) -> np.ndarray:
     """A decoded av.VideoFrame -> uint8 [C, H, W], resized and converted by swscale."""
     w = settings.width or frame.width
     h = settings.height or frame.height
     # AREA averages all source pixels when shrinking (bilinear would alias a 1280->32 resize).
     interpolation = "AREA" if (w < frame.width or h < frame.height) else "BILINEAR"
     fmt = "gray" if settings.grey else "rgb24"
-    arr = frame.reformat(width=w, height=h, format=fmt, interpolation=interpolation).to_ndarray()
+    try:
+        arr = frame.reformat(width=w, height=h, format=fmt, interpolation=interpolation).to_ndarray()
+    except (_av().error.FFmpegError, ValueError) as exc:
+        raise DataError(path, f"frame {index}: cannot convert its pixels ({frame.format.name}, "
+                              f"{frame.width}x{frame.height}): {_reason(exc)}") from None
     arr = arr[None] if settings.grey else arr.transpose(2, 0, 1)  # [H, W] -> [1, H, W]; [H, W, 3] -> [3, H, W]
     return np.ascontiguousarray(arr)
 
@@ -262,7 +266,7 @@ def _iter_folder(folder: Path, settings: FrameSettings) -> Iterator[np.ndarray]:
             raise DataError(file, f"frame {index} is {size[0]}x{size[1]} but the folder's first frame "
                                   f"({first_name}) is {first_size[0]}x{first_size[1]}: all frames of a "
                                   f"folder must have one size")
-        yield _to_array(frame, settings)
+        yield _to_array(frame, settings, file, index)
         kept += 1
         if settings.max_frames and kept >= settings.max_frames:
             return
@@ -290,7 +294,7 @@ def _iter_file(path: Path, settings: FrameSettings) -> Iterator[np.ndarray]:
             index += 1
             if index < settings.start or (index - settings.start) % settings.stride:
                 continue
-            yield _to_array(frame, settings)
+            yield _to_array(frame, settings, path, index)
             kept += 1
             if settings.max_frames and kept >= settings.max_frames:
                 return

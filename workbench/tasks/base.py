@@ -21,7 +21,9 @@ from workbench.spec import ModelIO, ModelSpec, SpecError, _from_raw
 class Batch:
     """One batch, already padded. Shapes by topology (B = batch, T/S = lengths):
 
-    x:       [B, T] token ids, [B, T, F] features, [B, T, C, H, W] frames; one_to_many: one item per row
+    x:       [B, T] token ids, [B, T, F] features, [B, T, C, H, W] frames; one_to_many: one item per row;
+             with the 'embedding_chars' input [B, T, 1 + C] long: x[..., 0] the word id, x[..., 1:]
+             the word's character ids (0 = padding, for characters and for padded words)
     y:       targets: [B] / [B, F] (many_to_one), [B, T] / [B, T, F] (per step)
     lengths: [B] true input lengths when x is padded, else None
     y_in:    [B, T] decoder inputs (BOS + targets shifted right) for generating topologies

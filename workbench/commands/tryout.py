@@ -1,0 +1,149 @@
+"""`workbench try RUN_DIR --text "..."` / `--video FILE` / `--image FILE`: try a trained
+model headless and print what it answers as JSON on stdout.
+
+The same inference as the window's "Try it" panel (workbench.inference): a language
+model continues the text, a tagger tags each word, a classifier gives class
+probabilities, an encoder-decoder decodes greedily and by sampling (with its attention
+matrix), a captioner captions a new generated image (or --image FILE), a video model
+gives a probability vector per frame or its next-frame error per frame, a forecaster
+forecasts after the values typed. --saliency adds ||dy/dx_t|| over the input steps;
+--states FILE.npz saves every layer's hidden states and gate activations.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+
+import numpy as np
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be 1 or more")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError("must be 0 or more")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    value = float(text)
+    if not (value >= 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError("must be a number, 0 or more")
+    return value
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("try", help="try a trained run on your text, image or video; prints JSON",
+                              description=__doc__.split("\n\n")[0].replace("\n", " "))
+    p.add_argument("run_dir", help="a run folder (preset.json, task.json, model.safetensors)")
+    what = p.add_mutually_exclusive_group()
+    what.add_argument("--text", help="the text: a prompt, a sentence, a source, numbers (per the run's task)")
+    what.add_argument("--video", metavar="FILE", help="a video file or a folder of frame images")
+    what.add_argument("--image", metavar="FILE", help="captioning: an image file (default: a new generated image)")
+    p.add_argument("--temperature", type=_non_negative_float, default=1.0,
+                   help="sampling temperature (0: greedy); default 1")
+    p.add_argument("--top-k", type=_non_negative_int, default=0, help="sample among the k likeliest tokens (0: all)")
+    p.add_argument("--length", type=_positive, default=200, help="tokens to generate (language models); default 200")
+    p.add_argument("--seed", type=int, help="random seed for sampling (and the generated image)")
+    p.add_argument("--max-frames", type=_positive, default=0, help="video: frames to read at most (after the stride)")
+    p.add_argument("--saliency", action="store_true",
+                   help="add saliency through time: ||dy/dx_t|| of the (last) output over the input steps")
+    p.add_argument("--states", metavar="FILE.npz", help="save every layer's hidden states and gates to this file")
+    p.set_defaults(func=cmd_try)
+
+
+def cmd_try(args) -> int:
+    from workbench import inference
+    from workbench.cli import UsageError
+
+    session = inference.open_run(args.run_dir)
+    try:
+        result, request = _run(inference, session, args)
+        if args.saliency or args.states:
+            inside = inference.inside(session, request, saliency=args.saliency)
+            if args.saliency:
+                result["saliency"] = inside["saliency"]
+            if args.states:
+                _save_states(args.states, inside)
+                result["states_file"] = args.states
+    except inference.InputError as exc:
+        raise UsageError(str(exc)) from None
+    json.dump(jsonable({"run_dir": str(session.run_dir), "task": session.preset.data.task,
+                        "mode": session.mode, **result}), sys.stdout, indent=2)
+    sys.stdout.write("\n")
+    return 0
+
+
+def _run(inference, session, args) -> tuple[dict, dict]:
+    """The mode's answer and the request that looks inside for the same input."""
+    from workbench.cli import UsageError
+
+    mode = session.mode
+    if mode in inference.VIDEO_MODES:
+        if not args.video:
+            raise UsageError(f"this run ({session.preset.data.task}) reads video: pass --video FILE")
+        out = inference.video_outputs(session, args.video, max_frames=args.max_frames)
+        out.pop("predicted", None)  # the frames themselves are for the window, not for JSON
+        out.pop("real", None)
+        return out, {"video": args.video, "start": 0}
+    if mode == "caption":
+        if args.text is not None or args.video:
+            raise UsageError("this run captions images: pass --image FILE, or nothing for a new generated image")
+        out = inference.caption(session, path=args.image, seed=args.seed, temperature=args.temperature,
+                                top_k=args.top_k)
+        image = out.pop("image")
+        out["image_shape"] = list(image.shape)
+        return out, {"image": image, "output_ids": out["greedy"]["ids"]}
+    if args.text is None:
+        raise UsageError(f"this run ({session.preset.data.task}) reads text: pass --text \"...\"")
+    if mode == "generate":
+        out = inference.generate_text(session, args.text, length=args.length, temperature=args.temperature,
+                                      top_k=args.top_k, seed=args.seed)
+        return out, {"text": args.text + out["generated"]}
+    if mode == "tag":
+        out = inference.tag(session, args.text)
+        out.pop("probabilities")
+        return out, {"text": args.text}
+    if mode == "classify":
+        out = inference.classify(session, args.text)
+        out["probabilities"] = dict(zip(out["classes"], out["probabilities"]))
+        return out, {"text": args.text}
+    if mode == "transduce":
+        out = inference.transduce(session, args.text, temperature=args.temperature, top_k=args.top_k, seed=args.seed)
+        return out, {"text": args.text, "output_ids": out["greedy"]["ids"]}
+    out = inference.numbers(session, args.text)
+    return out, {"text": args.text}
+
+
+def _save_states(path: str, inside: dict) -> None:
+    arrays = {}
+    for layer in inside["layers"]:
+        for name, values in layer["series"].items():
+            arrays[f"{layer['name']}/{name}"] = values
+    np.savez(path, **arrays)
+
+
+def jsonable(value):
+    """numpy arrays and scalars -> lists and floats (6 significant digits); NaN -> "nan"."""
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return jsonable(value.tolist())
+    if isinstance(value, (np.floating, float)):
+        v = float(value)
+        return float(f"{v:.6g}") if math.isfinite(v) else str(v)
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.bool_):
+        return bool(value)
+    return value

@@ -1,0 +1,405 @@
+"""Small widgets of the try-out panel: token chips (tags coloured by tag, with their
+confidence), probability bars, a heatmap with a hover read-out (hidden states, gates,
+attention), a saliency bar plot and an image view. They show plain data (lists, numpy
+arrays); none of them imports the engine."""
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import QPoint, QRect, QRectF, QSize, Qt, Signal
+from PySide6.QtGui import QColor, QPainter
+from PySide6.QtWidgets import QLabel, QLayout, QSizePolicy, QVBoxLayout, QWidget
+
+# Tag / class colours: a qualitative palette (Tableau 20, light and dark alternated).
+PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
+           "#bcbd22", "#17becf", "#aec7e8", "#ffbb78", "#98df8a", "#ff9896", "#c5b0d5", "#c49c94",
+           "#f7b6d2", "#c7c7c7", "#dbdb8d", "#9edae5"]
+HIGHLIGHT = "#e6007e"
+
+
+def colour_for(name: str, names: list[str] | None = None) -> str:
+    """A stable colour per tag/class: by its index among ``names``, else by a hash."""
+    if names and name in names:
+        return PALETTE[names.index(name) % len(PALETTE)]
+    digest = hashlib.md5(name.encode("utf-8")).digest()
+    return PALETTE[digest[0] % len(PALETTE)]
+
+
+def shown_token(token: str) -> str:
+    """Whitespace made visible: a space as ␣, a line break as ↵, a tab as →."""
+    return token.replace(" ", "␣").replace("\n", "↵").replace("\t", "→")
+
+
+class FlowLayout(QLayout):
+    """Lays widgets out left to right, wrapping onto new lines (the Qt flow-layout example)."""
+
+    def __init__(self, parent=None, spacing: int = 4):
+        super().__init__(parent)
+        self._items: list = []
+        self.setSpacing(spacing)
+        self.setContentsMargins(0, 0, 0, 0)
+
+    def addItem(self, item) -> None:  # noqa: N802 - Qt override
+        self._items.append(item)
+
+    def count(self) -> int:
+        return len(self._items)
+
+    def itemAt(self, index: int):  # noqa: N802
+        return self._items[index] if 0 <= index < len(self._items) else None
+
+    def takeAt(self, index: int):  # noqa: N802
+        return self._items.pop(index) if 0 <= index < len(self._items) else None
+
+    def expandingDirections(self):  # noqa: N802
+        return Qt.Orientation(0)
+
+    def hasHeightForWidth(self) -> bool:  # noqa: N802
+        return True
+
+    def heightForWidth(self, width: int) -> int:  # noqa: N802
+        return self._arrange(QRect(0, 0, width, 0), apply=False)
+
+    def setGeometry(self, rect: QRect) -> None:  # noqa: N802
+        super().setGeometry(rect)
+        self._arrange(rect, apply=True)
+
+    def sizeHint(self) -> QSize:  # noqa: N802
+        return self.minimumSize()
+
+    def minimumSize(self) -> QSize:  # noqa: N802
+        size = QSize()
+        for item in self._items:
+            size = size.expandedTo(item.minimumSize())
+        m = self.contentsMargins()
+        return size + QSize(m.left() + m.right(), m.top() + m.bottom())
+
+    def _arrange(self, rect: QRect, apply: bool) -> int:
+        x, y, line = rect.x(), rect.y(), 0
+        gap = self.spacing()
+        for item in self._items:
+            hint = item.sizeHint()
+            if x + hint.width() > rect.right() and line > 0:
+                x, y, line = rect.x(), y + line + gap, 0
+            if apply:
+                item.setGeometry(QRect(QPoint(x, y), hint))
+            x += hint.width() + gap
+            line = max(line, hint.height())
+        return y + line - rect.y()
+
+
+class Chip(QLabel):
+    """One token: the word, and under it an optional tag with its confidence."""
+
+    def __init__(self, word: str, tag: str = "", confidence: float | None = None, colour: str = "", parent=None):
+        super().__init__(parent)
+        self.word, self.tag, self.confidence, self.colour = word, tag, confidence, colour
+        self.highlighted = False
+        text = f"<b>{_escape(shown_token(word))}</b>"
+        if tag:
+            conf = f" {confidence:.0%}" if confidence is not None else ""
+            text += f"<br/><span style='font-size:small'>{_escape(tag)}{conf}</span>"
+        self.setText(text)
+        self.setTextFormat(Qt.TextFormat.RichText)
+        self.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.setToolTip(f"{word} → {tag} ({confidence:.1%})" if tag and confidence is not None else word)
+        self._style()
+
+    def set_highlighted(self, on: bool) -> None:
+        if on != self.highlighted:
+            self.highlighted = on
+            self._style()
+
+    def _style(self) -> None:
+        base = QColor(self.colour or "#dddddd")
+        # Confidence shows as the chip's strength: a sure tag is a solid colour.
+        alpha = 60 + int(170 * (self.confidence if self.confidence is not None else 0.6))
+        border = HIGHLIGHT if self.highlighted else base.darker(130).name()
+        width = 3 if self.highlighted else 1
+        self.setStyleSheet(f"QLabel {{ background: rgba({base.red()},{base.green()},{base.blue()},{alpha});"
+                           f" border: {width}px solid {border}; border-radius: 5px; padding: 2px 5px; }}")
+
+
+def _escape(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+class TokenChips(QWidget):
+    """A wrapping row of chips: tokens alone, or words with their tags coloured by tag."""
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.flow = FlowLayout(self)
+        self.chips: list[Chip] = []
+        self.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Minimum)
+
+    def set_tokens(self, words: list[str], tags: list[str] | None = None, confidences: list[float] | None = None,
+                   tag_names: list[str] | None = None) -> None:
+        for chip in self.chips:
+            self.flow.removeWidget(chip)
+            chip.deleteLater()
+        self.chips = []
+        for i, word in enumerate(words):
+            tag = tags[i] if tags else ""
+            conf = confidences[i] if confidences else None
+            chip = Chip(word, tag, conf, colour_for(tag, tag_names) if tag else "#e8e8e8", self)
+            self.flow.addWidget(chip)
+            self.chips.append(chip)
+        self.updateGeometry()
+
+    def highlight(self, index: int | None) -> None:
+        for i, chip in enumerate(self.chips):
+            chip.set_highlighted(i == index)
+
+    @property
+    def highlighted(self) -> int | None:
+        for i, chip in enumerate(self.chips):
+            if chip.highlighted:
+                return i
+        return None
+
+
+class ProbabilityBars(QWidget):
+    """Horizontal bars, one per class, the likeliest marked."""
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.names: list[str] = []
+        self.values: list[float] = []
+        self.setMinimumHeight(24)
+
+    def set_values(self, names: list[str], values) -> None:
+        self.names = [str(n) for n in names]
+        self.values = [float(v) for v in values]
+        self.setMinimumHeight(max(24, 22 * len(self.names) + 4))
+        self.updateGeometry()
+        self.update()
+
+    def sizeHint(self) -> QSize:  # noqa: N802
+        return QSize(260, max(24, 22 * len(self.names) + 4))
+
+    def paintEvent(self, event) -> None:  # noqa: N802
+        if not self.names:
+            return
+        p = QPainter(self)
+        p.setRenderHint(QPainter.RenderHint.Antialiasing)
+        fm = p.fontMetrics()
+        label_w = min(max(fm.horizontalAdvance(n) for n in self.names) + 10, self.width() // 2)
+        bar_w = max(self.width() - label_w - 60, 10)
+        best = int(np.argmax(self.values)) if self.values else -1
+        for i, (name, v) in enumerate(zip(self.names, self.values)):
+            y = 2 + 22 * i
+            p.setPen(QColor("#222222"))
+            p.drawText(QRect(0, y, label_w - 6, 20), Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter,
+                       fm.elidedText(name, Qt.TextElideMode.ElideRight, label_w - 6))
+            colour = QColor(colour_for(name, self.names))
+            p.setPen(Qt.PenStyle.NoPen)
+            p.setBrush(QColor("#eeeeee"))
+            p.drawRect(QRectF(label_w, y + 3, bar_w, 14))
+            p.setBrush(colour if i == best else colour.lighter(140))
+            p.drawRect(QRectF(label_w, y + 3, bar_w * max(0.0, min(v, 1.0)), 14))
+            p.setPen(QColor("#222222"))
+            p.drawText(QRect(label_w + bar_w + 4, y, 56, 20), Qt.AlignmentFlag.AlignVCenter, f"{v:.1%}")
+        p.end()
+
+
+def _tick_labels(labels: list[str], max_ticks: int = 40) -> list[tuple[float, str]]:
+    if not labels:
+        return []
+    step = max(1, int(np.ceil(len(labels) / max_ticks)))
+    return [(i + 0.5, shown_token(labels[i])[:12]) for i in range(0, len(labels), step)]
+
+
+class Heatmap(pg.PlotWidget):
+    """A matrix [rows, T] as an image; columns are time steps. Hovering a column emits
+    ``hovered(t)`` (-1 when the pointer leaves it); clicking emits ``clicked(t)``."""
+
+    hovered = Signal(int)
+    clicked = Signal(int)
+
+    def __init__(self, parent=None, colormap: str = "CET-D1"):
+        super().__init__(parent)
+        self.setMinimumHeight(120)
+        self.image = pg.ImageItem(axisOrder="row-major")
+        self.addItem(self.image)
+        self.plotItem.invertY(True)
+        self.plotItem.setMenuEnabled(False)
+        self.plotItem.hideButtons()
+        self.getViewBox().setMouseEnabled(x=False, y=False)
+        self.cursor = pg.InfiniteLine(angle=90, pen=pg.mkPen(HIGHLIGHT, width=2))
+        self.cursor.hide()
+        self.addItem(self.cursor)
+        self.set_colormap(colormap)
+        self.data = np.zeros((0, 0), dtype=np.float32)
+        self.hover_index = -1
+        self.scene().sigMouseMoved.connect(self._on_move)
+        self.scene().sigMouseClicked.connect(self._on_click)
+
+    def set_colormap(self, name: str) -> None:
+        self.image.setColorMap(pg.colormap.get(name))
+
+    def set_matrix(self, data, x_labels: list[str] | None = None, y_labels: list[str] | None = None,
+                   levels: tuple[float, float] | None = None, colormap: str | None = None) -> None:
+        data = np.asarray(data, dtype=np.float32)
+        if data.ndim != 2:
+            raise ValueError(f"a heatmap needs a 2-d matrix, got shape {data.shape}")
+        self.data = data
+        if colormap:
+            self.set_colormap(colormap)
+        rows, cols = data.shape
+        finite = data[np.isfinite(data)]
+        if levels is None:
+            levels = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+            if levels[0] == levels[1]:
+                levels = (levels[0] - 1, levels[1] + 1)
+        self.image.setImage(data, levels=levels, autoLevels=False)
+        self.image.setRect(QRectF(0, 0, max(cols, 1), max(rows, 1)))
+        bottom = self.getAxis("bottom")
+        bottom.setTicks([_tick_labels(x_labels)] if x_labels else None)
+        left = self.getAxis("left")
+        left.setTicks([_tick_labels(y_labels, 30)] if y_labels else None)
+        self.getViewBox().setRange(QRectF(0, 0, max(cols, 1), max(rows, 1)), padding=0)
+
+    def set_cursor(self, t: int | None) -> None:
+        if t is None or t < 0 or t >= self.data.shape[1]:
+            self.cursor.hide()
+        else:
+            self.cursor.setPos(t + 0.5)
+            self.cursor.show()
+
+    def column_at(self, scene_pos) -> int:
+        vb = self.getViewBox()
+        if not vb.sceneBoundingRect().contains(scene_pos) or self.data.size == 0:
+            return -1
+        x = vb.mapSceneToView(scene_pos).x()
+        t = int(np.floor(x))
+        return t if 0 <= t < self.data.shape[1] else -1
+
+    def _on_move(self, pos) -> None:
+        t = self.column_at(pos)
+        if t != self.hover_index:
+            self.hover_index = t
+            self.hovered.emit(t)
+
+    def _on_click(self, event) -> None:
+        t = self.column_at(event.scenePos())
+        if t >= 0:
+            self.clicked.emit(t)
+
+    def leaveEvent(self, event) -> None:  # noqa: N802
+        if self.hover_index != -1:
+            self.hover_index = -1
+            self.hovered.emit(-1)
+        super().leaveEvent(event)
+
+
+class StepBars(pg.PlotWidget):
+    """Bars over time steps (saliency ||dy/dx_t||); hover/click like the heatmap."""
+
+    hovered = Signal(int)
+    clicked = Signal(int)
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.setMinimumHeight(90)
+        self.plotItem.setMenuEnabled(False)
+        self.plotItem.hideButtons()
+        self.getViewBox().setMouseEnabled(x=False, y=False)
+        self.bars = pg.BarGraphItem(x=[], height=[], width=0.8, brush="#4c72b0")
+        self.addItem(self.bars)
+        self.cursor = pg.InfiniteLine(angle=90, pen=pg.mkPen(HIGHLIGHT, width=2))
+        self.cursor.hide()
+        self.addItem(self.cursor)
+        self.target = pg.InfiniteLine(angle=90, pen=pg.mkPen("#d62728", width=1, style=Qt.PenStyle.DashLine))
+        self.target.hide()
+        self.addItem(self.target)
+        self.values = np.zeros(0)
+        self.hover_index = -1
+        self.scene().sigMouseMoved.connect(self._on_move)
+        self.scene().sigMouseClicked.connect(self._on_click)
+
+    def set_values(self, values, labels: list[str] | None = None, target: int | None = None) -> None:
+        self.values = np.asarray(values, dtype=np.float64)
+        n = self.values.size
+        self.bars.setOpts(x=np.arange(n) + 0.5, height=self.values, width=0.8)
+        self.getAxis("bottom").setTicks([_tick_labels(labels)] if labels else None)
+        top = float(self.values.max()) if n else 1.0
+        self.getViewBox().setRange(xRange=(0, max(n, 1)), yRange=(0, top * 1.05 if top > 0 else 1.0), padding=0)
+        if target is not None and 0 <= target < n:
+            self.target.setPos(target + 0.5)
+            self.target.show()
+        else:
+            self.target.hide()
+
+    def set_cursor(self, t: int | None) -> None:
+        if t is None or t < 0 or t >= self.values.size:
+            self.cursor.hide()
+        else:
+            self.cursor.setPos(t + 0.5)
+            self.cursor.show()
+
+    def column_at(self, scene_pos) -> int:
+        vb = self.getViewBox()
+        if not vb.sceneBoundingRect().contains(scene_pos) or self.values.size == 0:
+            return -1
+        t = int(np.floor(vb.mapSceneToView(scene_pos).x()))
+        return t if 0 <= t < self.values.size else -1
+
+    def _on_move(self, pos) -> None:
+        t = self.column_at(pos)
+        if t != self.hover_index:
+            self.hover_index = t
+            self.hovered.emit(t)
+
+    def _on_click(self, event) -> None:
+        t = self.column_at(event.scenePos())
+        if t >= 0:
+            self.clicked.emit(t)
+
+    def leaveEvent(self, event) -> None:  # noqa: N802
+        if self.hover_index != -1:
+            self.hover_index = -1
+            self.hovered.emit(-1)
+        super().leaveEvent(event)
+
+
+class ImageView(pg.GraphicsLayoutWidget):
+    """An image (uint8 [H, W, 3] / [H, W], or floats in [0, 1] [C, H, W]) with its aspect
+    ratio kept, and a caption under it."""
+
+    def __init__(self, title: str = "", parent=None):
+        super().__init__(parent)
+        self.setMinimumSize(96, 96)
+        self.view = self.addViewBox(lockAspect=True, invertY=True, enableMouse=False)
+        self.image = pg.ImageItem(axisOrder="row-major")
+        self.view.addItem(self.image)
+        self.title = title
+        self.shape: tuple[int, ...] = ()
+
+    def set_image(self, image, levels: tuple[float, float] | None = None) -> None:
+        arr = np.asarray(image)
+        if arr.ndim == 3 and arr.shape[0] in (1, 3) and arr.shape[-1] not in (1, 3):
+            arr = arr.transpose(1, 2, 0)  # [C, H, W] -> [H, W, C]
+        if arr.ndim == 3 and arr.shape[-1] == 1:
+            arr = arr[..., 0]
+        if levels is None:
+            levels = (0, 255) if arr.dtype == np.uint8 else (0.0, 1.0)
+        self.shape = arr.shape
+        self.image.setImage(arr, levels=levels, autoLevels=False)
+        self.view.autoRange(padding=0)
+
+
+class Titled(QWidget):
+    """A widget with a small bold title above it."""
+
+    def __init__(self, title: str, widget: QWidget, parent=None):
+        super().__init__(parent)
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(0, 0, 0, 0)
+        lay.setSpacing(2)
+        self.label = QLabel(f"<b>{title}</b>")
+        lay.addWidget(self.label)
+        lay.addWidget(widget, 1)
+        self.widget = widget
