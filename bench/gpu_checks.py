@@ -10,6 +10,7 @@ the non-finite guard and a bidirectional stack on CUDA. One line per check, "ok"
 from __future__ import annotations
 
 import math
+import os
 import sys
 import time
 import traceback
@@ -26,6 +27,8 @@ from workbench.engine.trainer import Trainer, resolve_device  # noqa: E402
 from workbench.spec import Preset  # noqa: E402
 
 FAILED: list[str] = []
+# "cpu" runs the same checks' logic without a GPU (AMP is then off: fp32 expected)
+DEVICE = os.environ.get("WORKBENCH_CHECK_DEVICE", "cuda")
 
 
 def preset(cell: str, precision: str, steps: int = 12, **train) -> Preset:
@@ -36,7 +39,7 @@ def preset(cell: str, precision: str, steps: int = 12, **train) -> Preset:
                   "layers": [{"cell": cell, "hidden_size": 32}, {"cell": cell, "hidden_size": 24}],
                   "head": {"kind": "regression"}},
         "train": {"steps": steps, "batch_size": 16, "lr": 3e-3, "eval_every": 0, "eval_batches": 2,
-                  "probe_every": 4, "log_every": 1, "device": "cuda", "precision": precision, **train},
+                  "probe_every": 4, "log_every": 1, "device": DEVICE, "precision": precision, **train},
     }
     return Preset.from_dict(raw)
 
@@ -56,8 +59,9 @@ def train_cell(cell: str, precision: str) -> str:
     trainer = Trainer(preset(cell, precision), probe_budget=None)
     records = list(trainer.run())
     start, end = records[0], records[-1]
-    assert start["device"].startswith("cuda"), start["device"]
-    assert start["precision"] == precision, (start["precision"], precision)
+    assert start["device"].startswith(DEVICE), start["device"]
+    expected = precision if DEVICE == "cuda" else "fp32"
+    assert start["precision"] == expected, (start["precision"], expected)
     assert end["status"] == "finished", end
     steps = [r for r in records if r["kind"] == "step"]
     assert len(steps) == 12
@@ -72,7 +76,7 @@ def train_cell(cell: str, precision: str) -> str:
     assert len(probes) >= 3, len(probes)
     h = probes[-1]["hidden_grad_norms"]["layers.1"]
     assert h.shape == (30,) and np.isfinite(h).all() and h[-1] > 0 and (h[:-1] > 0).all(), h
-    if precision == "fp16":
+    if precision == "fp16" and DEVICE == "cuda":
         assert trainer.scaler is not None
     skipped = sum(1 for r in steps if r.get("scaler_skipped"))
     ms = 1e3 * float(np.median([r["time_s"] for r in steps]))
@@ -120,12 +124,13 @@ def bidirectional_stack() -> str:
 
 
 def main() -> int:
-    if not torch.cuda.is_available():
+    if DEVICE == "cuda" and not torch.cuda.is_available():
         print("FAIL no CUDA GPU visible to torch")
         return 1
-    print(f"torch {torch.__version__}, CUDA {torch.version.cuda}, cuDNN {torch.backends.cudnn.version()}, "
-          f"{torch.cuda.get_device_name()}, bf16 supported: {torch.cuda.is_bf16_supported()}", flush=True)
-    check("device auto resolves to cuda", lambda: str(resolve_device("auto")))
+    if DEVICE == "cuda":
+        print(f"torch {torch.__version__}, CUDA {torch.version.cuda}, cuDNN {torch.backends.cudnn.version()}, "
+              f"{torch.cuda.get_device_name()}, bf16 supported: {torch.cuda.is_bf16_supported()}", flush=True)
+    check(f"device auto resolves to {DEVICE}", lambda: str(resolve_device("auto")))
     for cell in ("rnn_tanh", "rnn_relu", "lstm", "gru"):
         for precision in ("fp32", "bf16", "fp16"):
             check(f"train {cell} {precision}", lambda c=cell, pr=precision: train_cell(c, pr))

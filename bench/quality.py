@@ -150,6 +150,9 @@ def train_for_minutes(preset, minutes: float, device: str = "cpu", calibrate_ste
     for record in trainer.run():
         if record["kind"] == "eval":
             evals.append({**record, "time_s": time.perf_counter() - started})
+            main = task.main_metric
+            print(f"    step {record['step']:>6} of {steps}, {evals[-1]['time_s'] / 60:4.1f} min: "
+                  f"{main} {record.get(main, float('nan')):.4f} (periodic eval)", flush=True)
         elif record["kind"] == "step":
             done = record["step"]
             if time.perf_counter() - started > budget:

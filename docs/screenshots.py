@@ -58,7 +58,7 @@ def main() -> int:
     # An LSTM first (kept for comparison), then the vanilla RNN, caught mid-run.
     window.welcome.hide()
     window.open_builtin("adding_lstm", quiet=True)
-    window.doc.set("train.steps", 600)
+    window.doc.set("train.steps", 2500)
     window.start_training()
     pump(app, 600, until=lambda: not window.training_active)
     window.open_builtin("adding_rnn_tanh", quiet=True)

@@ -120,29 +120,60 @@ def default_run_dir(preset_name: str) -> Path:
     return Path("runs") / f"{safe}-{stamp}"
 
 
+def _preset_context(args, exc: BaseException) -> BaseException:
+    """A preset or set-up error raised after loading (task options, task vs model, memory),
+    with where the preset came from, as spec.load does for the fields it checks."""
+    from workbench.spec import SpecError
+
+    field = getattr(exc, "field", "")
+    overridden = [item.partition("=")[0].strip() for item in (getattr(args, "set", None) or [])]
+    if field and any(field == key or field.startswith(key + ".") or key.startswith(field + ".") for key in overridden):
+        where = "set with --set"
+    elif Path(args.preset).is_file():
+        where = f"in {args.preset}"
+    else:
+        where = f"preset {args.preset}"
+    if where in str(exc):
+        return exc
+    if isinstance(exc, SpecError):
+        return SpecError(exc.field, f"{exc.message} ({where})")
+    return type(exc)(f"{_one_line(exc)} ({where})")
+
+
 def cmd_train(args) -> int:
     preset = load_preset_with_overrides(args.preset, args.set, args.steps, args.device, args.seed)
+    import itertools
+
     from workbench.engine import gradstats
     from workbench.engine.records import record_to_json
-    from workbench.engine.trainer import Trainer
+    from workbench.engine.trainer import Trainer, TrainingError
     from workbench.fileio import atomic_write_text
     from workbench.tasks import make_task
 
-    task = make_task(preset)  # validates data options and the file before any folder is made
     run_dir = Path(args.run_dir) if args.run_dir else default_run_dir(preset.name)
     resume = bool(args.resume)
     from workbench.engine import distributed
 
     if not distributed.is_main_process():  # torchrun rank > 0: trains in step with rank 0, writes nothing
+        task = make_task(preset)
         return distributed.run_worker(Trainer(preset, run_dir=run_dir if resume else None, task=task, resume=resume))
     if run_dir.exists() and any(run_dir.iterdir()) and not resume:
         if (run_dir / "preset.json").exists():
             raise UsageError(f"run folder {run_dir} already holds a run; pass --resume to continue it "
                              f"or choose another --run-dir")
+    # Everything that can refuse the input happens before the run folder is touched: the
+    # task reads and checks its data, the trainer's set-up checks the memory, builds the
+    # model and (--resume) restores the checkpoint, and yields its start record.
+    try:
+        task = make_task(preset)
+        trainer = Trainer(preset, run_dir=run_dir, task=task, resume=resume)
+        records = trainer.run()
+        first = next(records)
+    except (SpecError, TrainingError) as exc:
+        raise _preset_context(args, exc) from None
     run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(run_dir / "preset.json", preset.to_json())
     atomic_write_text(run_dir / "task.json", json.dumps(task.artifacts()) + "\n")
-    trainer = Trainer(preset, run_dir=run_dir, task=task, resume=resume)
     progress = None
     last_probe: dict = {}
     last_taps: dict = {}
@@ -154,7 +185,7 @@ def cmd_train(args) -> int:
     with RunRecorder(preset, run_dir, source="cli", resume=resume) as history, \
             open(run_dir / "metrics.jsonl", mode, encoding="utf-8") as metrics:
         try:
-            for record in trainer.run():
+            for record in itertools.chain([first], records):
                 history.observe(record)
                 metrics.write(record_to_json(record) + "\n")
                 kind = record["kind"]
@@ -227,8 +258,17 @@ EXTRA_COMMANDS: dict[str, str] = {
 }
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage mistake is one line on stderr (exit 2) like every other bad
+    input, pointing at --help instead of printing the whole usage. Sub-commands' parsers
+    are made with the same class (argparse's default for add_subparsers)."""
+
+    def error(self, message: str):
+        self.exit(EXIT_INVALID, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="workbench", description="RNN Workbench: design, train and inspect recurrent networks. "
+    parser = _Parser(prog="workbench", description="RNN Workbench: design, train and inspect recurrent networks. "
                                      "With no command, opens the window.")
     sub = parser.add_subparsers(dest="command")
     p = sub.add_parser("gui", help="open the window (the default)")
@@ -272,6 +312,9 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except BrokenPipeError:
         return EXIT_OK
+    except KeyboardInterrupt:  # Ctrl-C outside a training loop (which handles its own): no traceback
+        print("workbench: interrupted", file=sys.stderr)
+        return EXIT_FAILED
     except Exception as exc:  # noqa: BLE001 - the one place that turns errors into exit codes
         if isinstance(exc, _known_errors()):
             print(f"workbench: error: {_one_line(exc)}", file=sys.stderr)

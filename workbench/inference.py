@@ -112,6 +112,8 @@ class Session:
                "regression": spec.head.kind == "regression"}
         if self.mode == "video_classify":
             out["clip_len"] = int(self.task.clip_len)
+        if self.mode == "next_frame":
+            out["window"] = int(self.task.window)
         if self.mode in VIDEO_MODES:
             out["frame_shape"] = list(self.task.frame_shape)
         if self.mode == "caption":
@@ -722,7 +724,7 @@ def inside(session: Session, request: dict, target: dict | None = None, saliency
         with torch.no_grad():
             out, _final, _ = unrolled_layer(rnn, layer.cell, inp, state, gates=gates)  # out [1, T, D*H]
         series = {"hidden": out[0].T.cpu().numpy()}  # [D*H, T]
-        for gname in gates[0]:
+        for gname in sorted(gates[0], key=lambda n: n != "cell_state"):  # the cell state first, then the gates
             series[gname] = torch.cat([g[gname][0] for g in gates], dim=-1).T.cpu().numpy()  # [D*H, T]
         decoding = name.startswith("decoder") or model.topology == "one_to_many"
         layers.append({"name": name, "cell": layer.cell, "axis": "out" if decoding else "in",
@@ -784,7 +786,7 @@ def _saliency(session: Session, p: _Prepared, target: dict) -> dict:
     norms = grad.float().pow(2).sum(-1).mean(0).sqrt()  # [T] (mean over probes of squared norms)
     axis = "out" if model.topology == "one_to_many" else "in"
     return {"values": norms.detach().cpu().numpy(), "axis": axis, "target_step": t, "target_label": label,
-            "target_class": cls_name, "what": what}
+            "target_class": cls_name, "what": what, "output_steps": steps}
 
 
 def _class_name(session: Session, k: int) -> str:

@@ -420,6 +420,8 @@ def load(path: str | Path) -> Preset:
     except SpecError as exc:
         if exc.field:
             raise SpecError(exc.field, f"{exc.message} (in {path})") from None
+        if str(path) not in exc.message:
+            raise SpecError("", f"{path}: {exc.message}") from None
         raise
 
 

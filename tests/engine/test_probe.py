@@ -16,6 +16,18 @@ CELLS = ("rnn_tanh", "rnn_relu", "lstm", "gru")
 RTOL = 1e-5
 
 
+@pytest.fixture(autouse=True)
+def _no_tf32():
+    """On a GPU (gpu.sh runs these there), TF32 would round float32 products to 10 bits."""
+    if DEVICE.type != "cuda":
+        yield
+        return
+    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    yield
+    torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
+
+
 def run_taps(model, batch, loss_fn):
     """The code under test for the taps: a tapped forward, retain_grad, backward."""
     model.zero_grad(set_to_none=True)

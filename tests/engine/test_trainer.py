@@ -539,3 +539,25 @@ def test_metrics_file_round_trip(tmp_path):
     step = kinds(back, "step")[0]
     assert step["timestep_grad_norms"]["layers.0"] == pytest.approx(
         kinds(records, "step")[0]["timestep_grad_norms"]["layers.0"].tolist())
+
+
+def test_a_step_moves_its_numbers_to_the_host_once(monkeypatch):
+    """The records' cost: one device-to-host transfer per step (loss, norms, taps and
+    parameter norms together) and no other synchronising call."""
+    calls = []
+    for name in ("item", "__float__", "__bool__", "__int__", "tolist", "cpu"):
+        original = getattr(torch.Tensor, name)
+
+        def counting(self, *args, _original=original, _name=name, **kwargs):
+            calls.append(_name)
+            return _original(self, *args, **kwargs)
+
+        monkeypatch.setattr(torch.Tensor, name, counting)
+    trainer = Trainer(preset("adding_lstm", "train.steps=8", "train.probe_every=0"))
+    for record in trainer.run():
+        if record["kind"] == "step" and record["step"] == 4:
+            calls.clear()
+        if record["kind"] == "step" and record["step"] == 8:
+            assert "timestep_grad_norms" in record
+            break
+    assert calls == ["cpu"] * 4

@@ -52,9 +52,9 @@ def test_heatmap_ring_scrolls_and_pads():
     image, steps = ring.image()
     assert image.shape == (2, 3) and np.isnan(image[0, 2]) and image[1, 2] == 2.0
     for s in (3, 4):
-        ring.append(s, np.array([1.0, 1.0, 0.0]))  # zero norm -> NaN, not -inf
+        ring.append(s, np.array([1.0, np.nan, 0.0]))  # zero: -inf (underflow); non-finite: NaN
     image, steps = ring.image()
-    assert list(steps) == [2, 3, 4] and np.isnan(image[-1, 2])
+    assert list(steps) == [2, 3, 4] and np.isneginf(image[-1, 2]) and np.isnan(image[-1, 1])
 
 
 def test_records_into_buffers_and_csv(tmp_path):

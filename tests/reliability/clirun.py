@@ -1,6 +1,6 @@
 """Run many `workbench ...` command lines as separate processes, cheaply.
 
-    python -m tests.reliability.clirun CASES.json RESULTS.json
+    python -m tests.reliability.clirun CASES.json RESULTS.json [--light]
 
 Each case {"name", "argv", "cwd", "env"} runs in its own process, forked from this one
 after it has imported the workbench and torch once (a fresh `python -m workbench` spends
@@ -20,6 +20,7 @@ import json
 import os
 import sys
 import tempfile
+import time
 import traceback
 
 
@@ -56,6 +57,7 @@ def _child(case: dict, out_fd: int, err_fd: int) -> None:
 def run_cases(cases: list[dict]) -> dict[str, dict]:
     results = {}
     for case in cases:
+        started = time.perf_counter()
         with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
             sys.stdout.flush()
             sys.stderr.flush()
@@ -67,7 +69,8 @@ def run_cases(cases: list[dict]) -> dict[str, dict]:
             err.seek(0)
             results[case["name"]] = {"rc": os.waitstatus_to_exitcode(status), "argv": case["argv"],
                                      "stdout": out.read().decode("utf-8", "replace"),
-                                     "stderr": err.read().decode("utf-8", "replace")}
+                                     "stderr": err.read().decode("utf-8", "replace"),
+                                     "time_s": round(time.perf_counter() - started, 3)}
     return results
 
 
@@ -75,8 +78,16 @@ def main() -> int:
     cases_path, results_path = sys.argv[1], sys.argv[2]
     with open(cases_path, encoding="utf-8") as fh:
         cases = json.load(fh)
+    import workbench.cli  # noqa: F401
+
+    if "--light" in sys.argv[3:]:  # the cases need no engine (usage errors, no display)
+        results = run_cases(cases)
+        with open(results_path, "w", encoding="utf-8") as fh:
+            json.dump(results, fh)
+        return 0
     # Import once what the commands import (their first use in a child then costs nothing).
     import torch  # noqa: F401
+    import torch._dynamo  # noqa: F401  (the optimizers import it on first use: ~3 s)
 
     import workbench.cli  # noqa: F401
     import workbench.commands.evaluate  # noqa: F401

@@ -18,17 +18,11 @@ TINY_ADDING = ["--device", "cpu", "--quiet", "--steps", "2", "--set", "model.lay
                "--set", "data.options.seq_len=6", "--set", "data.options.val_size=8", "--set", "train.batch_size=4",
                "--set", "train.checkpoint_every=1", "--set", "train.probe_every=0", "--set", "train.eval_every=0",
                "--set", "train.num_threads=1"]
-MARKER_NAME = "PWNED"
 
-
-def base_env(home: Path) -> dict:
-    env = {"WORKBENCH_HOME": str(home), "OMP_NUM_THREADS": "1", "PYTHONPATH": str(PROJECT_ROOT)}
-    return env
-
-
-def run_batch(cases: list[dict], workdir: Path, timeout: int = 300) -> dict[str, dict]:
+def run_batch(cases: list[dict], workdir: Path, timeout: int = 300, light: bool = False) -> dict[str, dict]:
     """Run each case ({"name", "argv", optional "env", "cwd"}) as its own `workbench`
-    process (see tests/reliability/clirun.py); returns name -> {rc, stdout, stderr}."""
+    process (see tests/reliability/clirun.py); returns name -> {rc, stdout, stderr}.
+    ``light``: the cases need no engine, so torch is not imported up front."""
     if not hasattr(os, "fork"):
         pytest.skip("the batch runner forks (POSIX)")
     workdir.mkdir(parents=True, exist_ok=True)
@@ -36,7 +30,8 @@ def run_batch(cases: list[dict], workdir: Path, timeout: int = 300) -> dict[str,
     cases_file.write_text(json.dumps(cases))
     env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "WORKBENCH_DEBUG")}
     env.update(OMP_NUM_THREADS="1", PYTHONPATH=str(PROJECT_ROOT))
-    proc = subprocess.run([sys.executable, "-m", "tests.reliability.clirun", str(cases_file), str(results_file)],
+    proc = subprocess.run([sys.executable, "-m", "tests.reliability.clirun", str(cases_file), str(results_file)]
+                          + (["--light"] if light else []),
                           cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=timeout)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(results_file.read_text())

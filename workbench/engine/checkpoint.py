@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import io
 import json
+import pickle
 import re
+import warnings
 from pathlib import Path
 
 import torch
@@ -59,7 +61,7 @@ def read_weights(path: Path) -> dict[str, torch.Tensor]:
     try:
         return st_load(data)
     except (SafetensorError, ValueError, Exception) as exc:  # safetensors raises several kinds
-        raise WeightsError(f"{path} is not a valid safetensors weights file ({exc})") from None
+        raise WeightsError(f"{path} is not a valid safetensors weights file ({_reason(exc)})") from None
 
 
 def load_weights(path: Path, model: torch.nn.Module) -> None:
@@ -74,7 +76,7 @@ def load_weights(path: Path, model: torch.nn.Module) -> None:
         if unexpected:
             parts.append(f"unexpected {', '.join(unexpected[:3])}" + (" ..." if len(unexpected) > 3 else ""))
         raise WeightsError(f"{path} does not fit this model's preset: {'; '.join(parts)}")
-    for name, tensor in tensors.items():
+    for name, tensor in sorted(tensors.items()):  # sorted: the same message every time
         if tuple(tensor.shape) != tuple(expected[name].shape):
             raise WeightsError(f"{path} does not fit this model's preset: {name} has shape "
                                f"{tuple(tensor.shape)}, the preset needs {tuple(expected[name].shape)}")
@@ -144,17 +146,44 @@ def load_checkpoint(stem: Path, model, optimizer, scaler=None, generator: torch.
     return int(restore_checkpoint(stem, model, optimizer, scaler, generator)["step"])
 
 
+def _reason(exc: BaseException, limit: int = 160) -> str:
+    """A library's error in a few words (torch's weights_only refusal is a paragraph that
+    ends by suggesting weights_only=False, which must never reach a user as advice)."""
+    text = " ".join(str(exc).split())
+    found = re.search(r"WeightsUnpickler error: (.*?)(?: Check the documentation|$)", text)
+    if found:
+        text = found.group(1)
+    text = text.strip(" .") or type(exc).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def read_checkpoint_state(path: Path) -> dict:
+    """A checkpoint's .optim.pt through torch.load(weights_only=True): tensors and plain
+    values only. Anything else (a pickle that would run code, a torch.save of arbitrary
+    objects) is refused unread; so is a truncated or corrupt file."""
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"{path} does not exist: the checkpoint is incomplete")
+    try:
+        with warnings.catch_warnings():  # torch warns about pickle protocols on its way to refusing
+            warnings.simplefilter("ignore")
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:  # weights_only met something that is not plain data
+        raise WeightsError(f"{path} is not a valid checkpoint: it holds Python objects that a checkpoint never "
+                           f"holds, refused without running them ({_reason(exc)})") from None
+    except Exception as exc:  # noqa: BLE001 - truncated zip, bad header, ...: torch raises several kinds
+        raise WeightsError(f"{path} is not a valid checkpoint: it is truncated or corrupt ({_reason(exc)})") from None
+    if not isinstance(state, dict) or "optimizer" not in state or "step" not in state:
+        raise WeightsError(f"{path} is not a valid checkpoint (no optimizer state or step)")
+    return state
+
+
 def restore_checkpoint(stem: Path, model, optimizer, scaler=None, generator: torch.Generator | None = None) -> dict:
     """Like load_checkpoint, but returns the whole saved state: "step", and "trainer"
     (the ``extra`` given to save_checkpoint, {} if none)."""
     stem = Path(stem)
     load_weights(Path(str(stem) + ".safetensors"), model)
-    try:
-        state = torch.load(Path(str(stem) + ".optim.pt"), map_location="cpu", weights_only=True)
-    except Exception as exc:  # corrupt or hostile: weights_only refuses code
-        raise WeightsError(f"{stem}.optim.pt is not a valid checkpoint ({exc})") from None
-    if not isinstance(state, dict) or "optimizer" not in state or "step" not in state:
-        raise WeightsError(f"{stem}.optim.pt is not a valid checkpoint (no optimizer state or step)")
+    state = read_checkpoint_state(Path(str(stem) + ".optim.pt"))
     try:
         optimizer.load_state_dict(state["optimizer"])
     except (ValueError, KeyError, RuntimeError) as exc:

@@ -62,6 +62,15 @@ class TrainingError(RuntimeError):
     """Training cannot go on (e.g. out of memory, no such device); the message says what to change."""
 
 
+def out_of_memory(exc: BaseException) -> bool:
+    """CUDA's allocator raises torch.OutOfMemoryError; the CPU's and Apple's MPS a plain
+    RuntimeError that says so."""
+    if isinstance(exc, torch.OutOfMemoryError):
+        return True
+    text = str(exc)
+    return isinstance(exc, RuntimeError) and ("can't allocate memory" in text or "out of memory" in text.lower())
+
+
 class TrainControl:
     """Thread-safe pause / stop flags, set by a UI and polled by the trainer between steps."""
 
@@ -226,11 +235,13 @@ class Trainer:
     ``probe_budget``: the largest share of training time the exact probe may take (it
     is postponed past ``probe_every`` when it would take more; 3% by default, so that
     the fully instrumented engine stays within 5% of a bare loop); None = probe exactly
-    every ``probe_every`` steps."""
+    every ``probe_every`` steps. ``clock`` measures that share (a benchmark that
+    interleaves several trainers gives each its own)."""
 
     def __init__(self, preset: Preset, run_dir: str | Path | None = None, control: TrainControl | None = None,
                  task: Task | None = None, resume: bool = False,
-                 callbacks: tuple[Callable[[dict], None], ...] = (), probe_budget: float | None = 0.03):
+                 callbacks: tuple[Callable[[dict], None], ...] = (), probe_budget: float | None = 0.03,
+                 clock: Callable[[], float] = time.perf_counter):
         self.preset = preset
         self.train = preset.train
         self.run_dir = Path(run_dir) if run_dir else None
@@ -238,6 +249,7 @@ class Trainer:
         self.callbacks = callbacks
         self.resume = resume
         self.probe_budget = probe_budget
+        self.clock = clock
         self.task = task or make_task(preset)
         self.state = TrainerState()
         self.model: RecurrentModel | None = None
@@ -269,7 +281,9 @@ class Trainer:
         self.generator = seed_everything(t.seed)
         try:
             self.model = build_model(self.preset.model, self.task.model_io()).to(self.device)
-        except torch.OutOfMemoryError:
+        except RuntimeError as exc:
+            if not out_of_memory(exc):
+                raise
             raise TrainingError(f"out of memory on {self.device} while building the model: use smaller layers "
                                 f"or embeddings") from None
         self.params = [p for p in self.model.parameters() if p.requires_grad]
@@ -353,6 +367,7 @@ class Trainer:
                           "log_every": t.log_every, "probe_every": t.probe_every, "probe_budget": self.probe_budget})
         status, message = "finished", ""
         started = time.perf_counter()
+        self._clock_start = self.clock()
         self._probe_time = 0.0
         last_loss = float("nan")
         try:
@@ -373,13 +388,15 @@ class Trainer:
                     continue
                 last_loss = record["loss"]
                 step = self.state.step
-                if self._probe_due(step, started):
+                if self._probe_due(step):
                     yield self._emit(self._probe(work))
                 if t.eval_every and step % t.eval_every == 0 and step < total:
                     yield self._emit(self._eval())
                 if t.checkpoint_every and step % t.checkpoint_every == 0 and self.run_dir is not None:
                     yield self._emit(self._checkpoint())
-        except torch.OutOfMemoryError:
+        except RuntimeError as exc:
+            if not out_of_memory(exc):
+                raise
             self.optimizer.zero_grad(set_to_none=True)
             self.model.probe = None
             self._restore_if_non_finite()
@@ -388,7 +405,14 @@ class Trainer:
                        f"try a smaller train.batch_size or a shorter sequence (or train.tbptt)")
             if self.device.type == "cuda":
                 torch.cuda.empty_cache()
-        final = self._eval() if self.state.step > 0 else {}
+        final = {}
+        if self.state.step > 0:
+            try:
+                final = self._eval()
+            except RuntimeError as exc:  # out of memory: the run's outcome is kept, only its last evaluation lost
+                if not out_of_memory(exc):
+                    raise
+                message = (message + "; " if message else "") + "the final evaluation ran out of memory"
         if final:
             yield self._emit(final)
         if self.run_dir is not None and self.state.step > 0:
@@ -398,7 +422,7 @@ class Trainer:
                           "time_s": elapsed, "last_loss": last_loss, "epoch": self.state.epoch,
                           "metrics": {k: v for k, v in final.items() if k not in ("kind", "step")}})
 
-    def _probe_due(self, step: int, started: float) -> bool:
+    def _probe_due(self, step: int) -> bool:
         every = self.train.probe_every
         if not every:
             return False
@@ -408,7 +432,7 @@ class Trainer:
             return False  # at multiples of probe_every (or the first step after, when postponed)
         if self.probe_budget is None:
             return True
-        return self._probe_time <= self.probe_budget * (time.perf_counter() - started)
+        return self._probe_time <= self.probe_budget * (self.clock() - self._clock_start)
 
     # ------------------------------------------------------------------ data -> work
     def _next_work(self) -> _Work | None:
@@ -666,13 +690,13 @@ class Trainer:
     def _probe(self, work: _Work) -> dict:
         """The exact dL/dh_t on the step's data at the updated weights. Forked RNG: the
         probe's dropout masks must not change the training run."""
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), self.clock()
         self.model.train()
         devices = [self.device.index or 0] if self.device.type == "cuda" else []
         with torch.random.fork_rng(devices=devices):
             norms = to_host(exact_hidden_grad_norm_tensors(self.model, work.probe_loss))
         dt = time.perf_counter() - t0
-        self._probe_time += dt
+        self._probe_time += self.clock() - c0
         self.state.last_probe_step = self.state.step
         return {"kind": "probe", "step": self.state.step, "hidden_grad_norms": norms, "time_s": dt}
 

@@ -371,7 +371,7 @@ class DiagramView(QGraphicsView):
         if rect.isEmpty():
             return
         view = self.viewport().rect()
-        scale = min(view.width() / rect.width(), view.height() / rect.height(), 1.0)
+        scale = min(view.width() / rect.width(), view.height() / rect.height(), 1.25)
         self.resetTransform()
         self.scale(scale, scale)
         self.centerOn(rect.center())

@@ -9,7 +9,6 @@ imports torch, or touches a widget from another thread.
 from __future__ import annotations
 
 import math
-import os
 import shutil
 import time
 from pathlib import Path
@@ -30,6 +29,7 @@ from workbench.gui.resolver import Resolver, fallback_io
 from workbench.gui.rundata import RunData, load_run_folder
 from workbench.gui.runs_panel import RunsPanel
 from workbench.gui.training_panel import DEVICE_LABELS, TrainingPanel, set_device_availability
+from workbench.gui.tryout import TryoutPanel
 from workbench.gui.worker import TrainWorker, preset_for_gui
 from workbench.spec import Preset, SpecError
 
@@ -42,7 +42,7 @@ EXPLODING_PAIR = ("exploding_relu_noclip", "exploding_relu_clip")
 MAX_RECENT = 8
 MAX_SESSION_RUNS = 8  # earlier in-app runs kept for overlay
 FRAME_MS = 33  # the plot timer: <= 30 Hz
-STATE_VERSION = 3  # bump when the dock layout changes, so an old saved layout is not restored
+STATE_VERSION = 4  # bump when the dock layout changes, so an old saved layout is not restored
 
 
 def icon(name: str) -> QIcon:
@@ -240,8 +240,11 @@ class MainWindow(QMainWindow):
         self.loss_dock = self._dock("Loss", "lossDock", self.loss_panel, bottom)
         self.grad_dock = self._dock("Gradient through time", "gradDock", self.grad_panel, bottom)
         self.norm_dock = self._dock("Gradient norm · learning rate", "normDock", self.norm_panel, bottom)
+        # Try it: the trained model as a playground (fed each finished or opened run folder).
+        self.tryout = TryoutPanel()
+        self.tryout_dock = self._dock("Try it", "tryoutDock", self.tryout, Qt.DockWidgetArea.RightDockWidgetArea)
         self.docks = [self.design_dock, self.training_dock, self.runs_dock, self.loss_dock, self.grad_dock,
-                      self.norm_dock]
+                      self.norm_dock, self.tryout_dock]
         self._default_layout()
 
     def _default_layout(self) -> None:
@@ -253,8 +256,12 @@ class MainWindow(QMainWindow):
             self.addDockWidget(left, d)
         for d in (self.loss_dock, self.grad_dock, self.norm_dock):
             self.addDockWidget(bottom, d)
+        # The side panels share one tab group, so the diagram and the plots keep their
+        # room at 1280x800; any of them can be dragged out.
+        self.addDockWidget(left, self.tryout_dock)
         self.tabifyDockWidget(self.design_dock, self.training_dock)
         self.tabifyDockWidget(self.training_dock, self.runs_dock)
+        self.tabifyDockWidget(self.runs_dock, self.tryout_dock)
         self.design_dock.raise_()
         self.splitDockWidget(self.loss_dock, self.grad_dock, Qt.Orientation.Horizontal)
         self.splitDockWidget(self.grad_dock, self.norm_dock, Qt.Orientation.Horizontal)
@@ -590,28 +597,27 @@ class MainWindow(QMainWindow):
         return seq, out
 
     def _redraw_diagram(self, preset: Preset, errors: list[SpecError]) -> None:
-        if any(e.field.startswith("model") or e.field in ("", "name") for e in errors if not
-               e.field.startswith(("model.head", "model.input.kind", "model.topology"))):
-            model_error = next(e for e in errors if e.field.startswith("model") or e.field in ("", "name"))
-        else:
-            model_error = None
-        result = self.resolver.model_io(preset) if model_error is None else None
+        """Draw the design even when it has errors (with the first one in the footer);
+        sizes come from the task's ModelIO when its data is ready, else an estimate."""
+        data_ok = not any(e.field.startswith("data") for e in errors)
+        result = self.resolver.model_io(preset) if data_ok else None
         if result is not None and result.io is not None:
             io, note = result.io, "sizes from the task's data"
         else:
             io = fallback_io(preset)
-            note = ("sizes estimated: the task is preparing its data…" if result is None
+            note = ("sizes estimated: the task is preparing its data…" if data_ok and result is None
                     else "sizes estimated: the task could not prepare its data")
+        if errors:
+            note += f"   ⚠ {errors[0]}"
         seq, out = self._lengths(preset)
         try:
             report = spec.parameter_report(preset.model, io)
             self.diagram.diagram.rebuild(preset, report, io, seq, out, note)
-            if model_error is not None:
-                self.diagram.diagram.model.footer += f"  ⚠ {model_error}"
             self.diagram.fit()
-        except Exception as exc:  # noqa: BLE001 - an invalid design keeps the last drawing, with the reason
+        except Exception as exc:  # noqa: BLE001 - a design too broken to count: say why instead of drawing
             self.diagram.diagram.clear()
-            self.diagram.diagram.addSimpleText(f"Cannot draw this design yet: {model_error or exc}")
+            reason = errors[0] if errors else f"{type(exc).__name__}: {exc}"
+            self.diagram.diagram.addSimpleText(f"Cannot draw this design yet: {reason}")
             self.diagram.diagram.model = None
 
     @Slot()
@@ -824,10 +830,22 @@ class MainWindow(QMainWindow):
         except (OSError, ValueError) as exc:
             self.info.show_message(f"Cannot load run: {exc}", "error")
             return None
+        except Exception as exc:  # noqa: BLE001 - a hostile metrics file must cost a message, not the window
+            self.info.show_message(f"Cannot load run {path}: its metrics.jsonl holds malformed records "
+                                   f"({type(exc).__name__}: {exc})", "error")
+            return None
         self.runs.insert(0 if self.current_run is None else len(self.runs) - 1, run)
         self._plots_changed()
         self.statusBar().showMessage(f"Overlaying {run.name} ({run.last_step} steps)", 5000)
+        self._try_run(run.run_dir)
         return run
+
+    def _try_run(self, run_dir: str | Path) -> None:
+        """Hand a run folder that holds trained weights to the Try it panel."""
+        folder = Path(run_dir) if run_dir else None
+        if folder is not None and (folder / "preset.json").is_file() and (
+                (folder / "model.safetensors").is_file() or any((folder / "checkpoints").glob("*.safetensors"))):
+            self.tryout.open_run(folder)
 
     def remove_run(self, run: RunData) -> None:
         if run is self.current_run and self._thread is not None:
@@ -1021,6 +1039,8 @@ class MainWindow(QMainWindow):
         self._set_running_ui(False)
         self._update_derived()
         self._plots_changed()
+        if not self._close_pending and self.current_run is not None:
+            self._try_run(self.current_run.run_dir)
         if self._close_pending:
             if self._discard_on_close and self.current_run is not None:
                 self._discard_run_dir(Path(self.current_run.run_dir))
@@ -1126,8 +1146,6 @@ class MainWindow(QMainWindow):
         """A question with named answers; ``dialog_answers[kind]`` answers it without a dialog."""
         if kind in self.dialog_answers:
             return self.dialog_answers[kind]
-        if os.environ.get("QT_QPA_PLATFORM") == "offscreen" and not self.isVisible():
-            return default
         box = QMessageBox(self)
         box.setWindowTitle(title)
         box.setText(text)
@@ -1173,4 +1191,5 @@ class MainWindow(QMainWindow):
         self._closed = True
         self.frame_timer.stop()
         self.resolver.shutdown(wait=True)
+        self.tryout.shutdown()
         event.accept()

@@ -131,8 +131,9 @@ class Envelope:
 
 
 def thin(x: np.ndarray, y: np.ndarray, view: tuple[float, float] | None = None,
-         max_points: int = 600) -> tuple[np.ndarray, np.ndarray]:
-    """Markers (clip events): every k-th in view, at most ``max_points``."""
+         max_points: int = 200) -> tuple[np.ndarray, np.ndarray]:
+    """Markers (clip events): every k-th in view, at most ``max_points`` (symbols cost
+    far more to lay out and paint than line vertices)."""
     x, y = _aligned(x, y)
     lo, hi = _window(x, view)
     k = max(1, -(-(hi - lo) // max_points))
@@ -240,9 +241,16 @@ class PlotPanel(QWidget):
         self._drawn: dict = {}  # what was drawn last: skip identical redraws
         self.frames = 0
 
-    def finish_header(self) -> None:
-        self.header.addWidget(self.readout, 1)
-        self.header.addWidget(self._export_btn)
+    def finish_header(self, readout_below: bool = False) -> None:
+        """Close the header row; the read-out goes on its own line below it when the row
+        has no room left (the loss and norm panels)."""
+        if readout_below:
+            self.header.addStretch(1)
+            self.header.addWidget(self._export_btn)
+            self.layout_.addWidget(self.readout)
+        else:
+            self.header.addWidget(self.readout, 1)
+            self.header.addWidget(self._export_btn)
 
     def plot_area(self) -> QWidget:
         """The widget that an image export renders."""
@@ -319,7 +327,7 @@ class LossPanel(PlotPanel):
         self.header.addWidget(QLabel("smooth"))
         self.header.addWidget(self.smooth)
         self.header.addWidget(self.smooth_label)
-        self.finish_header()
+        self.finish_header(readout_below=True)
         self.plot = _plot_widget(left="loss")
         self.item = self.plot.getPlotItem()
         self.legend = _legend(self.item)
@@ -333,8 +341,11 @@ class LossPanel(PlotPanel):
         self._proxy = pg.SignalProxy(self.plot.scene().sigMouseMoved, rateLimit=30, slot=self._on_mouse)
         self._runs: list[RunData] = []
         self._current: RunData | None = None
-        self.hint = "solid: train loss (smoothed over the faint raw curve) · dashed ●: validation · red: non-finite"
+        self.hint = "— train (smoothed)  ‑●‑ val  red: non-finite · hover: values"
         self.readout.setText(self.hint)
+        self.plot.setToolTip("Solid: the train loss smoothed (the faint line is raw); dashed with dots: the "
+                             "validation loss; red lines: non-finite steps. Hover for values; drag a box to zoom, "
+                             "right-click for more.")
         self.empty = pg.TextItem("no run yet: press Train (F5)", color="#999999", anchor=(0.5, 0.5))
         self.item.addItem(self.empty, ignoreBounds=True)
         self.empty.setPos(0.5, 0.5)
@@ -383,6 +394,7 @@ class LossPanel(PlotPanel):
         shown = self.shown(runs)
         self._prune(shown)
         self.empty.setVisible(not any(len(r.steps) for r in shown))
+        self.legend.setVisible(bool(shown))
         changed = False
         for run in shown:
             key = (run.version, self.alpha, self.log_box.isChecked(), run.colour, run.name, visible_x(self.item))
@@ -537,6 +549,7 @@ class GradientPanel(PlotPanel):
     def _sync_run_box(self, shown: list[RunData]) -> None:
         ids = [id(r) for r in shown]
         names = [r.name for r in shown]
+        self.run_box.setVisible(bool(shown))
         current_moved = self._current is not None and id(self._current) != self._last_current
         if (ids == self._run_ids and not current_moved
                 and [self.run_box.itemText(i) for i in range(self.run_box.count())] == names):
@@ -555,11 +568,18 @@ class GradientPanel(PlotPanel):
         self._run_ids = ids
 
     def _layout_heatmaps(self, layers: list[str]) -> None:
-        if tuple(layers) == self._heat_layers:
+        key = tuple(layers) or ("",)  # ("",): the placeholder text
+        if key == self._heat_layers:
             return
         self.heat.clear()
         self._heat_plots.clear()
         self._bar = None
+        if not layers:
+            self.heat.addLabel("The heatmap fills while training:<br>log10 ||dL/dh_t|| per layer, over timestep t "
+                               "(x)<br>and training step (y, newest on top).<br>Dark toward small t = vanishing; "
+                               "bright = exploding.", color="#888888", size="9pt")
+            self._heat_layers = key
+            return
         images = []
         for col, layer in enumerate(layers):
             plot = self.heat.addPlot(row=0, col=col)
@@ -579,7 +599,7 @@ class GradientPanel(PlotPanel):
             self._bar = pg.ColorBarItem(values=(-6, 0), colorMap=self.cmap, interactive=False, width=12,
                                         label="log10 ||g||", pen="#333333")
             self._bar.setImageItem(images, insert_in=self._heat_plots[layers[-1]][0])
-        self._heat_layers = tuple(layers)
+        self._heat_layers = key
 
     def refresh(self, runs: list[RunData], current: RunData | None) -> bool:
         self._runs, self._current = runs, current
@@ -595,6 +615,7 @@ class GradientPanel(PlotPanel):
         layers = list(hrun.heatmaps[src]) if hrun else []
         self._layout_heatmaps(layers)
         lo, hi = math.inf, -math.inf
+        shown_image = []
         for layer in layers:
             image, steps = hrun.heatmaps[src][layer].image()  # [rows, T] log10
             plot, img = self._heat_plots[layer]
@@ -604,6 +625,14 @@ class GradientPanel(PlotPanel):
             finite = image[np.isfinite(image)]
             if finite.size:
                 lo, hi = min(lo, float(np.percentile(finite, 1))), max(hi, float(finite.max()))
+            shown_image.append((img, image, steps))
+        if math.isfinite(lo) and hi - lo < 1e-6:
+            hi = lo + 1.0
+        for img, image, steps in shown_image:
+            # A norm of exactly zero (underflow: nothing reached that step) shows as the
+            # lowest colour; NaN (no such step in a shorter sequence) stays blank.
+            if math.isfinite(lo):
+                image = np.where(np.isneginf(image), lo, image)
             img.setImage(image, autoLevels=False)
             first, last = float(steps[0]), float(steps[-1])
             height = max(last - first, 1.0)
@@ -611,8 +640,6 @@ class GradientPanel(PlotPanel):
             row_h = height / max(image.shape[0] - 1, 1)
             img.setRect(QRectF(0.5, first - row_h / 2, image.shape[1], height + row_h))
         if self._bar is not None and math.isfinite(lo):
-            if hi - lo < 1e-6:
-                hi = lo + 1.0
             self._bar.setLevels((lo, hi))
         # latest profiles of all shown runs
         wanted = set()
@@ -680,7 +707,7 @@ class NormPanel(PlotPanel):
         self.log_box.setChecked(True)
         self.log_box.setToolTip("Show the gradient norm on a logarithmic axis")
         self.header.addWidget(self.log_box)
-        self.finish_header()
+        self.finish_header(readout_below=True)
         self.split = QSplitter(Qt.Orientation.Vertical)
         self.norm = _plot_widget(left="||g||")
         self.norm_item = self.norm.getPlotItem()
@@ -696,14 +723,19 @@ class NormPanel(PlotPanel):
         self.split.setStretchFactor(1, 1)
         self.layout_.addWidget(self.split, 1)
         self.threshold = pg.InfiniteLine(angle=0, movable=False, pen=_pen("#d62728", 1, 200, Qt.PenStyle.DashLine),
-                                         label="clip threshold", labelOpts={"position": 0.92, "color": "#d62728",
-                                                                          "anchors": [(1, 1), (1, 1)]})
+                                         label="clip threshold", labelOpts={"position": 0.04, "color": "#d62728",
+                                                                          "anchors": [(0, 1), (0, 1)],
+                                                                          "fill": (255, 255, 255, 200)})
+        self.threshold.setZValue(50)  # above the curves, so its label stays readable
         self.norm_item.addItem(self.threshold, ignoreBounds=True)
         self.threshold.hide()
         self._items: dict[int, dict] = {}
         self._runs: list[RunData] = []
         self._current: RunData | None = None
-        self.readout.setText("solid: before clipping · dashed: after · ▲ clipped steps · red: non-finite")
+        self.readout.setText("— before clip  - - after  ▲ clipped  red: non-finite")
+        self.norm.setToolTip("Global gradient norm before clipping (solid) and after (dashed), the clipping threshold "
+                             "(red dashed line), clipped steps (▲) and non-finite steps (red lines); below, the "
+                             "learning rate.")
         self.log_box.toggled.connect(self._on_log)
 
     def plot_area(self) -> QWidget:
@@ -719,7 +751,8 @@ class NormPanel(PlotPanel):
         if items is None:
             before = pg.PlotDataItem(pen=_pen(run.colour, 1.4), name=run.name)
             after = pg.PlotDataItem(pen=_pen(run.colour, 1, 150, Qt.PenStyle.DashLine))
-            clips = pg.PlotDataItem(pen=None, symbol="t", symbolSize=5, symbolBrush=run.colour, symbolPen=None)
+            clips = pg.PlotDataItem(pen=None, symbol="t", symbolSize=6, symbolBrush=run.colour,
+                                    symbolPen=pg.mkPen("#222222", width=0.8))  # outlined: visible on its curve
             bad = pg.PlotDataItem(pen=_pen(NON_FINITE.name(), 1.2), connect="pairs")
             lr = pg.PlotDataItem(pen=_pen(run.colour, 1.4))
             for it in (before, after, clips, bad):
@@ -762,6 +795,7 @@ class NormPanel(PlotPanel):
             else:
                 items["bad"].setData([], [])
             items["lr"].setData(*env["lr"].get(run.steps, run.lr, view), skipFiniteCheck=True)
+        self.legend.setVisible(bool(shown))
         lr_max = 0.0
         for r in shown:  # from what was drawn (the envelope keeps the maxima), not 10^6 raw values
             item = self._items.get(id(r), {}).get("lr")

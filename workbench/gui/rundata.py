@@ -89,7 +89,9 @@ class HeatmapRing:
     def append(self, step: int, norms: np.ndarray) -> None:
         values = np.asarray(norms, dtype=np.float64).ravel()
         with np.errstate(divide="ignore", invalid="ignore"):
-            logs = np.where(values > 0, np.log10(np.where(values > 0, values, 1.0)), np.nan)  # [T]
+            # [T]; an exact zero (the gradient underflowed) is -inf, a non-finite norm NaN
+            logs = np.where(values > 0, np.log10(np.where(values > 0, values, 1.0)),
+                            np.where(values == 0, -np.inf, np.nan))
         if self._data is None or values.size > self._data.shape[1]:
             grown = np.full((self.rows, values.size), np.nan)
             if self._data is not None:
@@ -268,7 +270,8 @@ class RunData:
         header = "step," + ",".join(f"t{t + 1}" for t in range(image.shape[1]))
         lines = [header]
         for s, row in zip(steps, image):
-            lines.append(f"{int(s)}," + ",".join(_fmt(10.0 ** v) if np.isfinite(v) else "" for v in row))
+            lines.append(f"{int(s)}," + ",".join(_fmt(10.0 ** v) if np.isfinite(v) else ("0" if v < 0 else "")
+                                                 for v in row))
         return "\n".join(lines) + "\n"
 
     def profile_csv(self, source: str) -> str:

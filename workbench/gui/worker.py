@@ -9,6 +9,7 @@ second, so a fast trainer cannot flood the GUI thread's event queue.
 """
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import threading
@@ -141,6 +142,11 @@ class TrainWorker(QObject):
         task = make_task(preset)  # validates options and reads the data: before any folder exists
         if control.stopped:
             return {}
+        # The trainer's set-up (memory check, model) runs up to its start record before the
+        # run folder is made, so a preset that cannot train leaves no folder behind.
+        trainer = Trainer(preset, run_dir=self.run_dir, control=control, task=task)
+        stream = trainer.run()
+        first = next(stream)
         metrics = None
         if self.run_dir is not None:
             self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -148,13 +154,12 @@ class TrainWorker(QObject):
             atomic_write_text(self.run_dir / "task.json", json.dumps(task.artifacts()) + "\n")
             metrics = open(self.run_dir / "metrics.jsonl", "w", encoding="utf-8")
         self.started.emit({"run_dir": str(self.run_dir) if self.run_dir else ""})
-        trainer = Trainer(preset, run_dir=self.run_dir, control=control, task=task)
         pending: list[dict] = []
         last_emit = time.perf_counter()
         end: dict = {}
         start_record: dict = {}
         try:
-            for record in trainer.run():
+            for record in itertools.chain([first], stream):
                 if metrics is not None:
                     metrics.write(record_to_json(record) + "\n")
                 kind = record["kind"]

@@ -307,9 +307,13 @@ class TransductionTask(Task):
             for idx in bucketed_batches(lengths, batch_size, generator):
                 yield self._batch([self.train_pairs[i] for i in idx])
             return
+        pool = 16  # generate 16 batches' worth, then bucket them by source length
         while True:
             rng = random.Random(int(torch.randint(0, 2**62, (1,), generator=generator)))
-            yield self._batch(self._encode_pairs(self._generate(rng, batch_size, validation=False)))
+            pairs = self._encode_pairs(self._generate(rng, batch_size * pool, validation=False))
+            lengths = [len(s) for s, _ in pairs]
+            for idx in bucketed_batches(lengths, batch_size, generator, pool_batches=pool):
+                yield self._batch([pairs[i] for i in idx])
 
     def val_batches(self, batch_size: int, max_batches: int) -> Iterator[Batch]:
         # In file order (built-in: random order), so the first batches are a fair sample.

@@ -183,10 +183,15 @@ class InsideView(QWidget):
         self.saliency.set_values(values, steps, target)
         self.saliency_label.setText(f"Saliency through time: {sal['what']} for {sal['target_label']}, over the "
                                     f"{'input' if sal['axis'] == 'in' else 'previous output'} steps. "
-                                    f"Click a step to pick the output.")
+                                    + ("Click a step to pick the output." if self._per_step_outputs() else ""))
 
     def _output_axis(self) -> str:
         return "out" if self.data.get("out_steps") else "in"
+
+    def _per_step_outputs(self) -> bool:
+        """Whether the model answers at every step (a tagger, a language model, a decoder),
+        so that a step can be picked as the output whose saliency is shown."""
+        return int(self.data.get("saliency", {}).get("output_steps", 1)) > 1
 
     # -- interaction -----------------------------------------------------------------------
     def _hover(self, axis: str, t: int) -> None:
@@ -207,9 +212,9 @@ class InsideView(QWidget):
         self.saliency.set_cursor(t if axis == self._saliency_axis() else None)
 
     def _on_click_heatmap(self, t: int) -> None:
-        if self._layer_axis() == self._output_axis():
+        if self._per_step_outputs() and self._layer_axis() == self._output_axis():
             self.target_requested.emit(t)
 
     def _on_click_saliency(self, t: int) -> None:
-        if self._saliency_axis() == self._output_axis():
+        if self._per_step_outputs() and self._saliency_axis() == self._output_axis():
             self.target_requested.emit(t)

@@ -28,7 +28,9 @@ def colour_for(name: str, names: list[str] | None = None) -> str:
 
 
 def shown_token(token: str) -> str:
-    """Whitespace made visible: a space as ␣, a line break as ↵, a tab as →."""
+    """A whitespace token made visible: a space as ␣, a line break as ↵, a tab as →."""
+    if token.strip():
+        return token.replace("\n", "↵")
     return token.replace(" ", "␣").replace("\n", "↵").replace("\t", "→")
 
 
@@ -220,7 +222,7 @@ class Heatmap(pg.PlotWidget):
     clicked = Signal(int)
 
     def __init__(self, parent=None, colormap: str = "CET-D1"):
-        super().__init__(parent)
+        super().__init__(parent, background="w")
         self.setMinimumHeight(120)
         self.image = pg.ImageItem(axisOrder="row-major")
         self.addItem(self.image)
@@ -302,7 +304,7 @@ class StepBars(pg.PlotWidget):
     clicked = Signal(int)
 
     def __init__(self, parent=None):
-        super().__init__(parent)
+        super().__init__(parent, background="w")
         self.setMinimumHeight(90)
         self.plotItem.setMenuEnabled(False)
         self.plotItem.hideButtons()
@@ -370,7 +372,8 @@ class ImageView(pg.GraphicsLayoutWidget):
     ratio kept, and a caption under it."""
 
     def __init__(self, title: str = "", parent=None):
-        super().__init__(parent)
+        super().__init__(parent, border=None)
+        self.setBackground("#202020")
         self.setMinimumSize(96, 96)
         self.view = self.addViewBox(lockAspect=True, invertY=True, enableMouse=False)
         self.image = pg.ImageItem(axisOrder="row-major")
