@@ -2,30 +2,31 @@
 
 The same model (linear input projection -> L recurrent layers -> linear head on the last
 step, the adding problem, Adam, gradient norm clipped at 1) is trained four ways in one
-process, interleaved and repeated, so that the ratios compare like with like:
+process, so that the ratios compare like with like:
 
   full   the engine, all instrumentation on: layer-input taps every step
          (log_every=1) and the exact dL/dh_t probe at its default rate (probe_every=50,
-         with the engine's 5% probe budget)
+         within the engine's default 3% probe budget)
   taps   the engine, taps every step, no exact probe
   off    the engine, instrumentation off (no taps, no probe)
   bare   a hand-written loop: nn.Linear + ONE fused nn.LSTM/GRU/RNN(num_layers=L) +
-         nn.Linear, zero_grad / forward / backward / clip_grad_norm_ / step; no
-         per-step synchronisation at all
+         nn.Linear, zero_grad / forward / backward / clip_grad_norm_ / Adam step (AMP
+         and a GradScaler as PyTorch's docs show them); no per-step synchronisation
 
 Printed: steps/s of each, the ratios full/bare, taps/bare, off/bare (>= 1 means the
-engine is faster), the share of the engine's time spent in the exact probe, the probe's
-raw cost in training steps, and the achieved TFLOP/s (matrix products of the recurrent
-layers, forward + backward = 3x forward).
+engine is faster), the share of the engine's time spent in the exact probe, one probe's
+cost in training steps (and what probing every 50 steps would cost without the budget),
+and the achieved TFLOP/s (matrix products of the recurrent layers, fwd + bwd = 3x fwd).
 
   python bench/throughput.py                 # CPU, LSTM/GRU/RNN at a small size (minutes)
   python bench/throughput.py --gpu           # CUDA: small/medium/large in fp32/bf16/fp16
   python bench/throughput.py --cells lstm --sizes medium --precisions bf16 --gpu
 
-On the CPU it uses one thread (set --threads) and times by the process's CPU time
-(time.process_time), which other load on a shared machine disturbs far less than the
-wall clock (also printed); run it more than once and look at the spread it prints. On a
-GPU it times by the wall clock, synchronised at both ends.
+CPU: one torch thread (--threads); the four variants take turns step by step and each is
+timed by the CPU time of its own turns (time.process_time), so load from other processes
+on a shared machine falls on all of them alike. GPU: each variant runs on its own, the
+order rotated between repeats, timed by the wall clock synchronised at both ends.
+Ratios measured in one run are what count; run it more than once and look at the spread.
 """
 from __future__ import annotations
 
@@ -334,7 +335,7 @@ def main(argv=None) -> int:
     ap.add_argument("--cells", default="lstm,gru,rnn_tanh")
     ap.add_argument("--sizes", default=None, help="comma list (cpu: small; gpu: small,medium,large)")
     ap.add_argument("--precisions", default=None, help="gpu: comma list of fp32,bf16,fp16 (cpu: fp32)")
-    ap.add_argument("--steps", type=int, default=None, help="timed steps per run (default: cpu 150, gpu 100)")
+    ap.add_argument("--steps", type=int, default=None, help="timed steps per run (default: cpu 200, gpu 100)")
     ap.add_argument("--warmup", type=int, default=None, help="untimed steps first (default: cpu 5, gpu 10)")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (cpu runs)")
@@ -351,7 +352,7 @@ def main(argv=None) -> int:
     table = GPU_SIZES if args.gpu else CPU_SIZES
     sizes = [table[s] for s in (args.sizes.split(",") if args.sizes else table)]
     precisions = (args.precisions or ("fp32,bf16,fp16" if args.gpu else "fp32")).split(",")
-    steps = args.steps or (100 if args.gpu else 150)
+    steps = args.steps or (100 if args.gpu else 200)
     warmup = args.warmup if args.warmup is not None else (10 if args.gpu else 5)
     print(f"torch {torch.__version__}, device {device}"
           + (f" ({torch.cuda.get_device_name()})" if args.gpu else f", {torch.get_num_threads()} thread(s)")

@@ -31,7 +31,6 @@ from __future__ import annotations
 import math
 import random
 import re
-import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,8 +47,10 @@ MAX_GENERATE = 100_000
 MAX_DECODE = 1000
 # The look inside the network covers at most this many steps (the last ones of a text).
 MAX_INSIDE_STEPS = 2000
-# Video: model frames analysed per request at most (after the task's stride).
+# Video: model frames analysed per request at most (after the task's stride), and the
+# most their float copies may take (large frame settings get fewer frames).
 MAX_VIDEO_FRAMES = 5000
+MAX_VIDEO_BYTES = 128 * 2**20
 # Hutchinson probes for the saliency of a vector (regression) output.
 SALIENCY_PROBES = 16
 
@@ -81,7 +82,6 @@ class Session:
     run_dir: Path | None = None
     mode: str = ""
     name: str = ""
-    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def __post_init__(self):
         if not self.mode:
@@ -537,19 +537,22 @@ def open_video(session: Session, path: str | Path, max_side: int = 360) -> Video
 
 def _model_frames(session: Session, path: str | Path, start: int = 0, count: int = 0) -> torch.Tensor:
     """The model's own frames (the task's size, colour and stride): float [T, C, H, W] in
-    [0, 1]; at most ``count`` (0: up to MAX_VIDEO_FRAMES) from model frame ``start``."""
+    [0, 1]; at most ``count`` (0: as many as MAX_VIDEO_FRAMES and MAX_VIDEO_BYTES allow)
+    from model frame ``start``."""
     from workbench.io.paths import resolve_data_path
     from workbench.io.video import read_clip
 
     task = session.task
-    count = min(count or MAX_VIDEO_FRAMES, MAX_VIDEO_FRAMES)
+    C, H, W = task.frame_shape
+    cap = max(min(MAX_VIDEO_FRAMES, MAX_VIDEO_BYTES // (4 * C * H * W)), 2)
+    count = min(count or cap, cap)
     clip = read_clip(resolve_data_path(path), task.frame_settings(count, start * task.stride))  # uint8
     return torch.from_numpy(clip.astype(np.float32) / 255.0)
 
 
 def video_outputs(session: Session, path: str | Path, max_frames: int = 0) -> dict:
-    """The model's outputs over a video (up to ``max_frames`` model frames, default
-    MAX_VIDEO_FRAMES).
+    """The model's outputs over a video: its first ``max_frames`` model frames (0: as
+    many as MAX_VIDEO_FRAMES and MAX_VIDEO_BYTES allow).
 
     video_classify: {"classes", "probabilities" [T, K] (row t: the answer for the clip
       cut after frame t), "clip_len", "clips": [{"start", "end", "probabilities",

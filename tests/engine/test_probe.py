@@ -150,3 +150,19 @@ def test_param_grad_norms_split_forward_recurrent_bias():
     }
     for key, value in expect.items():
         assert norms["layers.0"][key] == pytest.approx(float(value), rel=1e-5)
+
+
+def test_initial_and_final_states_continue_a_sequence():
+    """model.forward(initial_states=..., return_states=True) (what truncated BPTT uses):
+    running two halves with the state carried equals one run over the whole sequence;
+    other topologies refuse it."""
+    model, batch = small_model("many_to_many", layers(("lstm", False), ("gru", False), ("rnn_tanh", False)))
+    whole = model(batch.x)
+    first, states = model(batch.x[:, :3], return_states=True)
+    second, _ = model(batch.x[:, 3:], initial_states=states, return_states=True)
+    torch.testing.assert_close(torch.cat([first, second], dim=1), whole)
+    unrolled, _ = model(batch.x[:, 3:], initial_states=states, return_states=True, unrolled=True)
+    torch.testing.assert_close(unrolled, second)
+    enc_dec, enc_batch = small_model("encoder_decoder", layers(("gru", False)), decoder=layers(("gru", False)))
+    with pytest.raises(ValueError, match="many_to_one and many_to_many"):
+        enc_dec(enc_batch.x, enc_batch.y_in, return_states=True)

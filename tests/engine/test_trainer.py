@@ -58,7 +58,8 @@ def test_step_records_carry_the_contract_and_serialise():
         assert isinstance(taps, np.ndarray) and taps.shape == (12,)
         assert set(r["param_grad_norms"]["layers.0"]) == {"forward", "recurrent", "bias"}
     probes = kinds(records, "probe")
-    assert [r["step"] for r in probes] == [1, 2, 4]
+    assert [r["step"] for r in probes] == [0, 2, 4]  # step 0: before the first update
+    assert records.index(probes[0]) < records.index(steps[0])
     assert probes[0]["hidden_grad_norms"]["layers.0"].shape == (12,)
     assert [r["step"] for r in kinds(records, "eval")] == [2, 4]
     assert records[-1]["status"] == "finished" and records[-1]["step"] == 4
@@ -82,29 +83,34 @@ def test_step_records_match_an_independent_computation(monkeypatch):
                    model_layers=[dict(cell="gru", hidden_size=6, bidirectional=True, dropout=0.0),
                                  dict(cell="lstm", hidden_size=5, bidirectional=False, dropout=0.0)])
         trainer = Trainer(p, probe_budget=None)
-        seen = []
+        seen, last = [], {}
         loss_fn = trainer.task.loss
 
-        def spying_loss(output, batch):  # the batch and weights each training step uses
+        def spying_loss(output, batch):  # the batch (and weights) each forward uses
+            last["batch"] = batch
             if trainer.model.tap_inputs:  # a training forward, not the probe's
                 seen.append((batch, weights(trainer)))
             return loss_fn(output, batch)
 
         monkeypatch.setattr(trainer.task, "loss", spying_loss)
-        gen = trainer.run()
-        for record in gen:
+        compared = []
+        for record in trainer.run():
             if record["kind"] == "step":
                 batch, before = seen[record["step"] - 1]
                 after = weights(trainer)
                 trainer.model.load_state_dict(before)
                 ref_taps, _ = reference_norms(trainer.model, lambda m: loss_fn(m(batch.x), batch))
                 trainer.model.load_state_dict(after)
-                _, ref_hidden = reference_norms(trainer.model, lambda m: loss_fn(m(batch.x), batch))
                 for name, ref in ref_taps.items():
                     np.testing.assert_allclose(record["timestep_grad_norms"][name], ref.numpy(), rtol=1e-5)
-            if record["kind"] == "probe":
+                compared.append("step")
+            if record["kind"] == "probe":  # at the weights of the moment, on the batch it ran on
+                batch = last["batch"]
+                _, ref_hidden = reference_norms(trainer.model, lambda m: loss_fn(m(batch.x), batch))
                 for name, ref in ref_hidden.items():
                     np.testing.assert_allclose(record["hidden_grad_norms"][name], ref.numpy(), rtol=1e-5)
+                compared.append("probe")
+        assert compared == ["probe", "step", "probe", "step", "probe"]
     finally:
         torch.set_default_dtype(torch.float32)
 
@@ -179,7 +185,7 @@ def test_the_probe_does_not_change_the_training_run():
     p = preset("adding_lstm", "train.steps=4", "model.layers.0.dropout=0.3")
     a = Trainer(with_overrides(p, ["train.probe_every=1"]), probe_budget=None)
     b = Trainer(with_overrides(p, ["train.probe_every=0"]))
-    assert len(kinds(records_of(a), "probe")) == 4 and not kinds(records_of(b), "probe")
+    assert len(kinds(records_of(a), "probe")) == 5 and not kinds(records_of(b), "probe")
     assert_same_weights(weights(a), weights(b))
 
 

@@ -39,6 +39,7 @@ def test_editing_the_stack_updates_spec_and_diagram(qtbot, window):
     assert len(editor.layers.rows) == 2
     rows = window.diagram.diagram.model.rows
     assert any(r.startswith("L2 ") for r in rows)
+    below = window.doc.preset.model.layers[0].hidden_size
     row = editor.layers.rows[1]
     row.cell.setCurrentIndex(row.cell.findData("gru"))  # as the user picks it
     row.hidden.setValue(48)
@@ -46,7 +47,7 @@ def test_editing_the_stack_updates_spec_and_diagram(qtbot, window):
     assert window.doc.preset.model.layers[1].hidden_size == 48
     rows = window.diagram.diagram.model.rows
     l2 = next(r for r in rows if r.startswith("L2 "))
-    assert "GRU" in l2 and "128→48" in l2
+    assert "GRU" in l2 and f"{below}→48" in l2
     total = window.diagram.diagram.model.total_params
     row.bi.setChecked(True)
     assert window.diagram.diagram.model.total_params > total
@@ -66,8 +67,9 @@ def test_editing_the_stack_updates_spec_and_diagram(qtbot, window):
 
 def test_undo_redo_cover_all_edits(qtbot, window):
     start = window.doc.preset.copy()
-    window.editor.layers.rows[0].hidden.setValue(32)
-    window.training.fields["lr"].setValue(0.01)
+    hidden, lr = start.model.layers[0].hidden_size + 3, start.train.lr * 4
+    window.editor.layers.rows[0].hidden.setValue(hidden)
+    window.training.fields["lr"].setValue(lr)
     window.editor.topology.setCurrentIndex(window.editor.topology.findData("many_to_many"))
     qtbot.mouseClick(window.editor.layers.add, Qt.MouseButton.LeftButton)
     assert window.isWindowModified()
@@ -80,10 +82,10 @@ def test_undo_redo_cover_all_edits(qtbot, window):
         window.act_redo.trigger()
     p = window.doc.preset
     assert (p.model.layers[0].hidden_size, p.train.lr, p.model.topology, len(p.model.layers)) == \
-        (32, 0.01, "many_to_many", 2)
-    assert window.training.fields["lr"].value() == 0.01
+        (hidden, pytest.approx(lr), "many_to_many", 2)
+    assert window.training.fields["lr"].value() == pytest.approx(lr)
     rows = window.diagram.diagram.model.rows  # [input side, L1, L2]
-    assert rows[1].startswith("L1 ") and "→32 " in rows[1] and rows[2].startswith("L2 ")
+    assert rows[1].startswith("L1 ") and f"→{hidden} " in rows[1] and rows[2].startswith("L2 ")
 
 
 def test_invalid_combinations_are_explained_beside_the_field(qtbot, window):

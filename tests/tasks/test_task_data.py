@@ -259,11 +259,12 @@ def test_tagging_reads_conllu_with_a_separate_dev_file(tmp_path):
     task = _make("tagging", {"val_path": str(dev)}, path=str(train), model=CHARS_MODEL)
     assert len(task.train_set) == 15 and len(task.val_set) == 1
     batch = next(task.val_batches(4, 1))
-    assert batch.x.shape[:2] == (1, 3) and batch.x.shape[2] >= 1 + 5  # word id + "barks"
+    assert batch.x.shape[:2] == (1, 3) and batch.x.shape[2] >= 1 + 7  # word id + <bow> "barks" <eow>
     word_ids = batch.x[0, :, 0].tolist()
     assert word_ids[0] == task.words.id("the") and word_ids[1] == task.words.unk_id  # unknown word
-    assert task.chars.decode(batch.x[0, 1, 1:].tolist()) == list("cog")  # its spelling still shows
-    assert task.chars.decode(batch.x[0, 2, 1:].tolist()) == ["b", "a", "r", "<unk>", "s"]  # no "k" in training
+    spelled = task.chars.decode(batch.x[0, 1, 1:].tolist())
+    assert spelled == ["<bow>", "c", "o", "g", "<eow>"]  # its spelling still shows, between word boundaries
+    assert task.chars.decode(batch.x[0, 2, 1:].tolist())[1:6] == ["b", "a", "r", "<unk>", "s"]  # no "k" in training
     assert task.baseline()["accuracy"] == pytest.approx(2 / 3)  # "cog", "barks" unknown -> NOUN
     # restore from task.json alone: encode a new sentence, decode tags
     again = task_class("tagging")({"val_path": str(dev)}, str(train), 0)

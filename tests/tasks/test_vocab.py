@@ -36,6 +36,8 @@ def test_words_with_characters_layout():
     chars = Vocab([PAD, UNK, "a", "b", "c"])
     rows = char_matrix(["abc", "abcabcab"], chars, max_chars=4)
     assert rows[0] == [2, 3, 4] and rows[1] == chars.encode("abab")  # keeps start and end: "ab" + "ab"
+    marked = Vocab([PAD, UNK, "<bow>", "<eow>", "a"])
+    assert char_matrix(["aa"], marked, max_chars=4) == [[2, 4, 4, 3]]  # word boundaries when the vocab has them
     x, lengths = pad_words_with_chars([[7, 9], [4]], [rows, [[2]]])
     assert x.shape == (2, 2, 5) and lengths.tolist() == [2, 1]
     assert x[0, 0].tolist() == [7, 2, 3, 4, 0] and x[1, 1].tolist() == [0, 0, 0, 0, 0]

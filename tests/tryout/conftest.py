@@ -33,6 +33,8 @@ RUNS = {
                                        "data.options.window=6", "model.layers.0.hidden_size=8",
                                        "model.input.projection_size=8"]),
     "adding": ("adding_lstm", ["data.options.seq_len=10", "data.options.val_size=16", "model.layers.0.hidden_size=8"]),
+    "forecast": ("forecast_sine_gru", ["data.options.length=300", "data.options.window=12", "data.options.season=1",
+                                       "model.layers.0.hidden_size=8"]),
 }
 
 TEXT = "the quick brown fox jumps over the lazy dog.\nA stitch in time saves nine!\n" * 30

@@ -18,7 +18,7 @@ def test_modes_follow_the_task(sessions):
     modes = {name: s.mode for name, s in sessions.items()}
     assert modes == {"charlm": "generate", "tagger": "tag", "textclass": "classify", "brackets": "classify",
                      "dates": "transduce", "captions": "caption", "vclass": "video_classify",
-                     "vnext": "next_frame", "adding": "adding"}
+                     "vnext": "next_frame", "adding": "adding", "forecast": "forecast"}
     info = sessions["tagger"].describe()
     assert info["input"] == "text" and info["layers"][0]["bidirectional"]
     assert info["layers"][0]["series"] == ["hidden", "cell_state", "input", "forget", "cell", "output"]
@@ -118,6 +118,19 @@ def test_adding_numbers(sessions):
         inference.numbers(sessions["adding"], "0.2 0.7* 0.1")
     with pytest.raises(InputError, match="not a number"):
         inference.numbers(sessions["adding"], "0.2* x 0.1*")
+
+
+def test_forecast_numbers(sessions):
+    s = sessions["forecast"]
+    tail = inference.numbers(s, "")  # the end of the training series, kept in task.json
+    assert len(tail["history"]) == 12 and np.asarray(tail["forecast"]).shape == (1, 1)
+    typed = inference.numbers(s, "10, 11.5, 12, 11; 10.5")
+    assert typed["history"] == [[10.0], [11.5], [12.0], [11.0], [10.5]]
+    assert typed["forecast"] == pytest.approx(s.task.forecast(s.model, [10, 11.5, 12, 11, 10.5]).tolist())
+    inside = inference.inside(s, {"text": "10, 11.5, 12, 11; 10.5"}, target={"step": 2})
+    assert inside["in_steps"] == ["10", "11.5", "12", "11", "10.5"]
+    values = np.asarray(inside["saliency"]["values"])
+    assert values.shape == (5,) and np.all(values[3:] == 0) and values[2] > 0  # one step ahead, causal
 
 
 def test_wrong_mode_is_refused(sessions):

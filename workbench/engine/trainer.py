@@ -11,7 +11,9 @@ Record kinds (``record["kind"]``):
               epoch; every ``train.log_every`` steps also timestep_grad_norms {layer: [T]}
               and param_grad_norms {layer: {forward, recurrent, bias}}; with fp16 a step
               the grad scaler skipped has scaler_skipped True
-  probe       step, hidden_grad_norms {layer: [T]} (exact dL/dh_t), time_s
+  probe       step, hidden_grad_norms {layer: [T]} (exact dL/dh_t), time_s; the first comes
+              before the first update (step 0: the profile at init), then every
+              probe_every steps
   eval        step, val_loss and the task's metrics
   non_finite  step, what ("loss" / "gradients"), action ("skipped" / "stopped"),
               restored (the weights were rolled back), message
@@ -171,7 +173,7 @@ class TrainerState:
     epoch: int = 0  # passes over the data completed
     best_val: float | None = None
     last_eval: dict = field(default_factory=dict)
-    last_probe_step: int = 0
+    last_probe_step: int = -1  # -1: not probed yet
 
 
 class _DataCursor:
@@ -318,7 +320,7 @@ class Trainer:
         self.state.step = int(saved["step"])
         extra = saved["trainer"]
         self.state.epoch = int(extra.get("epoch", 0))
-        self.state.last_probe_step = int(extra.get("last_probe_step", 0))
+        self.state.last_probe_step = int(extra.get("last_probe_step", -1))
         if "data_anchor" in extra:
             chunk = int(extra.get("chunk", 0))
             if chunk:  # stopped inside a batch's TBPTT chunks: draw that batch again
@@ -379,6 +381,9 @@ class Trainer:
                 work = self._next_work()
                 if work is None:  # the last epoch is done
                     break
+                if t.probe_every and self.state.last_probe_step < 0:
+                    # the first probe sees the weights before any update: the profile at init
+                    yield self._emit(self._probe(work))
                 record = self._train_step(work, total)
                 yield self._emit(record)
                 if record["kind"] == "non_finite":
@@ -426,8 +431,6 @@ class Trainer:
         every = self.train.probe_every
         if not every:
             return False
-        if self.state.last_probe_step == 0:
-            return True  # the first step always gets one: the gradient profile at init
         if step // every == self.state.last_probe_step // every:
             return False  # at multiples of probe_every (or the first step after, when postponed)
         if self.probe_budget is None:
@@ -528,21 +531,26 @@ class Trainer:
         model, task = self.model, self.task
         memo: dict = {"outputs": [], "states": []}
 
+        def run_chunk(k: int, state, unrolled: bool):
+            s, e = chunks[k]
+            lengths = (ends - s + 1).clamp(1, e - s).to(self.device)  # rows ending here: their last step
+            return model(batch.x[:, s:e], None, lengths, unrolled=unrolled, initial_states=state, return_states=True)
+
         def loss(unrolled: bool = False) -> torch.Tensor:
             if unrolled:
                 # the probe reruns the last chunk only, from the state training carried into it
+                if len(memo["states"]) <= last_needed:  # probing before training on it (step 0)
+                    with torch.no_grad():
+                        loss(False)
                 first, state, preds = last_needed, memo["states"][last_needed], list(memo["outputs"][:last_needed])
             else:
                 first, state, preds = 0, None, []
                 memo["outputs"], memo["states"] = [], []
             for k in range(first, last_needed + 1):
-                s, e = chunks[k]
-                lengths = (ends - s + 1).clamp(1, e - s).to(self.device)  # rows ending here: their last step
                 if not unrolled:
                     memo["states"].append(state)
-                with torch.enable_grad() if k in needed else torch.no_grad():
-                    out_k, finals = model(batch.x[:, s:e], None, lengths, unrolled=unrolled,
-                                          initial_states=state, return_states=True)
+                with torch.enable_grad() if k in needed and torch.is_grad_enabled() else torch.no_grad():
+                    out_k, finals = run_chunk(k, state, unrolled)
                 if not unrolled:
                     memo["outputs"].append(out_k.detach())
                 state = _detach_states(finals)

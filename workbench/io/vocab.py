@@ -121,15 +121,22 @@ def length_mask(lengths: torch.Tensor, T: int) -> torch.Tensor:
     return torch.arange(T)[None, :] < lengths[:, None]
 
 
+BOW, EOW = "<bow>", "<eow>"  # word boundaries in character sequences
+
+
 def char_matrix(words: Sequence[str], char_vocab: Vocab, max_chars: int) -> list[list[int]]:
     """Each word's character ids, cut to max_chars (keeping the start and the end, where
-    prefixes and suffixes live)."""
+    prefixes and suffixes live). When the vocabulary holds <bow> and <eow>, they wrap
+    each word, so that a character window can tell an ending ("ed<eow>") or a capital
+    at the start ("<bow>Th") from the same letters inside a word."""
+    bow, eow = char_vocab.index.get(BOW), char_vocab.index.get(EOW)
     out = []
     for w in words:
         if len(w) > max_chars:
             head = (max_chars + 1) // 2
             w = w[:head] + w[len(w) - (max_chars - head):]
-        out.append(char_vocab.encode(w))
+        ids = char_vocab.encode(w)
+        out.append([bow, *ids, eow] if bow is not None and eow is not None else ids)
     return out
 
 

@@ -10,8 +10,8 @@ light light", "that dog ate that"), so a tag depends on the context, not on the 
 
 Input: with the 'embedding' input x is word ids [B, T]; with 'embedding_chars' it is
 [B, T, 1 + C]: the word id, then the word's characters (up to ``max_chars``, keeping its
-start and end), so the model sees the spelling of rare and unknown words (suffixes,
-capitals, digits). ``check_model`` tells the task which input the model has. Words are
+start and end) between <bow> and <eow> markers, so the model sees the spelling of rare
+and unknown words (suffixes, capitals, digits). ``check_model`` tells the task which input the model has. Words are
 looked up lowercased (``lowercase``); the characters keep their case. Words seen fewer
 than ``min_freq`` times are <unk>; with ``word_dropout`` > 0, words seen once in training
 become <unk> with that probability in each training batch, so the <unk> vector learns
@@ -39,7 +39,8 @@ import torch
 
 from workbench.io.conllu import TaggedSentence, read_conllu
 from workbench.io.errors import DataError
-from workbench.io.vocab import PAD, UNK, Vocab, bucketed_batches, char_matrix, length_mask, pad_words_with_chars
+from workbench.io.vocab import (BOW, EOW, PAD, UNK, Vocab, bucketed_batches, char_matrix, length_mask,
+                                pad_words_with_chars)
 from workbench.spec import ModelIO, ModelSpec, SpecError
 from workbench.tasks.base import Batch, Task
 from workbench.tasks.textutil import (check_classification_head, check_float, check_int, check_token_input,
@@ -227,7 +228,8 @@ class TaggingTask(Task):
         counts = Counter(self._key(w) for s in train for w in s.words)
         if self.words is None:  # keep restored vocabularies (evaluating a finished run)
             self.words = Vocab.build(counts, specials=(PAD, UNK), min_freq=o.min_freq)
-            self.chars = Vocab.build(Counter(c for s in train for w in s.words for c in w), specials=(PAD, UNK))
+            self.chars = Vocab.build(Counter(c for s in train for w in s.words for c in w),
+                                     specials=(PAD, UNK, BOW, EOW))
             self.tags = Vocab.build(Counter(t for s in train + val for t in s.tags), specials=(PAD, UNK))
         self._forms: dict[str, int] = {}
         self.train_set = self._encode(train)
