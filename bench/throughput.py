@@ -6,7 +6,7 @@ process, so that the ratios compare like with like:
 
   full   the engine, all instrumentation on: layer-input taps every step
          (log_every=1) and the exact dL/dh_t probe at its default rate (probe_every=50,
-         within the engine's default 3% probe budget)
+         within the engine's default 2% probe budget)
   taps   the engine, taps every step, no exact probe
   off    the engine, instrumentation off (no taps, no probe)
   bare   a hand-written loop: nn.Linear + ONE fused nn.LSTM/GRU/RNN(num_layers=L) +
@@ -321,7 +321,7 @@ def print_table(rows: list[dict]) -> None:
               f"{r['tflops']['full']:>10.3g}{r['tflops']['bare']:>10.3g}")
     print("ratios: engine steps/s over bare steps/s (medians; >= 1 means the engine is faster). "
           "probe%: share of the full engine's time spent in the exact probe (the engine keeps it within its "
-          "3% budget by postponing probes); probe=steps: one probe's time in median training steps; "
+          "2% budget by postponing probes); probe=steps: one probe's time in median training steps; "
           "@50 raw: what probing every 50 steps would cost without the budget.")
     for r in rows:
         spread = ", ".join(f"{v} {lo:.3f}..{hi:.3f}" for v, (lo, hi) in r["ratio_spread"].items())

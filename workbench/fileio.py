@@ -27,12 +27,14 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except OSError as exc:
+    except BaseException as exc:  # the temp file goes whatever stopped the write (Ctrl-C too)
         try:
             os.unlink(tmp)
         except OSError:
             pass
-        raise SaveError(f"cannot write {path}: {exc.strerror or exc}") from None
+        if isinstance(exc, OSError):
+            raise SaveError(f"cannot write {path}: {exc.strerror or exc}") from None
+        raise
 
 
 def atomic_write_text(path: Path, text: str) -> None:

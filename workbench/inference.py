@@ -334,7 +334,7 @@ def transduce(session: Session, text: str, temperature: float = 1.0, top_k: int 
         raise InputError(f"the output length must be between 1 and {MAX_DECODE}, got {max_len}")
     x = batch.x.to(session.device)
     greedy = _decode(session, x, batch.lengths, 0.0, 0, None, max_len)
-    sampled = _decode(session, x, batch.lengths, temperature or 1.0, top_k, _generator(seed), max_len)
+    sampled = _decode(session, x, batch.lengths, temperature, top_k, _generator(seed), max_len)
     for d in (greedy, sampled):
         d["text"] = task.decode_target(d["ids"])
     return {"source": text, "source_tokens": task.tokenize(text)[: x.shape[1]],
@@ -376,7 +376,7 @@ def caption(session: Session, image=None, path: str | Path | None = None, seed: 
         arr = _image_array(session, image, path)
     x = task.encode_image(arr).x.to(session.device)  # [1, 3, S, S]
     greedy = _decode(session, x, None, 0.0, 0, None, max_len)
-    sampled = _decode(session, x, None, temperature or 1.0, top_k, _generator(seed), max_len)
+    sampled = _decode(session, x, None, temperature, top_k, _generator(seed), max_len)
     for d in (greedy, sampled):
         d["text"] = task.decode_caption(d["ids"])
     shown = (np.clip(arr, 0, 1).transpose(1, 2, 0) * 255 + 0.5).astype(np.uint8)  # [S, S, 3]

@@ -4,7 +4,6 @@ the spec and the diagram, undo/redo, errors beside fields, training in the worke
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import pytest
@@ -257,6 +256,8 @@ def test_exports(qtbot, tmp_path, window):
         assert png.stat().st_size > 500 and "<svg" in svg.read_text()
         lines = csv.read_text().splitlines()
         assert len(lines) > 10, panel.csv_name
+    profiles = (tmp_path / "gradient_through_time-profiles.csv").read_text().splitlines()
+    assert profiles[0] == "t,fake:layers.0" and len(profiles) == 4  # header + T=3
     assert window.export_preset(tmp_path / "copy.json")
     assert spec.load(tmp_path / "copy.json") == window.doc.preset
 
@@ -274,3 +275,32 @@ def test_non_finite_is_marked_and_reported(qtbot, window):
     window._on_frame(force=True)
     xs, _ = window.loss_panel._items[id(run)]["bad"].getData()
     assert list(xs) == [2.0, 2.0]
+
+
+def test_a_run_that_cannot_start_says_why(qtbot, window):
+    tiny(window, steps=50)
+    window.doc.set("train.device", "cuda" if not window.resolver.devices or "cuda" not in window.resolver.devices
+                   else "mps")
+    qtbot.waitUntil(lambda: window.resolver.devices is not None, timeout=60_000)
+    if window.doc.preset.train.device in window.resolver.devices:
+        pytest.skip("this machine has every device")
+    assert window.start_training()
+    qtbot.waitUntil(lambda: not window.training_active, timeout=60_000)
+    assert window.info.isVisible() and "train.device" in window.info.label.text()
+    assert window.current_run.status == "failed" and not len(window.current_run.steps)
+    assert "failed" in window.runs_panel.list.item(0).text()  # the runs list says so too
+    assert window.act_train.isEnabled()
+
+
+def test_every_builtin_preset_opens_valid_and_drawn(qtbot, window):
+    from workbench import presets
+
+    qtbot.waitUntil(lambda: all(window.resolver.task_info(n) is not None for n in window.resolver.task_names()),
+                    timeout=60_000)
+    window._on_task_info()
+    for name in presets.builtin_names():
+        assert window.open_builtin(name, quiet=True)
+        assert window._errors == [], (name, window._errors)
+        model = window.diagram.diagram.model
+        assert model is not None and model.topology == window.doc.preset.model.topology, name
+        assert window.act_train.isEnabled(), name

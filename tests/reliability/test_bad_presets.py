@@ -8,7 +8,6 @@ these are the user's view: a file on disk and the command line.)"""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 import torch
@@ -186,7 +185,6 @@ def test_memory_check_refuses_before_the_model_is_built(monkeypatch, tmp_path):
 def test_memory_check_passes_what_fits_and_the_builtin_presets(monkeypatch):
     """The check must not refuse what trains: tiny presets, and the built-in presets
     against this machine's memory (they were all trained on ordinary machines)."""
-    from workbench.engine.trainer import Trainer, TrainingError  # noqa: F401
     from workbench.tasks import make_task
 
     free, _what = resources.available_memory(torch.device("cpu"))

@@ -197,8 +197,6 @@ def _fail_create(monkeypatch):  # a read-only folder: no new file may be made in
 
 
 def _fail_rename(monkeypatch):  # permission denied at the last moment
-    real = os.replace
-
     def replace(src, dst, *args, **kwargs):
         raise PermissionError(errno.EACCES, os.strerror(errno.EACCES))
     monkeypatch.setattr(os, "replace", replace)
@@ -341,3 +339,17 @@ def test_an_unusable_history_file_costs_a_warning_not_the_run(monkeypatch, tmp_p
     err = capfd.readouterr().err
     assert err.count("warning: the run is not recorded in the history") == 1 and "Traceback" not in err
     ckpt.read_weights(tmp_path / "run" / "model.safetensors")
+
+
+def test_ctrl_c_in_the_middle_of_a_save_leaves_the_previous_file_and_no_temp_file(monkeypatch, tmp_path):
+    target = tmp_path / "mine.json"
+    _save_preset(target)
+    before = target.read_bytes()
+
+    def fsync(fd):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(os, "fsync", fsync)
+    with pytest.raises(KeyboardInterrupt):
+        _save_preset(target)
+    monkeypatch.undo()
+    assert target.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == ["mine.json"]

@@ -159,6 +159,7 @@ def test_resume_from_a_poisoned_checkpoint_is_refused_and_the_run_is_untouched(l
     file, needles = RESUME_REFUSALS[name]
     line = refusal(lab["found"][f"resume:{name}"], file, *needles)
     assert len(line) < 400, line  # a sentence, not a library's essay
+    assert "weights_only" not in line and "safe_globals" not in line  # and no advice to let the code through
     assert not lab["marker"].exists()
     folder = lab["resumes"][name]
     assert _files(folder) == lab["before"][name]  # preset.json, metrics, weights: byte for byte

@@ -9,6 +9,7 @@ import torch
 
 from workbench import inference
 from workbench.inference import InputError
+from tests.conftest import SHARED_DATA
 
 
 # ----------------------------------------------------------------------------- modes
@@ -126,7 +127,7 @@ def test_forecast_numbers(sessions):
     assert len(tail["history"]) == 12 and np.asarray(tail["forecast"]).shape == (1, 1)
     typed = inference.numbers(s, "10, 11.5, 12, 11; 10.5")
     assert typed["history"] == [[10.0], [11.5], [12.0], [11.0], [10.5]]
-    assert typed["forecast"] == pytest.approx(s.task.forecast(s.model, [10, 11.5, 12, 11, 10.5]).tolist())
+    assert np.allclose(typed["forecast"], s.task.forecast(s.model, [10, 11.5, 12, 11, 10.5]))
     inside = inference.inside(s, {"text": "10, 11.5, 12, 11; 10.5"}, target={"step": 2})
     assert inside["in_steps"] == ["10", "11.5", "12", "11", "10.5"]
     values = np.asarray(inside["saliency"]["values"])
@@ -165,9 +166,15 @@ def _real_layer_outputs(session, request):
     ("charlm", {"text": "the quick brown"}),  # GRU
     ("captions", {"image": None, "output_ids": [4, 8, 5, 2]}),  # LSTM whose state the image sets
     ("dates", {"text": "5 march 2024", "output_ids": [5, 6, 7, 2]}),  # GRU encoder, bridged GRU decoder
+    ("textclass", {"text": "the film was not good"}),  # tanh RNN
+    ("vnext", {"video": "cockatoo.mp4", "start": 3, "count": 5}),  # LSTM over encoded frames
 ])
 def test_inside_hidden_states_are_the_layers_own(sessions, name, request_):
     s = sessions[name]
+    if "video" in request_:
+        if not SHARED_DATA.is_dir():
+            pytest.skip(f"shared data folder {SHARED_DATA} is not present")
+        request_ = {**request_, "video": str(SHARED_DATA / "video" / request_["video"])}
     if name == "captions":
         request_ = {**request_, "image": inference.caption(s, seed=1)["image"]}
     out = inference.inside(s, request_, saliency=False)

@@ -12,9 +12,11 @@ forecasts after the values typed. --saliency adds ||dy/dx_t|| over the input ste
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import math
 import sys
+from pathlib import Path
 
 import numpy as np
 
@@ -72,8 +74,7 @@ def cmd_try(args) -> int:
             if args.saliency:
                 result["saliency"] = inside["saliency"]
             if args.states:
-                _save_states(args.states, inside)
-                result["states_file"] = args.states
+                result["states_file"] = _save_states(args.states, inside)
     except inference.InputError as exc:
         raise UsageError(str(exc)) from None
     json.dump(jsonable({"run_dir": str(session.run_dir), "task": session.preset.data.task,
@@ -123,12 +124,19 @@ def _run(inference, session, args) -> tuple[dict, dict]:
     return out, {"text": args.text}
 
 
-def _save_states(path: str, inside: dict) -> None:
-    arrays = {}
-    for layer in inside["layers"]:
-        for name, values in layer["series"].items():
-            arrays[f"{layer['name']}/{name}"] = values
-    np.savez(path, **arrays)
+def _save_states(path: str, inside: dict) -> str:
+    """Every layer's series as "LAYER/SERIES" arrays [units, T] in an .npz file; its path."""
+    from workbench.fileio import atomic_write_bytes
+
+    arrays = {f"{layer['name']}/{name}": values for layer in inside["layers"]
+              for name, values in layer["series"].items()}
+    arrays["in_steps"] = np.asarray(inside["in_steps"], dtype=str)
+    arrays["out_steps"] = np.asarray(inside["out_steps"], dtype=str)
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    target = path if path.endswith(".npz") else path + ".npz"
+    atomic_write_bytes(Path(target), buffer.getvalue())
+    return target
 
 
 def jsonable(value):

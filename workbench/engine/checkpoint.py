@@ -151,8 +151,8 @@ def _reason(exc: BaseException, limit: int = 160) -> str:
     ends by suggesting weights_only=False, which must never reach a user as advice)."""
     text = " ".join(str(exc).split())
     found = re.search(r"WeightsUnpickler error: (.*?)(?: Check the documentation|$)", text)
-    if found:
-        text = found.group(1)
+    if found:  # what it met, without torch's advice on how to let it through
+        text = re.split(r"\. (?:Please|To |Re-running|If you)", found.group(1))[0]
     text = text.strip(" .") or type(exc).__name__
     return text if len(text) <= limit else text[: limit - 3] + "..."
 

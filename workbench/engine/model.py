@@ -43,9 +43,23 @@ def _cell_step(cell: str, gi_t: torch.Tensor, h: torch.Tensor, c: torch.Tensor |
 
     gi_t = x_t W_ih^T + b_ih [B, G*H], with b_hh already folded in for the cells whose
     equations only ever add it (rnn/lstm; then ``b_hh`` is None); w_hh_t = W_hh^T [H, G*H].
-    addmm keeps it to one kernel per matrix product: the probe is launch-bound."""
-    h, c, _gates = cell_step_gates(cell, gi_t, h, c, w_hh_t, b_hh)
-    return h, c
+    Written with as few ops as the equations allow (addmm, addcmul, lerp, one sigmoid
+    over all gates): the probe's cost is mostly per-op overhead, step after step."""
+    if cell == "rnn_tanh":
+        return torch.tanh(torch.addmm(gi_t, h, w_hh_t)), None
+    if cell == "rnn_relu":
+        return torch.relu(torch.addmm(gi_t, h, w_hh_t)), None
+    H = h.shape[-1]
+    if cell == "lstm":
+        gates = torch.addmm(gi_t, h, w_hh_t)  # [B, 4H]: i, f, g, o
+        i, f, _g, o = torch.sigmoid(gates).chunk(4, dim=-1)  # (the sigmoid of g is not used)
+        c = torch.addcmul(f * c, i, torch.tanh(gates[:, 2 * H:3 * H]))  # f*c + i*g
+        return o * torch.tanh(c), c
+    # gru: b_hn sits inside r * (W_hn h + b_hn), so b_hh is added here, not folded
+    gh = torch.addmm(b_hh, h, w_hh_t)  # [B, 3H]: r, z, n
+    r, z = torch.sigmoid(gi_t[:, :2 * H] + gh[:, :2 * H]).chunk(2, dim=-1)
+    n = torch.tanh(torch.addcmul(gi_t[:, 2 * H:], r, gh[:, 2 * H:]))  # in + r * hn
+    return torch.lerp(n, h, z), None  # (1 - z) * n + z * h
 
 
 # Gate activations each cell exposes (after their nonlinearity), in PyTorch's gate order.
@@ -56,19 +70,18 @@ GATE_NAMES = {"rnn_tanh": (), "rnn_relu": (), "lstm": ("input", "forget", "cell"
 def cell_step_gates(cell: str, gi_t: torch.Tensor, h: torch.Tensor, c: torch.Tensor | None,
                     w_hh_t: torch.Tensor, b_hh: torch.Tensor | None
                     ) -> tuple[torch.Tensor, torch.Tensor | None, dict[str, torch.Tensor]]:
-    """``_cell_step`` that also returns the gate activations it computed anyway, each
-    [B, H], named as GATE_NAMES (LSTM: i, f, g (the candidate), o; GRU: r, z, n).
-    The one place the cell equations live."""
-    if cell == "rnn_tanh":
-        return torch.tanh(torch.addmm(gi_t, h, w_hh_t)), None, {}
-    if cell == "rnn_relu":
-        return torch.relu(torch.addmm(gi_t, h, w_hh_t)), None, {}
+    """``_cell_step`` that also returns every gate activation, each [B, H], named as
+    GATE_NAMES (LSTM: i, f, g (the candidate), o; GRU: r, z, n): the try-out's look
+    inside the network. Spelled out gate by gate, where ``_cell_step`` fuses ops for
+    the probe's speed; tests check both against the cuDNN/ATen modules."""
+    if cell in ("rnn_tanh", "rnn_relu"):
+        h, c = _cell_step(cell, gi_t, h, c, w_hh_t, b_hh)
+        return h, c, {}
     if cell == "lstm":
         i, f, g, o = torch.addmm(gi_t, h, w_hh_t).chunk(4, dim=-1)
         i, f, g, o = torch.sigmoid(i), torch.sigmoid(f), torch.tanh(g), torch.sigmoid(o)
         c = f * c + i * g
         return o * torch.tanh(c), c, {"input": i, "forget": f, "cell": g, "output": o}
-    # gru: b_hn sits inside r * (W_hn h + b_hn), so b_hh is added here, not folded
     gh = torch.addmm(b_hh, h, w_hh_t)  # [B, 3H]
     ir, iz, in_ = gi_t.chunk(3, dim=-1)
     hr, hz, hn = gh.chunk(3, dim=-1)
@@ -109,6 +122,8 @@ def unrolled_layer(rnn: nn.RNNBase, cell: str, x: torch.Tensor, state=None, gate
         b_hh = getattr(rnn, f"bias_hh_l0{sfx}")
         fold = cell != "gru"
         gi = F.linear(x, w_ih, b_ih + b_hh if fold else b_ih)  # [B, T, G*H], all steps at once
+        # unbind, not gi[:, t]: the backward of T selects would build T zero tensors of gi's size
+        gi_steps = gi.unbind(1)  # T x [B, G*H]
         w_hh_t = w_hh.t()  # [H, G*H]
         h, c = h0[d], (c0[d] if c0 is not None else None)
         order = range(T - 1, -1, -1) if d else range(T)
@@ -116,9 +131,9 @@ def unrolled_layer(rnn: nn.RNNBase, cell: str, x: torch.Tensor, state=None, gate
         seen: list[dict[str, torch.Tensor] | None] = [None] * T
         for t in order:
             if gates is None:
-                h, c = _cell_step(cell, gi[:, t], h, c, w_hh_t, None if fold else b_hh)
+                h, c = _cell_step(cell, gi_steps[t], h, c, w_hh_t, None if fold else b_hh)
             else:
-                h, c, g = cell_step_gates(cell, gi[:, t], h, c, w_hh_t, None if fold else b_hh)
+                h, c, g = cell_step_gates(cell, gi_steps[t], h, c, w_hh_t, None if fold else b_hh)
                 seen[t] = {**g, "cell_state": c} if c is not None else g
             states[t] = h
         if gates is not None:

@@ -26,7 +26,7 @@ the layer-input gradient norms and per-layer parameter norms) is reduced on the 
 and moved to the host in ONE transfer, which is also the step's only synchronisation
 (the non-finite guard needs the loss before the optimizer step). The exact probe is
 sampled every ``probe_every`` steps, and postponed whenever the time spent probing would
-exceed ``probe_budget`` (3%) of the training time so far.
+exceed ``probe_budget`` (2%) of the training time so far.
 
 Truncated BPTT (``train.tbptt`` > 0, many_to_one / many_to_many only): each batch's time
 axis is cut into chunks of that length and the hidden state is carried, detached, from
@@ -235,14 +235,14 @@ class Trainer:
     """Train ``preset``'s model on its task. Iterate ``run()`` for the records.
 
     ``probe_budget``: the largest share of training time the exact probe may take (it
-    is postponed past ``probe_every`` when it would take more; 3% by default, so that
+    is postponed past ``probe_every`` when it would take more; 2% by default, so that
     the fully instrumented engine stays within 5% of a bare loop); None = probe exactly
     every ``probe_every`` steps. ``clock`` measures that share (a benchmark that
     interleaves several trainers gives each its own)."""
 
     def __init__(self, preset: Preset, run_dir: str | Path | None = None, control: TrainControl | None = None,
                  task: Task | None = None, resume: bool = False,
-                 callbacks: tuple[Callable[[dict], None], ...] = (), probe_budget: float | None = 0.03,
+                 callbacks: tuple[Callable[[dict], None], ...] = (), probe_budget: float | None = 0.02,
                  clock: Callable[[], float] = time.perf_counter):
         self.preset = preset
         self.train = preset.train

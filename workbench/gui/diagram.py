@@ -156,8 +156,8 @@ class DiagramScene(QGraphicsScene):
             cols = time_labels(seq_len, "T")
             model.columns = cols
             rows = self._stack_rows("x", inp_label, enc_layers)
-            top = self._draw_segment(x0, cols, rows, "x", outputs="last" if m.topology == "many_to_one" else "all",
-                                     head_label=self._head_label(preset, io, report), label_rows=True)
+            self._draw_segment(x0, cols, rows, "x", outputs="last" if m.topology == "many_to_one" else "all",
+                               head_label=self._head_label(preset, io, report), label_rows=True)
             model.rows = [r[1] for r in rows]
         elif m.topology == "encoder_decoder":
             cols = time_labels(seq_len, "S")
@@ -218,8 +218,8 @@ class DiagramScene(QGraphicsScene):
         mem = memory
         parts = (f"weights {spec.format_bytes(mem['weights'])}, optimizer {spec.format_bytes(mem['optimizer'])}, "
                  f"activations {spec.format_bytes(mem['activations'])}")
-        length = f"T={mem_len}" + (f", L={out_len}" if out_len and m.topology in ("encoder_decoder", "one_to_many")
-                                   else "")
+        length = f"T={mem_len}" + ("" if seq_len else " assumed") + (
+            f", L={out_len}" if out_len and m.topology in ("encoder_decoder", "one_to_many") else "")
         footer = (f"{report.total:,} parameters · training memory ≈ {spec.format_bytes(mem['total'])} "
                   f"for batch {preset.train.batch_size}, {length} ({parts})")
         model.footer = footer

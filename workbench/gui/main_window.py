@@ -15,7 +15,7 @@ from pathlib import Path
 
 from PySide6.QtCore import QByteArray, QSettings, QStandardPaths, Qt, QThread, QTimer, QUrl, Slot
 from PySide6.QtGui import QAction, QDesktopServices, QIcon, QKeySequence
-from PySide6.QtWidgets import (QApplication, QComboBox, QDockWidget, QFileDialog, QFrame, QHBoxLayout, QLabel,
+from PySide6.QtWidgets import (QComboBox, QDockWidget, QFileDialog, QFrame, QHBoxLayout, QLabel,
                                QMainWindow, QMessageBox, QProgressBar, QPushButton, QToolButton, QVBoxLayout,
                                QWidget)
 
@@ -143,7 +143,8 @@ class MainWindow(QMainWindow):
         self.data_dir = Path(data_dir) if data_dir else default_data_dir()
         self.doc = PresetDocument()
         self.resolver = Resolver(self)
-        self.runs: list[RunData] = []
+        self.runs: list[RunData] = []  # what the plots show, in drawing order
+        self._session_runs: list[RunData] = []  # runs trained in this window (the oldest go past a limit)
         self.current_run: RunData | None = None
         self._thread: QThread | None = None
         self._worker: TrainWorker | None = None
@@ -591,7 +592,8 @@ class MainWindow(QMainWindow):
                     return v
             return None
 
-        seq = first("seq_len", "length", "max_len", "window", "context", "src_len", "frames", "num_frames")
+        # The input length under the names the tasks use (a series' "length" is not it).
+        seq = first("seq_len", "clip_len", "window", "max_len", "src_len", "context", "num_frames")
         out = first("out_len", "target_len", "tgt_len", "output_len", "max_target_len", "caption_len", "gen_len",
                     "horizon")
         return seq, out
@@ -834,7 +836,7 @@ class MainWindow(QMainWindow):
             self.info.show_message(f"Cannot load run {path}: its metrics.jsonl holds malformed records "
                                    f"({type(exc).__name__}: {exc})", "error")
             return None
-        self.runs.insert(0 if self.current_run is None else len(self.runs) - 1, run)
+        self.runs.append(run)
         self._plots_changed()
         self.statusBar().showMessage(f"Overlaying {run.name} ({run.last_step} steps)", 5000)
         self._try_run(run.run_dir)
@@ -853,6 +855,8 @@ class MainWindow(QMainWindow):
             return
         if run in self.runs:
             self.runs.remove(run)
+        if run in self._session_runs:
+            self._session_runs.remove(run)
         if run is self.current_run:
             self.current_run = None
         self._plots_changed()
@@ -860,6 +864,7 @@ class MainWindow(QMainWindow):
     def clear_runs(self) -> None:
         keep = self.current_run if self._thread is not None else None
         self.runs = [keep] if keep is not None else []
+        self._session_runs = [r for r in self._session_runs if r is keep]
         self.current_run = keep
         self._plots_changed()
 
@@ -902,15 +907,16 @@ class MainWindow(QMainWindow):
         # Earlier runs stay for overlay; the oldest session runs go past the limit.
         for r in self.runs:
             r.live = False
-        session = [r for r in self.runs if not r.run_dir or r.status in ("finished", "stopped", "failed", "running")]
-        while len(session) >= MAX_SESSION_RUNS:
-            oldest = session.pop(0)
-            self.runs.remove(oldest)
+        while len(self._session_runs) >= MAX_SESSION_RUNS:
+            oldest = self._session_runs.pop(0)
+            if oldest in self.runs:
+                self.runs.remove(oldest)
         number = sum(1 for r in self.runs if r.name.startswith(preset.name)) + 1
         run = RunData(name=f"{preset.name}" + (f" #{number}" if number > 1 else ""), colour=self._next_colour(),
                       live=True, run_dir=str(run_dir), status="starting", clip=preset.train.clip,
                       clip_value=preset.train.clip_value, total_steps=preset.train.steps)
         self.runs.append(run)
+        self._session_runs.append(run)
         self.current_run = run
         self.info.hide()
 
@@ -1118,7 +1124,7 @@ class MainWindow(QMainWindow):
                     self.act_add_layer, self.act_remove_layer, self.act_log_loss, self.act_welcome):
             keys = ", ".join(s.toString(QKeySequence.SequenceFormat.NativeText) for s in act.shortcuts())
             lines.append(f"<tr><td>{act.text().replace('&', '')}</td><td><b>{keys}</b></td></tr>")
-        lines.append("<tr><td>Show/hide panels</td><td><b>Alt+1 … Alt+6</b></td></tr>")
+        lines.append(f"<tr><td>Show/hide panels</td><td><b>Alt+1 … Alt+{len(self.docks)}</b></td></tr>")
         self._info_dialog("Keyboard shortcuts", "<table>" + "".join(lines) + "</table>")
 
     def show_about(self) -> None:

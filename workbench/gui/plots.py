@@ -403,7 +403,6 @@ class LossPanel(PlotPanel):
             self._drawn[id(run)] = key
             changed = True
             items = self._ensure(run)
-            steps = run.steps.view()
             view = visible_x(self.item)
             x, y = items["env"]["raw"].get(run.steps, run.loss, view)
             items["raw"].setData(x, y, skipFiniteCheck=True)
@@ -576,8 +575,8 @@ class GradientPanel(PlotPanel):
         self._bar = None
         if not layers:
             self.heat.addLabel("The heatmap fills while training:<br>log10 ||dL/dh_t|| per layer, over timestep t "
-                               "(x)<br>and training step (y, newest on top).<br>Dark toward small t = vanishing; "
-                               "bright = exploding.", color="#888888", size="9pt")
+                               "(x)<br>and training step (y, newest on top).<br>Darker toward small t: vanishing; "
+                               "brighter: exploding.", color="#888888", size="9pt")
             self._heat_layers = key
             return
         images = []
@@ -680,6 +679,23 @@ class GradientPanel(PlotPanel):
     def plot_items(self) -> list[pg.PlotItem]:
         return [p for p, _img in self._heat_plots.values()] + [self.profile_item]
 
+    def save_csv(self, path: str | Path, runs: list[RunData], current: RunData | None) -> Path:
+        """The heatmap's rows to ``path``; the latest profiles of every shown run beside
+        it, to NAME-profiles.csv (one column per run and layer)."""
+        path = Path(path)
+        atomic_write_text(path, self.csv(runs, current))
+        src = self.source_key
+        columns: dict[str, np.ndarray] = {}
+        for run in self.shown(runs):
+            for layer, prof in run.profiles[src].items():
+                columns[f"{run.name}:{layer}"] = prof
+        T = max((p.size for p in columns.values()), default=0)
+        lines = ["t," + ",".join(columns)]
+        for t in range(T):
+            lines.append(f"{t + 1}," + ",".join(f"{p[t]:.8g}" if t < p.size else "" for p in columns.values()))
+        atomic_write_text(path.with_name(f"{path.stem}-profiles.csv"), "\n".join(lines) + "\n")
+        return path
+
     def csv(self, runs: list[RunData], current: RunData | None) -> str:
         run = self.heatmap_run()
         src = self.source_key
@@ -712,7 +728,7 @@ class NormPanel(PlotPanel):
         self.norm = _plot_widget(left="||g||")
         self.norm_item = self.norm.getPlotItem()
         self.norm_item.setLogMode(y=True)
-        self.legend = _legend(self.norm_item)
+        # No legend here: runs keep their colours in every panel, and the loss panel names them.
         self.lr = _plot_widget(left="lr")
         self.lr_item = self.lr.getPlotItem()
         self.lr_item.setXLink(self.norm_item)
@@ -749,7 +765,7 @@ class NormPanel(PlotPanel):
     def _ensure(self, run: RunData) -> dict:
         items = self._items.get(id(run))
         if items is None:
-            before = pg.PlotDataItem(pen=_pen(run.colour, 1.4), name=run.name)
+            before = pg.PlotDataItem(pen=_pen(run.colour, 1.4))
             after = pg.PlotDataItem(pen=_pen(run.colour, 1, 150, Qt.PenStyle.DashLine))
             clips = pg.PlotDataItem(pen=None, symbol="t", symbolSize=6, symbolBrush=run.colour,
                                     symbolPen=pg.mkPen("#222222", width=0.8))  # outlined: visible on its curve
@@ -780,7 +796,6 @@ class NormPanel(PlotPanel):
             self._drawn[id(run)] = key
             changed = True
             items = self._ensure(run)
-            steps = run.steps.view()
             env = items["env"]
             x, g = env["before"].get(run.steps, run.grad_norm, view)
             items["before"].setData(x, g, skipFiniteCheck=True)
@@ -795,7 +810,6 @@ class NormPanel(PlotPanel):
             else:
                 items["bad"].setData([], [])
             items["lr"].setData(*env["lr"].get(run.steps, run.lr, view), skipFiniteCheck=True)
-        self.legend.setVisible(bool(shown))
         lr_max = 0.0
         for r in shown:  # from what was drawn (the envelope keeps the maxima), not 10^6 raw values
             item = self._items.get(id(r), {}).get("lr")

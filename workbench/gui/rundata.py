@@ -274,17 +274,6 @@ class RunData:
                                                  for v in row))
         return "\n".join(lines) + "\n"
 
-    def profile_csv(self, source: str) -> str:
-        profiles = self.profiles[source]
-        if not profiles:
-            return "t\n"
-        names = list(profiles)
-        T = max(p.size for p in profiles.values())
-        lines = ["t," + ",".join(names)]
-        for t in range(T):
-            lines.append(f"{t + 1}," + ",".join(_fmt(profiles[n][t]) if t < profiles[n].size else "" for n in names))
-        return "\n".join(lines) + "\n"
-
 
 def _num(value) -> float:
     """Record numbers; "nan"/"inf" strings from metrics.jsonl become floats."""

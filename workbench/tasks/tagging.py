@@ -11,11 +11,12 @@ light light", "that dog ate that"), so a tag depends on the context, not on the 
 Input: with the 'embedding' input x is word ids [B, T]; with 'embedding_chars' it is
 [B, T, 1 + C]: the word id, then the word's characters (up to ``max_chars``, keeping its
 start and end) between <bow> and <eow> markers, so the model sees the spelling of rare
-and unknown words (suffixes, capitals, digits). ``check_model`` tells the task which input the model has. Words are
-looked up lowercased (``lowercase``); the characters keep their case. Words seen fewer
-than ``min_freq`` times are <unk>; with ``word_dropout`` > 0, words seen once in training
-become <unk> with that probability in each training batch, so the <unk> vector learns
-to stand for unknown words (whose characters still show).
+and unknown words (suffixes, capitals, digits). ``check_model`` tells the task which
+input the model has. Words are looked up lowercased (``lowercase``) and with every digit
+as 0 (``digits_to_zero``); the characters keep both. Words seen fewer than ``min_freq``
+times are <unk>; with ``word_dropout`` > 0, words seen once in training become <unk>
+with that probability in each training batch, so the <unk> vector learns to stand for
+unknown words (whose characters still show).
 
 Batches are bucketed by length (sentences of similar length together) so padding
 stays low; padded positions never count (``mask``). Metrics: tag accuracy over real
@@ -31,6 +32,7 @@ from __future__ import annotations
 
 import math
 import random
+import re
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from typing import Iterator, Sequence
@@ -153,12 +155,15 @@ def generate_sentences(count: int, seed: int, max_len: int) -> list[TaggedSenten
 
 # ----------------------------------------------------------------------------- the task
 
+_DIGITS = re.compile(r"[0-9]")
+
 
 @dataclass
 class TaggingOptions:
     val_path: str = ""  # CoNLL-U validation file (else the last val_fraction of data.path)
     val_fraction: float = 0.1
     lowercase: bool = True  # look words up lowercased (characters keep their case)
+    digits_to_zero: bool = True  # look words up with every digit as 0 ("1984" and "2001" share a vector)
     min_freq: int = 1
     word_dropout: float = 0.0  # training: words seen once -> <unk> with this probability
     max_chars: int = 16  # 'embedding_chars': characters per word kept
@@ -220,7 +225,12 @@ class TaggingTask(Task):
         return sentences[:cut], sentences[cut:]
 
     def _key(self, word: str) -> str:
-        return word.lower() if self.options.lowercase else word
+        """The form a word is looked up by in the word vocabulary."""
+        if self.options.lowercase:
+            word = word.lower()
+        if self.options.digits_to_zero:
+            word = _DIGITS.sub("0", word)
+        return word
 
     def prepare(self) -> None:
         o = self.options

@@ -43,7 +43,7 @@ from typing import Iterator, Sequence
 import torch
 
 from workbench.io.errors import DataError
-from workbench.io.tsv import Pair, read_pairs
+from workbench.io.tsv import read_pairs
 from workbench.io.vocab import ALL_SPECIALS, PAD, UNK, Vocab, bucketed_batches, pad_sequences, tokenize_words
 from workbench.spec import ModelIO, ModelSpec, SpecError
 from workbench.tasks.base import Batch, Task

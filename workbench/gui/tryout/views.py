@@ -16,7 +16,7 @@ from PySide6.QtWidgets import (QDoubleSpinBox, QFileDialog, QFormLayout, QGridLa
                                QWidget)
 
 from workbench.gui.tryout.widgets import (HIGHLIGHT, PALETTE, Heatmap, ImageView, ProbabilityBars, TokenChips,
-                                          Titled, colour_for, shown_token)
+                                          Titled, colour_for)
 
 GENERATED = "#1f5fbf"
 
