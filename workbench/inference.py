@@ -631,9 +631,10 @@ def _prepare(session: Session, request: dict) -> _Prepared:
         return _prepared_generating(x, None, ids, task.vocab)
     text = request.get("text", "")
     if mode == "transduce":
-        batch = task.encode_source(text) if text else None
-        if batch is None:
-            raise InputError("the source text is empty")
+        try:
+            batch = task.encode_source(text)
+        except ValueError as exc:
+            raise InputError(str(exc)) from None
         ids = _output_ids(request, task.target_vocab, task.tokenize)
         p = _prepared_generating(batch.x, batch.lengths, ids, task.target_vocab)
         p.in_steps = task.tokenize(text)[: batch.x.shape[1]]
@@ -645,7 +646,10 @@ def _prepare(session: Session, request: dict) -> _Prepared:
         x = x[:, -MAX_INSIDE_STEPS:]
         return _Prepared(x, None, None, [task.vocab.tokens[i] for i in x[0].tolist()], [])
     if mode == "tag":
-        batch = task.encode_sentence(text)
+        try:
+            batch = task.encode_sentence(text)
+        except ValueError as exc:
+            raise InputError(str(exc)) from None
         return _Prepared(batch.x, batch.lengths, None, text.split(), [])
     if mode == "classify":
         batch = _classify_batch(session, text)

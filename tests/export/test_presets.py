@@ -36,7 +36,9 @@ def test_save_list_use_and_delete_a_user_preset(home, tmp_path, capsys):
     assert cli.main(["presets", "save", "adding_gru", "--name", "my_gru"]) == 2  # exists
     assert "--force" in capsys.readouterr().err
     assert cli.main(["presets", "save", "adding_gru", "--name", "my_gru", "--force"]) == 0
-    assert presets.resolve("my_gru").model.layers[0].hidden_size == 128
+    builtin_size = presets.load_builtin("adding_gru").model.layers[0].hidden_size
+    assert builtin_size != 4
+    assert presets.resolve("my_gru").model.layers[0].hidden_size == builtin_size
     assert cli.main(["presets", "delete", "my_gru"]) == 0 and not saved.exists()
     capsys.readouterr()
     assert cli.main(["presets", "folder"]) == 0 and capsys.readouterr().out.strip() == str(home / "presets")
