@@ -51,9 +51,15 @@ def icon(name: str) -> QIcon:
 
 
 def default_data_dir() -> Path:
-    """The user's data folder for this app (runs go in its runs/)."""
-    location = QStandardPaths.writableLocation(QStandardPaths.StandardLocation.AppDataLocation)
-    return Path(location) if location else Path.home() / ".local" / "share" / "rnn-workbench"
+    """The user's data folder for this app (runs go in its runs/): the one the headless
+    commands and the run history use (workbench.userdirs, which honours WORKBENCH_HOME
+    and equals Qt's AppDataLocation for this application)."""
+    try:
+        from workbench.userdirs import data_dir
+    except ImportError:
+        location = QStandardPaths.writableLocation(QStandardPaths.StandardLocation.AppDataLocation)
+        return Path(location) if location else Path.home() / ".local" / "share" / "rnn-workbench" / "workbench"
+    return data_dir()
 
 
 def _duration(seconds: float) -> str:
