@@ -91,7 +91,7 @@ fi
 section engine_checks_cuda 60 "$PY" bench/gpu_checks.py
 
 # --- throughput (the table is printed last) ----------------------------------------------
-section throughput_small_medium 100 "$PY" bench/throughput.py --gpu --sizes small,medium --cells lstm \
+section throughput_small_medium 95 "$PY" bench/throughput.py --gpu --sizes small,medium --cells lstm \
   --precisions fp32,bf16,fp16 --steps 60 --warmup 10 --repeats 2 --json "$LOGDIR/throughput_sm.json"
 section throughput_cells 40 "$PY" bench/throughput.py --gpu --sizes medium --cells gru,rnn_tanh \
   --precisions bf16 --steps 60 --warmup 10 --repeats 2 --json "$LOGDIR/throughput_cells.json"

@@ -122,7 +122,7 @@ def bench_timeseries(args) -> tuple[str, list[dict]]:
 # ----------------------------------------------------------------------------- text: char-LM and POS tagging
 
 
-def train_for_minutes(preset, minutes: float, device: str = "cpu", calibrate_steps: int = 12):
+def train_for_minutes(preset, minutes: float, device: str = "cpu", calibrate_steps: int = 30):
     """Train ``preset`` for at most ``minutes`` of wall-clock time (its periodic evals
     included), with the step budget sized so that its learning-rate schedule ends in
     that time: a short calibration run measures the step rate first (its time counts

@@ -259,7 +259,7 @@ def bench_interleaved(cell, size, precision, steps, warmup, repeats, threads) ->
         probe_share.append(max(spent, 0.0) / timed["full"])
         if in_window:
             probe_steps.append(max(spent, 0.0) / len(in_window) / statistics.median(step_cpu["taps"][warmup:]))
-    return _summarise(cell, size, "cpu", precision, results, None, probe_share, probe_steps, "cpu")
+    return _summarise(cell, size, "cpu", precision, results, probe_share, probe_steps, "cpu")
 
 
 def bench_sequential(cell, size, device, precision, steps, warmup, repeats, threads) -> dict:
@@ -282,11 +282,11 @@ def bench_sequential(cell, size, device, precision, steps, warmup, repeats, thre
                     elif res.get("first_probe_s"):
                         probe_steps.append(res["first_probe_s"] / res["median_step_s"])
             results[variant].append(res["steps_per_s"])
-    return _summarise(cell, size, device, precision, results, None, probe_share, probe_steps,
+    return _summarise(cell, size, device, precision, results, probe_share, probe_steps,
                       "wall" if device.startswith("cuda") else "cpu")
 
 
-def _summarise(cell, size, device, precision, results, _unused, probe_share, probe_steps, clock) -> dict:
+def _summarise(cell, size, device, precision, results, probe_share, probe_steps, clock) -> dict:
     med = {v: statistics.median(xs) for v, xs in results.items()}
     ratios = {v: [a / b for a, b in zip(results[v], results["bare"])] for v in ("full", "taps", "off")}
     flops = step_flops(cell, size)

@@ -48,9 +48,9 @@ def test_textclass_rnn_learns_negation_and_contrast(tmp_path, capsys):
 
 def test_tagger_bilstm_beats_most_frequent_tag(tmp_path, capsys):
     run = _train(tmp_path, "tagger_bilstm", 150, "data.options.train_size=800", "data.options.val_size=200",
-                 "model.layers.0.hidden_size=32", "model.input.embedding_dim=16", "model.input.projection_size=8",
-                 "model.input.char_embedding_dim=8", "model.layers.0.dropout=0.0", "train.lr=0.01",
-                 "train.epochs=0")
+                 'model.layers=[{"cell": "lstm", "hidden_size": 32, "bidirectional": true}]',
+                 "model.input.embedding_dim=16", "model.input.projection_size=8", "model.input.char_embedding_dim=8",
+                 "data.options.word_dropout=0.0", "train.lr=0.01", "train.epochs=0")
     result = _eval(capsys, run)
     base, acc = result["baseline"]["accuracy"], result["metrics"]["accuracy"]
     assert 0.8 < base < 0.95  # ambiguous words: the most frequent tag is often wrong
@@ -126,8 +126,9 @@ def test_tagger_on_a_conllu_file_and_eval_on_its_dev_file(tmp_path, capsys):
     dev.write_text("1\ta\t_\tDET\t_\t_\t_\t_\t_\t_\n2\tdogs\t_\tNOUN\t_\t_\t_\t_\t_\t_\n"
                    "3\truns\t_\tVERB\t_\t_\t_\t_\t_\t_\n\n", encoding="utf-8")
     run = _train(tmp_path, "tagger_bilstm", 60, f"data.path={train}", f"data.options.val_path={dev}",
-                 "model.layers.0.hidden_size=16", "model.input.embedding_dim=8", "model.input.projection_size=8",
-                 "train.lr=0.02", "train.epochs=0", "train.batch_size=8")
+                 'model.layers=[{"cell": "gru", "hidden_size": 16, "bidirectional": true}]',
+                 "model.input.embedding_dim=8", "model.input.projection_size=8", "train.lr=0.02", "train.epochs=0",
+                 "train.batch_size=8")
     result = _eval(capsys, run, "--data", str(dev))
     assert result["examples"] == 1 and 0.0 <= result["metrics"]["accuracy"] <= 1.0
     assert result["metrics"]["oov_accuracy"] in (0.0, 1.0)  # "dogs" is the one unknown word
