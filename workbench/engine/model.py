@@ -38,57 +38,42 @@ def _make_rnn(layer: LayerSpec, input_size: int) -> nn.RNNBase:
 
 
 def _cell_step(cell: str, gi_t: torch.Tensor, h: torch.Tensor, c: torch.Tensor | None,
-               w_hh_t: torch.Tensor, b_hh: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+               w_hh_t: torch.Tensor, b_hh: torch.Tensor | None,
+               gates: dict[str, torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
     """One step of PyTorch's own cell equations.
 
     gi_t = x_t W_ih^T + b_ih [B, G*H], with b_hh already folded in for the cells whose
     equations only ever add it (rnn/lstm; then ``b_hh`` is None); w_hh_t = W_hh^T [H, G*H].
     Written with as few ops as the equations allow (addmm, addcmul, lerp, one sigmoid
-    over all gates): the probe's cost is mostly per-op overhead, step after step."""
+    over all gates): the probe's cost is mostly per-op overhead, step after step.
+
+    gates: if a dict, it receives each gate activation [B, H] named as GATE_NAMES (the
+    try-out's look inside the network); the arithmetic is the same either way."""
     if cell == "rnn_tanh":
         return torch.tanh(torch.addmm(gi_t, h, w_hh_t)), None
     if cell == "rnn_relu":
         return torch.relu(torch.addmm(gi_t, h, w_hh_t)), None
     H = h.shape[-1]
     if cell == "lstm":
-        gates = torch.addmm(gi_t, h, w_hh_t)  # [B, 4H]: i, f, g, o
-        i, f, _g, o = torch.sigmoid(gates).chunk(4, dim=-1)  # (the sigmoid of g is not used)
-        c = torch.addcmul(f * c, i, torch.tanh(gates[:, 2 * H:3 * H]))  # f*c + i*g
+        pre = torch.addmm(gi_t, h, w_hh_t)  # [B, 4H]: i, f, g, o
+        i, f, _g, o = torch.sigmoid(pre).chunk(4, dim=-1)  # (the sigmoid of g is not used)
+        g = torch.tanh(pre[:, 2 * H:3 * H])
+        c = torch.addcmul(f * c, i, g)  # f*c + i*g
+        if gates is not None:
+            gates.update(input=i, forget=f, cell=g, output=o)
         return o * torch.tanh(c), c
     # gru: b_hn sits inside r * (W_hn h + b_hn), so b_hh is added here, not folded
     gh = torch.addmm(b_hh, h, w_hh_t)  # [B, 3H]: r, z, n
     r, z = torch.sigmoid(gi_t[:, :2 * H] + gh[:, :2 * H]).chunk(2, dim=-1)
     n = torch.tanh(torch.addcmul(gi_t[:, 2 * H:], r, gh[:, 2 * H:]))  # in + r * hn
+    if gates is not None:
+        gates.update(reset=r, update=z, new=n)
     return torch.lerp(n, h, z), None  # (1 - z) * n + z * h
 
 
 # Gate activations each cell exposes (after their nonlinearity), in PyTorch's gate order.
 GATE_NAMES = {"rnn_tanh": (), "rnn_relu": (), "lstm": ("input", "forget", "cell", "output"),
               "gru": ("reset", "update", "new")}
-
-
-def cell_step_gates(cell: str, gi_t: torch.Tensor, h: torch.Tensor, c: torch.Tensor | None,
-                    w_hh_t: torch.Tensor, b_hh: torch.Tensor | None
-                    ) -> tuple[torch.Tensor, torch.Tensor | None, dict[str, torch.Tensor]]:
-    """``_cell_step`` that also returns every gate activation, each [B, H], named as
-    GATE_NAMES (LSTM: i, f, g (the candidate), o; GRU: r, z, n): the try-out's look
-    inside the network. Spelled out gate by gate, where ``_cell_step`` fuses ops for
-    the probe's speed; tests check both against the cuDNN/ATen modules."""
-    if cell in ("rnn_tanh", "rnn_relu"):
-        h, c = _cell_step(cell, gi_t, h, c, w_hh_t, b_hh)
-        return h, c, {}
-    if cell == "lstm":
-        i, f, g, o = torch.addmm(gi_t, h, w_hh_t).chunk(4, dim=-1)
-        i, f, g, o = torch.sigmoid(i), torch.sigmoid(f), torch.tanh(g), torch.sigmoid(o)
-        c = f * c + i * g
-        return o * torch.tanh(c), c, {"input": i, "forget": f, "cell": g, "output": o}
-    gh = torch.addmm(b_hh, h, w_hh_t)  # [B, 3H]
-    ir, iz, in_ = gi_t.chunk(3, dim=-1)
-    hr, hz, hn = gh.chunk(3, dim=-1)
-    r = torch.sigmoid(ir + hr)
-    z = torch.sigmoid(iz + hz)
-    n = torch.tanh(in_ + r * hn)
-    return (1 - z) * n + z * h, None, {"reset": r, "update": z, "new": n}
 
 
 def unrolled_layer(rnn: nn.RNNBase, cell: str, x: torch.Tensor, state=None, gates: list | None = None):
@@ -125,16 +110,16 @@ def unrolled_layer(rnn: nn.RNNBase, cell: str, x: torch.Tensor, state=None, gate
         # unbind, not gi[:, t]: the backward of T selects would build T zero tensors of gi's size
         gi_steps = gi.unbind(1)  # T x [B, G*H]
         w_hh_t = w_hh.t()  # [H, G*H]
-        h, c = h0[d], (c0[d] if c0 is not None else None)
+        # A carried state may come from an autocast pass (bf16/fp16): match gi's dtype.
+        h, c = h0[d].to(gi.dtype), (c0[d].to(gi.dtype) if c0 is not None else None)
         order = range(T - 1, -1, -1) if d else range(T)
         states: list[torch.Tensor | None] = [None] * T
         seen: list[dict[str, torch.Tensor] | None] = [None] * T
         for t in order:
-            if gates is None:
-                h, c = _cell_step(cell, gi_steps[t], h, c, w_hh_t, None if fold else b_hh)
-            else:
-                h, c, g = cell_step_gates(cell, gi_steps[t], h, c, w_hh_t, None if fold else b_hh)
-                seen[t] = {**g, "cell_state": c} if c is not None else g
+            recorded: dict[str, torch.Tensor] | None = {} if gates is not None else None
+            h, c = _cell_step(cell, gi_steps[t], h, c, w_hh_t, None if fold else b_hh, recorded)
+            if recorded is not None:
+                seen[t] = {**recorded, "cell_state": c} if c is not None else recorded
             states[t] = h
         if gates is not None:
             names = list(seen[0]) if T else []

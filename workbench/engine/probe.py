@@ -173,7 +173,10 @@ def exact_hidden_grad_norm_tensors(model: RecurrentModel,
             g = [grads[k + t] if grads[k + t] is not None else torch.zeros_like(direction[t])
                  for t in range(len(direction))]
             k += len(direction)
-            sq = torch.stack(g, dim=1).pow(2).sum(dim=-1)  # [B, T, H] -> [B, T]
+            stacked = torch.stack(g, dim=1)  # [B, T, H]
+            # at least fp32: squares of bf16/fp16 gradients underflow or overflow
+            stacked = stacked.to(torch.promote_types(stacked.dtype, torch.float32))
+            sq = stacked.pow(2).sum(dim=-1)  # [B, T]
             squared = sq if squared is None else squared + sq
         norms[name] = squared.sqrt().mean(dim=0)  # [T]
     return norms
