@@ -254,10 +254,13 @@ def _threads() -> int:
 
 # ----------------------------------------------------------------------------- the table
 
+from quality_adding import bench_adding  # noqa: E402  (bench/ is this script's folder)
+
 BENCHMARKS: dict[str, Callable[[argparse.Namespace], tuple[str, list[dict]]]] = {
     "timeseries": bench_timeseries,
     "charlm": bench_charlm,
     "pos": bench_pos,
+    "adding": bench_adding,
 }
 
 
@@ -269,6 +272,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, default=1, help="training seeds per case (mean reported)")
     parser.add_argument("--minutes", type=float, default=10.0,
                         help="charlm, pos: wall-clock training budget in minutes (periodic evals included)")
+    parser.add_argument("--adding-steps", type=int, default=3000,
+                        help="adding: the step budget per length and cell")
+    parser.add_argument("--lengths", default="", help="adding: comma-separated sequence lengths (default 50,100,200,400)")
     args = parser.parse_args(argv)
     names = [n.strip() for n in args.only.split(",") if n.strip()] or list(BENCHMARKS)
     unknown = [n for n in names if n not in BENCHMARKS]
