@@ -216,8 +216,14 @@ class CharLMTask(Task):
         L = self.options.seq_len
         ids = self.val_ids
         windows = self._val_windows()
+        wanted = batch_size * max_batches
+        if wanted < len(windows):
+            # A periodic eval: windows spread evenly over the whole held-out text (its
+            # end may differ from its start, e.g. another play), not just its beginning.
+            step = len(windows) / wanted
+            windows = [windows[int(i * step)] for i in range(wanted)]
         pad = self.vocab.pad_id
-        for b in range(0, min(len(windows), batch_size * max_batches), batch_size):
+        for b in range(0, len(windows), batch_size):
             chunk = windows[b:b + batch_size]
             x = torch.full((len(chunk), L), pad, dtype=torch.long)
             y = torch.full((len(chunk), L), pad, dtype=torch.long)
