@@ -728,6 +728,7 @@ class Trainer:
         model.train()
         metrics = {"val_loss": loss_sum / n if n else float("nan")}
         metrics.update({name: s / c if c else float("nan") for name, (s, c) in sums.items()})
+        metrics.update(task.derived_metrics(metrics))  # e.g. perplexity from nats per char
         return metrics
 
     def _eval(self) -> dict:
