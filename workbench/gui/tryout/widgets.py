@@ -214,15 +214,63 @@ def _tick_labels(labels: list[str], max_ticks: int = 40) -> list[tuple[float, st
     return [(i + 0.5, shown_token(labels[i])[:12]) for i in range(0, len(labels), step)]
 
 
-class Heatmap(pg.PlotWidget):
-    """A matrix [rows, T] as an image; columns are time steps. Hovering a column emits
-    ``hovered(t)`` (-1 when the pointer leaves it); clicking emits ``clicked(t)``."""
+class StepPlot(pg.PlotWidget):
+    """A plot whose columns are time steps [0, n_steps()): hovering a column emits
+    ``hovered(t)`` (-1 when the pointer leaves it); clicking emits ``clicked(t)``; a
+    cursor line marks a chosen step."""
 
     hovered = Signal(int)
     clicked = Signal(int)
 
-    def __init__(self, parent=None, colormap: str = "CET-D1"):
+    def __init__(self, parent=None):
         super().__init__(parent, background="w")
+        self.hover_index = -1
+        self.cursor = pg.InfiniteLine(angle=90, pen=pg.mkPen(HIGHLIGHT, width=2))
+        self.cursor.hide()
+        self.scene().sigMouseMoved.connect(self._on_move)
+        self.scene().sigMouseClicked.connect(self._on_click)
+
+    def n_steps(self) -> int:
+        raise NotImplementedError
+
+    def set_cursor(self, t: int | None) -> None:
+        if t is None or t < 0 or t >= self.n_steps():
+            self.cursor.hide()
+        else:
+            self.cursor.setPos(t + 0.5)
+            self.cursor.show()
+
+    def column_at(self, scene_pos) -> int:
+        vb = self.getViewBox()
+        n = self.n_steps()
+        if not vb.sceneBoundingRect().contains(scene_pos) or n == 0:
+            return -1
+        t = int(np.floor(vb.mapSceneToView(scene_pos).x()))
+        return t if 0 <= t < n else -1
+
+    def _on_move(self, pos) -> None:
+        t = self.column_at(pos)
+        if t != self.hover_index:
+            self.hover_index = t
+            self.hovered.emit(t)
+
+    def _on_click(self, event) -> None:
+        t = self.column_at(event.scenePos())
+        if t >= 0:
+            self.clicked.emit(t)
+
+    def leaveEvent(self, event) -> None:  # noqa: N802
+        if self.hover_index != -1:
+            self.hover_index = -1
+            self.hovered.emit(-1)
+        super().leaveEvent(event)
+
+
+class Heatmap(StepPlot):
+    """A matrix [rows, T] as an image; columns are time steps (hover/click: StepPlot)."""
+
+    def __init__(self, parent=None, colormap: str = "CET-D1"):
+        super().__init__(parent)
         self.setMinimumHeight(120)
         self.image = pg.ImageItem(axisOrder="row-major")
         self.addItem(self.image)
@@ -230,14 +278,12 @@ class Heatmap(pg.PlotWidget):
         self.plotItem.setMenuEnabled(False)
         self.plotItem.hideButtons()
         self.getViewBox().setMouseEnabled(x=False, y=False)
-        self.cursor = pg.InfiniteLine(angle=90, pen=pg.mkPen(HIGHLIGHT, width=2))
-        self.cursor.hide()
         self.addItem(self.cursor)
         self.set_colormap(colormap)
         self.data = np.zeros((0, 0), dtype=np.float32)
-        self.hover_index = -1
-        self.scene().sigMouseMoved.connect(self._on_move)
-        self.scene().sigMouseClicked.connect(self._on_click)
+
+    def n_steps(self) -> int:
+        return int(self.data.shape[1]) if self.data.size else 0
 
     def set_colormap(self, name: str) -> None:
         self.image.setColorMap(pg.colormap.get(name))
@@ -264,63 +310,26 @@ class Heatmap(pg.PlotWidget):
         left.setTicks([_tick_labels(y_labels, 30)] if y_labels else None)
         self.getViewBox().setRange(QRectF(0, 0, max(cols, 1), max(rows, 1)), padding=0)
 
-    def set_cursor(self, t: int | None) -> None:
-        if t is None or t < 0 or t >= self.data.shape[1]:
-            self.cursor.hide()
-        else:
-            self.cursor.setPos(t + 0.5)
-            self.cursor.show()
 
-    def column_at(self, scene_pos) -> int:
-        vb = self.getViewBox()
-        if not vb.sceneBoundingRect().contains(scene_pos) or self.data.size == 0:
-            return -1
-        x = vb.mapSceneToView(scene_pos).x()
-        t = int(np.floor(x))
-        return t if 0 <= t < self.data.shape[1] else -1
-
-    def _on_move(self, pos) -> None:
-        t = self.column_at(pos)
-        if t != self.hover_index:
-            self.hover_index = t
-            self.hovered.emit(t)
-
-    def _on_click(self, event) -> None:
-        t = self.column_at(event.scenePos())
-        if t >= 0:
-            self.clicked.emit(t)
-
-    def leaveEvent(self, event) -> None:  # noqa: N802
-        if self.hover_index != -1:
-            self.hover_index = -1
-            self.hovered.emit(-1)
-        super().leaveEvent(event)
-
-
-class StepBars(pg.PlotWidget):
+class StepBars(StepPlot):
     """Bars over time steps (saliency ||dy/dx_t||); hover/click like the heatmap."""
 
-    hovered = Signal(int)
-    clicked = Signal(int)
-
     def __init__(self, parent=None):
-        super().__init__(parent, background="w")
+        super().__init__(parent)
         self.setMinimumHeight(90)
         self.plotItem.setMenuEnabled(False)
         self.plotItem.hideButtons()
         self.getViewBox().setMouseEnabled(x=False, y=False)
         self.bars = pg.BarGraphItem(x=[], height=[], width=0.8, brush="#4c72b0")
         self.addItem(self.bars)
-        self.cursor = pg.InfiniteLine(angle=90, pen=pg.mkPen(HIGHLIGHT, width=2))
-        self.cursor.hide()
         self.addItem(self.cursor)
         self.target = pg.InfiniteLine(angle=90, pen=pg.mkPen("#d62728", width=1, style=Qt.PenStyle.DashLine))
         self.target.hide()
         self.addItem(self.target)
         self.values = np.zeros(0)
-        self.hover_index = -1
-        self.scene().sigMouseMoved.connect(self._on_move)
-        self.scene().sigMouseClicked.connect(self._on_click)
+
+    def n_steps(self) -> int:
+        return int(self.values.size)
 
     def set_values(self, values, labels: list[str] | None = None, target: int | None = None) -> None:
         self.values = np.asarray(values, dtype=np.float64)
@@ -334,37 +343,6 @@ class StepBars(pg.PlotWidget):
             self.target.show()
         else:
             self.target.hide()
-
-    def set_cursor(self, t: int | None) -> None:
-        if t is None or t < 0 or t >= self.values.size:
-            self.cursor.hide()
-        else:
-            self.cursor.setPos(t + 0.5)
-            self.cursor.show()
-
-    def column_at(self, scene_pos) -> int:
-        vb = self.getViewBox()
-        if not vb.sceneBoundingRect().contains(scene_pos) or self.values.size == 0:
-            return -1
-        t = int(np.floor(vb.mapSceneToView(scene_pos).x()))
-        return t if 0 <= t < self.values.size else -1
-
-    def _on_move(self, pos) -> None:
-        t = self.column_at(pos)
-        if t != self.hover_index:
-            self.hover_index = t
-            self.hovered.emit(t)
-
-    def _on_click(self, event) -> None:
-        t = self.column_at(event.scenePos())
-        if t >= 0:
-            self.clicked.emit(t)
-
-    def leaveEvent(self, event) -> None:  # noqa: N802
-        if self.hover_index != -1:
-            self.hover_index = -1
-            self.hovered.emit(-1)
-        super().leaveEvent(event)
 
 
 class ImageView(pg.GraphicsLayoutWidget):
