@@ -35,9 +35,9 @@ import torch
 
 from workbench.io.vocab import ALL_SPECIALS, Vocab
 from workbench.spec import ModelIO, ModelSpec, SpecError
-from workbench.tasks.base import Batch, Task
-from workbench.tasks.textutil import (check_classification_head, check_int, greedy_exact_match,
-                                      position_mode_baseline, restore_vocab, sequence_metric_sums)
+from workbench.tasks.base import Batch
+from workbench.tasks.textutil import (GeneratedTokensTask, check_classification_head, check_int,
+                                      position_mode_baseline, restore_vocab)
 
 COLOURS = {"red": (1.0, 0.1, 0.1), "green": (0.1, 0.9, 0.1), "blue": (0.15, 0.3, 1.0),
            "yellow": (1.0, 0.95, 0.1), "magenta": (1.0, 0.1, 1.0), "cyan": (0.1, 0.95, 1.0)}
@@ -113,7 +113,7 @@ class CaptionOptions:
     val_size: int = 500
 
 
-class CaptionTask(Task):
+class CaptionTask(GeneratedTokensTask):
     name = "captioning"
     title = "Captioning generated shapes (one image in, a sentence out)"
     topologies = ("one_to_many",)
@@ -213,14 +213,4 @@ class CaptionTask(Task):
             yield self._batch(self._val[b:b + batch_size])
 
     # -- loss and metrics -----------------------------------------------------------------------------
-    def loss(self, output: torch.Tensor, batch: Batch) -> torch.Tensor:
-        return self.masked_cross_entropy(output, batch.y, batch.mask)
-
-    def metric_sums(self, output: torch.Tensor, batch: Batch) -> dict[str, tuple[float, float]]:
-        return sequence_metric_sums(output, batch.y, batch.mask)
-
-    def decode_metrics(self, model, batch: Batch) -> dict[str, tuple[float, float]]:
-        return greedy_exact_match(model, batch, eos_id=2, pad_id=0)
-
-    def baseline(self) -> dict[str, float]:
-        return dict(self._baseline)
+    # loss, metric_sums, decode_metrics, baseline: GeneratedTokensTask

@@ -9,6 +9,7 @@ import torch
 
 from workbench.io.vocab import Vocab
 from workbench.spec import ModelSpec, SpecError
+from workbench.tasks.base import Batch, Task
 
 
 def check_int(options, name: str, lo: int, hi: int) -> None:
@@ -81,6 +82,27 @@ def greedy_exact_match(model, batch, eos_id: int, pad_id: int) -> dict[str, tupl
     # the target's EOS was already cut by generate (rows stop at EOS).
     rows_ok = (got == want).all(dim=1)
     return {"greedy_exact_match": (float(rows_ok.sum()), float(B))}
+
+
+class GeneratedTokensTask(Task):
+    """Loss and metrics shared by the tasks whose model generates a token sequence
+    (encoder-decoder transduction, one-to-many captioning): masked cross-entropy,
+    token accuracy and exact match, greedy exact match in ``workbench eval``, and the
+    baseline the subclass computed into ``self._baseline``."""
+
+    _baseline: dict
+
+    def loss(self, output: torch.Tensor, batch: Batch) -> torch.Tensor:
+        return self.masked_cross_entropy(output, batch.y, batch.mask)
+
+    def metric_sums(self, output: torch.Tensor, batch: Batch) -> dict[str, tuple[float, float]]:
+        return sequence_metric_sums(output, batch.y, batch.mask)
+
+    def decode_metrics(self, model, batch: Batch) -> dict[str, tuple[float, float]]:
+        return greedy_exact_match(model, batch, eos_id=2, pad_id=0)
+
+    def baseline(self) -> dict[str, float]:
+        return dict(self._baseline)
 
 
 def position_mode_baseline(targets: Sequence[Sequence[int]], eval_targets: Sequence[Sequence[int]]) -> dict[str, float]:

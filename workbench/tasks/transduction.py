@@ -46,10 +46,10 @@ from workbench.io.errors import DataError
 from workbench.io.tsv import read_pairs
 from workbench.io.vocab import ALL_SPECIALS, PAD, UNK, Vocab, bucketed_batches, pad_sequences, tokenize_words
 from workbench.spec import ModelIO, ModelSpec, SpecError
-from workbench.tasks.base import Batch, Task
-from workbench.tasks.textutil import (check_choice, check_classification_head, check_float, check_int,
-                                      check_token_input, greedy_exact_match, position_mode_baseline,
-                                      restore_vocab, sequence_metric_sums)
+from workbench.tasks.base import Batch
+from workbench.tasks.textutil import (GeneratedTokensTask, check_choice, check_classification_head, check_float, check_int,
+                                      check_token_input, position_mode_baseline,
+                                      restore_vocab)
 
 # ----------------------------------------------------------------------------- dates
 
@@ -167,7 +167,7 @@ class TransductionOptions:
     max_len: int = 60  # files: pairs with a longer source or target (in tokens) are left out
 
 
-class TransductionTask(Task):
+class TransductionTask(GeneratedTokensTask):
     name = "transduction"
     title = "Transduction (dates to ISO, numbers in words to digits, or sentence pairs)"
     topologies = ("encoder_decoder",)
@@ -322,14 +322,4 @@ class TransductionTask(Task):
             yield self._batch(chunk)
 
     # -- loss and metrics -------------------------------------------------------------------------
-    def loss(self, output: torch.Tensor, batch: Batch) -> torch.Tensor:
-        return self.masked_cross_entropy(output, batch.y, batch.mask)
-
-    def metric_sums(self, output: torch.Tensor, batch: Batch) -> dict[str, tuple[float, float]]:
-        return sequence_metric_sums(output, batch.y, batch.mask)
-
-    def decode_metrics(self, model, batch: Batch) -> dict[str, tuple[float, float]]:
-        return greedy_exact_match(model, batch, eos_id=2, pad_id=0)
-
-    def baseline(self) -> dict[str, float]:
-        return dict(self._baseline)
+    # loss, metric_sums, decode_metrics, baseline: GeneratedTokensTask
