@@ -1,19 +1,24 @@
 """Training throughput: the engine against a bare hand-written PyTorch loop.
 
 The same model (linear input projection -> L recurrent layers -> linear head on the last
-step, the adding problem, Adam, gradient norm clipped at 1) is trained four ways in one
-process, so that the ratios compare like with like:
+step, the adding problem, Adam, gradient norm clipped at 1) is trained several ways in
+one process, so that the ratios compare like with like:
 
-  full   the engine, all instrumentation on: layer-input taps every step
-         (log_every=1) and the exact dL/dh_t probe at its default rate (probe_every=50,
-         within the engine's default 2% probe budget)
-  taps   the engine, taps every step, no exact probe
-  off    the engine, instrumentation off (no taps, no probe)
-  bare   a hand-written loop: nn.Linear + ONE fused nn.LSTM/GRU/RNN(num_layers=L) +
-         nn.Linear, zero_grad / forward / backward / clip_grad_norm_ / Adam step (AMP
-         and a GradScaler as PyTorch's docs show them); no per-step synchronisation
+  full       the engine, all instrumentation on: layer-input taps every step
+             (log_every=1) and the exact dL/dh_t probe at its default rate (probe_every=50,
+             within the engine's default 2% probe budget)
+  full10     the same with taps every 10th step (GPU runs): the other steps run a stack
+             of identical layers as one fused kernel where the engine finds that faster
+  taps       the engine, taps every step, no exact probe
+  off        the engine, instrumentation off (no taps, no probe)
+  off_stack  off, never fused (GPU runs): what the fused path gains
+  bare       a hand-written loop: nn.Linear + ONE fused nn.LSTM/GRU/RNN(num_layers=L) +
+             nn.Linear, zero_grad / forward / backward / clip_grad_norm_ / Adam step (AMP
+             and a GradScaler as PyTorch's docs show them); no per-step synchronisation
+  bare_sync  bare, reading the loss back every step as a loop that logs it does (GPU runs)
+  bare_stack bare with L single-layer modules (GPU runs): what layer boundaries cost
 
-Printed: steps/s of each, the ratios full/bare, taps/bare, off/bare (>= 1 means the
+Printed: steps/s of each, the ratios of each to bare (>= 1 means the
 engine is faster), the share of the engine's time spent in the exact probe, one probe's
 cost in training steps (and what probing every 50 steps would cost without the budget),
 and the achieved TFLOP/s (matrix products of the recurrent layers, fwd + bwd = 3x fwd).
@@ -71,8 +76,16 @@ GPU_SIZES = {
 }
 
 
+# engine variants: (log_every, probe_every, fused_stacks: None = the engine's own choice)
+ENGINE_VARIANTS = {"full": (1, 50, None), "full10": (10, 50, None), "taps": (1, 0, None),
+                   "off": (10**9, 0, None), "off_stack": (10**9, 0, False)}
+BARE_VARIANTS = ("bare", "bare_sync", "bare_stack")
+CPU_VARIANTS = ("full", "taps", "off", "bare")
+GPU_VARIANTS = ("full", "full10", "taps", "off", "off_stack", "bare", "bare_sync", "bare_stack")
+
+
 def make_preset(cell: str, size: Size, device: str, precision: str, variant: str, steps: int, threads: int) -> Preset:
-    log_every, probe_every = {"full": (1, 50), "taps": (1, 0), "off": (10**9, 0)}[variant]
+    log_every, probe_every, _fused = ENGINE_VARIANTS[variant]
     raw = {
         "schema_version": 1, "name": f"bench-{cell}-{size.name}-{variant}",
         "data": {"task": "adding", "path": "", "options": {"seq_len": size.seq_len, "val_size": size.batch}},
@@ -100,19 +113,21 @@ def _clock(device: str) -> float:
 
 def run_engine(cell, size, device, precision, variant, steps, warmup, threads) -> dict:
     """Steps/s of the engine after ``warmup`` steps, and the probe's time."""
-    trainer = Trainer(make_preset(cell, size, device, precision, variant, warmup + steps, threads))
+    trainer = Trainer(make_preset(cell, size, device, precision, variant, warmup + steps, threads),
+                      fused_stacks=ENGINE_VARIANTS[variant][2])
     t_start, probe_time, probes, step_times, first_probe = None, 0.0, 0, [], None
     for record in trainer.run():
         kind = record["kind"]
         if kind == "step":
             if record["step"] == warmup:
                 _sync(device)
-                t_start, w_start = _clock(device), time.perf_counter()
+                t_start, w_start, c_start = _clock(device), time.perf_counter(), time.process_time()
             elif record["step"] > warmup:
                 step_times.append(record["time_s"])
             if record["step"] == warmup + steps:
                 _sync(device)
                 elapsed, wall = _clock(device) - t_start, time.perf_counter() - w_start
+                cpu = time.process_time() - c_start
         elif kind == "probe" and t_start is not None:
             probe_time += record["time_s"]
             probes += 1
@@ -122,27 +137,40 @@ def run_engine(cell, size, device, precision, variant, steps, warmup, threads) -
             raise RuntimeError(record["message"])
     return {"steps_per_s": steps / elapsed, "elapsed": elapsed, "wall_steps_per_s": steps / wall, "wall": wall,
             "probe_time": probe_time, "probes": probes, "median_step_s": statistics.median(step_times),
-            "first_probe_s": first_probe}
+            "first_probe_s": first_probe, "cpu_share": cpu / wall}
 
 
 class BareModel(nn.Module):
-    def __init__(self, cell: str, size: Size):
+    """stacked=False: ONE fused multi-layer module (the baseline); True: a list of
+    single-layer modules, as the engine has (what the layer boundaries cost by itself)."""
+
+    def __init__(self, cell: str, size: Size, stacked: bool = False):
         super().__init__()
         self.proj = nn.Linear(2, size.projection)
         kwargs = {"nonlinearity": "tanh"} if cell == "rnn_tanh" else {}
-        self.rnn = BARE[cell](size.projection, size.hidden, num_layers=size.layers, batch_first=True, **kwargs)
+        if stacked:
+            self.rnns = nn.ModuleList(
+                BARE[cell](size.projection if i == 0 else size.hidden, size.hidden, batch_first=True, **kwargs)
+                for i in range(size.layers))
+        else:
+            self.rnns = nn.ModuleList([BARE[cell](size.projection, size.hidden, num_layers=size.layers,
+                                                  batch_first=True, **kwargs)])
         self.head = nn.Linear(size.hidden, 1)
 
     def forward(self, x):
-        out, _ = self.rnn(self.proj(x))  # [B, T, H]
+        out = self.proj(x)
+        for rnn in self.rnns:
+            out, _ = rnn(out)  # [B, T, H]
         return self.head(out[:, -1])
 
 
-def run_bare(cell, size, device, precision, steps, warmup) -> dict:
-    """The hand-written loop a practitioner would write (AMP as the docs show it)."""
+def run_bare(cell, size, device, precision, steps, warmup, variant: str = "bare") -> dict:
+    """The hand-written loop a practitioner would write (AMP as the docs show it).
+    bare_sync: the same, reading the loss back every step (as a loop that logs it does);
+    bare_stack: single-layer modules instead of the fused one."""
     torch.manual_seed(0)
     dev = torch.device(device)
-    model = BareModel(cell, size).to(dev)
+    model = BareModel(cell, size, stacked=variant == "bare_stack").to(dev)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     amp = dev.type == "cuda" and precision != "fp32"
     dtype = torch.bfloat16 if precision == "bf16" else torch.float16
@@ -152,7 +180,7 @@ def run_bare(cell, size, device, precision, steps, warmup) -> dict:
     for i in range(warmup + steps):
         if i == warmup:
             _sync(device)
-            t_start, w_start = _clock(device), time.perf_counter()
+            t_start, w_start, c_start = _clock(device), time.perf_counter(), time.process_time()
         batch = make_adding_batch(size.batch, size.seq_len, gen)
         x, y = batch.x.to(dev, non_blocking=True), batch.y.to(dev, non_blocking=True)
         opt.zero_grad(set_to_none=True)
@@ -168,9 +196,12 @@ def run_bare(cell, size, device, precision, steps, warmup) -> dict:
             loss.backward()
             nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             opt.step()
+        if variant == "bare_sync":
+            loss.item()
     _sync(device)
     elapsed, wall = _clock(device) - t_start, time.perf_counter() - w_start
-    return {"steps_per_s": steps / elapsed, "elapsed": elapsed, "wall_steps_per_s": steps / wall}
+    return {"steps_per_s": steps / elapsed, "elapsed": elapsed, "wall_steps_per_s": steps / wall,
+            "cpu_share": (time.process_time() - c_start) / wall}
 
 
 def step_flops(cell: str, size: Size) -> float:
@@ -230,7 +261,7 @@ def _bare_steps(cell, size, device, precision):
 def bench_interleaved(cell, size, precision, steps, warmup, repeats, threads) -> dict:
     """CPU: the four variants take turns step by step, each timed by the CPU time of its
     own turns, so that load from other processes falls on all of them alike."""
-    variants = ("full", "taps", "off", "bare")
+    variants = CPU_VARIANTS
     results = {v: [] for v in variants}
     probe_share, probe_steps = [], []
     for _ in range(repeats):
@@ -242,7 +273,8 @@ def bench_interleaved(cell, size, precision, steps, warmup, repeats, threads) ->
         gens["bare"] = _bare_steps(cell, size, "cpu", precision)
         step_cpu = {v: [] for v in variants}
         for i in range(warmup + steps):
-            for v in variants[i % 4:] + variants[:i % 4]:  # rotate who goes first
+            k = i % len(variants)
+            for v in variants[k:] + variants[:k]:  # rotate who goes first
                 before = clocks[v].total
                 clocks[v].start()
                 next(gens[v])
@@ -262,17 +294,20 @@ def bench_interleaved(cell, size, precision, steps, warmup, repeats, threads) ->
     return _summarise(cell, size, "cpu", precision, results, probe_share, probe_steps, "cpu")
 
 
-def bench_sequential(cell, size, device, precision, steps, warmup, repeats, threads) -> dict:
+def bench_sequential(cell, size, device, precision, steps, warmup, repeats, threads,
+                     variants=GPU_VARIANTS) -> dict:
     """GPU: each variant runs on its own, one after another, repeated in rotated order;
     timed by the wall clock, synchronised at both ends."""
-    results = {v: [] for v in ("full", "taps", "off", "bare")}
+    results = {v: [] for v in variants}
+    cpu_share = {v: [] for v in variants}  # ~1: the host is the bottleneck (launch-bound)
     probe_share, probe_steps = [], []
-    order = ["full", "taps", "off", "bare"]
+    order = list(variants)
     for r in range(repeats):
-        rotated = order[r % 4:] + order[:r % 4]  # interleave: no variant always goes first
+        k = r % len(order)
+        rotated = order[k:] + order[:k]  # interleave: no variant always goes first
         for variant in rotated:
-            if variant == "bare":
-                res = run_bare(cell, size, device, precision, steps, warmup)
+            if variant in BARE_VARIANTS:
+                res = run_bare(cell, size, device, precision, steps, warmup, variant)
             else:
                 res = run_engine(cell, size, device, precision, variant, steps, warmup, threads)
                 if variant == "full":
@@ -282,20 +317,24 @@ def bench_sequential(cell, size, device, precision, steps, warmup, repeats, thre
                     elif res.get("first_probe_s"):
                         probe_steps.append(res["first_probe_s"] / res["median_step_s"])
             results[variant].append(res["steps_per_s"])
-    return _summarise(cell, size, device, precision, results, probe_share, probe_steps,
-                      "wall" if device.startswith("cuda") else "cpu")
+            cpu_share[variant].append(res["cpu_share"])
+    row = _summarise(cell, size, device, precision, results, probe_share, probe_steps,
+                     "wall" if device.startswith("cuda") else "cpu")
+    row["cpu_share"] = {v: statistics.median(x) for v, x in cpu_share.items()}
+    return row
 
 
 def _summarise(cell, size, device, precision, results, probe_share, probe_steps, clock) -> dict:
     med = {v: statistics.median(xs) for v, xs in results.items()}
-    ratios = {v: [a / b for a, b in zip(results[v], results["bare"])] for v in ("full", "taps", "off")}
+    others = [v for v in results if v != "bare"]
+    ratios = {v: [a / b for a, b in zip(results[v], results["bare"])] for v in others}
     flops = step_flops(cell, size)
     cost = statistics.median(probe_steps) if probe_steps else float("nan")
     return {
         "cell": cell, "size": size.name, "device": device, "precision": precision,
         "shape": f"{size.layers}x{size.hidden} T={size.seq_len} B={size.batch}",
         "steps_per_s": med, "runs": results, "clock": clock,
-        "ratio": {v: med[v] / med["bare"] for v in ("full", "taps", "off")},
+        "ratio": {v: med[v] / med["bare"] for v in others},
         "ratio_spread": {v: (min(x), max(x)) for v, x in ratios.items()},
         "probe_share": statistics.median(probe_share) if probe_share else 0.0,
         "probe_cost_steps": cost,
@@ -304,29 +343,38 @@ def _summarise(cell, size, device, precision, results, probe_share, probe_steps,
     }
 
 
-def bench_config(cell, size, device, precision, steps, warmup, repeats, threads, sequential=False) -> dict:
+def bench_config(cell, size, device, precision, steps, warmup, repeats, threads, sequential=False,
+                 variants=GPU_VARIANTS) -> dict:
     if device == "cpu" and not sequential:
         return bench_interleaved(cell, size, precision, steps, warmup, repeats, threads)
-    return bench_sequential(cell, size, device, precision, steps, warmup, repeats, threads)
+    return bench_sequential(cell, size, device, precision, steps, warmup, repeats, threads, variants)
 
 
 def print_table(rows: list[dict]) -> None:
     print()
-    print(f"{'cell':<9}{'size':<8}{'shape':<24}{'prec':<6}{'bare st/s':>10}{'full/bare':>10}{'taps/bare':>10}"
-          f"{'off/bare':>9}{'probe%':>8}{'probe=steps':>12}{'@50 raw':>8}{'TF/s full':>10}{'TF/s bare':>10}")
+    shown = [v for v in GPU_VARIANTS if v != "bare" and any(v in r["ratio"] for r in rows)]
+    print(f"{'cell':<9}{'size':<8}{'shape':<24}{'prec':<6}{'bare st/s':>10}"
+          + "".join(f"{v + '/bare':>{max(11, len(v) + 7)}}" for v in shown)
+          + f"{'probe%':>8}{'probe=steps':>12}{'@50 raw':>8}{'TF/s full':>10}{'TF/s bare':>10}")
     for r in rows:
         print(f"{r['cell']:<9}{r['size']:<8}{r['shape']:<24}{r['precision']:<6}{r['steps_per_s']['bare']:>10.1f}"
-              f"{r['ratio']['full']:>10.3f}{r['ratio']['taps']:>10.3f}{r['ratio']['off']:>9.3f}"
-              f"{100 * r['probe_share']:>7.1f}%{r['probe_cost_steps']:>12.1f}{100 * r['probe_unthrottled']:>7.1f}%"
+              + "".join(f"{r['ratio'].get(v, float('nan')):>{max(11, len(v) + 7)}.3f}" for v in shown)
+              + f"{100 * r['probe_share']:>7.1f}%{r['probe_cost_steps']:>12.1f}{100 * r['probe_unthrottled']:>7.1f}%"
               f"{r['tflops']['full']:>10.3g}{r['tflops']['bare']:>10.3g}")
-    print("ratios: engine steps/s over bare steps/s (medians; >= 1 means the engine is faster). "
-          "probe%: share of the full engine's time spent in the exact probe (the engine keeps it within its "
-          "2% budget by postponing probes); probe=steps: one probe's time in median training steps; "
-          "@50 raw: what probing every 50 steps would cost without the budget.")
+    print("ratios: steps/s over bare steps/s (medians; >= 1 means faster than the bare loop). full: taps every "
+          "step + the exact probe; full10: the same with taps every 10th step (the other steps run stacks of "
+          "identical layers as one fused kernel where the engine finds that faster); taps: no probe; off: no "
+          "instrumentation; off_stack: off, never fused; bare_sync: the bare loop reading its loss every step; "
+          "bare_stack: the bare loop with single-layer modules. probe%: share of the full engine's time spent in "
+          "the exact probe (kept within a 2% budget by postponing probes); probe=steps: one probe's time in "
+          "median training steps; @50 raw: what probing every 50 steps would cost without the budget.")
     for r in rows:
         spread = ", ".join(f"{v} {lo:.3f}..{hi:.3f}" for v, (lo, hi) in r["ratio_spread"].items())
         print(f"  {r['cell']} {r['size']} {r['precision']}: timed by the {r['clock']} clock; per-repeat ratio "
               f"ranges: {spread}")
+        if "cpu_share" in r:
+            print("      host CPU time / wall time (near 1: bound by the host, not the GPU): "
+                  + ", ".join(f"{v} {x:.2f}" for v, x in r["cpu_share"].items()))
 
 
 def main(argv=None) -> int:
@@ -339,6 +387,8 @@ def main(argv=None) -> int:
     ap.add_argument("--warmup", type=int, default=None, help="untimed steps first (default: cpu 5, gpu 10)")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (cpu runs)")
+    ap.add_argument("--variants", default=None, help=f"GPU: comma list of {','.join(GPU_VARIANTS)} "
+                    "(default all; full and bare are always run)")
     ap.add_argument("--json", help="also write the results here")
     ap.add_argument("--sequential", action="store_true",
                     help="on the CPU too, time the variants one after another as on a GPU (a dry run of that path)")
@@ -352,6 +402,13 @@ def main(argv=None) -> int:
     table = GPU_SIZES if args.gpu else CPU_SIZES
     sizes = [table[s] for s in (args.sizes.split(",") if args.sizes else table)]
     precisions = (args.precisions or ("fp32,bf16,fp16" if args.gpu else "fp32")).split(",")
+    variants = GPU_VARIANTS
+    if args.variants:
+        asked = set(args.variants.split(",")) | {"full", "bare"}
+        unknown = asked - set(GPU_VARIANTS)
+        if unknown:
+            ap.error(f"unknown variants {sorted(unknown)}; known: {', '.join(GPU_VARIANTS)}")
+        variants = tuple(v for v in GPU_VARIANTS if v in asked)
     steps = args.steps or (100 if args.gpu else 200)
     warmup = args.warmup if args.warmup is not None else (10 if args.gpu else 5)
     print(f"torch {torch.__version__}, device {device}"
@@ -364,7 +421,7 @@ def main(argv=None) -> int:
                 t0 = time.perf_counter()
                 try:
                     row = bench_config(cell, size, device, precision, steps, warmup, args.repeats, args.threads,
-                                       args.sequential)
+                                       args.sequential, variants)
                 except Exception as exc:  # noqa: BLE001 - one failing case must not hide the rest
                     print(f"  {cell} {size.name} {precision}: FAILED {type(exc).__name__}: {exc}", flush=True)
                     continue

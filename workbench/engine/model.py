@@ -15,6 +15,7 @@ cuDNN runs it on a GPU and every layer boundary is a tensor the trainer can obse
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 
 import torch
@@ -137,8 +138,25 @@ def unrolled_layer(rnn: nn.RNNBase, cell: str, x: torch.Tensor, state=None, gate
 # ----------------------------------------------------------------------------- stacks
 
 
+# The fused multi-layer kernels, called with the per-layer modules' own parameters.
+_FUSED_KERNELS = {"rnn_tanh": torch._VF.rnn_tanh, "rnn_relu": torch._VF.rnn_relu,
+                  "lstm": torch._VF.lstm, "gru": torch._VF.gru}
+# cuDNN copies parameters that do not share one buffer into one at each fused call, and
+# says so each time; here that is by design (the copy costs about one optimizer read of
+# the weights), so the warning would only alarm the user.
+warnings.filterwarnings("ignore", message="RNN module weights are not part of single contiguous chunk")
+
+
 class RecurrentStack(nn.Module):
-    """A stack of single-layer recurrent modules with dropout after each."""
+    """A stack of single-layer recurrent modules with dropout after each.
+
+    ``fused``: when set, a forward that records nothing (no taps, not unrolled) of a
+    stack of identical layers runs as ONE multi-layer kernel over the same parameters,
+    as ``nn.LSTM(num_layers=L)`` would. On a GPU the fused cuDNN kernel overlaps the
+    layers (layer l+1 reads step t while layer l computes step t+1), which a stack of
+    single-layer calls cannot; the trainer sets it for the steps where that is faster
+    and nothing at the layer boundaries is observed. The numbers are the same up to
+    rounding; with dropout, the masks between layers are drawn by the kernel instead."""
 
     def __init__(self, layers: list[LayerSpec], input_size: int):
         super().__init__()
@@ -150,6 +168,34 @@ class RecurrentStack(nn.Module):
             self.dropouts.append(nn.Dropout(layer.dropout))
             input_size = layer.hidden_size * (2 if layer.bidirectional else 1)
         self.output_size = input_size
+        self.fused = False
+        first = self.specs[0]
+        # one multi-layer kernel: same cell, width and direction everywhere, and one
+        # dropout rate between the layers (the kernel takes one); the top layer's own
+        # dropout is applied after it, as in the stack
+        self.fusable = len(self.specs) > 1 and all(
+            (l.cell, l.hidden_size, l.bidirectional) == (first.cell, first.hidden_size, first.bidirectional)
+            for l in self.specs) and len({l.dropout for l in self.specs[:-1]}) == 1
+
+    def _fused_forward(self, x: torch.Tensor, initial: list | None):
+        """The whole stack in one multi-layer kernel call. x [B, T, In] -> as forward()."""
+        first = self.specs[0]
+        L, D, H = len(self.rnns), 2 if first.bidirectional else 1, first.hidden_size
+        lstm = first.cell == "lstm"
+        zeros = x.new_zeros(D, x.shape[0], H)
+        states = list(initial) if initial is not None else [None] * L
+        h0 = torch.cat([(s[0] if lstm else s) if s is not None else zeros for s in states])  # [L*D, B, H]
+        weights = [w for rnn in self.rnns for w in rnn._flat_weights]  # layer by layer, as the kernel wants
+        p = first.dropout
+        kernel = _FUSED_KERNELS[first.cell]
+        if lstm:
+            c0 = torch.cat([s[1] if s is not None else zeros for s in states])
+            out, hn, cn = kernel(x, (h0, c0), weights, True, L, p, self.training, first.bidirectional, True)
+            finals = [(hn[l * D:(l + 1) * D], cn[l * D:(l + 1) * D]) for l in range(L)]
+        else:
+            out, hn = kernel(x, h0, weights, True, L, p, self.training, first.bidirectional, True)
+            finals = [hn[l * D:(l + 1) * D] for l in range(L)]
+        return self.dropouts[-1](out), finals
 
     def forward(self, x: torch.Tensor, initial: list | None = None, taps: list | None = None,
                 unrolled_states: list | None = None):
@@ -158,6 +204,8 @@ class RecurrentStack(nn.Module):
         taps: if a list, each layer's input sequence is appended to it.
         unrolled_states: if a list, the layers run step by step and each layer's
         per-direction per-step hidden states are appended to it (the exact probe)."""
+        if self.fused and self.fusable and taps is None and unrolled_states is None:
+            return self._fused_forward(x, initial)
         finals = []
         for i, (rnn, drop) in enumerate(zip(self.rnns, self.dropouts)):
             if taps is not None:
@@ -369,6 +417,12 @@ class RecurrentModel(nn.Module):
         if self.decoder is not None:
             return [("layers", self.encoder), ("decoder_layers", self.decoder)]
         return [("layers", self.encoder)]
+
+    def set_fused_stacks(self, on: bool) -> None:
+        """Run stacks of identical layers as one multi-layer kernel whenever a forward
+        records nothing at the layer boundaries (see RecurrentStack)."""
+        for _prefix, stack in self.named_stacks():
+            stack.fused = on
 
     def recurrent_layers(self) -> list[tuple[str, LayerSpec, nn.RNNBase]]:
         out = []

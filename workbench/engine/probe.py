@@ -95,39 +95,39 @@ def _param_group(pname: str) -> str:
     return "bias"
 
 
-@torch.no_grad()
-def param_grad_norm_tensors(model: RecurrentModel) -> tuple[list[tuple[str, str]], torch.Tensor | None]:
+class ParamGradNorms:
     """Per recurrent layer and group (forward W_ih / recurrent W_hh / bias), the L2 norm
-    of the gradients, both directions together: (keys [(layer, group)], float32 [K])."""
-    keys = [(layer, group) for layer, _spec, _rnn in model.recurrent_layers() for group in PARAM_GROUPS]
-    grads, index = [], []
-    for li, (_layer, _spec, rnn) in enumerate(model.recurrent_layers()):
-        for pname, p in rnn.named_parameters():
-            if p.grad is not None:
-                grads.append(p.grad)
+    of the gradients, both directions together. Made once per model (the walk over its
+    modules and the group index are per-step Python and host-to-device work otherwise);
+    calling it gives (keys [(layer, group)], float32 [K] on the device, or None)."""
+
+    def __init__(self, model: RecurrentModel):
+        self.keys = [(layer, group) for layer, _spec, _rnn in model.recurrent_layers() for group in PARAM_GROUPS]
+        self.params, index = [], []
+        for li, (_layer, _spec, rnn) in enumerate(model.recurrent_layers()):
+            for pname, p in rnn.named_parameters():
+                self.params.append(p)
                 index.append(li * len(PARAM_GROUPS) + PARAM_GROUPS.index(_param_group(pname)))
-    if not keys:
-        return [], None
-    device = next(model.parameters()).device
-    squares = torch.zeros(len(keys), device=device, dtype=torch.float32)
-    if grads:
-        # one multi-tensor kernel for all norms, then sum the squares per group
-        norms = torch.stack([n.float() for n in torch._foreach_norm(grads)])
-        squares.index_add_(0, _index_tensor(tuple(index), device), norms.pow(2))
-    return keys, squares.sqrt()
+        self.device = next(model.parameters()).device
+        self.index = torch.tensor(index, dtype=torch.long, device=self.device)  # [P] -> group slot
+
+    @torch.no_grad()
+    def __call__(self) -> tuple[list[tuple[str, str]], torch.Tensor | None]:
+        if not self.keys:
+            return [], None
+        present = [i for i, p in enumerate(self.params) if p.grad is not None]
+        squares = torch.zeros(len(self.keys), device=self.device, dtype=torch.float32)
+        if present:
+            index = self.index if len(present) == len(self.params) else self.index[present]
+            # one multi-tensor kernel for all norms, then sum the squares per group
+            norms = torch.stack(torch._foreach_norm([self.params[i].grad for i in present])).float()
+            squares.index_add_(0, index, norms.pow(2))
+        return self.keys, squares.sqrt()
 
 
-_INDEX_CACHE: dict = {}
-
-
-def _index_tensor(index: tuple[int, ...], device: torch.device) -> torch.Tensor:
-    """The group index as a device tensor, made once (not a host-to-device copy per step)."""
-    key = (index, str(device))
-    if key not in _INDEX_CACHE:
-        if len(_INDEX_CACHE) > 64:
-            _INDEX_CACHE.clear()
-        _INDEX_CACHE[key] = torch.tensor(index, device=device)
-    return _INDEX_CACHE[key]
+def param_grad_norm_tensors(model: RecurrentModel) -> tuple[list[tuple[str, str]], torch.Tensor | None]:
+    """ParamGradNorms, once: (keys [(layer, group)], float32 [K] on the device, or None)."""
+    return ParamGradNorms(model)()
 
 
 def param_grad_norms(model: RecurrentModel) -> dict[str, dict[str, float]]:

@@ -53,7 +53,7 @@ from workbench.engine import checkpoint as ckpt
 from workbench.engine import distributed
 from workbench.engine.model import RecurrentModel, build_model
 from workbench.engine.resources import check_training_memory
-from workbench.engine.probe import (TapNormHooks, exact_hidden_grad_norm_tensors, param_grad_norm_tensors,
+from workbench.engine.probe import (ParamGradNorms, TapNormHooks, exact_hidden_grad_norm_tensors,
                                     to_host, unpack_param_norms)
 from workbench.spec import Preset, SpecError, TrainSpec
 from workbench.tasks import make_task
@@ -238,12 +238,14 @@ class Trainer:
     is postponed past ``probe_every`` when it would take more; 2% by default, so that
     the fully instrumented engine stays within 5% of a bare loop); None = probe exactly
     every ``probe_every`` steps. ``clock`` measures that share (a benchmark that
-    interleaves several trainers gives each its own)."""
+    interleaves several trainers gives each its own). ``fused_stacks``: run the steps
+    that record no taps through one multi-layer kernel (RecurrentStack.fused); None =
+    where that is faster (CUDA, fp32)."""
 
     def __init__(self, preset: Preset, run_dir: str | Path | None = None, control: TrainControl | None = None,
                  task: Task | None = None, resume: bool = False,
                  callbacks: tuple[Callable[[dict], None], ...] = (), probe_budget: float | None = 0.02,
-                 clock: Callable[[], float] = time.perf_counter):
+                 clock: Callable[[], float] = time.perf_counter, fused_stacks: bool | None = None):
         self.preset = preset
         self.train = preset.train
         self.run_dir = Path(run_dir) if run_dir else None
@@ -252,6 +254,7 @@ class Trainer:
         self.resume = resume
         self.probe_budget = probe_budget
         self.clock = clock
+        self.fused_stacks = fused_stacks
         self.task = task or make_task(preset)
         self.state = TrainerState()
         self.model: RecurrentModel | None = None
@@ -289,11 +292,20 @@ class Trainer:
             raise TrainingError(f"out of memory on {self.device} while building the model: use smaller layers "
                                 f"or embeddings") from None
         self.params = [p for p in self.model.parameters() if p.requires_grad]
+        self._param_norms = ParamGradNorms(self.model)
         self.optimizer = make_optimizer(self.params, t)
         amp_on = self.device.type == "cuda" and t.precision != "fp32"
         self.amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(t.precision) if amp_on else None
         self.precision = t.precision if amp_on else "fp32"
         self.scaler = torch.amp.GradScaler("cuda") if amp_on and t.precision == "fp16" else None
+        # Steps that record no taps run stacks of identical layers as one fused kernel
+        # where that is faster: on CUDA in fp32, where cuDNN's multi-layer kernel overlaps
+        # the layers (bench/throughput.py measures both paths). In bf16/fp16 the single-
+        # layer calls measured faster; on the CPU the two are the same loop over layers.
+        fused = self.fused_stacks
+        if fused is None:
+            fused = self.device.type == "cuda" and self.precision == "fp32"
+        self.model.set_fused_stacks(fused)
         # The weights before the last optimizer update, kept on the device: if an update
         # makes them non-finite, these are the last good weights.
         self._snapshot = [p.detach().clone() for p in self.params]
@@ -572,7 +584,8 @@ class Trainer:
         for group in opt.param_groups:
             group["lr"] = lr
         instrument = (step + 1) % t.log_every == 0
-        model.train()
+        if not model.training:  # (a walk over every module: only after an evaluation)
+            model.train()
         model.tap_inputs = instrument
         t0 = time.perf_counter()
         opt.zero_grad(set_to_none=True)
@@ -592,7 +605,7 @@ class Trainer:
         taps, param_keys = [], []
         if instrument:
             taps = hooks.tensors()
-            param_keys, param_norms = param_grad_norm_tensors(model)
+            param_keys, param_norms = self._param_norms()
             pieces += [norms for _name, norms in taps]
             if param_norms is not None:
                 pieces.append(param_norms)
