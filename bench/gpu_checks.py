@@ -158,8 +158,7 @@ def fused_training() -> str:
     """fp32 on CUDA, identical layers, taps every 5th step: the other steps run fused."""
     raw = preset("lstm", "fp32", steps=10, log_every=5).to_dict()
     raw["model"]["layers"] = [{"cell": "lstm", "hidden_size": 32, "dropout": 0.1}] * 3
-    # on CUDA in fp32 the engine chooses the fused path itself; a CPU dry run asks for it
-    trainer = Trainer(Preset.from_dict(raw), probe_budget=None, fused_stacks=None if DEVICE == "cuda" else True)
+    trainer = Trainer(Preset.from_dict(raw), probe_budget=None, fused_stacks=True)
     records = list(trainer.run())
     assert trainer.model.encoder.fused and trainer.model.encoder.fusable
     steps = [r for r in records if r["kind"] == "step"]
@@ -168,6 +167,21 @@ def fused_training() -> str:
     tapped = [r["step"] for r in steps if "timestep_grad_norms" in r]
     assert tapped == [5, 10], tapped
     return f"loss {steps[0]['loss']:.3f} -> {steps[-1]['loss']:.3f}, taps at steps {tapped}"
+
+
+def stack_path_timed() -> str:
+    """On CUDA the engine times untapped steps both ways and keeps the faster."""
+    raw = preset("lstm", "fp32", steps=16, log_every=100, probe_every=0).to_dict()
+    raw["model"]["layers"] = [{"cell": "lstm", "hidden_size": 256}] * 2
+    trainer = Trainer(Preset.from_dict(raw))
+    end = list(trainer.run())[-1]
+    tuner = trainer._path_tuner
+    if DEVICE != "cuda":
+        assert tuner is None and end["fused_stacks"] is False
+        return "no timing on the CPU"
+    assert tuner is not None and tuner.choice is not None and end["fused_stacks"] == tuner.choice, end
+    ms = {k: 1e3 * float(np.median(v)) for k, v in tuner.times.items()}
+    return f"fused {ms[True]:.2f} ms vs single-layer calls {ms[False]:.2f} ms: fused {tuner.choice}"
 
 
 def main() -> int:
@@ -186,6 +200,7 @@ def main() -> int:
     check("bidirectional gru bf16", bidirectional_stack)
     check("fused stack == single-layer stack", fused_matches_stack)
     check("fused training steps fp32", fused_training)
+    check("fused or not, by timing", stack_path_timed)
     print(f"gpu_checks: {len(FAILED)} failed" + (f": {', '.join(FAILED)}" if FAILED else ""), flush=True)
     return 1 if FAILED else 0
 

@@ -195,7 +195,7 @@ class RecurrentStack(nn.Module):
         else:
             out, hn = kernel(x, h0, weights, True, L, p, self.training, first.bidirectional, True)
             finals = [hn[l * D:(l + 1) * D] for l in range(L)]
-        return self.dropouts[-1](out), finals
+        return (self.dropouts[-1](out) if self.dropouts[-1].p else out), finals
 
     def forward(self, x: torch.Tensor, initial: list | None = None, taps: list | None = None,
                 unrolled_states: list | None = None):
@@ -216,7 +216,8 @@ class RecurrentStack(nn.Module):
                 unrolled_states.append(states)
             else:
                 x, final = rnn(x, state)
-            x = drop(x)
+            if drop.p:  # (a zero-rate dropout is still a dispatched op)
+                x = drop(x)
             finals.append(final)
         return x, finals
 

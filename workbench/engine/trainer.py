@@ -9,8 +9,8 @@ Record kinds (``record["kind"]``):
   start       device, precision, parameters, total_steps, step, resumed_from, layers, ...
   step        step, loss, lr, time_s, units_per_s, grad_norm, grad_norm_clipped, clipped,
               epoch; every ``train.log_every`` steps also timestep_grad_norms {layer: [T]}
-              and param_grad_norms {layer: {forward, recurrent, bias}}; with fp16 a step
-              the grad scaler skipped has scaler_skipped True
+              and param_grad_norms {layer: {forward, recurrent, bias}} (after clipping);
+              with fp16 a step the grad scaler skipped has scaler_skipped True
   probe       step, hidden_grad_norms {layer: [T]} (exact dL/dh_t), time_s; the first comes
               before the first update (step 0: the profile at init), then every
               probe_every steps
@@ -19,12 +19,16 @@ Record kinds (``record["kind"]``):
               restored (the weights were rolled back), message
   checkpoint  step, path, final
   end         step, status ("finished" / "stopped" / "failed"), time_s, last_loss,
-              metrics, message
+              metrics, message, fused_stacks (see below)
 
 What a step costs beyond bare PyTorch: everything it reports (loss, gradient norms,
 the layer-input gradient norms and per-layer parameter norms) is reduced on the device
 and moved to the host in ONE transfer, which is also the step's only synchronisation
-(the non-finite guard needs the loss before the optimizer step). The exact probe is
+(the non-finite guard needs the loss before the optimizer step). The taps need each
+layer boundary as a tensor, so tapped steps run a stack as single-layer calls; steps
+between taps (``log_every`` > 1) may run a stack of identical layers as one fused
+multi-layer kernel, which on CUDA is chosen by timing both (StackPathTuner; the end
+record's fused_stacks says what was kept). The exact probe is
 sampled every ``probe_every`` steps, and postponed whenever the time spent probing would
 exceed ``probe_budget`` (2%) of the training time so far.
 
@@ -40,6 +44,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import statistics
 import threading
 import time
 from dataclasses import dataclass, field
@@ -231,6 +236,32 @@ def _detach_states(states: list) -> list:
     return [tuple(x.detach() for x in s) if isinstance(s, tuple) else s.detach() for s in states]
 
 
+class StackPathTuner:
+    """Picks, by timing, how untapped steps run stacks of identical layers: as single-
+    layer calls (False) or one fused multi-layer kernel (True). Two warm-up steps (one
+    each: cuDNN plans its kernels on first use), then ``samples`` timed steps of each,
+    alternating; the faster median wins and ``choice`` is set."""
+
+    def __init__(self, samples: int = 4):
+        self.samples = samples
+        self.seen = 0
+        self.times: dict[bool, list[float]] = {False: [], True: []}
+        self.choice: bool | None = None
+
+    def next_path(self) -> bool:
+        return self.seen % 2 == 1 if self.choice is None else self.choice
+
+    def timed(self, seconds: float) -> bool | None:
+        """The step that ran next_path() took ``seconds``; returns the choice once made."""
+        if self.choice is None:
+            if self.seen >= 2:
+                self.times[self.seen % 2 == 1].append(seconds)
+            self.seen += 1
+            if self.seen >= 2 + 2 * self.samples:
+                self.choice = statistics.median(self.times[True]) < statistics.median(self.times[False])
+        return self.choice
+
+
 class Trainer:
     """Train ``preset``'s model on its task. Iterate ``run()`` for the records.
 
@@ -240,7 +271,7 @@ class Trainer:
     every ``probe_every`` steps. ``clock`` measures that share (a benchmark that
     interleaves several trainers gives each its own). ``fused_stacks``: run the steps
     that record no taps through one multi-layer kernel (RecurrentStack.fused); None =
-    where that is faster (CUDA, fp32)."""
+    on CUDA, whichever way the first such steps time faster (StackPathTuner)."""
 
     def __init__(self, preset: Preset, run_dir: str | Path | None = None, control: TrainControl | None = None,
                  task: Task | None = None, resume: bool = False,
@@ -298,17 +329,23 @@ class Trainer:
         self.amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(t.precision) if amp_on else None
         self.precision = t.precision if amp_on else "fp32"
         self.scaler = torch.amp.GradScaler("cuda") if amp_on and t.precision == "fp16" else None
-        # Steps that record no taps run stacks of identical layers as one fused kernel
-        # where that is faster: on CUDA in fp32, where cuDNN's multi-layer kernel overlaps
-        # the layers (bench/throughput.py measures both paths). In bf16/fp16 the single-
-        # layer calls measured faster; on the CPU the two are the same loop over layers.
-        fused = self.fused_stacks
-        if fused is None:
-            fused = self.device.type == "cuda" and self.precision == "fp32"
-        self.model.set_fused_stacks(fused)
+        # Steps that record no taps may run stacks of identical layers as one fused
+        # kernel. Which is faster depends on the GPU, the sizes and the precision (on an
+        # H200: fused 1.3x faster for an fp32 2x1024 LSTM, 8% slower for a 2x128 one, and
+        # slower in bf16; bench/throughput.py), so on CUDA the first untapped steps time
+        # both and keep the faster, as cudnn.benchmark does for convolutions. On the CPU
+        # both are the same loop over layers: no fusing.
+        fusable = any(stack.fusable for _name, stack in self.model.named_stacks())
+        self._path_tuner = None
+        if self.fused_stacks is None and fusable and self.device.type == "cuda":
+            self._path_tuner = StackPathTuner()
+        self.model.set_fused_stacks(bool(self.fused_stacks))
         # The weights before the last optimizer update, kept on the device: if an update
         # makes them non-finite, these are the last good weights.
-        self._snapshot = [p.detach().clone() for p in self.params]
+        # detached views of the parameters, made once: they follow every in-place update
+        # (optimizer, restore, load) and spare a detach() per parameter per step
+        self._param_data = [p.detach() for p in self.params]
+        self._snapshot = [p.clone() for p in self._param_data]
         self._updated = False  # whether an update was made since the snapshot was last restored
         self._last_update_step = 0
         self.cursor = _DataCursor(self.task, t.batch_size, self.generator)
@@ -348,7 +385,7 @@ class Trainer:
             # replaying the data must not move the global RNG (dropout) off its saved state
             torch.set_rng_state(saved["torch_rng"])
         with torch.no_grad():
-            torch._foreach_copy_(self._snapshot, [p.detach() for p in self.params])
+            torch._foreach_copy_(self._snapshot, self._param_data)
 
     def _autocast(self):
         if self.amp_dtype is None:
@@ -437,7 +474,14 @@ class Trainer:
         elapsed = time.perf_counter() - started
         yield self._emit({"kind": "end", "step": self.state.step, "status": status, "message": message,
                           "time_s": elapsed, "last_loss": last_loss, "epoch": self.state.epoch,
-                          "metrics": {k: v for k, v in final.items() if k not in ("kind", "step")}})
+                          "metrics": {k: v for k, v in final.items() if k not in ("kind", "step")},
+                          "fused_stacks": self._fused_in_use()})
+
+    def _fused_in_use(self) -> bool | None:
+        """Whether untapped steps ran stacks as one fused kernel (None: not yet timed)."""
+        if self._path_tuner is not None:
+            return self._path_tuner.choice
+        return any(stack.fused and stack.fusable for _name, stack in self.model.named_stacks())
 
     def _probe_due(self, step: int) -> bool:
         every = self.train.probe_every
@@ -587,6 +631,9 @@ class Trainer:
         if not model.training:  # (a walk over every module: only after an evaluation)
             model.train()
         model.tap_inputs = instrument
+        tuning = self._path_tuner is not None and not instrument and self._path_tuner.choice is None
+        if tuning:
+            model.set_fused_stacks(self._path_tuner.next_path())
         t0 = time.perf_counter()
         opt.zero_grad(set_to_none=True)
         with self._autocast():
@@ -611,6 +658,10 @@ class Trainer:
                 pieces.append(param_norms)
         dtype = torch.float64 if any(p.dtype == torch.float64 for p in pieces) else torch.float32
         host = torch.cat([p.to(dtype) for p in pieces]).cpu().numpy()  # the step's one synchronisation
+        if tuning:  # forward + backward are done by now: time this path
+            choice = self._path_tuner.timed(time.perf_counter() - t0)
+            if choice is not None:
+                model.set_fused_stacks(choice)
         model.tap_inputs = False
         model.probe = None
         loss_value, norm_value, clipped_value = (float(v) for v in host[:3])
@@ -622,7 +673,7 @@ class Trainer:
                 return self._non_finite(step, "gradients", f"the gradient norm is {norm_value}")
             scaler_skipped = True  # fp16 overflow: the scaler skips this step and lowers its scale
         with torch.no_grad():
-            torch._foreach_copy_(self._snapshot, [p.detach() for p in self.params])
+            torch._foreach_copy_(self._snapshot, self._param_data)
         if self.scaler is not None:
             self.scaler.step(opt)
             self.scaler.update()
@@ -695,14 +746,14 @@ class Trainer:
         if not self._updated:
             return False
         with torch.no_grad():
-            torch._foreach_copy_([p.data for p in self.params], self._snapshot)
+            torch._foreach_copy_(self._param_data, self._snapshot)
         self._updated = False
         return True
 
     def _restore_if_non_finite(self) -> bool:
         """Roll back only if the weights are not all finite (an update blew them up)."""
         with torch.no_grad():
-            norms = torch._foreach_norm([p.detach() for p in self.params])
+            norms = torch._foreach_norm(self._param_data)
             if bool(torch.isfinite(torch.stack(norms)).all()):
                 return False
         return self._roll_back()
@@ -773,7 +824,7 @@ class Trainer:
 def _total_norm(tensors: list[torch.Tensor]) -> torch.Tensor:
     """Global L2 norm of a list of tensors, as a float32 0-d tensor on their device."""
     norms = torch._foreach_norm(tensors)
-    return torch.linalg.vector_norm(torch.stack([n.float() for n in norms]))
+    return torch.linalg.vector_norm(torch.stack(norms).float())  # (stack promotes mixed dtypes)
 
 
 def default_cpu_threads(leave_free: int = 0) -> int:
