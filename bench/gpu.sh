@@ -84,20 +84,21 @@ fi
 if "$PY" -c 'import pytest' >/dev/null 2>&1; then
   # the same tests as on the CPU, with every model and batch on the GPU, in float64
   section probe_vs_autograd_cuda 70 env WORKBENCH_TEST_DEVICE=cuda "$PY" -m pytest -q -x -p no:cacheprovider \
-    -o addopts="" tests/engine/test_probe.py
+    -o addopts="" tests/engine/test_probe.py tests/engine/test_fused.py tests/engine/test_graphs.py
 else
   echo "pytest is not importable: skipping the probe-vs-autograd tests on CUDA"
 fi
-section engine_checks_cuda 60 "$PY" bench/gpu_checks.py
+section engine_checks_cuda 90 "$PY" bench/gpu_checks.py
 
 # --- throughput (the table is printed last) ----------------------------------------------
 section throughput_small_medium 150 "$PY" bench/throughput.py --gpu --sizes small,medium --cells lstm \
-  --precisions fp32,bf16 --steps 60 --warmup 10 --repeats 2 --json "$LOGDIR/throughput_sm.json"
-section throughput_cells 100 "$PY" bench/throughput.py --gpu --sizes medium --cells gru,rnn_tanh \
-  --precisions fp32,bf16 --variants full,full10,off,off_stack,bare --steps 40 --warmup 8 --repeats 2 \
+  --precisions fp32,bf16 --steps 50 --warmup 10 --repeats 2 --json "$LOGDIR/throughput_sm.json"
+section throughput_cells 90 "$PY" bench/throughput.py --gpu --sizes medium --cells gru,rnn_tanh \
+  --precisions fp32,bf16 --variants full,full10,off,bare --steps 30 --warmup 8 --repeats 2 \
   --json "$LOGDIR/throughput_cells.json"
-section throughput_large 100 "$PY" bench/throughput.py --gpu --sizes large --cells lstm \
-  --precisions fp32,bf16 --steps 20 --warmup 4 --repeats 2 --json "$LOGDIR/throughput_large.json"
+section throughput_large 100 "$PY" bench/throughput.py --gpu --sizes large --cells lstm --precisions fp32,bf16 \
+  --variants full,full_eager,full10,off,off_stack,bare,bare_stack --steps 20 --warmup 4 --repeats 2 \
+  --json "$LOGDIR/throughput_large.json"
 
 echo
 echo "=== throughput, all cases (engine steps/s over bare fused-module steps/s; >= 1: the engine is faster)"

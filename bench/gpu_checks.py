@@ -184,6 +184,60 @@ def stack_path_timed() -> str:
     return f"fused {ms[True]:.2f} ms vs single-layer calls {ms[False]:.2f} ms: fused {tuner.choice}"
 
 
+def graphs_match_eager() -> str:
+    """Steps replayed from CUDA graphs train exactly as launched ones: the same losses,
+    norms and taps, fp32 and bf16, taps every step and every third."""
+    if DEVICE != "cuda":
+        return "CUDA graphs need CUDA: nothing to compare on the CPU"
+    worst, replays = 0.0, []
+    for precision in ("fp32", "bf16"):
+        for log_every in (1, 3):
+            raw = preset("lstm", precision, steps=12, log_every=log_every, probe_every=0).to_dict()
+            raw["model"]["layers"] = [{"cell": "lstm", "hidden_size": 64}] * 2
+            runs = {}
+            for graphs in (False, True):
+                records = list(Trainer(Preset.from_dict(raw), cuda_graphs=graphs, fused_stacks=False).run())
+                end = records[-1]
+                assert end["status"] == "finished" and "graphs_off" not in end, end
+                steps = [r for r in records if r["kind"] == "step"]
+                runs[graphs] = (steps, end)
+            (eager, _), (graphed, end) = runs[False], runs[True]
+            assert end["graph_replays"] >= 6, end  # warm-up steps run eagerly, the rest replay
+            replays.append(end["graph_replays"])
+            for a, b in zip(eager, graphed):
+                for key in ("loss", "grad_norm", "grad_norm_clipped"):
+                    err = abs(a[key] - b[key]) / max(abs(a[key]), 1e-12)
+                    worst = max(worst, err)
+                    assert err < 1e-4, (precision, log_every, a["step"], key, a[key], b[key])
+                for layer, arr in a.get("timestep_grad_norms", {}).items():
+                    other = b["timestep_grad_norms"][layer]
+                    err = float(np.max(np.abs(arr - other) / np.maximum(np.abs(arr), 1e-12)))
+                    worst = max(worst, err)
+                    assert err < 1e-4, (precision, log_every, a["step"], layer, err)
+    return f"largest relative difference {worst:.1e}; replays per 12-step run {replays}"
+
+
+def graphs_on_presets() -> str:
+    """Every built-in preset whose data is in the repository trains a few steps on CUDA with
+    graphs on: each either replays graphs or turns them off with a reason, and finishes."""
+    from workbench.spec import load, with_overrides
+    lines = []
+    for path in sorted((ROOT / "presets").glob("*.json")):
+        p = with_overrides(load(path), [f"train.device={DEVICE}", "train.steps=6", "train.eval_every=0",
+                                        "train.checkpoint_every=0", "train.probe_every=3", "train.epochs=0",
+                                        "train.on_non_finite=skip"])  # (one preset is made to blow up)
+        try:
+            trainer = Trainer(p)
+        except Exception as exc:  # noqa: BLE001 - data that lives outside the repository
+            lines.append(f"{path.stem}: not run ({type(exc).__name__})")
+            continue
+        end = list(trainer.run())[-1]
+        assert end["status"] == "finished", (path.stem, end)
+        state = f"{end['graph_replays']} replays" + (f", OFF: {end['graphs_off']}" if end.get("graphs_off") else "")
+        lines.append(f"{path.stem}: {state}")
+    return "\n       " + "\n       ".join(lines)
+
+
 def main() -> int:
     if DEVICE == "cuda" and not torch.cuda.is_available():
         print("FAIL no CUDA GPU visible to torch")
@@ -201,6 +255,8 @@ def main() -> int:
     check("fused stack == single-layer stack", fused_matches_stack)
     check("fused training steps fp32", fused_training)
     check("fused or not, by timing", stack_path_timed)
+    check("CUDA graphs == eager", graphs_match_eager)
+    check("CUDA graphs on the built-in presets", graphs_on_presets)
     print(f"gpu_checks: {len(FAILED)} failed" + (f": {', '.join(FAILED)}" if FAILED else ""), flush=True)
     return 1 if FAILED else 0
 

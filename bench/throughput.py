@@ -7,15 +7,18 @@ one process, so that the ratios compare like with like:
   full       the engine, all instrumentation on: layer-input taps every step
              (log_every=1) and the exact dL/dh_t probe at its default rate (probe_every=50,
              within the engine's default 2% probe budget)
+  full_eager full without CUDA graphs (GPU runs): every kernel launched from Python
   full10     the same with taps every 10th step (GPU runs): the other steps run a stack
              of identical layers as one fused kernel where the engine finds that faster
   taps       the engine, taps every step, no exact probe
   off        the engine, instrumentation off (no taps, no probe)
   off_stack  off, never fused (GPU runs): what the fused path gains
+  off_eager  off without CUDA graphs (GPU runs)
   bare       a hand-written loop: nn.Linear + ONE fused nn.LSTM/GRU/RNN(num_layers=L) +
              nn.Linear, zero_grad / forward / backward / clip_grad_norm_ / Adam step (AMP
              and a GradScaler as PyTorch's docs show them); no per-step synchronisation
-  bare_sync  bare, reading the loss back every step as a loop that logs it does (GPU runs)
+  bare_sync  bare, reading the loss back every step as a loop that logs it does (GPU,
+             only when asked for with --variants: on an H200 it matched bare, 0.99-1.06)
   bare_stack bare with L single-layer modules (GPU runs): what layer boundaries cost
 
 Printed: steps/s of each, the ratios of each to bare (>= 1 means the
@@ -76,16 +79,19 @@ GPU_SIZES = {
 }
 
 
-# engine variants: (log_every, probe_every, fused_stacks: None = the engine's own choice)
-ENGINE_VARIANTS = {"full": (1, 50, None), "full10": (10, 50, None), "taps": (1, 0, None),
-                   "off": (10**9, 0, None), "off_stack": (10**9, 0, False)}
+# engine variants: (log_every, probe_every, Trainer keyword arguments; left out = the engine's own choice)
+ENGINE_VARIANTS = {"full": (1, 50, {}), "full_eager": (1, 50, {"cuda_graphs": False}), "full10": (10, 50, {}),
+                   "taps": (1, 0, {}), "off": (10**9, 0, {}), "off_stack": (10**9, 0, {"fused_stacks": False}),
+                   "off_eager": (10**9, 0, {"cuda_graphs": False})}
 BARE_VARIANTS = ("bare", "bare_sync", "bare_stack")
 CPU_VARIANTS = ("full", "taps", "off", "bare")
-GPU_VARIANTS = ("full", "full10", "taps", "off", "off_stack", "bare", "bare_sync", "bare_stack")
+GPU_VARIANTS = ("full", "full_eager", "full10", "taps", "off", "off_stack", "off_eager", "bare", "bare_sync",
+                "bare_stack")
+GPU_DEFAULT_VARIANTS = tuple(v for v in GPU_VARIANTS if v != "bare_sync")
 
 
 def make_preset(cell: str, size: Size, device: str, precision: str, variant: str, steps: int, threads: int) -> Preset:
-    log_every, probe_every, _fused = ENGINE_VARIANTS[variant]
+    log_every, probe_every, _kwargs = ENGINE_VARIANTS[variant]
     raw = {
         "schema_version": 1, "name": f"bench-{cell}-{size.name}-{variant}",
         "data": {"task": "adding", "path": "", "options": {"seq_len": size.seq_len, "val_size": size.batch}},
@@ -114,20 +120,19 @@ def _clock(device: str) -> float:
 def run_engine(cell, size, device, precision, variant, steps, warmup, threads) -> dict:
     """Steps/s of the engine after ``warmup`` steps, and the probe's time."""
     trainer = Trainer(make_preset(cell, size, device, precision, variant, warmup + steps, threads),
-                      fused_stacks=ENGINE_VARIANTS[variant][2])
+                      **ENGINE_VARIANTS[variant][2])
     t_start, probe_time, probes, step_times, first_probe = None, 0.0, 0, [], None
     for record in trainer.run():
         kind = record["kind"]
         if kind == "step":
             if record["step"] == warmup:
                 _sync(device)
-                t_start, w_start, c_start = _clock(device), time.perf_counter(), time.process_time()
+                t_start, w_start = _clock(device), time.perf_counter()
             elif record["step"] > warmup:
                 step_times.append(record["time_s"])
             if record["step"] == warmup + steps:
                 _sync(device)
                 elapsed, wall = _clock(device) - t_start, time.perf_counter() - w_start
-                cpu = time.process_time() - c_start
         elif kind == "probe" and t_start is not None:
             probe_time += record["time_s"]
             probes += 1
@@ -135,9 +140,15 @@ def run_engine(cell, size, device, precision, variant, steps, warmup, threads) -
             first_probe = record["time_s"]  # in the warm-up: its second run is warm
         elif kind == "non_finite":
             raise RuntimeError(record["message"])
+        elif kind == "end":
+            graphs = f"{record.get('graph_replays', 0)} graph replays"
+            if record.get("graphs_off"):
+                graphs += f", graphs off: {record['graphs_off']}"
+            if record.get("fused_stacks") is not None:
+                graphs += f", fused {record['fused_stacks']}"
     return {"steps_per_s": steps / elapsed, "elapsed": elapsed, "wall_steps_per_s": steps / wall, "wall": wall,
             "probe_time": probe_time, "probes": probes, "median_step_s": statistics.median(step_times),
-            "first_probe_s": first_probe, "cpu_share": cpu / wall}
+            "first_probe_s": first_probe, "graphs": graphs}
 
 
 class BareModel(nn.Module):
@@ -180,7 +191,7 @@ def run_bare(cell, size, device, precision, steps, warmup, variant: str = "bare"
     for i in range(warmup + steps):
         if i == warmup:
             _sync(device)
-            t_start, w_start, c_start = _clock(device), time.perf_counter(), time.process_time()
+            t_start, w_start = _clock(device), time.perf_counter()
         batch = make_adding_batch(size.batch, size.seq_len, gen)
         x, y = batch.x.to(dev, non_blocking=True), batch.y.to(dev, non_blocking=True)
         opt.zero_grad(set_to_none=True)
@@ -200,8 +211,7 @@ def run_bare(cell, size, device, precision, steps, warmup, variant: str = "bare"
             loss.item()
     _sync(device)
     elapsed, wall = _clock(device) - t_start, time.perf_counter() - w_start
-    return {"steps_per_s": steps / elapsed, "elapsed": elapsed, "wall_steps_per_s": steps / wall,
-            "cpu_share": (time.process_time() - c_start) / wall}
+    return {"steps_per_s": steps / elapsed, "elapsed": elapsed, "wall_steps_per_s": steps / wall}
 
 
 def step_flops(cell: str, size: Size) -> float:
@@ -295,11 +305,11 @@ def bench_interleaved(cell, size, precision, steps, warmup, repeats, threads) ->
 
 
 def bench_sequential(cell, size, device, precision, steps, warmup, repeats, threads,
-                     variants=GPU_VARIANTS) -> dict:
+                     variants=GPU_DEFAULT_VARIANTS) -> dict:
     """GPU: each variant runs on its own, one after another, repeated in rotated order;
     timed by the wall clock, synchronised at both ends."""
     results = {v: [] for v in variants}
-    cpu_share = {v: [] for v in variants}  # ~1: the host is the bottleneck (launch-bound)
+    notes = {}
     probe_share, probe_steps = [], []
     order = list(variants)
     for r in range(repeats):
@@ -317,10 +327,11 @@ def bench_sequential(cell, size, device, precision, steps, warmup, repeats, thre
                     elif res.get("first_probe_s"):
                         probe_steps.append(res["first_probe_s"] / res["median_step_s"])
             results[variant].append(res["steps_per_s"])
-            cpu_share[variant].append(res["cpu_share"])
+            if "graphs" in res:
+                notes[variant] = res["graphs"]
     row = _summarise(cell, size, device, precision, results, probe_share, probe_steps,
                      "wall" if device.startswith("cuda") else "cpu")
-    row["cpu_share"] = {v: statistics.median(x) for v, x in cpu_share.items()}
+    row["engine_notes"] = notes
     return row
 
 
@@ -344,7 +355,7 @@ def _summarise(cell, size, device, precision, results, probe_share, probe_steps,
 
 
 def bench_config(cell, size, device, precision, steps, warmup, repeats, threads, sequential=False,
-                 variants=GPU_VARIANTS) -> dict:
+                 variants=GPU_DEFAULT_VARIANTS) -> dict:
     if device == "cpu" and not sequential:
         return bench_interleaved(cell, size, precision, steps, warmup, repeats, threads)
     return bench_sequential(cell, size, device, precision, steps, warmup, repeats, threads, variants)
@@ -362,9 +373,10 @@ def print_table(rows: list[dict]) -> None:
               + f"{100 * r['probe_share']:>7.1f}%{r['probe_cost_steps']:>12.1f}{100 * r['probe_unthrottled']:>7.1f}%"
               f"{r['tflops']['full']:>10.3g}{r['tflops']['bare']:>10.3g}")
     print("ratios: steps/s over bare steps/s (medians; >= 1 means faster than the bare loop). full: taps every "
-          "step + the exact probe; full10: the same with taps every 10th step (the other steps run stacks of "
-          "identical layers as one fused kernel where the engine finds that faster); taps: no probe; off: no "
-          "instrumentation; off_stack: off, never fused; bare_sync: the bare loop reading its loss every step; "
+          "step + the exact probe (on CUDA from CUDA graphs); full_eager: full without graphs; full10: the same "
+          "with taps every 10th step (the other steps run stacks of identical layers as one fused kernel where "
+          "the engine finds that faster); taps: no probe; off: no instrumentation; off_stack: off, never fused; "
+          "off_eager: off without graphs; bare_sync: the bare loop reading its loss every step; "
           "bare_stack: the bare loop with single-layer modules. probe%: share of the full engine's time spent in "
           "the exact probe (kept within a 2% budget by postponing probes); probe=steps: one probe's time in "
           "median training steps; @50 raw: what probing every 50 steps would cost without the budget.")
@@ -372,9 +384,8 @@ def print_table(rows: list[dict]) -> None:
         spread = ", ".join(f"{v} {lo:.3f}..{hi:.3f}" for v, (lo, hi) in r["ratio_spread"].items())
         print(f"  {r['cell']} {r['size']} {r['precision']}: timed by the {r['clock']} clock; per-repeat ratio "
               f"ranges: {spread}")
-        if "cpu_share" in r:
-            print("      host CPU time / wall time (near 1: bound by the host, not the GPU): "
-                  + ", ".join(f"{v} {x:.2f}" for v, x in r["cpu_share"].items()))
+        for v, note in r.get("engine_notes", {}).items():
+            print(f"      {v}: {note}")
 
 
 def main(argv=None) -> int:
@@ -388,7 +399,7 @@ def main(argv=None) -> int:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (cpu runs)")
     ap.add_argument("--variants", default=None, help=f"GPU: comma list of {','.join(GPU_VARIANTS)} "
-                    "(default all; full and bare are always run)")
+                    "(default all but bare_sync; full and bare are always run)")
     ap.add_argument("--json", help="also write the results here")
     ap.add_argument("--sequential", action="store_true",
                     help="on the CPU too, time the variants one after another as on a GPU (a dry run of that path)")
@@ -402,7 +413,7 @@ def main(argv=None) -> int:
     table = GPU_SIZES if args.gpu else CPU_SIZES
     sizes = [table[s] for s in (args.sizes.split(",") if args.sizes else table)]
     precisions = (args.precisions or ("fp32,bf16,fp16" if args.gpu else "fp32")).split(",")
-    variants = GPU_VARIANTS
+    variants = GPU_DEFAULT_VARIANTS
     if args.variants:
         asked = set(args.variants.split(",")) | {"full", "bare"}
         unknown = asked - set(GPU_VARIANTS)

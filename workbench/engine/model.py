@@ -425,6 +425,10 @@ class RecurrentModel(nn.Module):
         for _prefix, stack in self.named_stacks():
             stack.fused = on
 
+    def fused_state(self) -> tuple[bool, ...]:
+        """Per stack, whether a forward that records nothing runs it fused."""
+        return tuple(stack.fused and stack.fusable for _prefix, stack in self.named_stacks())
+
     def recurrent_layers(self) -> list[tuple[str, LayerSpec, nn.RNNBase]]:
         out = []
         for prefix, stack in self.named_stacks():

@@ -56,6 +56,7 @@ import torch
 
 from workbench.engine import checkpoint as ckpt
 from workbench.engine import distributed
+from workbench.engine.graphs import StepGraphs, batch_signature
 from workbench.engine.model import RecurrentModel, build_model
 from workbench.engine.resources import check_training_memory
 from workbench.engine.probe import (ParamGradNorms, TapNormHooks, exact_hidden_grad_norm_tensors,
@@ -226,6 +227,7 @@ class _Work:
     loss: Callable[[], torch.Tensor]
     probe_loss: Callable[[], torch.Tensor]
     units: int
+    batch: Batch | None = None  # the whole device batch (not a TBPTT chunk): a CUDA graph can replay it
 
 
 def _slice_time(t: torch.Tensor | None, s: int, e: int) -> torch.Tensor | None:
@@ -271,12 +273,15 @@ class Trainer:
     every ``probe_every`` steps. ``clock`` measures that share (a benchmark that
     interleaves several trainers gives each its own). ``fused_stacks``: run the steps
     that record no taps through one multi-layer kernel (RecurrentStack.fused); None =
-    on CUDA, whichever way the first such steps time faster (StackPathTuner)."""
+    on CUDA, whichever way the first such steps time faster (StackPathTuner).
+    ``cuda_graphs``: replay each step's device work from a CUDA graph (graphs.py); None
+    = on CUDA, unless fp16's grad scaler or several processes are in play."""
 
     def __init__(self, preset: Preset, run_dir: str | Path | None = None, control: TrainControl | None = None,
                  task: Task | None = None, resume: bool = False,
                  callbacks: tuple[Callable[[dict], None], ...] = (), probe_budget: float | None = 0.02,
-                 clock: Callable[[], float] = time.perf_counter, fused_stacks: bool | None = None):
+                 clock: Callable[[], float] = time.perf_counter, fused_stacks: bool | None = None,
+                 cuda_graphs: bool | None = None):
         self.preset = preset
         self.train = preset.train
         self.run_dir = Path(run_dir) if run_dir else None
@@ -286,6 +291,7 @@ class Trainer:
         self.probe_budget = probe_budget
         self.clock = clock
         self.fused_stacks = fused_stacks
+        self.cuda_graphs = cuda_graphs
         self.task = task or make_task(preset)
         self.state = TrainerState()
         self.model: RecurrentModel | None = None
@@ -340,6 +346,10 @@ class Trainer:
         if self.fused_stacks is None and fusable and self.device.type == "cuda":
             self._path_tuner = StackPathTuner()
         self.model.set_fused_stacks(bool(self.fused_stacks))
+        graphs = self.cuda_graphs
+        if graphs is None:
+            graphs = self.scaler is None and not distributed.is_distributed()
+        self._graphs = StepGraphs(self.params) if graphs and self.device.type == "cuda" else None
         # The weights before the last optimizer update, kept on the device: if an update
         # makes them non-finite, these are the last good weights.
         # detached views of the parameters, made once: they follow every in-place update
@@ -387,10 +397,10 @@ class Trainer:
         with torch.no_grad():
             torch._foreach_copy_(self._snapshot, self._param_data)
 
-    def _autocast(self):
+    def _autocast(self, cache: bool = True):
         if self.amp_dtype is None:
             return contextlib.nullcontext()
-        return torch.autocast(device_type=self.device.type, dtype=self.amp_dtype)
+        return torch.autocast(device_type=self.device.type, dtype=self.amp_dtype, cache_enabled=cache)
 
     def _emit(self, record: dict) -> dict:
         for cb in self.callbacks:
@@ -475,7 +485,17 @@ class Trainer:
         yield self._emit({"kind": "end", "step": self.state.step, "status": status, "message": message,
                           "time_s": elapsed, "last_loss": last_loss, "epoch": self.state.epoch,
                           "metrics": {k: v for k, v in final.items() if k not in ("kind", "step")},
-                          "fused_stacks": self._fused_in_use()})
+                          "fused_stacks": self._fused_in_use(), **self._graph_summary()})
+
+    def _graph_summary(self) -> dict:
+        """For the end record: how many steps were replayed from CUDA graphs, and why
+        graphs were turned off, if they were."""
+        if self._graphs is None:
+            return {"graph_replays": 0}
+        out = {"graph_replays": self._graphs.replays, "graphs": len(self._graphs.graphs)}
+        if self._graphs.off_reason:
+            out["graphs_off"] = self._graphs.off_reason
+        return out
 
     def _fused_in_use(self) -> bool | None:
         """Whether untapped steps ran stacks as one fused kernel (None: not yet timed)."""
@@ -535,15 +555,15 @@ class Trainer:
             self.cursor.start()
         return batch
 
+    def _batch_loss(self, batch: Batch, unrolled: bool = False) -> Callable[[], torch.Tensor]:
+        """The loss of the whole (device) batch, as a function to call."""
+        model, task = self.model, self.task
+        return lambda: task.loss(model(batch.x, batch.y_in, batch.lengths, unrolled=unrolled), batch)
+
     def _whole_batch(self, cpu_batch: Batch) -> _Work:
         units = cpu_batch.units()  # on the host copy: no device sync
         batch = cpu_batch.to(self.device)
-        model, task = self.model, self.task
-
-        def loss(unrolled: bool = False) -> torch.Tensor:
-            return task.loss(model(batch.x, batch.y_in, batch.lengths, unrolled=unrolled), batch)
-
-        return _Work(loss, lambda: loss(True), units)
+        return _Work(self._batch_loss(batch), self._batch_loss(batch, unrolled=True), units, batch)
 
     def _many_to_many_chunk(self, cpu_batch: Batch) -> _Work:
         """The next TBPTT chunk of a many-to-many batch: one optimizer step."""
@@ -635,29 +655,8 @@ class Trainer:
         if tuning:
             model.set_fused_stacks(self._path_tuner.next_path())
         t0 = time.perf_counter()
-        opt.zero_grad(set_to_none=True)
-        with self._autocast():
-            loss = work.loss()
-        hooks = TapNormHooks(model) if instrument else None
-        if self.scaler is not None:
-            self.scaler.scale(loss).backward()
-        else:
-            loss.backward()
-        loss = distributed.average_gradients(self.params, loss)  # distributed: mean over ranks
-        if self.scaler is not None:
-            self.scaler.unscale_(opt)
-        grad_norm, clipped_norm = self._clip()
-        # Everything this step reports, reduced on the device, goes to the host at once.
-        pieces = [loss.detach().reshape(1), grad_norm.reshape(1), clipped_norm.reshape(1)]
-        taps, param_keys = [], []
-        if instrument:
-            taps = hooks.tensors()
-            param_keys, param_norms = self._param_norms()
-            pieces += [norms for _name, norms in taps]
-            if param_norms is not None:
-                pieces.append(param_norms)
-        dtype = torch.float64 if any(p.dtype == torch.float64 for p in pieces) else torch.float32
-        host = torch.cat([p.to(dtype) for p in pieces]).cpu().numpy()  # the step's one synchronisation
+        packed, (tap_sizes, param_keys) = self._device_step(work, instrument)
+        host = packed.cpu().numpy()  # the step's one synchronisation
         if tuning:  # forward + backward are done by now: time this path
             choice = self._path_tuner.timed(time.perf_counter() - t0)
             if choice is not None:
@@ -691,12 +690,59 @@ class Trainer:
         if instrument:
             at = 3
             tap_arrays = {}
-            for name, norms in taps:
-                tap_arrays[name] = host[at:at + norms.numel()]
-                at += norms.numel()
+            for name, size in tap_sizes:
+                tap_arrays[name] = host[at:at + size]
+                at += size
             record["timestep_grad_norms"] = tap_arrays
             record["param_grad_norms"] = unpack_param_norms(param_keys, host[at:at + len(param_keys)])
         return record
+
+    def _device_step(self, work: _Work, instrument: bool) -> tuple[torch.Tensor, tuple]:
+        """The step's device work up to (not including) the optimizer update, replayed
+        from a CUDA graph where there is one (workbench/engine/graphs.py)."""
+        graphs = self._graphs
+        if graphs is not None and work.batch is not None:
+            # (a tapped forward runs layer by layer whatever the fused flag says)
+            fused = () if instrument else self.model.fused_state()
+            key = (batch_signature(work.batch), instrument, fused, self.amp_dtype)
+            entry = graphs.lookup(key)
+            if entry is None and graphs.capture_due(key):
+                entry = graphs.capture(key, work.batch, lambda b: self._reduce_step(
+                    self._batch_loss(b), instrument, graph_safe=True))
+            if entry is not None:
+                return graphs.replay(entry, work.batch)
+        self.optimizer.zero_grad(set_to_none=True)
+        return self._reduce_step(work.loss, instrument)
+
+    def _reduce_step(self, loss_fn: Callable[[], torch.Tensor], instrument: bool,
+                     graph_safe: bool = False) -> tuple[torch.Tensor, tuple]:
+        """Forward, backward, clipping and the instrumentation's reductions, all on the
+        device and without reading anything back. Returns (packed [K]: loss, norm before
+        and after clipping, then each layer's [T] tap profile and the parameter-group
+        norms; (tap (layer, length) list, parameter-group keys))."""
+        with self._autocast(cache=not graph_safe):  # (a graph must not keep autocast's cast cache)
+            loss = loss_fn()
+        hooks = TapNormHooks(self.model) if instrument else None
+        if self.scaler is not None:
+            self.scaler.scale(loss).backward()
+        else:
+            loss.backward()
+        loss = distributed.average_gradients(self.params, loss)  # distributed: mean over ranks
+        if self.scaler is not None:
+            self.scaler.unscale_(self.optimizer)
+        grad_norm, clipped_norm = self._clip()
+        # Everything this step reports, reduced on the device, goes to the host at once.
+        pieces = [loss.detach().reshape(1), grad_norm.reshape(1), clipped_norm.reshape(1)]
+        tap_sizes, param_keys = [], []
+        if instrument:
+            taps = hooks.tensors()
+            tap_sizes = [(name, norms.numel()) for name, norms in taps]
+            pieces += [norms for _name, norms in taps]
+            param_keys, param_norms = self._param_norms()
+            if param_norms is not None:
+                pieces.append(param_norms)
+        dtype = torch.float64 if any(p.dtype == torch.float64 for p in pieces) else torch.float32
+        return torch.cat([p.to(dtype) for p in pieces]), (tap_sizes, param_keys)
 
     def _clip(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Clip the gradients as train.clip says; (norm before, norm after) on the device."""
