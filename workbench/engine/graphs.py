@@ -96,8 +96,11 @@ class StepGraphs:
             for p in self.params:
                 p.grad = None
             self.graphs.clear()
-            torch.cuda.synchronize()
-            torch.cuda.empty_cache()
+            try:  # let the failed capture's work drain and give its memory back
+                torch.cuda.synchronize()
+                torch.cuda.empty_cache()
+            except RuntimeError:
+                pass
             return None
         entry = _Graph(graph, static, packed, meta, [p.grad for p in self.params])
         self.graphs[key] = entry
