@@ -1,5 +1,5 @@
 """Stacks of identical layers as ONE fused multi-layer kernel (RecurrentStack.fused) on
-the steps that record no taps, and the timing that picks it (StackPathTuner)."""
+the steps that record no taps, and the timing that picks how those run (StepPathTuner)."""
 from __future__ import annotations
 
 import pytest
@@ -7,7 +7,7 @@ import torch
 
 from tests.engine.helpers import DEVICE, preset
 from workbench.engine.model import RecurrentStack
-from workbench.engine.trainer import StackPathTuner, Trainer
+from workbench.engine.trainer import StepPathTuner, Trainer
 from workbench.spec import LayerSpec, Preset
 
 CELLS = ("rnn_tanh", "rnn_relu", "lstm", "gru")
@@ -97,7 +97,7 @@ def test_untapped_steps_train_the_same_fused_or_not_and_taps_still_come_every_lo
         assert fused_calls.count(True) == (6 if fused else 0) and (False in fused_calls) is fused
         steps = [r for r in records if r["kind"] == "step"]
         assert [r["step"] for r in steps if "timestep_grad_norms" in r] == [3, 6, 9]
-        assert records[-1]["fused_stacks"] is fused
+        assert records[-1]["fused_stacks"] is fused and records[-1]["untapped_graphs"] is False
         runs[fused] = [r["loss"] for r in steps]
     assert runs[True] == pytest.approx(runs[False], rel=1e-5, abs=1e-7)
 
@@ -108,14 +108,23 @@ def test_on_the_cpu_nothing_is_fused_or_timed_unless_asked():
     assert trainer._path_tuner is None and end["fused_stacks"] is False
 
 
-def test_the_path_tuner_warms_both_paths_then_alternates_and_keeps_the_faster():
-    for fused_time, expected in ((1.0, True), (3.0, False)):
-        tuner = StackPathTuner(samples=3)
+def test_the_path_tuner_warms_every_path_up_then_takes_turns_and_keeps_the_fastest():
+    paths = [(False, True), (True, True), (True, False)]
+    for fast in paths:
+        tuner = StepPathTuner(paths, warmup_rounds=2, samples=3)
         order = []
         while tuner.choice is None:
             path = tuner.next_path()
             order.append(path)
-            tuner.timed(fused_time if path else 2.0)
-        assert order == [False, True] * 4  # two warm-up steps, then three timed of each
-        assert tuner.choice is expected and tuner.next_path() is expected
-        assert tuner.times == {False: [2.0] * 3, True: [fused_time] * 3}  # the warm-up steps not counted
+            tuner.timed(1.0 if path == fast else 2.0 + len(order) % 3)  # the others: slower, and noisy
+        assert order == paths * 5  # two untimed rounds, then three timed
+        assert tuner.choice == fast and tuner.next_path() == fast
+        assert all(len(times) == 3 for times in tuner.times.values())  # the warm-up rounds not counted
+        assert tuner.times[fast] == [1.0] * 3
+
+
+def test_one_outlier_does_not_decide():
+    tuner = StepPathTuner([(False, False), (True, False)], warmup_rounds=0, samples=3)
+    for seconds in (1.0, 1.5, 9.0, 1.5, 1.0, 1.5):  # the first path's 9 s step: a hiccup
+        tuner.timed(seconds)
+    assert tuner.choice == (False, False)

@@ -22,6 +22,7 @@ failure costs time, never a result.
 from __future__ import annotations
 
 import dataclasses
+import gc
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -79,9 +80,13 @@ class StepGraphs:
         static = Batch(**{f.name: (v.clone() if isinstance(v, torch.Tensor) else v)
                           for f in dataclasses.fields(batch) for v in [getattr(batch, f.name)]})
         graph = torch.cuda.CUDAGraph()
+        # An autograd graph still alive from an earlier step (held by cyclic garbage, say)
+        # would hold the parameters' gradient accumulators, made on the default stream:
+        # the capture would then have to wait on that stream, which a capture cannot.
+        gc.collect()
         try:
-            # one eager pass on a side stream first, as PyTorch's CUDA-graph notes ask (lazy
-            # per-stream state such as library workspaces is set up outside the capture)
+            # one eager pass on the capture's stream first, as PyTorch's CUDA-graph notes ask
+            # (lazy per-stream state such as library workspaces is set up outside the capture)
             side = torch.cuda.Stream()
             side.wait_stream(torch.cuda.current_stream())
             with torch.cuda.stream(side):
@@ -89,7 +94,7 @@ class StepGraphs:
             torch.cuda.current_stream().wait_stream(side)
             for p in self.params:
                 p.grad = None  # backward in the graph then writes fresh gradient tensors of its own
-            with torch.cuda.graph(graph, capture_error_mode="thread_local"):
+            with torch.cuda.graph(graph, stream=side, capture_error_mode="thread_local"):
                 packed, meta = work(static)
         except Exception as exc:  # noqa: BLE001 - any failure: this run goes on without graphs
             self.off_reason = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"

@@ -59,9 +59,13 @@ class TapNormHooks:
     def __init__(self, model: RecurrentModel):
         probe = model.probe
         self.names = list(probe.layer_names) if probe is not None else []
-        self.taps = list(probe.taps) if probe is not None else []
-        self.norms: list[torch.Tensor | None] = [None] * len(self.taps)
-        for i, tap in enumerate(self.taps):
+        taps = list(probe.taps) if probe is not None else []
+        # Only the taps' lengths and devices are kept, never the taps: a tap holds a hook
+        # that holds this object, and a tap held here would close that cycle and keep the
+        # step's whole autograd graph alive until Python's cycle collector came round.
+        self.lengths = [(tap.shape[1], tap.device) for tap in taps]
+        self.norms: list[torch.Tensor | None] = [None] * len(taps)
+        for i, tap in enumerate(taps):
             if tap.requires_grad:
                 tap.register_hook(self._reducer(i))
 
@@ -73,8 +77,8 @@ class TapNormHooks:
 
     def tensors(self) -> list[tuple[str, torch.Tensor]]:
         """After backward: [(layer name, [T] on the device)], zeros where no gradient came."""
-        return [(name, n if n is not None else torch.zeros(tap.shape[1], device=tap.device))
-                for name, tap, n in zip(self.names, self.taps, self.norms)]
+        return [(name, n if n is not None else torch.zeros(length, device=device))
+                for name, (length, device), n in zip(self.names, self.lengths, self.norms)]
 
 
 def tap_grad_norms(model: RecurrentModel) -> dict[str, np.ndarray]:

@@ -27,8 +27,9 @@ and moved to the host in ONE transfer, which is also the step's only synchronisa
 (the non-finite guard needs the loss before the optimizer step). The taps need each
 layer boundary as a tensor, so tapped steps run a stack as single-layer calls; steps
 between taps (``log_every`` > 1) may run a stack of identical layers as one fused
-multi-layer kernel, which on CUDA is chosen by timing both (StackPathTuner; the end
-record's fused_stacks says what was kept). The exact probe is
+multi-layer kernel; on CUDA which way, and whether from a CUDA graph, is chosen by
+timing (StepPathTuner; the end record's fused_stacks and untapped_graphs say what was
+kept). The exact probe is
 sampled every ``probe_every`` steps, and postponed whenever the time spent probing would
 exceed ``probe_budget`` (2%) of the training time so far.
 
@@ -238,29 +239,33 @@ def _detach_states(states: list) -> list:
     return [tuple(x.detach() for x in s) if isinstance(s, tuple) else s.detach() for s in states]
 
 
-class StackPathTuner:
-    """Picks, by timing, how untapped steps run stacks of identical layers: as single-
-    layer calls (False) or one fused multi-layer kernel (True). Two warm-up steps (one
-    each: cuDNN plans its kernels on first use), then ``samples`` timed steps of each,
-    alternating; the faster median wins and ``choice`` is set."""
+class StepPathTuner:
+    """Picks, by timing, how the untapped steps run: each path is (fused, graphs): a stack
+    of identical layers as one fused multi-layer kernel or as single-layer calls, and the
+    step replayed from a CUDA graph or launched op by op. The paths take turns; the first
+    ``warmup_rounds`` rounds are not timed (cuDNN plans its kernels on first use, and a
+    graph is recorded on its third step), then ``samples`` rounds are; the path with the
+    lowest median time wins and ``choice`` is set, as cudnn.benchmark does for convolutions."""
 
-    def __init__(self, samples: int = 4):
-        self.samples = samples
+    def __init__(self, paths: list[tuple[bool, bool]], warmup_rounds: int = 3, samples: int = 3):
+        self.paths = list(paths)
+        self.warmup_rounds, self.samples = warmup_rounds, samples
         self.seen = 0
-        self.times: dict[bool, list[float]] = {False: [], True: []}
-        self.choice: bool | None = None
+        self.times: dict[tuple[bool, bool], list[float]] = {path: [] for path in self.paths}
+        self.choice: tuple[bool, bool] | None = None
 
-    def next_path(self) -> bool:
-        return self.seen % 2 == 1 if self.choice is None else self.choice
+    def next_path(self) -> tuple[bool, bool]:
+        return self.paths[self.seen % len(self.paths)] if self.choice is None else self.choice
 
-    def timed(self, seconds: float) -> bool | None:
+    def timed(self, seconds: float) -> tuple[bool, bool] | None:
         """The step that ran next_path() took ``seconds``; returns the choice once made."""
         if self.choice is None:
-            if self.seen >= 2:
-                self.times[self.seen % 2 == 1].append(seconds)
+            n = len(self.paths)
+            if self.seen >= self.warmup_rounds * n:
+                self.times[self.paths[self.seen % n]].append(seconds)
             self.seen += 1
-            if self.seen >= 2 + 2 * self.samples:
-                self.choice = statistics.median(self.times[True]) < statistics.median(self.times[False])
+            if self.seen >= (self.warmup_rounds + self.samples) * n:
+                self.choice = min(self.paths, key=lambda path: statistics.median(self.times[path]))
         return self.choice
 
 
@@ -273,7 +278,7 @@ class Trainer:
     every ``probe_every`` steps. ``clock`` measures that share (a benchmark that
     interleaves several trainers gives each its own). ``fused_stacks``: run the steps
     that record no taps through one multi-layer kernel (RecurrentStack.fused); None =
-    on CUDA, whichever way the first such steps time faster (StackPathTuner).
+    on CUDA, whichever way the first such steps time faster (StepPathTuner).
     ``cuda_graphs``: replay each step's device work from a CUDA graph (graphs.py); None
     = on CUDA, unless fp16's grad scaler or several processes are in play."""
 
@@ -335,21 +340,31 @@ class Trainer:
         self.amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(t.precision) if amp_on else None
         self.precision = t.precision if amp_on else "fp32"
         self.scaler = torch.amp.GradScaler("cuda") if amp_on and t.precision == "fp16" else None
-        # Steps that record no taps may run stacks of identical layers as one fused
-        # kernel. Which is faster depends on the GPU, the sizes and the precision (on an
-        # H200: fused 1.3x faster for an fp32 2x1024 LSTM, 8% slower for a 2x128 one, and
-        # slower in bf16; bench/throughput.py), so on CUDA the first untapped steps time
-        # both and keep the faster, as cudnn.benchmark does for convolutions. On the CPU
-        # both are the same loop over layers: no fusing.
-        fusable = any(stack.fusable for _name, stack in self.model.named_stacks())
-        self._path_tuner = None
-        if self.fused_stacks is None and fusable and self.device.type == "cuda":
-            self._path_tuner = StackPathTuner()
-        self.model.set_fused_stacks(bool(self.fused_stacks))
+        # Each step's device work may be replayed from a CUDA graph (graphs.py): far fewer
+        # launches from Python, which set the pace of small models on a GPU.
         graphs = self.cuda_graphs
         if graphs is None:
             graphs = self.scaler is None and not distributed.is_distributed()
         self._graphs = StepGraphs(self.params) if graphs and self.device.type == "cuda" else None
+        # Steps that record no taps may also run stacks of identical layers as one fused
+        # kernel. Which is faster, fused or not, graphed or not, depends on the GPU, the
+        # sizes and the precision (on an H200 a fused fp32 2x1024 LSTM: 1.3x faster than
+        # single-layer calls when launched op by op, slower replayed from a graph; a 2x128
+        # one: slower fused unless graphed; bench/throughput.py). So on CUDA the first
+        # untapped steps time the candidates and keep the fastest (StepPathTuner). On the
+        # CPU fused and single-layer calls are the same loop over layers: no fusing.
+        fusable = any(stack.fusable for _name, stack in self.model.named_stacks())
+        fused_options = [bool(self.fused_stacks)]
+        if self.fused_stacks is None and fusable and self.device.type == "cuda":
+            fused_options = [False, True]
+        graph_options = [self._graphs is not None]
+        if self._graphs is not None and self.cuda_graphs is None:
+            graph_options = [True, False]
+        paths = [(fused, graphed) for graphed in graph_options for fused in fused_options]
+        self._path_tuner = StepPathTuner(paths) if len(paths) > 1 else None
+        self._untapped_path = paths[0]
+        self.model.set_fused_stacks(paths[0][0])
+        self._fusable = tuple(stack.fusable for _name, stack in self.model.named_stacks())
         # The weights before the last optimizer update, kept on the device: if an update
         # makes them non-finite, these are the last good weights.
         # detached views of the parameters, made once: they follow every in-place update
@@ -485,23 +500,21 @@ class Trainer:
         yield self._emit({"kind": "end", "step": self.state.step, "status": status, "message": message,
                           "time_s": elapsed, "last_loss": last_loss, "epoch": self.state.epoch,
                           "metrics": {k: v for k, v in final.items() if k not in ("kind", "step")},
-                          "fused_stacks": self._fused_in_use(), **self._graph_summary()})
+                          **self._path_summary()})
 
-    def _graph_summary(self) -> dict:
-        """For the end record: how many steps were replayed from CUDA graphs, and why
-        graphs were turned off, if they were."""
-        if self._graphs is None:
-            return {"graph_replays": 0}
-        out = {"graph_replays": self._graphs.replays, "graphs": len(self._graphs.graphs)}
-        if self._graphs.off_reason:
-            out["graphs_off"] = self._graphs.off_reason
+    def _path_summary(self) -> dict:
+        """For the end record: how the untapped steps ran (fused_stacks, untapped_graphs;
+        None while still being timed), how many steps were replayed from CUDA graphs, and
+        why graphs were turned off, if they were."""
+        decided = self._path_tuner is None or self._path_tuner.choice is not None
+        fused, graphed = self._untapped_path
+        out = {"fused_stacks": fused if decided else None, "untapped_graphs": graphed if decided else None,
+               "graph_replays": self._graphs.replays if self._graphs is not None else 0}
+        if self._graphs is not None:
+            out["graphs"] = len(self._graphs.graphs)
+            if self._graphs.off_reason:
+                out["graphs_off"] = self._graphs.off_reason
         return out
-
-    def _fused_in_use(self) -> bool | None:
-        """Whether untapped steps ran stacks as one fused kernel (None: not yet timed)."""
-        if self._path_tuner is not None:
-            return self._path_tuner.choice
-        return any(stack.fused and stack.fusable for _name, stack in self.model.named_stacks())
 
     def _probe_due(self, step: int) -> bool:
         every = self.train.probe_every
@@ -652,15 +665,18 @@ class Trainer:
             model.train()
         model.tap_inputs = instrument
         tuning = self._path_tuner is not None and not instrument and self._path_tuner.choice is None
-        if tuning:
-            model.set_fused_stacks(self._path_tuner.next_path())
+        use_graphs = self._graphs is not None  # tapped steps: graphed where graphs are on
+        if not instrument:
+            fused, use_graphs = self._path_tuner.next_path() if tuning else self._untapped_path
+            if model.fused_state() != tuple(fused and s for s in self._fusable):
+                model.set_fused_stacks(fused)
         t0 = time.perf_counter()
-        packed, (tap_sizes, param_keys) = self._device_step(work, instrument)
+        packed, (tap_sizes, param_keys) = self._device_step(work, instrument, use_graphs)
         host = packed.cpu().numpy()  # the step's one synchronisation
         if tuning:  # forward + backward are done by now: time this path
             choice = self._path_tuner.timed(time.perf_counter() - t0)
             if choice is not None:
-                model.set_fused_stacks(choice)
+                self._untapped_path = choice
         model.tap_inputs = False
         model.probe = None
         loss_value, norm_value, clipped_value = (float(v) for v in host[:3])
@@ -697,11 +713,11 @@ class Trainer:
             record["param_grad_norms"] = unpack_param_norms(param_keys, host[at:at + len(param_keys)])
         return record
 
-    def _device_step(self, work: _Work, instrument: bool) -> tuple[torch.Tensor, tuple]:
+    def _device_step(self, work: _Work, instrument: bool, use_graphs: bool) -> tuple[torch.Tensor, tuple]:
         """The step's device work up to (not including) the optimizer update, replayed
         from a CUDA graph where there is one (workbench/engine/graphs.py)."""
         graphs = self._graphs
-        if graphs is not None and work.batch is not None:
+        if use_graphs and graphs is not None and work.batch is not None:
             # (a tapped forward runs layer by layer whatever the fused flag says)
             fused = () if instrument else self.model.fused_state()
             key = (batch_signature(work.batch), instrument, fused, self.amp_dtype)
@@ -734,6 +750,7 @@ class Trainer:
         # Everything this step reports, reduced on the device, goes to the host at once.
         pieces = [loss.detach().reshape(1), grad_norm.reshape(1), clipped_norm.reshape(1)]
         tap_sizes, param_keys = [], []
+        self.model.probe = None  # the taps, done with: nothing may keep this step's graph alive
         if instrument:
             taps = hooks.tensors()
             tap_sizes = [(name, norms.numel()) for name, norms in taps]
