@@ -19,12 +19,16 @@ Record kinds (``record["kind"]``):
               restored (the weights were rolled back), message
   checkpoint  step, path, final
   end         step, status ("finished" / "stopped" / "failed"), time_s, last_loss,
-              metrics, message, fused_stacks (see below)
+              metrics, message; fused_stacks and untapped_graphs (how the untapped
+              steps ran, see below; None if not yet decided), graph_replays (steps
+              replayed from CUDA graphs), graphs_off (why graphs were turned off, if so)
 
 What a step costs beyond bare PyTorch: everything it reports (loss, gradient norms,
 the layer-input gradient norms and per-layer parameter norms) is reduced on the device
 and moved to the host in ONE transfer, which is also the step's only synchronisation
-(the non-finite guard needs the loss before the optimizer step). The taps need each
+(the non-finite guard needs the loss before the optimizer step). On CUDA that device
+work is replayed from a CUDA graph per batch shape (graphs.py), so a small model's step
+is one launch instead of hundreds from Python. The taps need each
 layer boundary as a tensor, so tapped steps run a stack as single-layer calls; steps
 between taps (``log_every`` > 1) may run a stack of identical layers as one fused
 multi-layer kernel; on CUDA which way, and whether from a CUDA graph, is chosen by
@@ -365,11 +369,11 @@ class Trainer:
         self._untapped_path = paths[0]
         self.model.set_fused_stacks(paths[0][0])
         self._fusable = tuple(stack.fusable for _name, stack in self.model.named_stacks())
+        # Detached views of the parameters, made once: they follow every in-place update
+        # (optimizer, restore, load) and spare a detach() per parameter per step.
+        self._param_data = [p.detach() for p in self.params]
         # The weights before the last optimizer update, kept on the device: if an update
         # makes them non-finite, these are the last good weights.
-        # detached views of the parameters, made once: they follow every in-place update
-        # (optimizer, restore, load) and spare a detach() per parameter per step
-        self._param_data = [p.detach() for p in self.params]
         self._snapshot = [p.clone() for p in self._param_data]
         self._updated = False  # whether an update was made since the snapshot was last restored
         self._last_update_step = 0
