@@ -144,8 +144,9 @@ def run_engine(cell, size, device, precision, variant, steps, warmup, threads) -
             graphs = f"{record.get('graph_replays', 0)} graph replays"
             if record.get("graphs_off"):
                 graphs += f", graphs off: {record['graphs_off']}"
-            if record.get("fused_stacks") is not None:
-                graphs += f", fused {record['fused_stacks']}"
+            if record.get("fused_stacks") is not None:  # how the untapped steps ran
+                graphs += (f", untapped steps: {'fused' if record['fused_stacks'] else 'single-layer calls'}"
+                           f"{', graphed' if record.get('untapped_graphs') else ', eager'}")
     return {"steps_per_s": steps / elapsed, "elapsed": elapsed, "wall_steps_per_s": steps / wall, "wall": wall,
             "probe_time": probe_time, "probes": probes, "median_step_s": statistics.median(step_times),
             "first_probe_s": first_probe, "graphs": graphs}
