@@ -1,8 +1,9 @@
 """The gradient-through-time instrumentation against an independent autograd route.
 
-timestep_grad_norms (taps on each layer's input) and hidden_grad_norms (the unrolled
-exact probe) must match what tests/engine/reference.py computes with nn.*Cell copies of
-the weights, for every cell, uni- and bidirectional, stacked, in every topology."""
+timestep_grad_norms (taps on each layer's input) and hidden_grad_norms (the exact probe:
+RNN/LSTM layers through their kernel with a recurrent-probe input, GRU layers unrolled)
+must match what tests/engine/reference.py computes with nn.*Cell copies of the weights,
+for every cell, uni- and bidirectional, stacked, in every topology."""
 from __future__ import annotations
 
 import pytest
@@ -175,14 +176,86 @@ def test_initial_and_final_states_continue_a_sequence():
 def test_the_probe_takes_a_state_carried_from_an_autocast_chunk():
     """TBPTT under bf16/fp16 autocast carries half-precision states into the probe, which
     runs in fp32 (seen on an H200: 'mat1 and mat2 must have the same dtype')."""
-    from workbench.engine.model import unrolled_layer
+    from workbench.engine.model import kernel_probe_layer, unrolled_layer
 
     for cell, module in (("lstm", torch.nn.LSTM), ("gru", torch.nn.GRU), ("rnn_tanh", torch.nn.RNN)):
         rnn = module(3, 4, batch_first=True)
         x = torch.randn(2, 5, 3)
         h = torch.randn(1, 2, 4).to(torch.bfloat16)
         state = (h, torch.randn(1, 2, 4).to(torch.bfloat16)) if cell == "lstm" else h
-        out, _final, states = unrolled_layer(rnn, cell, x, state)
         expected, _ = rnn(x, tuple(s.float() for s in state) if cell == "lstm" else state.float())
+        out, _final, states = unrolled_layer(rnn, cell, x, state)
         assert out.dtype == torch.float32 and len(states[0]) == 5
         torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-5)
+        if cell != "gru":
+            out, _final, _recorded = kernel_probe_layer(rnn, cell, x, state)
+            assert out.dtype == torch.float32
+            torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("cell, through_kernel", [("rnn_tanh", True), ("rnn_relu", True), ("lstm", True),
+                                                  ("gru", False)])
+def test_the_probe_runs_rnn_and_lstm_layers_through_their_kernel_and_unrolls_gru(cell, through_kernel):
+    model, batch = small_model("many_to_one", layers((cell, True), (cell, False)))
+    model(batch.x, batch.y_in, batch.lengths, unrolled=True)
+    recorded = model.probe.states
+    assert len(recorded) == 2
+    assert all((layer.states is None) is through_kernel for layer in recorded)
+
+
+@pytest.mark.parametrize("topology, stack, decoder", [
+    ("many_to_one", [("lstm", True), ("rnn_tanh", False)], None),
+    ("many_to_many", [("rnn_relu", True), ("lstm", True)], None),
+    ("encoder_decoder", [("lstm", True)], [("lstm", False), ("rnn_tanh", False)]),
+    ("one_to_many", [("lstm", False), ("rnn_relu", False)], None),
+])
+def test_the_kernel_probe_gives_what_the_unrolled_replica_gives(topology, stack, decoder):
+    """The kernel route (dL/dout_t + dL/dz_t±1) against the step-by-step replica on the
+    same model and batch, float64: equal to rounding, for every state including the
+    first and the last of each direction."""
+    model, batch = small_model(topology, layers(*stack), decoder=layers(*decoder) if decoder else None,
+                               attention=topology == "encoder_decoder")
+    if batch.lengths is None and topology == "many_to_one":
+        batch.lengths = torch.tensor([7, 4, 6], device=DEVICE)
+    loss_fn = fixed_loss()
+    profiles = {}
+    for through_kernel in (True, False):
+        for _prefix, s in model.named_stacks():
+            s.kernel_probe = through_kernel
+        profiles[through_kernel] = exact_hidden_grad_norms(model, loss_fn, batch)
+    assert list(profiles[True]) == list(profiles[False])
+    for name, expected in profiles[False].items():
+        assert expected.max() > 0
+        torch.testing.assert_close(torch.as_tensor(profiles[True][name]), torch.as_tensor(expected),
+                                   rtol=1e-10, atol=1e-14 * float(expected.max()))
+
+
+@pytest.mark.parametrize("cell", ["rnn_tanh", "lstm"])
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_the_kernel_probe_counts_the_final_states_gradient(cell, bidirectional):
+    """A loss that reads the layer's final state (h_n, and c_n for an LSTM) as well as its
+    outputs: the kernel route's dL/dh_t equals the replica's at every step of each
+    direction, its last state included."""
+    from workbench.engine.model import kernel_probe_layer, unrolled_layer
+
+    torch.manual_seed(3)
+    module = torch.nn.LSTM if cell == "lstm" else torch.nn.RNN
+    rnn = module(3, 4, batch_first=True, bidirectional=bidirectional).double()
+    x = torch.randn(2, 6, 3, dtype=torch.float64)
+    weights = torch.randn(6, 2 * 4 if bidirectional else 4, dtype=torch.float64)
+
+    def loss_of(out, final):
+        hn, cn = final if cell == "lstm" else (final, None)
+        loss = (out * weights).sum().sin() + hn.pow(3).sum()
+        return loss + (cn.pow(2).sum() if cn is not None else 0)
+
+    out, final, states = unrolled_layer(rnn, cell, x)
+    flat = [h for direction in states for h in direction]
+    expected = torch.autograd.grad(loss_of(out, final), flat)
+    out, final, recorded = kernel_probe_layer(rnn, cell, x)
+    grads = torch.autograd.grad(loss_of(out, final), recorded.targets(), allow_unused=True)
+    got = recorded.hidden_grads(list(grads))
+    assert len(got) == len(states)
+    for d, direction in enumerate(got):
+        for t in range(6):
+            torch.testing.assert_close(direction[:, t], expected[d * 6 + t], rtol=1e-10, atol=1e-12)

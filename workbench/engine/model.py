@@ -7,11 +7,12 @@ cuDNN runs it on a GPU and every layer boundary is a tensor the trainer can obse
   recurrent layer's input sequence x^l [B, T, In_l]. The trainer calls ``retain_grad``
   on them; after backward, ``tap.grad`` is dL/dx_t^l for every t, which the fused
   kernel's backward computed anyway (it includes the recurrent path inside the layer).
-- ``unrolled=True``: the recurrent stacks run the cell equations step by step with the
-  very same parameters and record every hidden state h_t^l (graph nodes). That is the
-  exact-probe replica: autograd.grad(loss, h_t) is the total dL/dh_t, recurrent path
-  included.
-  It is slow (a Python loop over time) and only ever runs on one sampled batch.
+- ``unrolled=True``: the exact probe's forward, on one sampled batch. Each layer records
+  what gives the total dL/dh_t, recurrent path included (LayerProbe): RNN and LSTM layers
+  run their fused kernel with a zero input that enters the gates through W_hh, whose
+  gradient is the recurrent part; GRU layers run the cell equations step by step with
+  the very same parameters and record every h_t (graph nodes), which is slow (a Python
+  loop over time).
 """
 from __future__ import annotations
 
@@ -135,16 +136,110 @@ def unrolled_layer(rnn: nn.RNNBase, cell: str, x: torch.Tensor, state=None, gate
     return out, final, all_states
 
 
-# ----------------------------------------------------------------------------- stacks
-
-
-# The fused multi-layer kernels, called with the per-layer modules' own parameters.
+# The fused kernels, called with the per-layer modules' own parameters (several layers at
+# once for a fused stack; one layer with a widened input for the exact probe).
 _FUSED_KERNELS = {"rnn_tanh": torch._VF.rnn_tanh, "rnn_relu": torch._VF.rnn_relu,
                   "lstm": torch._VF.lstm, "gru": torch._VF.gru}
-# cuDNN copies parameters that do not share one buffer into one at each fused call, and
+# cuDNN copies parameters that do not share one buffer into one at each such call, and
 # says so each time; here that is by design (the copy costs about one optimizer read of
 # the weights), so the warning would only alarm the user.
 warnings.filterwarnings("ignore", message="RNN module weights are not part of single contiguous chunk")
+
+
+@dataclass
+class LayerProbe:
+    """What the exact dL/dh_t probe recorded of one layer's forward, one of two ways.
+
+    unrolled (``states``): h_t per direction and step, graph nodes of the step-by-step
+    replica; autograd.grad(loss, h_t) is the total dL/dh_t.
+
+    through the fused kernel (``out``, ``z``, ``final``; RNN and LSTM cells): the layer
+    ran as its cuDNN/ATen kernel on the input [x_t, z_t], where z [B, T, D*H] is zero and
+    enters each direction's gate pre-activations a_t through that direction's own W_hh.
+    Then dL/dz_t = W_hh^T dL/da_t is exactly the recurrent part of the gradient of the
+    state that feeds step t, and the total gradient of h_t is
+        forward:  dL/dout_t[:H]  + dL/dz_{t+1}[:H]     (h_t feeds a_{t+1})
+        reverse:  dL/dout_t[H:]  + dL/dz_{t-1}[H:]     (h_t feeds a_{t-1})
+    plus dL/dh_n for the direction's last state. For these cells h_{t-1} enters step t
+    only through W_hh h_{t-1} (an LSTM's cell state is inside the kernel, which carries
+    its path), so this equals what the unrolled replica gives; a GRU's h_{t-1} also
+    enters through r * (W_hn h) and z * h, so GRU layers are unrolled. One kernel call
+    per layer instead of a Python loop over time: on a GPU the probe costs about a
+    training step instead of tens."""
+
+    hidden: int
+    directions: int
+    states: list[list[torch.Tensor]] | None = None
+    out: torch.Tensor | None = None  # [B, T, D*H]
+    z: torch.Tensor | None = None  # [B, T, D*H], zeros
+    final: torch.Tensor | None = None  # h_n [D, B, H]
+
+    def targets(self) -> list[torch.Tensor]:
+        """The tensors whose gradients the probe needs."""
+        if self.states is not None:
+            return [h for direction in self.states for h in direction]
+        return [self.out, self.z, self.final]
+
+    def hidden_grads(self, grads: list[torch.Tensor | None]) -> list[torch.Tensor]:
+        """From the gradients of targets() (same order; None = no gradient reached it):
+        per direction, dL/dh_t [B, T, H]."""
+        if self.states is not None:
+            out, k = [], 0
+            for direction in self.states:
+                g = [grads[k + t] if grads[k + t] is not None else torch.zeros_like(h)
+                     for t, h in enumerate(direction)]
+                k += len(direction)
+                out.append(torch.stack(g, dim=1))
+            return out
+        d_out, d_z, d_final = (g if g is not None else torch.zeros_like(t)
+                               for g, t in zip(grads, (self.out, self.z, self.final)))
+        H = self.hidden
+        forward = d_out[..., :H].clone()
+        forward[:, :-1] += d_z[:, 1:, :H]  # h_t feeds a_{t+1}
+        forward[:, -1] += d_final[0]
+        result = [forward]
+        if self.directions == 2:
+            reverse = d_out[..., H:].clone()
+            reverse[:, 1:] += d_z[:, :-1, H:]  # read backwards: h_t feeds a_{t-1}
+            reverse[:, 0] += d_final[1]
+            result.append(reverse)
+        return result
+
+
+KERNEL_PROBE_CELLS = ("rnn_tanh", "rnn_relu", "lstm")
+
+
+def kernel_probe_layer(rnn: nn.RNNBase, cell: str, x: torch.Tensor, state=None):
+    """A single-layer module run through its fused kernel for the exact probe (see
+    LayerProbe). x [B, T, In] -> (output [B, T, D*H], final state as the module returns
+    it, LayerProbe)."""
+    B, T, _ = x.shape
+    H, D = rnn.hidden_size, 2 if rnn.bidirectional else 1
+    z = x.new_zeros(B, T, D * H, requires_grad=True)
+    weights = []
+    for d in range(D):
+        sfx = "_reverse" if d else ""
+        w_ih, w_hh, b_ih, b_hh = (getattr(rnn, f"{n}_l0{sfx}") for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"))
+        # [G*H, In + D*H]: this direction's W_hh reads its own block of z, zeros the other's
+        blocks = [w_ih] + [w_hh if e == d else w_hh.new_zeros(w_hh.shape) for e in range(D)]
+        weights += [torch.cat(blocks, dim=1), w_hh, b_ih, b_hh]
+    if state is None:
+        h0 = x.new_zeros(D, B, H)
+        hx = (h0, torch.zeros_like(h0)) if cell == "lstm" else h0
+    else:  # a carried state may come from an autocast pass (bf16/fp16): match x's dtype
+        hx = tuple(s.to(x.dtype) for s in state) if cell == "lstm" else state.to(x.dtype)
+    kernel = _FUSED_KERNELS[cell]
+    x_aug = torch.cat([x, z], dim=-1)  # [B, T, In + D*H]
+    if cell == "lstm":
+        out, hn, cn = kernel(x_aug, hx, weights, True, 1, 0.0, rnn.training, D == 2, True)
+        final = (hn, cn)
+    else:
+        out, hn = kernel(x_aug, hx, weights, True, 1, 0.0, rnn.training, D == 2, True)
+        final = hn
+    return out, final, LayerProbe(hidden=H, directions=D, out=out, z=z, final=hn)
+
+
+# ----------------------------------------------------------------------------- stacks
 
 
 class RecurrentStack(nn.Module):
@@ -169,6 +264,7 @@ class RecurrentStack(nn.Module):
             input_size = layer.hidden_size * (2 if layer.bidirectional else 1)
         self.output_size = input_size
         self.fused = False
+        self.kernel_probe = True  # off: the exact probe unrolls every layer (the reference path)
         first = self.specs[0]
         # one multi-layer kernel: same cell, width and direction everywhere, and one
         # dropout rate between the layers (the kernel takes one); the top layer's own
@@ -202,8 +298,9 @@ class RecurrentStack(nn.Module):
         """x: [B, T, In] -> (output [B, T, D*H_top], final states per layer).
 
         taps: if a list, each layer's input sequence is appended to it.
-        unrolled_states: if a list, the layers run step by step and each layer's
-        per-direction per-step hidden states are appended to it (the exact probe)."""
+        unrolled_states: if a list, the exact probe's forward: each layer's LayerProbe is
+        appended to it (RNN/LSTM layers through their kernel with the recurrent-probe input,
+        GRU layers, or all when ``kernel_probe`` is off, step by step)."""
         if self.fused and self.fusable and taps is None and unrolled_states is None:
             return self._fused_forward(x, initial)
         finals = []
@@ -212,8 +309,13 @@ class RecurrentStack(nn.Module):
                 taps.append(x)
             state = initial[i] if initial is not None else None
             if unrolled_states is not None:
-                x, final, states = unrolled_layer(rnn, self.specs[i].cell, x, state)
-                unrolled_states.append(states)
+                cell = self.specs[i].cell
+                if cell in KERNEL_PROBE_CELLS and self.kernel_probe:
+                    x, final, recorded = kernel_probe_layer(rnn, cell, x, state)
+                else:
+                    x, final, states = unrolled_layer(rnn, cell, x, state)
+                    recorded = LayerProbe(hidden=rnn.hidden_size, directions=len(states), states=states)
+                unrolled_states.append(recorded)
             else:
                 x, final = rnn(x, state)
             if drop.p:  # (a zero-rate dropout is still a dispatched op)
@@ -361,8 +463,8 @@ class Probe:
     """What one forward pass recorded for the gradient-through-time instrumentation."""
 
     taps: list[torch.Tensor] = field(default_factory=list)  # per layer: input [B, T, In]
-    # per layer, per direction, per t: h_t [B, H] (unrolled forward only)
-    states: list[list[list[torch.Tensor]]] = field(default_factory=list)
+    # per layer: what the exact probe needs of it (its forward with unrolled=True only)
+    states: list[LayerProbe] = field(default_factory=list)
     layer_names: list[str] = field(default_factory=list)
 
 

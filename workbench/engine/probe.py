@@ -165,23 +165,21 @@ def exact_hidden_grad_norm_tensors(model: RecurrentModel,
             probe = model.probe
             if probe is None or not probe.states:
                 raise RuntimeError("the probe's loss must come from a forward with unrolled=True")
-            flat = [h for layer in probe.states for direction in layer for h in direction]
+            per_layer = [layer.targets() for layer in probe.states]
+            flat = [t for targets in per_layer for t in targets]
             grads = torch.autograd.grad(loss, flat, allow_unused=True)
     finally:
         model.tap_inputs = was_tapping
         model.probe = None
     norms, k = {}, 0
-    for name, layer in zip(probe.layer_names, probe.states):
+    for name, layer, targets in zip(probe.layer_names, probe.states, per_layer):
         squared = None
-        for direction in layer:
-            g = [grads[k + t] if grads[k + t] is not None else torch.zeros_like(direction[t])
-                 for t in range(len(direction))]
-            k += len(direction)
-            stacked = torch.stack(g, dim=1)  # [B, T, H]
+        for stacked in layer.hidden_grads(list(grads[k:k + len(targets)])):  # per direction [B, T, H]
             # at least fp32: squares of bf16/fp16 gradients underflow or overflow
             stacked = stacked.to(torch.promote_types(stacked.dtype, torch.float32))
             sq = stacked.pow(2).sum(dim=-1)  # [B, T]
             squared = sq if squared is None else squared + sq
+        k += len(targets)
         norms[name] = squared.sqrt().mean(dim=0)  # [T]
     return norms
 
