@@ -90,6 +90,9 @@ else
 fi
 section engine_checks_cuda 90 "$PY" bench/gpu_checks.py
 
+# what one exact probe costs in training steps, through the kernel and unrolled
+section probe_cost 60 "$PY" bench/probe_cost.py --gpu --sizes small,medium --cells lstm,rnn_tanh,gru
+
 # --- throughput (the table is printed last) ----------------------------------------------
 # (30 warm-up steps: the engine's first untapped steps time its candidate paths, see
 # StepPathTuner; the timed window comes after that choice)

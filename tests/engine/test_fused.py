@@ -128,3 +128,18 @@ def test_one_outlier_does_not_decide():
     for seconds in (1.0, 1.5, 9.0, 1.5, 1.0, 1.5):  # the first path's 9 s step: a hiccup
         tuner.timed(seconds)
     assert tuner.choice == (False, False)
+
+
+def test_a_probe_the_kernel_route_refuses_falls_back_to_the_unrolled_replica(monkeypatch):
+    import workbench.engine.model as model_module
+
+    def refuse(*args, **kwargs):
+        raise RuntimeError("no kernel route here")
+
+    monkeypatch.setattr(model_module, "kernel_probe_layer", refuse)
+    trainer = Trainer(_two_layer_preset("train.probe_every=3"), probe_budget=None)
+    records = list(trainer.run())
+    probes = [r for r in records if r["kind"] == "probe"]
+    assert records[-1]["status"] == "finished" and len(probes) == 4  # at init, then steps 3, 6, 9
+    assert records[-1]["probe_unrolled"] == "RuntimeError: no kernel route here"
+    assert all(p["hidden_grad_norms"]["layers.1"].shape == (12,) for p in probes)

@@ -21,7 +21,8 @@ Record kinds (``record["kind"]``):
   end         step, status ("finished" / "stopped" / "failed"), time_s, last_loss,
               metrics, message; fused_stacks and untapped_graphs (how the untapped
               steps ran, see below; None if not yet decided), graph_replays (steps
-              replayed from CUDA graphs), graphs_off (why graphs were turned off, if so)
+              replayed from CUDA graphs), graphs_off (why graphs were turned off, if so),
+              probe_unrolled (why the probe left its kernel route, if it did)
 
 What a step costs beyond bare PyTorch: everything it reports (loss, gradient norms,
 the layer-input gradient norms and per-layer parameter norms) is reduced on the device
@@ -369,6 +370,7 @@ class Trainer:
         self._untapped_path = paths[0]
         self.model.set_fused_stacks(paths[0][0])
         self._fusable = tuple(stack.fusable for _name, stack in self.model.named_stacks())
+        self._probe_fallback = ""  # why the exact probe went back to the unrolled replica, if it did
         # Detached views of the parameters, made once: they follow every in-place update
         # (optimizer, restore, load) and spare a detach() per parameter per step.
         self._param_data = [p.detach() for p in self.params]
@@ -518,6 +520,8 @@ class Trainer:
             out["graphs"] = len(self._graphs.graphs)
             if self._graphs.off_reason:
                 out["graphs_off"] = self._graphs.off_reason
+        if self._probe_fallback:
+            out["probe_unrolled"] = self._probe_fallback
         return out
 
     def _probe_due(self, step: int) -> bool:
@@ -832,8 +836,20 @@ class Trainer:
         t0, c0 = time.perf_counter(), self.clock()
         self.model.train()
         devices = [self.device.index or 0] if self.device.type == "cuda" else []
-        with torch.random.fork_rng(devices=devices):
-            norms = to_host(exact_hidden_grad_norm_tensors(self.model, work.probe_loss))
+        try:
+            with torch.random.fork_rng(devices=devices):
+                norms = to_host(exact_hidden_grad_norm_tensors(self.model, work.probe_loss))
+        except RuntimeError as exc:
+            stacks = [stack for _name, stack in self.model.named_stacks() if stack.kernel_probe]
+            if out_of_memory(exc) or not stacks:
+                raise
+            # The kernel route refused (a backend without it, say): the step-by-step
+            # replica gives the same numbers, slower; said in the end record.
+            self._probe_fallback = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+            for stack in stacks:
+                stack.kernel_probe = False
+            with torch.random.fork_rng(devices=devices):
+                norms = to_host(exact_hidden_grad_norm_tensors(self.model, work.probe_loss))
         dt = time.perf_counter() - t0
         self._probe_time += self.clock() - c0
         self.state.last_probe_step = self.state.step
