@@ -214,6 +214,7 @@ def cmd_train(args) -> int:
             trainer.control.stop()
             print("\ninterrupted: the last checkpoint is kept; continue with --resume", file=sys.stderr)
             return EXIT_FAILED
+    distributed.finish()  # torchrun: every rank leaves together
     if progress and not args.quiet:
         progress.update(end.get("step", 0), force=True)
         progress.close()

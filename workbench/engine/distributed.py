@@ -99,6 +99,21 @@ def setup_device(device: torch.device) -> torch.device:
     return device
 
 
+def finish() -> None:
+    """The end of a torchrun run, on every rank: wait until all ranks are here, then close
+    the process group, before the interpreter's own teardown. A rank that tore its
+    connections down while a peer still talked to it, or left that to exit time, was
+    seen aborting ('terminate called without an active exception'). Alone: nothing."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()):
+        return
+    try:
+        dist.barrier()
+    finally:
+        dist.destroy_process_group()
+
+
 def _shutdown() -> None:
     import torch.distributed as dist
 
@@ -187,4 +202,5 @@ def run_worker(trainer) -> int:
     for record in trainer.run():
         if record.get("kind") == "end":
             status = record.get("status", "failed")
+    finish()
     return 0 if status in ("finished", "stopped") else 1
