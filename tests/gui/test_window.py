@@ -304,3 +304,29 @@ def test_every_builtin_preset_opens_valid_and_drawn(qtbot, window):
         model = window.diagram.diagram.model
         assert model is not None and model.topology == window.doc.preset.model.topology, name
         assert window.act_train.isEnabled(), name
+
+
+def test_the_char_cnn_input_has_its_fields_and_sizes_before_the_task_is_read(qtbot, window):
+    """The 'embedding_chars' input (the tagger's word + char-CNN): its character vector size
+    is a field of its own, bound to the preset and undoable, enabled only for that input;
+    and the sizes shown before the task's vocabularies are known treat it as words with
+    characters, not as video frames."""
+    from workbench.gui.resolver import fallback_io
+    from workbench.spec import parameter_report
+
+    assert window.open_builtin("tagger_bilstm", quiet=True)
+    editor = window.editor
+    assert window.doc.preset.model.input.kind == "embedding_chars"
+    assert editor.char_embedding_dim.isEnabled() and editor.embedding_dim.isEnabled()
+    assert editor.input_kind.currentText() == "word embedding + char-CNN"
+    before = window.doc.preset.model.input.char_embedding_dim
+    editor.char_embedding_dim.setValue(before + 8)
+    assert window.doc.preset.model.input.char_embedding_dim == before + 8
+    window.doc.undo()
+    assert window.doc.preset.model.input.char_embedding_dim == before
+    io = fallback_io(window.doc.preset)
+    assert io.input_kind == "tokens" and io.char_vocab_size > 0
+    assert parameter_report(window.doc.preset.model, io).input_side > 0
+    editor.input_kind.setCurrentIndex(editor.input_kind.findData("embedding"))
+    assert window.doc.preset.model.input.kind == "embedding"
+    assert not editor.char_embedding_dim.isEnabled()

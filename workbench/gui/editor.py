@@ -28,10 +28,13 @@ TIPS = {
     "hidden_size": "Width of this layer's hidden state.",
     "bidirectional": "Also run the sequence backwards and join both directions' states.",
     "dropout": "Fraction of this layer's outputs zeroed at random while training.",
-    "model.input.kind": "How raw inputs become vectors: a token embedding, a linear projection of numeric "
+    "model.input.kind": "How raw inputs become vectors: a token embedding, a word embedding next to a "
+                        "char-CNN summary of the word's spelling (tagging), a linear projection of numeric "
                         "features, or a linear/conv encoder for video frames.",
     "model.input.embedding_dim": "Size of each token vector (also of the decoder's previous-token embedding).",
-    "model.input.projection_size": "Output size of the linear or frame projection fed to the first layer.",
+    "model.input.projection_size": "Output size of the linear or frame projection fed to the first layer; "
+                                   "with a char-CNN, its number of filters.",
+    "model.input.char_embedding_dim": "Size of each character vector the char-CNN reads.",
     "model.input.conv_channels": "Channels of each 3×3 conv + 2×2 pool block of the frames_conv encoder, "
                                  "e.g. 16, 32.",
     "model.head.kind": "Classification (softmax over classes or tokens) or regression (real-valued outputs).",
@@ -261,13 +264,16 @@ class ArchitectureEditor(QScrollArea):
         self.input_kind = QComboBox()
         self.input_kind.setToolTip(TIPS["model.input.kind"])
         self.binder.combo(self.input_kind, "model.input.kind", spec.INPUT_KINDS,
-                          {"embedding": "token embedding", "linear": "linear (features)",
-                           "frames_linear": "frames → linear", "frames_conv": "frames → conv"})
+                          {"embedding": "token embedding", "embedding_chars": "word embedding + char-CNN",
+                           "linear": "linear (features)", "frames_linear": "frames → linear",
+                           "frames_conv": "frames → conv"})
         self._row(form, "Kind", self.input_kind, "model.input.kind")
         self.embedding_dim = self._spin(1, spec.MAX_EMBEDDING, "model.input.embedding_dim")
         self._row(form, "Embedding size", self.embedding_dim, "model.input.embedding_dim")
         self.projection = self._spin(1, spec.MAX_EMBEDDING, "model.input.projection_size")
         self._row(form, "Projection size", self.projection, "model.input.projection_size")
+        self.char_embedding_dim = self._spin(1, spec.MAX_EMBEDDING, "model.input.char_embedding_dim")
+        self._row(form, "Character vector size", self.char_embedding_dim, "model.input.char_embedding_dim")
         self.conv = QLineEdit()
         self.conv.setToolTip(TIPS["model.input.conv_channels"])
         self.conv.editingFinished.connect(self._on_conv)
@@ -472,8 +478,10 @@ class ArchitectureEditor(QScrollArea):
         m = preset.model
         self.topology_hint.setText(TOPOLOGY_HINTS.get(m.topology, ""))
         kind = m.input.kind
-        self.embedding_dim.setEnabled(kind == "embedding" or m.topology in ("encoder_decoder", "one_to_many"))
+        self.embedding_dim.setEnabled(kind in ("embedding", "embedding_chars")
+                                      or m.topology in ("encoder_decoder", "one_to_many"))
         self.projection.setEnabled(kind != "embedding")
+        self.char_embedding_dim.setEnabled(kind == "embedding_chars")
         self.conv.setEnabled(kind == "frames_conv")
         enc_dec = m.topology == "encoder_decoder"
         self.layers_box.setTitle("Encoder layers" if enc_dec else "Recurrent layers")

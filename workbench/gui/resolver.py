@@ -48,6 +48,8 @@ def fallback_io(preset: Preset) -> ModelIO:
     generating = topo in ("encoder_decoder", "one_to_many")
     if kind == "embedding":
         io = ModelIO(input_kind="class" if topo == "one_to_many" else "tokens", vocab_size=100, output_size=100)
+    elif kind == "embedding_chars":  # words with their characters (never one-to-many: validation refuses it)
+        io = ModelIO(input_kind="tokens", vocab_size=100, char_vocab_size=60, output_size=100)
     elif kind == "linear":
         io = ModelIO(input_kind="vector" if topo == "one_to_many" else "features", feature_size=1, output_size=1)
     else:
