@@ -1,9 +1,9 @@
 """What one exact dL/dh_t probe costs, in training steps of the same model and batch.
 
 The probe runs two ways on the same trainer: through each layer's fused kernel with the
-recurrent-probe input (the engine's route for RNN and LSTM layers; LayerProbe in
-workbench/engine/model.py) and as the step-by-step replica (every layer unrolled, the
-route GRU layers take). Printed per cell: time per probe over time per training step
+zero probe input (the engine's route; LayerProbe in workbench/engine/model.py) and as the
+step-by-step replica (every layer unrolled, the reference the tests hold it to). Printed
+per cell: time per probe over time per training step
 (taps on), and the number of operators each dispatches over a step's: on a GPU, where
 launching is what costs for small models, that count is what the time follows.
 
@@ -96,8 +96,6 @@ def main(argv=None) -> int:
             (k_t, k_ops), (u_t, u_ops) = rows["kernel"], rows["unrolled"]
             print(f"{cell:<9}{size_name:<8}{1e3 * step_t:>9.2f}{k_t / step_t:>15.2f}{k_ops / step_ops:>7.2f}"
                   f"{u_t / step_t:>17.2f}{u_ops / step_ops:>7.2f}", flush=True)
-    print("GRU layers always take the unrolled route (their h_{t-1} is not only a gate input), so both "
-          "columns time the same thing there.")
     return 0
 
 

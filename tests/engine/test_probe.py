@@ -1,7 +1,7 @@
 """The gradient-through-time instrumentation against an independent autograd route.
 
 timestep_grad_norms (taps on each layer's input) and hidden_grad_norms (the exact probe:
-RNN/LSTM layers through their kernel with a recurrent-probe input, GRU layers unrolled)
+each layer through its kernel with a zero probe input; the unrolled replica as a check)
 must match what tests/engine/reference.py computes with nn.*Cell copies of the weights,
 for every cell, uni- and bidirectional, stacked, in every topology."""
 from __future__ import annotations
@@ -193,21 +193,31 @@ def test_the_probe_takes_a_state_carried_from_an_autocast_chunk():
             torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("cell, through_kernel", [("rnn_tanh", True), ("rnn_relu", True), ("lstm", True),
-                                                  ("gru", False)])
-def test_the_probe_runs_rnn_and_lstm_layers_through_their_kernel_and_unrolls_gru(cell, through_kernel):
+@pytest.mark.parametrize("cell", CELLS)
+def test_the_probes_route_per_layer(cell):
+    """By default every layer goes through its kernel, but a GRU on the CPU (where the
+    replica is cheaper); True / False force the kernel route / the replica."""
     model, batch = small_model("many_to_one", layers((cell, True), (cell, False)))
-    model(batch.x, batch.y_in, batch.lengths, unrolled=True)
-    recorded = model.probe.states
-    assert len(recorded) == 2
-    assert all((layer.states is None) is through_kernel for layer in recorded)
+    expect_kernel = cell != "gru" or DEVICE.type != "cpu"
+    for route, through_kernel in ((None, expect_kernel), (True, True), (False, False)):
+        model.encoder.kernel_probe = route
+        model(batch.x, batch.y_in, batch.lengths, unrolled=True)
+        recorded = model.probe.states
+        assert len(recorded) == 2
+        assert all((layer.states is None) is through_kernel for layer in recorded), route
+        if not through_kernel:
+            assert [len(layer.states) for layer in recorded] == [2, 1]  # directions
 
 
 @pytest.mark.parametrize("topology, stack, decoder", [
     ("many_to_one", [("lstm", True), ("rnn_tanh", False)], None),
+    ("many_to_one", [("gru", True), ("gru", False)], None),
     ("many_to_many", [("rnn_relu", True), ("lstm", True)], None),
+    ("many_to_many", [("gru", False), ("gru", True)], None),
     ("encoder_decoder", [("lstm", True)], [("lstm", False), ("rnn_tanh", False)]),
+    ("encoder_decoder", [("gru", True)], [("gru", False), ("gru", False)]),
     ("one_to_many", [("lstm", False), ("rnn_relu", False)], None),
+    ("one_to_many", [("gru", False), ("gru", False)], None),
 ])
 def test_the_kernel_probe_gives_what_the_unrolled_replica_gives(topology, stack, decoder):
     """The kernel route (dL/dout_t + dL/dz_t±1) against the step-by-step replica on the
@@ -230,29 +240,34 @@ def test_the_kernel_probe_gives_what_the_unrolled_replica_gives(topology, stack,
                                    rtol=1e-10, atol=1e-14 * float(expected.max()))
 
 
-@pytest.mark.parametrize("cell", ["rnn_tanh", "lstm"])
+@pytest.mark.parametrize("cell", ["rnn_tanh", "lstm", "gru"])
 @pytest.mark.parametrize("bidirectional", [False, True])
-def test_the_kernel_probe_counts_the_final_states_gradient(cell, bidirectional):
+@pytest.mark.parametrize("with_state", [False, True])
+def test_the_kernel_probe_counts_the_final_states_gradient(cell, bidirectional, with_state):
     """A loss that reads the layer's final state (h_n, and c_n for an LSTM) as well as its
     outputs: the kernel route's dL/dh_t equals the replica's at every step of each
     direction, its last state included."""
     from workbench.engine.model import kernel_probe_layer, unrolled_layer
 
     torch.manual_seed(3)
-    module = torch.nn.LSTM if cell == "lstm" else torch.nn.RNN
+    module = {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU}.get(cell, torch.nn.RNN)
     rnn = module(3, 4, batch_first=True, bidirectional=bidirectional).double()
     x = torch.randn(2, 6, 3, dtype=torch.float64)
     weights = torch.randn(6, 2 * 4 if bidirectional else 4, dtype=torch.float64)
+    state = None
+    if with_state:  # a carried or bridged initial state
+        h = torch.randn(2 if bidirectional else 1, 2, 4, dtype=torch.float64)
+        state = (h, torch.randn_like(h)) if cell == "lstm" else h
 
     def loss_of(out, final):
         hn, cn = final if cell == "lstm" else (final, None)
         loss = (out * weights).sum().sin() + hn.pow(3).sum()
         return loss + (cn.pow(2).sum() if cn is not None else 0)
 
-    out, final, states = unrolled_layer(rnn, cell, x)
+    out, final, states = unrolled_layer(rnn, cell, x, state)
     flat = [h for direction in states for h in direction]
     expected = torch.autograd.grad(loss_of(out, final), flat)
-    out, final, recorded = kernel_probe_layer(rnn, cell, x)
+    out, final, recorded = kernel_probe_layer(rnn, cell, x, state)
     grads = torch.autograd.grad(loss_of(out, final), recorded.targets(), allow_unused=True)
     got = recorded.hidden_grads(list(grads))
     assert len(got) == len(states)

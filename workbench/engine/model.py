@@ -8,11 +8,12 @@ cuDNN runs it on a GPU and every layer boundary is a tensor the trainer can obse
   on them; after backward, ``tap.grad`` is dL/dx_t^l for every t, which the fused
   kernel's backward computed anyway (it includes the recurrent path inside the layer).
 - ``unrolled=True``: the exact probe's forward, on one sampled batch. Each layer records
-  what gives the total dL/dh_t, recurrent path included (LayerProbe): RNN and LSTM layers
-  run their fused kernel with a zero input that enters the gates through W_hh, whose
-  gradient is the recurrent part; GRU layers run the cell equations step by step with
-  the very same parameters and record every h_t (graph nodes), which is slow (a Python
-  loop over time).
+  what gives the total dL/dh_t, recurrent path included (LayerProbe): it runs its fused
+  kernel with a zero extra input that enters the gates (through W_hh for RNN/LSTM, the
+  identity for a GRU), whose gradient carries the recurrent part. With a stack's
+  ``kernel_probe`` off, the layers instead run the cell equations step by step with the
+  very same parameters and record every h_t (graph nodes): the slow reference replica
+  (a Python loop over time), which the tests hold the kernel route to.
 """
 from __future__ import annotations
 
@@ -151,28 +152,34 @@ class LayerProbe:
     """What the exact dL/dh_t probe recorded of one layer's forward, one of two ways.
 
     unrolled (``states``): h_t per direction and step, graph nodes of the step-by-step
-    replica; autograd.grad(loss, h_t) is the total dL/dh_t.
+    replica; autograd.grad(loss, h_t) is the total dL/dh_t. The reference route.
 
-    through the fused kernel (``out``, ``z``, ``final``; RNN and LSTM cells): the layer
-    ran as its cuDNN/ATen kernel on the input [x_t, z_t], where z [B, T, D*H] is zero and
-    enters each direction's gate pre-activations a_t through that direction's own W_hh.
-    Then dL/dz_t = W_hh^T dL/da_t is exactly the recurrent part of the gradient of the
-    state that feeds step t, and the total gradient of h_t is
-        forward:  dL/dout_t[:H]  + dL/dz_{t+1}[:H]     (h_t feeds a_{t+1})
-        reverse:  dL/dout_t[H:]  + dL/dz_{t-1}[H:]     (h_t feeds a_{t-1})
-    plus dL/dh_n for the direction's last state. For these cells h_{t-1} enters step t
-    only through W_hh h_{t-1} (an LSTM's cell state is inside the kernel, which carries
-    its path), so this equals what the unrolled replica gives; a GRU's h_{t-1} also
-    enters through r * (W_hn h) and z * h, so GRU layers are unrolled. One kernel call
-    per layer instead of a Python loop over time: on a GPU the probe costs about a
-    training step instead of tens."""
+    through the layer's fused kernel (``out``, ``z``, ``final``; every cell): the layer
+    ran as its cuDNN/ATen kernel on a widened input [x_t, z_t] with z = 0, so dL/dz_t
+    tells what reaches step t's gates.
+      RNN, LSTM: z [B, T, D*H] enters each direction's gate pre-activations a_t through
+        that direction's own W_hh, so dL/dz_t = W_hh^T dL/da_t: exactly the recurrent part
+        of the gradient of the state that feeds step t (h_{t-1} enters step t only through
+        W_hh h_{t-1}; an LSTM's cell-state path is inside the kernel). The total is
+            forward:  dL/dh_t = dL/dout_t[:H] + dL/dz_{t+1}[:H]   (h_t feeds step t+1)
+            reverse:  dL/dh_t = dL/dout_t[H:] + dL/dz_{t-1}[H:]   (h_t feeds step t-1)
+        plus dL/dh_n for the direction's last state.
+      GRU: h_{t-1} also enters through r_t * (W_hn h_{t-1} + b_hn) and z_t * h_{t-1}, so z
+        [B, T, D*3H] enters the three gates' pre-activations through the identity:
+        dL/dz_t = (da_r, da_z, da_n) at step t. With r_t, u_t (the update gate)
+        recomputed from x and the outputs, the gradient of the state feeding step t is
+        [da_r, da_z, r_t * da_n] W_hh + u_t * dL/dh(step t's output), a recurrence run
+        backwards over t (one fused multiply-add per step).
+    One kernel call per layer instead of a Python loop of cell equations over time: on a
+    GPU the probe costs about a training step instead of tens."""
 
     hidden: int
     directions: int
     states: list[list[torch.Tensor]] | None = None
     out: torch.Tensor | None = None  # [B, T, D*H]
-    z: torch.Tensor | None = None  # [B, T, D*H], zeros
+    z: torch.Tensor | None = None  # [B, T, D*H] (D*3H for a GRU), zeros
     final: torch.Tensor | None = None  # h_n [D, B, H]
+    gru: tuple | None = None  # GRU: (x [B, T, In], h0 [D, B, H], per direction (w_ih, w_hh, b_ih, b_hh)), detached
 
     def targets(self) -> list[torch.Tensor]:
         """The tensors whose gradients the probe needs."""
@@ -180,6 +187,7 @@ class LayerProbe:
             return [h for direction in self.states for h in direction]
         return [self.out, self.z, self.final]
 
+    @torch.no_grad()
     def hidden_grads(self, grads: list[torch.Tensor | None]) -> list[torch.Tensor]:
         """From the gradients of targets() (same order; None = no gradient reached it):
         per direction, dL/dh_t [B, T, H]."""
@@ -193,6 +201,8 @@ class LayerProbe:
             return out
         d_out, d_z, d_final = (g if g is not None else torch.zeros_like(t)
                                for g, t in zip(grads, (self.out, self.z, self.final)))
+        if self.gru is not None:
+            return self._gru_hidden_grads(d_out, d_z, d_final)
         H = self.hidden
         forward = d_out[..., :H].clone()
         forward[:, :-1] += d_z[:, 1:, :H]  # h_t feeds a_{t+1}
@@ -205,8 +215,38 @@ class LayerProbe:
             result.append(reverse)
         return result
 
-
-KERNEL_PROBE_CELLS = ("rnn_tanh", "rnn_relu", "lstm")
+    def _gru_hidden_grads(self, d_out, d_z, d_final) -> list[torch.Tensor]:
+        x, h0, weights = self.gru
+        H, T = self.hidden, x.shape[1]
+        out = self.out.detach()
+        result = []
+        for d, (w_ih, w_hh, b_ih, b_hh) in enumerate(weights):
+            own = out[..., d * H:(d + 1) * H]  # [B, T, H]: this direction's h_t
+            # the state each step reads: forward h_{t-1} (h0 first), reverse h_{t+1} (h0 last)
+            if d == 0:
+                prev = torch.cat([h0[d].unsqueeze(1), own[:, :-1]], dim=1)
+            else:
+                prev = torch.cat([own[:, 1:], h0[d].unsqueeze(1)], dim=1)
+            gi = F.linear(x, w_ih, b_ih)  # [B, T, 3H]: r, z, n
+            gh = F.linear(prev, w_hh, b_hh)
+            reset = torch.sigmoid(gi[..., :H] + gh[..., :H])
+            update = torch.sigmoid(gi[..., H:2 * H] + gh[..., H:2 * H])
+            da = d_z[..., d * 3 * H:(d + 1) * 3 * H]  # [B, T, 3H]: dL/d pre-activations at each step
+            gates = torch.cat([da[..., :2 * H], reset * da[..., 2 * H:]], dim=-1)
+            through_gates = gates @ w_hh  # [B, T, H]: into the state step t read, via the gates
+            g = d_out[..., d * H:(d + 1) * H].clone()  # dL/dout_t: the direct part
+            if d == 0:  # h_t is read by step t+1
+                g[:, :-1] += through_gates[:, 1:]
+                g[:, -1] += d_final[d]
+                for t in range(T - 2, -1, -1):  # the z * h path: a recurrence, one op a step
+                    g[:, t].addcmul_(update[:, t + 1], g[:, t + 1])
+            else:  # read backwards: h_t is read by step t-1
+                g[:, 1:] += through_gates[:, :-1]
+                g[:, 0] += d_final[d]
+                for t in range(1, T):
+                    g[:, t].addcmul_(update[:, t - 1], g[:, t - 1])
+            result.append(g)
+        return result
 
 
 def kernel_probe_layer(rnn: nn.RNNBase, cell: str, x: torch.Tensor, state=None):
@@ -215,28 +255,34 @@ def kernel_probe_layer(rnn: nn.RNNBase, cell: str, x: torch.Tensor, state=None):
     it, LayerProbe)."""
     B, T, _ = x.shape
     H, D = rnn.hidden_size, 2 if rnn.bidirectional else 1
-    z = x.new_zeros(B, T, D * H, requires_grad=True)
-    weights = []
+    gru = cell == "gru"
+    width = 3 * H if gru else H  # per direction: what z feeds
+    z = x.new_zeros(B, T, D * width, requires_grad=True)
+    weights, kept = [], []
     for d in range(D):
         sfx = "_reverse" if d else ""
         w_ih, w_hh, b_ih, b_hh = (getattr(rnn, f"{n}_l0{sfx}") for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"))
-        # [G*H, In + D*H]: this direction's W_hh reads its own block of z, zeros the other's
-        blocks = [w_ih] + [w_hh if e == d else w_hh.new_zeros(w_hh.shape) for e in range(D)]
+        # [G*H, In + D*width]: this direction reads its own block of z (through W_hh, or
+        # for a GRU the identity), zeros the other direction's
+        own = torch.eye(3 * H, dtype=w_ih.dtype, device=w_ih.device) if gru else w_hh
+        blocks = [w_ih] + [own if e == d else own.new_zeros(own.shape[0], width) for e in range(D)]
         weights += [torch.cat(blocks, dim=1), w_hh, b_ih, b_hh]
+        kept.append((w_ih.detach(), w_hh.detach(), b_ih.detach(), b_hh.detach()))
     if state is None:
         h0 = x.new_zeros(D, B, H)
         hx = (h0, torch.zeros_like(h0)) if cell == "lstm" else h0
     else:  # a carried state may come from an autocast pass (bf16/fp16): match x's dtype
         hx = tuple(s.to(x.dtype) for s in state) if cell == "lstm" else state.to(x.dtype)
     kernel = _FUSED_KERNELS[cell]
-    x_aug = torch.cat([x, z], dim=-1)  # [B, T, In + D*H]
+    x_aug = torch.cat([x, z], dim=-1)  # [B, T, In + D*width]
     if cell == "lstm":
         out, hn, cn = kernel(x_aug, hx, weights, True, 1, 0.0, rnn.training, D == 2, True)
         final = (hn, cn)
     else:
         out, hn = kernel(x_aug, hx, weights, True, 1, 0.0, rnn.training, D == 2, True)
         final = hn
-    return out, final, LayerProbe(hidden=H, directions=D, out=out, z=z, final=hn)
+    extra = (x.detach(), hx.detach(), kept) if gru else None
+    return out, final, LayerProbe(hidden=H, directions=D, out=out, z=z, final=hn, gru=extra)
 
 
 # ----------------------------------------------------------------------------- stacks
@@ -264,7 +310,12 @@ class RecurrentStack(nn.Module):
             input_size = layer.hidden_size * (2 if layer.bidirectional else 1)
         self.output_size = input_size
         self.fused = False
-        self.kernel_probe = True  # off: the exact probe unrolls every layer (the reference path)
+        # The exact probe's route: True = every layer through its kernel, False = every
+        # layer unrolled (the reference replica), None = the kernel, except GRU layers on
+        # the CPU: there PyTorch's GRU kernel is itself a loop of operators and the probe's
+        # identity input makes it dearer than the replica (bench/probe_cost.py: 1.9 vs 0.7
+        # training steps for a 2x128 GRU).
+        self.kernel_probe: bool | None = None
         first = self.specs[0]
         # one multi-layer kernel: same cell, width and direction everywhere, and one
         # dropout rate between the layers (the kernel takes one); the top layer's own
@@ -299,8 +350,8 @@ class RecurrentStack(nn.Module):
 
         taps: if a list, each layer's input sequence is appended to it.
         unrolled_states: if a list, the exact probe's forward: each layer's LayerProbe is
-        appended to it (RNN/LSTM layers through their kernel with the recurrent-probe input,
-        GRU layers, or all when ``kernel_probe`` is off, step by step)."""
+        appended to it (through the layer's kernel with the probe input, or step by
+        step: see ``kernel_probe``)."""
         if self.fused and self.fusable and taps is None and unrolled_states is None:
             return self._fused_forward(x, initial)
         finals = []
@@ -310,7 +361,10 @@ class RecurrentStack(nn.Module):
             state = initial[i] if initial is not None else None
             if unrolled_states is not None:
                 cell = self.specs[i].cell
-                if cell in KERNEL_PROBE_CELLS and self.kernel_probe:
+                through_kernel = self.kernel_probe
+                if through_kernel is None:
+                    through_kernel = cell != "gru" or x.device.type != "cpu"
+                if through_kernel:
                     x, final, recorded = kernel_probe_layer(rnn, cell, x, state)
                 else:
                     x, final, states = unrolled_layer(rnn, cell, x, state)

@@ -840,7 +840,7 @@ class Trainer:
             with torch.random.fork_rng(devices=devices):
                 norms = to_host(exact_hidden_grad_norm_tensors(self.model, work.probe_loss))
         except RuntimeError as exc:
-            stacks = [stack for _name, stack in self.model.named_stacks() if stack.kernel_probe]
+            stacks = [stack for _name, stack in self.model.named_stacks() if stack.kernel_probe is not False]
             if out_of_memory(exc) or not stacks:
                 raise
             # The kernel route refused (a backend without it, say): the step-by-step

@@ -30,9 +30,8 @@ TRAIN_TIPS = {
              "(0: the whole sequence).",
     "eval_every": "Measure the validation loss every this many steps (0: only at the end).",
     "eval_batches": "How many validation batches each evaluation averages over.",
-    "probe_every": "Run the exact dL/dh_t probe (about one training step for RNN/LSTM layers, more for GRU "
-                   "layers, which are unrolled step by step) every this many steps (0: off); it is postponed "
-                   "when it would take more than 2% of the training time.",
+    "probe_every": "Run the exact dL/dh_t probe (costing about one training step) every this many steps "
+                   "(0: off); it is postponed when it would take more than 2% of the training time.",
     "log_every": "Record the per-timestep gradient norms every this many steps; on a GPU the steps in "
                  "between can run the stack as one fused kernel.",
     "checkpoint_every": "Save a resumable checkpoint every this many steps (0: only at the end).",
