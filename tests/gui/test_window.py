@@ -324,6 +324,7 @@ def test_the_char_cnn_input_has_its_fields_and_sizes_before_the_task_is_read(qtb
     assert window.doc.preset.model.input.char_embedding_dim == before + 8
     window.doc.undo()
     assert window.doc.preset.model.input.char_embedding_dim == before
+    qtbot.waitUntil(lambda: any("char-CNN" in row for row in window.diagram.diagram.model.rows), timeout=10_000)
     io = fallback_io(window.doc.preset)
     assert io.input_kind == "tokens" and io.char_vocab_size > 0
     assert parameter_report(window.doc.preset.model, io).input_side > 0

@@ -235,6 +235,9 @@ class DiagramScene(QGraphicsScene):
         inp = preset.model.input
         if inp.kind == "embedding":
             return f"embedding {io.vocab_size}→{inp.embedding_dim} · {fmt_count(report.input_side)}"
+        if inp.kind == "embedding_chars":  # word vector next to a char-CNN of the word's spelling
+            return (f"words {io.vocab_size}→{inp.embedding_dim} + char-CNN {inp.char_embedding_dim}→"
+                    f"{inp.projection_size} · {fmt_count(report.input_side)}")
         if inp.kind == "linear":
             return f"linear {io.feature_size}→{inp.projection_size} · {fmt_count(report.input_side)}"
         c, h, w = io.frame_shape
