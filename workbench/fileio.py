@@ -5,6 +5,7 @@ exactly as it was. No torch, no Qt: every room uses these."""
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 from pathlib import Path
 
@@ -39,3 +40,23 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 
 def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
+
+
+# A run folder's checkpoints: checkpoints/step-NNNNNNNN.{safetensors,optim.pt,json}, the
+# .json marker written last (workbench/engine/checkpoint.py writes them; here, without
+# torch, so the window can tell whether a run can be continued).
+CHECKPOINT_MARKER = re.compile(r"step-(\d{8})\.json$")
+
+
+def complete_checkpoints(run_dir: str | Path) -> list[tuple[int, Path]]:
+    """[(step, stem)] of the run folder's complete checkpoints, oldest first; a checkpoint
+    whose marker or either file is missing does not count."""
+    folder = Path(run_dir) / "checkpoints"
+    if not folder.is_dir():
+        return []
+    found = []
+    for marker in folder.iterdir():
+        m = CHECKPOINT_MARKER.search(marker.name)
+        if m and marker.with_suffix(".safetensors").exists() and marker.with_suffix(".optim.pt").exists():
+            found.append((int(m.group(1)), marker.with_suffix("")))
+    return sorted(found)

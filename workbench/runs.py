@@ -514,12 +514,13 @@ class RunRecorder:
         return False
 
 
-def record_gui_run(preset, run_dir, start_record: dict, end: dict) -> int | None:
-    """Record a whole, already ended run in one go (the GUI worker's end-of-run hook).
+def record_gui_run(preset, run_dir, start_record: dict, end: dict, resume: bool = False) -> int | None:
+    """Record a whole, already ended run in one go (the GUI worker's end-of-run hook);
+    ``resume``: the run was continued from its checkpoint (its row is taken up again).
 
     Prefer a RunRecorder around the run: it writes the row as 'running' at the start, so
     a run whose app was killed shows up as 'interrupted' instead of not at all."""
-    with RunRecorder(preset, run_dir, source="gui") as rec:
+    with RunRecorder(preset, run_dir, source="gui", resume=resume) as rec:
         rec.observe(start_record or {"kind": "start"})
         rec.observe(end or {"kind": "end", "status": "failed", "message": "the run gave no end record"})
     return rec.run_id

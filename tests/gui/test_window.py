@@ -331,3 +331,40 @@ def test_the_char_cnn_input_has_its_fields_and_sizes_before_the_task_is_read(qtb
     editor.input_kind.setCurrentIndex(editor.input_kind.findData("embedding"))
     assert window.doc.preset.model.input.kind == "embedding"
     assert not editor.char_embedding_dim.isEnabled()
+
+
+def test_a_stopped_run_continues_from_its_checkpoint_and_a_finished_one_trains_further(qtbot, window):
+    tiny(window, steps=100_000)
+    assert window.start_training()
+    run = window.current_run
+    qtbot.waitUntil(lambda: run.last_step >= 20, timeout=60_000)
+    window.act_stop.trigger()
+    qtbot.waitUntil(lambda: not window.training_active, timeout=60_000)
+    stopped_at = run.last_step
+    folder = Path(run.run_dir)
+    lines_before = len((folder / "metrics.jsonl").read_text().splitlines())
+    # nothing to continue from: said, and nothing starts
+    bare = window.load_run_folder(folder)
+    bare_copy = type(bare)(name="no folder", colour="#000000")
+    assert not window.continue_run(bare_copy) and not window.training_active
+    window.remove_run(bare)
+    # continue the stopped run, but only to a budget just above where it stopped
+    preset = spec.load(folder / "preset.json")
+    (folder / "preset.json").write_text(spec.with_overrides(preset, [f"train.steps={stopped_at + 15}"]).to_json())
+    window.runs_panel.list.setCurrentRow(window.runs.index(run))
+    window.runs_panel.resume.click()
+    assert window.training_active and window.current_run is run
+    qtbot.waitUntil(lambda: not window.training_active, timeout=60_000)
+    assert run.status == "finished" and run.last_step == stopped_at + 15
+    steps = list(run.steps.view())
+    assert steps == sorted(steps) and len(set(steps)) == len(steps)  # the curve goes on, no step twice
+    records = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
+    assert len(records) > lines_before  # appended, not rewritten
+    starts = [r for r in records if r["kind"] == "start"]
+    assert len(starts) == 2 and starts[1]["step"] == stopped_at and starts[1]["resumed_from"]
+    # a finished run trains further as far as asked
+    window.dialog_answers["continue_steps"] = str(stopped_at + 25)
+    window._continue_selected()
+    qtbot.waitUntil(lambda: not window.training_active, timeout=60_000)
+    assert run.status == "finished" and run.last_step == stopped_at + 25
+    assert spec.load(folder / "preset.json").train.steps == stopped_at + 25

@@ -26,11 +26,10 @@ from safetensors import SafetensorError
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
-from workbench.fileio import atomic_write_bytes, atomic_write_text
+from workbench.fileio import atomic_write_bytes, atomic_write_text, complete_checkpoints
 from workbench.spec import Preset
 
 KEEP_CHECKPOINTS = 2
-_CKPT = re.compile(r"step-(\d{8})\.json$")
 
 
 class WeightsError(ValueError):
@@ -115,20 +114,8 @@ def save_checkpoint(run_dir: Path, step: int, model, optimizer, scaler, preset: 
     return stem.with_suffix(".safetensors")
 
 
-def _complete_checkpoints(run_dir: Path) -> list[tuple[int, Path]]:
-    folder = Path(run_dir) / "checkpoints"
-    if not folder.is_dir():
-        return []
-    found = []
-    for marker in folder.iterdir():
-        m = _CKPT.search(marker.name)
-        if m and marker.with_suffix(".safetensors").exists() and marker.with_suffix(".optim.pt").exists():
-            found.append((int(m.group(1)), marker.with_suffix("")))
-    return sorted(found)
-
-
 def _prune(run_dir: Path) -> None:
-    for _step, stem in _complete_checkpoints(run_dir)[:-KEEP_CHECKPOINTS]:
+    for _step, stem in complete_checkpoints(run_dir)[:-KEEP_CHECKPOINTS]:
         for suffix in (".json", ".safetensors", ".optim.pt"):  # marker first: never half-valid
             try:
                 Path(str(stem) + suffix).unlink()
@@ -137,7 +124,7 @@ def _prune(run_dir: Path) -> None:
 
 
 def latest_checkpoint(run_dir: Path) -> Path | None:
-    found = _complete_checkpoints(run_dir)
+    found = complete_checkpoints(run_dir)
     return found[-1][1] if found else None
 
 

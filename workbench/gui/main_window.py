@@ -15,7 +15,7 @@ from pathlib import Path
 
 from PySide6.QtCore import QByteArray, QSettings, QStandardPaths, Qt, QThread, QTimer, QUrl, Slot
 from PySide6.QtGui import QAction, QDesktopServices, QIcon, QKeySequence
-from PySide6.QtWidgets import (QComboBox, QDockWidget, QFileDialog, QFrame, QHBoxLayout, QLabel,
+from PySide6.QtWidgets import (QComboBox, QDockWidget, QFileDialog, QFrame, QHBoxLayout, QInputDialog, QLabel,
                                QMainWindow, QMessageBox, QProgressBar, QPushButton, QToolButton, QVBoxLayout,
                                QWidget)
 
@@ -30,6 +30,7 @@ from workbench.gui.rundata import RunData, load_run_folder
 from workbench.gui.runs_panel import RunsPanel
 from workbench.gui.training_panel import DEVICE_LABELS, TrainingPanel, set_device_availability
 from workbench.gui.tryout import TryoutPanel
+from workbench.fileio import complete_checkpoints
 from workbench.gui.worker import TrainWorker, preset_for_gui
 from workbench.spec import Preset, SpecError
 
@@ -190,6 +191,7 @@ class MainWindow(QMainWindow):
         self.runs_panel.changed.connect(self._plots_changed)
         self.runs_panel.load_requested.connect(lambda: self.load_run_folder())
         self.runs_panel.remove_requested.connect(self.remove_run)
+        self.runs_panel.continue_requested.connect(self._continue_selected)
         for panel in self.panels:
             panel.export_requested.connect(lambda kind, p=panel: self.export_panel(p, kind))
 
@@ -923,12 +925,79 @@ class MainWindow(QMainWindow):
                       clip_value=preset.train.clip_value, total_steps=preset.train.steps)
         self.runs.append(run)
         self._session_runs.append(run)
+        self._launch(preset, run, resume=False)
+        return True
+
+    def continue_run(self, run: RunData, total_steps: int | None = None) -> bool:
+        """Train ``run`` on from its folder's last checkpoint, in that folder, its curves
+        going on where they stopped: to its preset's step budget (a stopped or failed run),
+        or to ``total_steps`` when that is more (a finished run trained further). The
+        preset is the folder's own, with this window's device and thread settings."""
+        if self._thread is not None:
+            self.statusBar().showMessage("A run is training; stop it first", 4000)
+            return False
+        folder = Path(run.run_dir) if run.run_dir else None
+        checkpoints = complete_checkpoints(folder) if folder is not None else []
+        if folder is None or not (folder / "preset.json").is_file() or not checkpoints:
+            self.info.show_message(f"Cannot continue {run.name}: its run folder holds no preset.json and "
+                                   f"checkpoint to continue from", "error")
+            return False
+        try:
+            preset = spec.load(folder / "preset.json")
+        except (SpecError, OSError, ValueError) as exc:
+            self.info.show_message(f"Cannot continue {run.name}: {exc}", "error")
+            return False
+        done = checkpoints[-1][0]
+        steps = max(total_steps or 0, preset.train.steps)
+        if steps <= done:
+            self.info.show_message(f"{run.name} has trained all {preset.train.steps} of its steps: ask for more "
+                                   f"to continue it", "info")
+            return False
+        if steps != preset.train.steps:
+            preset = spec.with_overrides(preset, [f"train.steps={steps}"])
+        preset.train.device = self.doc.preset.train.device
+        preset = preset_for_gui(preset)
+        for other in self.runs:
+            other.live = False
+        run.live, run.status, run.visible = True, "starting", True
+        run.total_steps = steps
+        if run not in self.runs:
+            self.runs.append(run)
+        self._launch(preset, run, resume=True)
+        return True
+
+    def _continue_selected(self) -> None:
+        """The runs panel's Continue: a stopped run goes on to its budget; a finished one
+        asks how far."""
+        run = self.runs_panel.selected()
+        if run is None:
+            self.statusBar().showMessage("Select a run to continue", 4000)
+            return
+        total = None
+        if run.status == "finished":
+            answer = self._ask_number("continue_steps", "Continue training",
+                                      f"{run.name} finished at step {run.last_step}. Train it on to step:",
+                                      max(2 * run.last_step, run.last_step + 1), run.last_step + 1, spec.MAX_STEPS)
+            if answer is None:
+                return
+            total = answer
+        self.continue_run(run, total)
+
+    def _ask_number(self, kind: str, title: str, text: str, default: int, lo: int, hi: int) -> int | None:
+        """A whole number from the user; ``dialog_answers[kind]`` answers it without a dialog."""
+        if kind in self.dialog_answers:
+            return int(self.dialog_answers[kind])
+        value, ok = QInputDialog.getInt(self, title, text, default, lo, hi)
+        return int(value) if ok else None
+
+    def _launch(self, preset: Preset, run: RunData, resume: bool) -> None:
+        """Start the worker thread that trains ``preset`` into ``run`` (its folder)."""
         self.current_run = run
         self.info.hide()
-
+        run_dir = Path(run.run_dir)
         thread = QThread(self)
         thread.setObjectName("workbench-trainer")
-        worker = TrainWorker(preset, run_dir)
+        worker = TrainWorker(preset, run_dir, resume=resume)
         worker.moveToThread(thread)
         thread.started.connect(worker.run)
         queued = Qt.ConnectionType.QueuedConnection
@@ -945,10 +1014,9 @@ class MainWindow(QMainWindow):
         self.progress.setValue(0)
         self.device_label.setText(f"device: {preset.train.device} (starting…)")
         self._set_running_ui(True)
-        self.statusBar().showMessage(f"Training {preset.name}: preparing the task…")
+        self.statusBar().showMessage(f"{'Continuing' if resume else 'Training'} {preset.name}: preparing the task…")
         self._plots_changed()
         thread.start()
-        return True
 
     def toggle_pause(self) -> None:
         if self._worker is None:

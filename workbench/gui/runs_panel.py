@@ -33,6 +33,7 @@ class RunsPanel(QWidget):
     changed = Signal()  # visibility or the list changed
     load_requested = Signal()
     remove_requested = Signal(object)  # RunData
+    continue_requested = Signal()  # train the selected run on from its last checkpoint
 
     def __init__(self, parent=None):
         super().__init__(parent)
@@ -53,8 +54,13 @@ class RunsPanel(QWidget):
         self.remove = QPushButton("Remove")
         self.remove.setToolTip("Remove the selected run from the plots (its folder stays on disk)")
         self.remove.clicked.connect(self._on_remove)
+        self.resume = QPushButton("Continue")
+        self.resume.setToolTip("Train the selected run on from its last checkpoint, in its own folder: a stopped "
+                               "run to its step budget, a finished one as far as you ask")
+        self.resume.clicked.connect(self.continue_requested.emit)
         row.addWidget(self.load)
         row.addWidget(self.remove)
+        row.addWidget(self.resume)
         row.addStretch(1)
         lay.addLayout(row)
         self._runs: list[RunData] = []
@@ -84,6 +90,10 @@ class RunsPanel(QWidget):
         if 0 <= row < len(self._runs):
             self._runs[row].visible = item.checkState() == Qt.CheckState.Checked
             self.changed.emit()
+
+    def selected(self) -> RunData | None:
+        row = self.list.currentRow()
+        return self._runs[row] if 0 <= row < len(self._runs) else None
 
     def _on_remove(self) -> None:
         row = self.list.currentRow()

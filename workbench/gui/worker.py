@@ -72,10 +72,11 @@ class TrainWorker(QObject):
     failed = Signal(str)  # a one-line reason (bad preset, bad data, no such device, crash)
     finished = Signal(dict)  # the end record ({} when training never started)
 
-    def __init__(self, preset: Preset, run_dir: str | Path | None):
+    def __init__(self, preset: Preset, run_dir: str | Path | None, resume: bool = False):
         super().__init__()
         self.preset = preset
         self.run_dir = Path(run_dir) if run_dir else None
+        self.from_checkpoint = resume and self.run_dir is not None  # continue the run folder's last checkpoint
         self._lock = threading.Lock()
         self._control = None  # workbench.engine.trainer.TrainControl, made in the worker thread
         self._want_stop = False
@@ -148,15 +149,17 @@ class TrainWorker(QObject):
             return {}
         # The trainer's set-up (memory check, model) runs up to its start record before the
         # run folder is made, so a preset that cannot train leaves no folder behind.
-        trainer = Trainer(preset, run_dir=self.run_dir, control=control, task=task)
+        trainer = Trainer(preset, run_dir=self.run_dir, control=control, task=task, resume=self.from_checkpoint)
         stream = trainer.run()
         first = next(stream)
         metrics = None
         if self.run_dir is not None:
             self.run_dir.mkdir(parents=True, exist_ok=True)
+            # (a continued run may have been given more steps; its task.json stays as it began)
             atomic_write_text(self.run_dir / "preset.json", preset.to_json())
-            atomic_write_text(self.run_dir / "task.json", json.dumps(task.artifacts()) + "\n")
-            metrics = open(self.run_dir / "metrics.jsonl", "w", encoding="utf-8")
+            if not self.from_checkpoint:
+                atomic_write_text(self.run_dir / "task.json", json.dumps(task.artifacts()) + "\n")
+            metrics = open(self.run_dir / "metrics.jsonl", "a" if self.from_checkpoint else "w", encoding="utf-8")
         self.started.emit({"run_dir": str(self.run_dir) if self.run_dir else ""})
         pending: list[dict] = []
         last_emit = time.perf_counter()
@@ -185,7 +188,7 @@ class TrainWorker(QObject):
         finally:
             if metrics is not None:
                 metrics.close()
-        _record_history(preset, self.run_dir, start_record, end)
+        _record_history(preset, self.run_dir, start_record, end, self.from_checkpoint)
         return end
 
 
@@ -201,7 +204,7 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
-def _record_history(preset: Preset, run_dir: Path | None, start: dict, end: dict) -> None:
+def _record_history(preset: Preset, run_dir: Path | None, start: dict, end: dict, resume: bool = False) -> None:
     """Hook for the run history (workbench.runs), when that module is present; the same
     hook the CLI calls, so GUI and CLI runs land in one history."""
     if run_dir is None:
@@ -214,7 +217,7 @@ def _record_history(preset: Preset, run_dir: Path | None, start: dict, end: dict
     if record is None:
         return
     try:
-        record(preset, run_dir, start, end)
+        record(preset, run_dir, start, end, resume=resume)
     except Exception:  # noqa: BLE001 - a history failure must not lose the run itself
         if os.environ.get("WORKBENCH_DEBUG"):
             traceback.print_exc()
