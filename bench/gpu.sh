@@ -84,7 +84,8 @@ fi
 if "$PY" -c 'import pytest' >/dev/null 2>&1; then
   # the same tests as on the CPU, with every model and batch on the GPU, in float64
   section probe_vs_autograd_cuda 70 env WORKBENCH_TEST_DEVICE=cuda "$PY" -m pytest -q -x -p no:cacheprovider \
-    -o addopts="" tests/engine/test_probe.py tests/engine/test_fused.py tests/engine/test_graphs.py
+    -o addopts="" tests/engine/test_probe.py tests/engine/test_fused.py tests/engine/test_graphs.py \
+    tests/engine/test_padding.py
 else
   echo "pytest is not importable: skipping the probe-vs-autograd tests on CUDA"
 fi
@@ -92,6 +93,8 @@ section engine_checks_cuda 90 "$PY" bench/gpu_checks.py
 
 # what one exact probe costs in training steps, through the kernel and unrolled
 section probe_cost 60 "$PY" bench/probe_cost.py --gpu --sizes small,medium --cells lstm,rnn_tanh,gru
+# what reading padded rows correctly costs a bidirectional stack (two kernel calls a layer)
+section padding_cost 30 "$PY" bench/padding_cost.py --gpu --batch 64 --hidden 256
 
 # --- throughput (the table is printed last) ----------------------------------------------
 # (30 warm-up steps: the engine's first untapped steps time its candidate paths, see

@@ -42,9 +42,13 @@ class CellStepped(nn.Module):
         self.inputs: list[torch.Tensor] = []  # one per call
         self.states: list[list[list[torch.Tensor]]] = []  # per call, per direction, per t
 
-    def forward(self, x, state=None):
+    def forward(self, x, state=None, align=None):
+        """``align`` (a RowAlignment: the rows are padded): only its mask is read, for the
+        lengths; the reverse direction then starts at each row's last real step from the
+        initial state, and its output on the padding is zero (no state is there)."""
         self.inputs.append(x)
         B, T, _ = x.shape
+        lengths = None if align is None else align.mask[:, :, 0].sum(dim=1)  # [B]
         D, H = len(self.cells), self.hidden_size
         if state is None:
             h0 = x.new_zeros(D, B, H)
@@ -57,14 +61,21 @@ class CellStepped(nn.Module):
         for d, cell in enumerate(self.cells):
             h, c = h0[d], (c0[d] if c0 is not None else None)
             hs = [None] * T
+            padded = d == 1 and lengths is not None
+            out_t = [None] * T
             for t in (range(T - 1, -1, -1) if d else range(T)):
+                if padded:  # a row's reverse direction starts at its last real step, from h0
+                    starts = (t + 1 >= lengths)[:, None]  # [B, 1]
+                    h = torch.where(starts, h0[d], h)
+                    c = torch.where(starts, c0[d], c) if c is not None else None
                 if self.cell == "lstm":
                     h, c = cell(x[:, t], (h, c))
                 else:
                     h = cell(x[:, t], h)
                 hs[t] = h
+                out_t[t] = torch.where((t < lengths)[:, None], h, torch.zeros_like(h)) if padded else h
             per_dir.append(hs)
-            outs.append(torch.stack(hs, dim=1))
+            outs.append(torch.stack(out_t, dim=1))
             hn.append(h)
             cn.append(c)
         self.states.append(per_dir)

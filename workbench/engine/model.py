@@ -14,6 +14,9 @@ cuDNN runs it on a GPU and every layer boundary is a tensor the trainer can obse
   ``kernel_probe`` off, the layers instead run the cell equations step by step with the
   very same parameters and record every h_t (graph nodes): the slow reference replica
   (a Python loop over time), which the tests hold the kernel route to.
+- padded rows (``lengths``): a bidirectional layer's reverse direction starts at each
+  row's last real step (RowAlignment), so a row gives what it gives alone, unpadded
+  (tests/engine/test_padding.py); unidirectional layers need nothing for that.
 """
 from __future__ import annotations
 
@@ -26,7 +29,71 @@ from torch import nn
 
 from workbench.spec import CELL_GATES, CHAR_CONV_WIDTH, LayerSpec, ModelIO, ModelSpec, conv_output_shape
 
-_RNN_CLASSES = {"rnn_tanh": nn.RNN, "rnn_relu": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
+# ----------------------------------------------------------------------------- layers
+
+
+@dataclass
+class RowAlignment:
+    """How a bidirectional layer reads padded rows: its reverse direction must start at
+    each row's last real step, not at the padding after it.
+
+    The reverse direction then runs as a forward direction over each row reversed within
+    its length (``flip``: steps len-1 .. 0, then the padding, which comes last and touches
+    nothing real); its outputs are reversed back (``unflip``) and are zero on the padding,
+    where that direction has no state. The forward direction reads the row as it is, as a
+    unidirectional layer does (padding after the real steps changes nothing before them).
+    Made once per batch from the lengths, on the device: gathers only, no host sync, the
+    same shapes for every batch of a size (CUDA graphs)."""
+
+    flip_index: torch.Tensor  # [B, T]: len-1-t on the real steps, t on the padding (its own inverse)
+    mask: torch.Tensor  # [B, T, 1] bool: the real steps
+
+    @staticmethod
+    def of(lengths: torch.Tensor, T: int, device: torch.device) -> RowAlignment:
+        lengths = lengths.to(device).long().clamp(0, T)[:, None]  # [B, 1]
+        steps = torch.arange(T, device=device)[None, :]  # [1, T]
+        real = steps < lengths
+        return RowAlignment(flip_index=torch.where(real, lengths - 1 - steps, steps), mask=real.unsqueeze(-1))
+
+    def flip(self, seq: torch.Tensor) -> torch.Tensor:
+        """[B, T, F]: each row's real steps in reverse order, its padding where it was."""
+        return seq.gather(1, self.flip_index.unsqueeze(-1).expand(-1, -1, seq.shape[-1]))
+
+    def unflip(self, seq: torch.Tensor) -> torch.Tensor:
+        """A reverse direction's [B, T, F] from its flipped run back in row order, zero on
+        the padding."""
+        return self.flip(seq) * self.mask.to(seq.dtype)
+
+
+_CELL_OF_MODE = {"RNN_TANH": "rnn_tanh", "RNN_RELU": "rnn_relu", "LSTM": "lstm", "GRU": "gru"}
+
+
+class _PaddingAware:
+    """A single-layer nn.RNN/LSTM/GRU whose forward also takes a RowAlignment: then a
+    bidirectional layer's reverse direction reads each padded row from its last real
+    step (``layer_kernel``). Without one, or unidirectional, it is the module's own call.
+    The parameters and their names are the module's own."""
+
+    def forward(self, input, hx=None, align: RowAlignment | None = None):
+        if align is None or not self.bidirectional:
+            return super().forward(input, hx)
+        out, final, _ = layer_kernel(self, _CELL_OF_MODE[self.mode], input, hx, align)
+        return out, final
+
+
+class RNNLayer(_PaddingAware, nn.RNN):
+    pass
+
+
+class LSTMLayer(_PaddingAware, nn.LSTM):
+    pass
+
+
+class GRULayer(_PaddingAware, nn.GRU):
+    pass
+
+
+_RNN_CLASSES = {"rnn_tanh": RNNLayer, "rnn_relu": RNNLayer, "lstm": LSTMLayer, "gru": GRULayer}
 
 
 def _make_rnn(layer: LayerSpec, input_size: int) -> nn.RNNBase:
@@ -35,6 +102,27 @@ def _make_rnn(layer: LayerSpec, input_size: int) -> nn.RNNBase:
     if layer.cell in ("rnn_tanh", "rnn_relu"):
         kwargs["nonlinearity"] = "tanh" if layer.cell == "rnn_tanh" else "relu"
     return _RNN_CLASSES[layer.cell](**kwargs)
+
+
+def _direction_params(rnn: nn.RNNBase, d: int) -> tuple[torch.Tensor, ...]:
+    """(w_ih, w_hh, b_ih, b_hh) of direction d (0 forward, 1 reverse) of a single-layer module."""
+    sfx = "_reverse" if d else ""
+    return tuple(getattr(rnn, f"{n}_l0{sfx}") for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"))
+
+
+def _split_directions(state, cell: str) -> tuple:
+    """A [2, B, H] state (or an LSTM's pair of them) -> (forward's, reverse's), each [1, B, H]."""
+    if state is None:
+        return None, None
+    if cell == "lstm":
+        return (state[0][:1], state[1][:1]), (state[0][1:], state[1][1:])
+    return state[:1], state[1:]
+
+
+def _join_directions(forward, reverse, cell: str):
+    if cell == "lstm":
+        return torch.cat([forward[0], reverse[0]]), torch.cat([forward[1], reverse[1]])
+    return torch.cat([forward, reverse])
 
 
 # ----------------------------------------------------------------------------- cells, unrolled
@@ -79,7 +167,8 @@ GATE_NAMES = {"rnn_tanh": (), "rnn_relu": (), "lstm": ("input", "forget", "cell"
               "gru": ("reset", "update", "new")}
 
 
-def unrolled_layer(rnn: nn.RNNBase, cell: str, x: torch.Tensor, state=None, gates: list | None = None):
+def unrolled_layer(rnn: nn.RNNBase, cell: str, x: torch.Tensor, state=None, gates: list | None = None,
+                   align: RowAlignment | None = None):
     """Run a single-layer RNN module step by step with its own parameters.
 
     x: [B, T, In]. Returns (output [B, T, D*H], final state as the module returns it,
@@ -90,24 +179,39 @@ def unrolled_layer(rnn: nn.RNNBase, cell: str, x: torch.Tensor, state=None, gate
     gates: if a list, one dict per direction is appended to it: gate name (GATE_NAMES,
     plus "cell_state" for an LSTM) -> [B, T, H], in time order for both directions
     (the try-out's look inside the network).
+
+    align (padded rows, bidirectional): the reverse direction runs forwards over the
+    flipped rows (RowAlignment); its outputs and gates come back in row order, its hidden
+    states stay in the flipped order (``align.unflip`` of a [B, T, H] stack of them).
     """
+    directions = [_direction_params(rnn, d) for d in range(2 if rnn.bidirectional else 1)]
+    if align is None or len(directions) == 1:
+        return _unrolled(cell, directions, x, state, gates)
+    state_f, state_r = _split_directions(state, cell)
+    gates_f, gates_r = ([], []) if gates is not None else (None, None)
+    out_f, final_f, states_f = _unrolled(cell, directions[:1], x, state_f, gates_f)
+    out_r, final_r, states_r = _unrolled(cell, directions[1:], align.flip(x), state_r, gates_r)
+    if gates is not None:
+        gates += gates_f + [{name: align.unflip(g) for name, g in gates_r[0].items()}]
+    out = torch.cat([out_f, align.unflip(out_r)], dim=-1)
+    return out, _join_directions(final_f, final_r, cell), states_f + states_r
+
+
+def _unrolled(cell: str, directions: list[tuple], x: torch.Tensor, state, gates: list | None):
+    """unrolled_layer's work: ``directions`` holds each direction's (w_ih, w_hh, b_ih, b_hh);
+    with two, the second reads x backwards."""
     B, T, _ = x.shape
-    H = rnn.hidden_size
-    directions = 2 if rnn.bidirectional else 1
+    H = directions[0][1].shape[1]
+    D = len(directions)
     if state is None:
-        h0 = x.new_zeros(directions, B, H)
-        c0 = x.new_zeros(directions, B, H) if cell == "lstm" else None
+        h0 = x.new_zeros(D, B, H)
+        c0 = x.new_zeros(D, B, H) if cell == "lstm" else None
     elif cell == "lstm":
         h0, c0 = state
     else:
         h0, c0 = state, None
     outputs, finals_h, finals_c, all_states = [], [], [], []
-    for d in range(directions):
-        sfx = "_reverse" if d else ""
-        w_ih = getattr(rnn, f"weight_ih_l0{sfx}")
-        w_hh = getattr(rnn, f"weight_hh_l0{sfx}")
-        b_ih = getattr(rnn, f"bias_ih_l0{sfx}")
-        b_hh = getattr(rnn, f"bias_hh_l0{sfx}")
+    for d, (w_ih, w_hh, b_ih, b_hh) in enumerate(directions):
         fold = cell != "gru"
         gi = F.linear(x, w_ih, b_ih + b_hh if fold else b_ih)  # [B, T, G*H], all steps at once
         # unbind, not gi[:, t]: the backward of T selects would build T zero tensors of gi's size
@@ -249,40 +353,99 @@ class LayerProbe:
         return result
 
 
-def kernel_probe_layer(rnn: nn.RNNBase, cell: str, x: torch.Tensor, state=None):
-    """A single-layer module run through its fused kernel for the exact probe (see
-    LayerProbe). x [B, T, In] -> (output [B, T, D*H], final state as the module returns
-    it, LayerProbe)."""
+@dataclass
+class PairedProbe:
+    """The exact probe's record of a bidirectional layer over padded rows: its directions
+    ran as two forward runs (``reverse`` over the rows flipped by ``align``), each with
+    a one-direction LayerProbe; the reverse one's dL/dh_t is flipped back to row order."""
+
+    forward: LayerProbe
+    reverse: LayerProbe
+    align: RowAlignment
+
+    def targets(self) -> list[torch.Tensor]:
+        return self.forward.targets() + self.reverse.targets()
+
+    @torch.no_grad()
+    def hidden_grads(self, grads: list[torch.Tensor | None]) -> list[torch.Tensor]:
+        n = len(self.forward.targets())
+        return self.forward.hidden_grads(grads[:n]) + [self.align.unflip(self.reverse.hidden_grads(grads[n:])[0])]
+
+
+def _kernel(cell: str, directions: list[tuple], x: torch.Tensor, state, train: bool, probe: bool):
+    """The fused kernel of one layer with these directions' (w_ih, w_hh, b_ih, b_hh): x
+    [B, T, In] -> (output [B, T, D*H], final state as a module returns it, LayerProbe
+    when ``probe``: then the input is widened with the zero probe input z, see LayerProbe)."""
     B, T, _ = x.shape
-    H, D = rnn.hidden_size, 2 if rnn.bidirectional else 1
+    D, H = len(directions), directions[0][1].shape[1]
     gru = cell == "gru"
     width = 3 * H if gru else H  # per direction: what z feeds
-    z = x.new_zeros(B, T, D * width, requires_grad=True)
+    z = x.new_zeros(B, T, D * width, requires_grad=True) if probe else None
     weights, kept = [], []
-    for d in range(D):
-        sfx = "_reverse" if d else ""
-        w_ih, w_hh, b_ih, b_hh = (getattr(rnn, f"{n}_l0{sfx}") for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"))
-        # [G*H, In + D*width]: this direction reads its own block of z (through W_hh, or
-        # for a GRU the identity), zeros the other direction's
-        own = torch.eye(3 * H, dtype=w_ih.dtype, device=w_ih.device) if gru else w_hh
-        blocks = [w_ih] + [own if e == d else own.new_zeros(own.shape[0], width) for e in range(D)]
-        weights += [torch.cat(blocks, dim=1), w_hh, b_ih, b_hh]
-        kept.append((w_ih.detach(), w_hh.detach(), b_ih.detach(), b_hh.detach()))
+    for d, (w_ih, w_hh, b_ih, b_hh) in enumerate(directions):
+        if probe:
+            # [G*H, In + D*width]: this direction reads its own block of z (through W_hh, or
+            # for a GRU the identity), zeros the other direction's
+            own = torch.eye(3 * H, dtype=w_ih.dtype, device=w_ih.device) if gru else w_hh
+            w_ih = torch.cat([w_ih] + [own if e == d else own.new_zeros(own.shape[0], width) for e in range(D)], dim=1)
+        weights += [w_ih, w_hh, b_ih, b_hh]
+        kept.append(tuple(p.detach() for p in directions[d]))
     if state is None:
         h0 = x.new_zeros(D, B, H)
         hx = (h0, torch.zeros_like(h0)) if cell == "lstm" else h0
     else:  # a carried state may come from an autocast pass (bf16/fp16): match x's dtype
         hx = tuple(s.to(x.dtype) for s in state) if cell == "lstm" else state.to(x.dtype)
     kernel = _FUSED_KERNELS[cell]
-    x_aug = torch.cat([x, z], dim=-1)  # [B, T, In + D*width]
+    x_in = torch.cat([x, z], dim=-1) if probe else x  # [B, T, In (+ D*width)]
     if cell == "lstm":
-        out, hn, cn = kernel(x_aug, hx, weights, True, 1, 0.0, rnn.training, D == 2, True)
+        out, hn, cn = kernel(x_in, hx, weights, True, 1, 0.0, train, D == 2, True)
         final = (hn, cn)
     else:
-        out, hn = kernel(x_aug, hx, weights, True, 1, 0.0, rnn.training, D == 2, True)
+        out, hn = kernel(x_in, hx, weights, True, 1, 0.0, train, D == 2, True)
         final = hn
+    if not probe:
+        return out, final, None
     extra = (x.detach(), hx.detach(), kept) if gru else None
     return out, final, LayerProbe(hidden=H, directions=D, out=out, z=z, final=hn, gru=extra)
+
+
+def layer_kernel(rnn: nn.RNNBase, cell: str, x: torch.Tensor, state=None, align: RowAlignment | None = None,
+                 probe: bool = False):
+    """A single-layer module's fused kernel called with its own parameters: for the exact
+    probe (``probe``, see LayerProbe) and for a bidirectional layer over padded rows
+    (``align``: the reverse direction runs forwards over the flipped rows, in a second
+    call; see RowAlignment). x [B, T, In] -> (output [B, T, D*H] in row order, final state
+    as the module returns it, LayerProbe / PairedProbe or None). Over padded rows the
+    finals are those after the padding; nothing reads them (summaries read the outputs)."""
+    directions = [_direction_params(rnn, d) for d in range(2 if rnn.bidirectional else 1)]
+    if align is None or len(directions) == 1:
+        return _kernel(cell, directions, x, state, rnn.training, probe)
+    state_f, state_r = _split_directions(state, cell)
+    out_f, final_f, probe_f = _kernel(cell, directions[:1], x, state_f, rnn.training, probe)
+    out_r, final_r, probe_r = _kernel(cell, directions[1:], align.flip(x), state_r, rnn.training, probe)
+    out = torch.cat([out_f, align.unflip(out_r)], dim=-1)
+    recorded = PairedProbe(probe_f, probe_r, align) if probe else None
+    return out, _join_directions(final_f, final_r, cell), recorded
+
+
+def kernel_probe_layer(rnn: nn.RNNBase, cell: str, x: torch.Tensor, state=None, align: RowAlignment | None = None):
+    """The exact probe's forward of one layer through its kernel (see LayerProbe): x [B, T,
+    In] -> (output [B, T, D*H], final state as the module returns it, its probe record)."""
+    return layer_kernel(rnn, cell, x, state, align, probe=True)
+
+
+def unrolled_probe_layer(rnn: nn.RNNBase, cell: str, x: torch.Tensor, state=None,
+                         align: RowAlignment | None = None):
+    """The exact probe's forward of one layer as the step-by-step replica: as
+    kernel_probe_layer, the record holding every h_t."""
+    out, final, states = unrolled_layer(rnn, cell, x, state, align=align)
+    H = rnn.hidden_size
+    if align is not None and len(states) == 2:
+        recorded = PairedProbe(LayerProbe(hidden=H, directions=1, states=states[:1]),
+                               LayerProbe(hidden=H, directions=1, states=states[1:]), align)
+    else:
+        recorded = LayerProbe(hidden=H, directions=len(states), states=states)
+    return out, final, recorded
 
 
 # ----------------------------------------------------------------------------- stacks
@@ -323,6 +486,7 @@ class RecurrentStack(nn.Module):
         self.fusable = len(self.specs) > 1 and all(
             (l.cell, l.hidden_size, l.bidirectional) == (first.cell, first.hidden_size, first.bidirectional)
             for l in self.specs) and len({l.dropout for l in self.specs[:-1]}) == 1
+        self.bidirectional = any(l.bidirectional for l in self.specs)
 
     def _fused_forward(self, x: torch.Tensor, initial: list | None):
         """The whole stack in one multi-layer kernel call. x [B, T, In] -> as forward()."""
@@ -344,15 +508,24 @@ class RecurrentStack(nn.Module):
             finals = [hn[l * D:(l + 1) * D] for l in range(L)]
         return (self.dropouts[-1](out) if self.dropouts[-1].p else out), finals
 
+    def alignment(self, x: torch.Tensor, lengths: torch.Tensor | None) -> RowAlignment | None:
+        """What forward needs to read x [B, T, In] with rows of these lengths [B] (None:
+        nothing, when there are no lengths or no bidirectional layer)."""
+        if lengths is None or not self.bidirectional:
+            return None
+        return RowAlignment.of(lengths, x.shape[1], x.device)
+
     def forward(self, x: torch.Tensor, initial: list | None = None, taps: list | None = None,
-                unrolled_states: list | None = None):
+                unrolled_states: list | None = None, align: RowAlignment | None = None):
         """x: [B, T, In] -> (output [B, T, D*H_top], final states per layer).
 
         taps: if a list, each layer's input sequence is appended to it.
         unrolled_states: if a list, the exact probe's forward: each layer's LayerProbe is
         appended to it (through the layer's kernel with the probe input, or step by
-        step: see ``kernel_probe``)."""
-        if self.fused and self.fusable and taps is None and unrolled_states is None:
+        step: see ``kernel_probe``).
+        align: the rows are padded (RowAlignment): bidirectional layers read each row's
+        reverse direction from its last real step."""
+        if self.fused and self.fusable and taps is None and unrolled_states is None and align is None:
             return self._fused_forward(x, initial)
         finals = []
         for i, (rnn, drop) in enumerate(zip(self.rnns, self.dropouts)):
@@ -364,12 +537,11 @@ class RecurrentStack(nn.Module):
                 through_kernel = self.kernel_probe
                 if through_kernel is None:
                     through_kernel = cell != "gru" or x.device.type != "cpu"
-                if through_kernel:
-                    x, final, recorded = kernel_probe_layer(rnn, cell, x, state)
-                else:
-                    x, final, states = unrolled_layer(rnn, cell, x, state)
-                    recorded = LayerProbe(hidden=rnn.hidden_size, directions=len(states), states=states)
+                probe_layer = kernel_probe_layer if through_kernel else unrolled_probe_layer
+                x, final, recorded = probe_layer(rnn, cell, x, state, align)
                 unrolled_states.append(recorded)
+            elif align is not None and rnn.bidirectional:
+                x, final = rnn(x, state, align=align)
             else:
                 x, final = rnn(x, state)
             if drop.p:  # (a zero-rate dropout is still a dispatched op)
@@ -518,7 +690,7 @@ class Probe:
 
     taps: list[torch.Tensor] = field(default_factory=list)  # per layer: input [B, T, In]
     # per layer: what the exact probe needs of it (its forward with unrolled=True only)
-    states: list[LayerProbe] = field(default_factory=list)
+    states: list[LayerProbe | PairedProbe] = field(default_factory=list)
     layer_names: list[str] = field(default_factory=list)
 
 
@@ -592,12 +764,13 @@ class RecurrentModel(nn.Module):
                 out.append((f"{prefix}.{i}", spec, rnn))
         return out
 
-    def _run(self, stack: RecurrentStack, x, initial, probe: Probe | None, unrolled: bool, prefix: str):
+    def _run(self, stack: RecurrentStack, x, initial, probe: Probe | None, unrolled: bool, prefix: str,
+             lengths: torch.Tensor | None = None):
         taps = probe.taps if probe is not None and self.tap_inputs else None
         states = probe.states if probe is not None and unrolled else None
         if probe is not None:
             probe.layer_names += [f"{prefix}.{i}" for i in range(len(stack.rnns))]
-        return stack(x, initial, taps=taps, unrolled_states=states)
+        return stack(x, initial, taps=taps, unrolled_states=states, align=stack.alignment(x, lengths))
 
     def encode_input(self, x: torch.Tensor) -> torch.Tensor:
         return self.input_side(x)
@@ -623,7 +796,7 @@ class RecurrentModel(nn.Module):
             out, _ = self._run(self.encoder, self.target_embedding(y_in), initial, probe, unrolled, "layers")
             return self.head(out)
         feats = self.encode_input(x)  # [B, T, D]
-        out, finals = self._run(self.encoder, feats, initial_states, probe, unrolled, "layers")
+        out, finals = self._run(self.encoder, feats, initial_states, probe, unrolled, "layers", lengths)
         if self.topology == "many_to_one":
             result = self.head(summarise(out, top_bidir, lengths))
             return (result, finals) if return_states else result
@@ -667,7 +840,8 @@ class RecurrentModel(nn.Module):
         if self.topology == "one_to_many":
             stack, state, enc = self.encoder, self.bridge(self.encode_input(x)), None
         else:
-            enc, _ = self.encoder(self.encode_input(x))
+            feats = self.encode_input(x)
+            enc, _ = self.encoder(feats, align=self.encoder.alignment(feats, lengths))
             stack = self.decoder
             state = self.bridge(summarise(enc, self.spec.layers[-1].bidirectional, lengths))
         token = torch.full((B, 1), self.io.bos_id, dtype=torch.long, device=device)

@@ -3,7 +3,8 @@
 One graph where the topology reads its whole input at once; two where it generates:
 
   many_to_one      FILE                    x [B, T, ...], lengths [B] -> output [B, O]
-  many_to_many     FILE                    x [B, T, ...]              -> output [B, T, O]
+  many_to_many     FILE                    x [B, T, ...] [, lengths [B]] -> output [B, T, O]
+                                           (lengths when a layer is bidirectional)
   encoder_decoder  STEM.encoder.onnx       x [B, S, ...], lengths [B] -> [memory [B, S, He],] state_*
                    STEM.decoder.onnx       y_in [B, L], state_* [, memory, lengths]
                                            -> logits [B, L, O], next_state_* [, attention [B, L, S]]
@@ -101,7 +102,8 @@ class EncoderGraph(nn.Module):
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor):
         m = self.model
-        memory, _ = m.encoder(m.encode_input(x))  # [B, S, He]
+        feats = m.encode_input(x)
+        memory, _ = m.encoder(feats, align=m.encoder.alignment(feats, lengths))  # [B, S, He]
         states = m.bridge(summarise(memory, m.spec.layers[-1].bidirectional, lengths))
         flat = _flatten(states, self.cells)
         return (memory, *flat) if m.attention_in is not None else tuple(flat)
@@ -200,6 +202,9 @@ def graph_specs(model: RecurrentModel) -> list[GraphSpec]:
         return [GraphSpec("model", SequenceGraph(model), (x, lengths), ["x", "lengths"], ["output"],
                           {"x": x_axes, "lengths": {0: "batch"}, "output": {0: "batch"}})]
     if topo == "many_to_many":
+        if model.encoder.bidirectional:  # the reverse direction must know where each row ends
+            return [GraphSpec("model", SequenceGraph(model), (x, lengths), ["x", "lengths"], ["output"],
+                              {"x": x_axes, "lengths": {0: "batch"}, "output": {0: "batch", 1: "time"}})]
         return [GraphSpec("model", SequenceGraph(model), (x,), ["x"], ["output"],
                           {"x": x_axes, "output": {0: "batch", 1: "time"}})]
     y_in = torch.randint(0, max(model.io.output_vocab_size, 1), (B, L))
