@@ -221,6 +221,42 @@ def test_resume_from_checkpoint_continues_bit_for_bit(tmp_path, case):
                         ckpt.read_weights(tmp_path / "split" / "model.safetensors"))
 
 
+class CountingDraws:
+    """A task whose training batches are counted as they are drawn."""
+
+    def __init__(self, task):
+        self.task, self.draws = task, 0
+
+    def __getattr__(self, name):
+        return getattr(self.task, name)
+
+    def train_batches(self, batch_size, generator):
+        for batch in self.task.train_batches(batch_size, generator):
+            self.draws += 1
+            yield batch
+
+
+def test_a_resumed_endless_stream_replays_one_span_at_most_and_continues_bit_for_bit(monkeypatch, tmp_path):
+    """Generated (endless) data restarts its iterator every ENDLESS_SPAN batches, so a
+    resume replays at most that many draws, not every batch since the run began."""
+    from workbench.engine.trainer import _DataCursor
+
+    monkeypatch.setattr(_DataCursor, "ENDLESS_SPAN", 4)
+    p = preset("adding_lstm", "train.steps=13", "model.layers.0.dropout=0.25", "train.checkpoint_every=10")
+    whole = Trainer(p, run_dir=tmp_path / "whole")
+    whole_records = records_of(whole)
+    first = Trainer(p, run_dir=tmp_path / "split")
+    assert records_of(first, stop_after=10)[-1]["status"] == "stopped"
+    task = CountingDraws(make_task(p))
+    second = Trainer(p, run_dir=tmp_path / "split", task=task, resume=True)
+    records = second.run()
+    assert next(records)["step"] == 10
+    assert task.draws == 10 % 4  # the replay: the draws since the last restart, not 10
+    rest = [r for r in records if r["kind"] == "step"]
+    assert [r["loss"] for r in rest] == [r["loss"] for r in kinds(whole_records, "step")][10:]
+    assert_same_weights(weights(whole), weights(second))
+
+
 def test_checkpoints_at_intervals_and_the_end(tmp_path):
     p = preset("adding_lstm", "train.steps=5", "train.checkpoint_every=2")
     records = records_of(Trainer(p, run_dir=tmp_path))

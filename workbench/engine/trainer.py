@@ -191,15 +191,23 @@ class TrainerState:
 class _DataCursor:
     """Where the trainer is in the task's batch stream, in a form that can be saved and
     replayed exactly: the data generator's state when the current iterator was made
-    (the start of the epoch, or of the run for endless data) and how many batches have
-    been drawn from it since. Resuming replays those draws, so the stream continues
-    exactly as it would have, whatever the task's iterator keeps to itself."""
+    (the start of the epoch; for endless data, every ENDLESS_SPAN batches) and how many
+    batches have been drawn from it since. Resuming replays those draws, so the stream
+    continues exactly as it would have, whatever the task's iterator keeps to itself.
+
+    Endless (generated) data restarts its iterator every ENDLESS_SPAN batches from the
+    generator's state at that point, so a resume replays at most that many draws instead
+    of every batch since the run began (generated video clips take ~4 ms a batch: a run
+    resumed at step 100,000 would wait minutes)."""
+
+    ENDLESS_SPAN = 256
 
     def __init__(self, task: Task, batch_size: int, generator: torch.Generator):
         self.task, self.batch_size, self.generator = task, batch_size, generator
         self.anchor: torch.Tensor | None = None
         self.position = 0
         self._iter: Iterator[Batch] | None = None
+        self.endless = task.epoch_size(batch_size) is None
 
     def start(self) -> None:
         self.anchor = self.generator.get_state()
@@ -208,7 +216,7 @@ class _DataCursor:
 
     def next(self) -> Batch | None:
         """The next batch, or None at the end of an epoch."""
-        if self._iter is None:
+        if self._iter is None or (self.endless and self.position >= self.ENDLESS_SPAN):
             self.start()
         try:
             batch = next(self._iter)
