@@ -368,3 +368,23 @@ def test_a_stopped_run_continues_from_its_checkpoint_and_a_finished_one_trains_f
     qtbot.waitUntil(lambda: not window.training_active, timeout=60_000)
     assert run.status == "finished" and run.last_step == stopped_at + 25
     assert spec.load(folder / "preset.json").train.steps == stopped_at + 25
+
+
+def test_continuing_from_a_corrupt_checkpoint_says_so_and_loses_nothing(qtbot, window):
+    tiny(window, steps=100_000)
+    assert window.start_training()
+    run = window.current_run
+    qtbot.waitUntil(lambda: run.last_step >= 10, timeout=60_000)
+    window.act_stop.trigger()
+    qtbot.waitUntil(lambda: not window.training_active, timeout=60_000)
+    folder = Path(run.run_dir)
+    before = {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()}
+    for weights in (folder / "checkpoints").glob("*.safetensors"):
+        weights.write_bytes(b"\x00" * 16)  # a truncated, corrupt weights file
+    assert window.continue_run(run)
+    qtbot.waitUntil(lambda: not window.training_active, timeout=60_000)
+    assert run.status == "failed"
+    message = window.info.label.text()
+    assert "safetensors" in message or "checkpoint" in message.lower(), message
+    after = {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()}
+    assert after == before  # preset, task, metrics and weights as they were

@@ -198,7 +198,7 @@ def _describe(exc: BaseException) -> str:
         return str(exc)
     text = " ".join(str(exc).split())
     known = {"DataError", "TrainingError", "SaveError", "FileNotFoundError", "PermissionError",
-             "IsADirectoryError", "OutOfMemoryError"}
+             "IsADirectoryError", "OutOfMemoryError", "WeightsError"}
     if type(exc).__name__ in known:
         return text or type(exc).__name__
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
