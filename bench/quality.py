@@ -27,7 +27,8 @@ SHARED = ROOT.parent / "shared" / "data"
 
 
 def train_preset(preset, device: str = "cpu", seed: int = 0):
-    """Train ``preset`` to its step budget; return (task, model, seconds)."""
+    """Train ``preset`` to its step budget; return (task, model, seconds, the final
+    evaluation's metrics)."""
     from workbench.engine.trainer import Trainer
     from workbench.spec import with_overrides
     from workbench.tasks import make_task
@@ -43,7 +44,7 @@ def train_preset(preset, device: str = "cpu", seed: int = 0):
             end = record
     if end.get("status") != "finished":
         raise RuntimeError(f"{preset.name}: training ended {end.get('status')}: {end.get('message')}")
-    return task, trainer.model, time.perf_counter() - started
+    return task, trainer.model, time.perf_counter() - started, end.get("metrics", {})
 
 
 def print_table(title: str, rows: list[dict]) -> None:
@@ -89,7 +90,7 @@ def bench_timeseries(args) -> tuple[str, list[dict]]:
             raise SystemExit(f"the shared data folder {SHARED / 'timeseries'} is missing")
         maes, mses, mases, secs = [], [], [], []
         for seed in range(args.seeds):
-            task, model, seconds = train_preset(preset, args.device, seed)
+            task, model, seconds, _metrics = train_preset(preset, args.device, seed)
             res = task.validation_forecasts(model)
             err = res["predicted"] - res["actual"]
             scale = task.mase_scale
@@ -252,6 +253,35 @@ def bench_pos(args) -> tuple[str, list[dict]]:
             f"on {args.device}, {_threads()} torch threads"), rows
 
 
+def bench_captions(args) -> tuple[str, list[dict]]:
+    """captions_one_to_many (generated shape images -> captions) at its step budget, with
+    and without the layer norm in front of the state bridge (model.bridge_norm): token
+    accuracy (teacher-forced) and exact-match greedy captions on the whole validation
+    set, against the task's baseline."""
+    from workbench import presets
+    from workbench.spec import with_overrides
+
+    rows, base = [], None
+    for norm in (False, True):
+        preset = with_overrides(presets.load_builtin("captions_one_to_many"), [f"model.bridge_norm={str(norm).lower()}"])
+        results = []
+        for seed in range(args.seeds):
+            task, _model, seconds, metrics = train_preset(preset, args.device, seed)
+            base = base or task.baseline()
+            results.append((metrics["token_accuracy"], metrics["exact_match"], seconds))
+            print(f"  captions, bridge_norm {norm}, seed {seed}: token accuracy {results[-1][0]:.4f}, "
+                  f"exact match {results[-1][1]:.4f}", flush=True)
+        tokens, exact, seconds = (np.array(col) for col in zip(*results))
+        rows.append({"bridge": "layer norm -> tanh(W v)" if norm else "tanh(W v)",
+                     "token acc": f"{tokens.mean():.4f}" + (f" +-{tokens.std():.3f}" if args.seeds > 1 else ""),
+                     "exact match": f"{exact.mean():.4f}" + (f" +-{exact.std():.3f}" if args.seeds > 1 else ""),
+                     "minutes": seconds.mean() / 60})
+    rows.append({"bridge": "baseline (most frequent token per position)",
+                 "token acc": base.get("token_accuracy", ""), "exact match": base.get("exact_match", "")})
+    return (f"Captioning generated shapes (one-to-many, image -> words), {preset.train.steps} steps, "
+            f"{args.seeds} seed(s), on {args.device}, {_threads()} torch threads"), rows
+
+
 def _threads() -> int:
     import torch
 
@@ -266,6 +296,7 @@ BENCHMARKS: dict[str, Callable[[argparse.Namespace], tuple[str, list[dict]]]] = 
     "timeseries": bench_timeseries,
     "charlm": bench_charlm,
     "pos": bench_pos,
+    "captions": bench_captions,
     "adding": bench_adding,
 }
 

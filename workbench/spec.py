@@ -133,6 +133,10 @@ class ModelSpec:
     decoder_layers: list[LayerSpec] = field(default_factory=list)
     # encoder_decoder only: Luong (dot-product) attention over the encoder states.
     attention: bool = False
+    # one_to_many / encoder_decoder: layer-normalise the vector that sets the generator's
+    # initial states (tanh(W v) of a vector far from unit scale saturates; see
+    # StateBridge). Off by default: a run folder from before this field keeps its bridge.
+    bridge_norm: bool = False
     head: HeadSpec = field(default_factory=HeadSpec)
     init: InitSpec = field(default_factory=InitSpec)
 

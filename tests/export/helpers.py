@@ -44,7 +44,9 @@ def tiny(cell: str, topology: str, kind: str, seed: int = 0, head_hidden: int = 
     else:
         layers = [LayerSpec(cell, 6), LayerSpec(cell, 5)]
     decoder = [LayerSpec(cell, 7), LayerSpec(cell, 6)] if topo == "encoder_decoder" else []
-    spec = ModelSpec(topology=topo, input=inp, layers=layers, decoder_layers=decoder, attention=attention)
+    # the bridge's layer norm where there is a bridge, except the plain encoder-decoder (both kinds exported)
+    spec = ModelSpec(topology=topo, input=inp, layers=layers, decoder_layers=decoder, attention=attention,
+                     bridge_norm=topology in ("one_to_many", "encoder_decoder_attention"))
     spec.head.hidden_size = head_hidden
     spec.head.kind = "classification"
     validate_model(spec)

@@ -3,6 +3,7 @@ spec's parameter report equals the built module's parameters."""
 from __future__ import annotations
 
 import itertools
+import json
 
 import pytest
 import torch
@@ -151,3 +152,31 @@ def test_many_to_one_uses_the_last_real_step_of_padded_sequences():
     padded = model(x, lengths=torch.tensor([3]))
     short = model(x[:, :3])
     assert torch.allclose(padded, short, atol=1e-6)
+
+
+@pytest.mark.parametrize("topology", ["one_to_many", "encoder_decoder"])
+def test_the_bridge_norm_makes_the_initial_states_blind_to_the_scale_of_what_sets_them(topology):
+    from workbench.spec import Preset
+
+    layers = [LayerSpec("lstm", 6), LayerSpec("gru", 5)]
+    states = {}
+    for norm in (False, True):
+        spec = ModelSpec(topology=topology, input=InputSpec(kind="linear", projection_size=4, embedding_dim=4),
+                         layers=layers, decoder_layers=list(layers) if topology == "encoder_decoder" else [],
+                         bridge_norm=norm)
+        torch.manual_seed(0)
+        model = build_model(spec, _io(topology, "linear"))
+        v = torch.randn(B, model.bridge.source_size, generator=torch.Generator().manual_seed(1))
+        with torch.no_grad():
+            states[norm] = [torch.cat([s[0] if isinstance(s, tuple) else s for s in model.bridge(k * v)], dim=-1)
+                            for k in (1.0, 30.0)]
+        assert sum(p.numel() for p in model.parameters()) == parameter_report(spec, _io(topology, "linear")).total
+    small, large = states[False]
+    assert float((large - small).abs().max()) > 0.1  # without: the input's scale moves the states (to saturation)
+    assert float(large.abs().gt(0.99).float().mean()) > float(small.abs().gt(0.99).float().mean())
+    small, large = states[True]
+    torch.testing.assert_close(large, small, rtol=1e-3, atol=1e-3)  # with: it does not (up to the norm's eps)
+    # a preset written before the field existed keeps the bridge it was trained with
+    raw = json.loads(Preset().to_json())
+    del raw["model"]["bridge_norm"]
+    assert Preset.from_dict(raw).model.bridge_norm is False

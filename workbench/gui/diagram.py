@@ -178,7 +178,8 @@ class DiagramScene(QGraphicsScene):
             for i, (lx, ly) in enumerate(dec["first_layer_left"]):
                 self._arrow(src, QPointF(lx, ly), QColor("#8a5a00"), curve=12.0 if i else 0.0)
             bx = (src.x() + dec["first_layer_left"][0][0]) / 2
-            self._text(f"bridge · {fmt_count(report.bridge)}", bx, dec["first_layer_left"][0][1] + 22, self._small,
+            bridge = "layer norm → bridge" if m.bridge_norm else "bridge"
+            self._text(f"{bridge} · {fmt_count(report.bridge)}", bx, dec["first_layer_left"][0][1] + 22, self._small,
                        QColor("#8a5a00"))
             if m.attention:
                 # Luong attention: every decoder step reads all encoder top states
@@ -210,7 +211,8 @@ class DiagramScene(QGraphicsScene):
             for i, (lx, ly) in enumerate(seg["first_layer_left"]):
                 self._arrow(QPointF(ix + NODE_W / 2, base - ROW_GAP), QPointF(lx, ly), QColor("#8a5a00"),
                             curve=-10.0 * i)
-            self._text(f"→ initial state of each layer · {fmt_count(report.bridge)}", ix - 20, base + 44,
+            via = "→ layer norm " if m.bridge_norm else ""
+            self._text(f"{via}→ initial state of each layer · {fmt_count(report.bridge)}", ix - 20, base + 44,
                        self._small, QColor("#8a5a00"), align="left")
             model.rows = [r[1] for r in rows]
 
