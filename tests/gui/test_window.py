@@ -388,3 +388,15 @@ def test_continuing_from_a_corrupt_checkpoint_says_so_and_loses_nothing(qtbot, w
     assert "safetensors" in message or "checkpoint" in message.lower(), message
     after = {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()}
     assert after == before  # preset, task, metrics and weights as they were
+
+
+def test_the_bridge_norm_checkbox_is_bound_shown_where_there_is_a_bridge_and_undoable(qtbot, window):
+    assert window.open_builtin("captions_one_to_many", quiet=True)
+    box = window.editor.bridge_norm
+    assert not box.isHidden() and box.isChecked() and window.doc.preset.model.bridge_norm
+    box.click()
+    assert window.doc.preset.model.bridge_norm is False
+    window.act_undo.trigger()
+    assert window.doc.preset.model.bridge_norm is True and box.isChecked()
+    window.doc.set_topology("many_to_one")
+    assert box.isHidden()  # no bridge, nothing to normalise
