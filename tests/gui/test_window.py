@@ -333,13 +333,19 @@ def test_the_char_cnn_input_has_its_fields_and_sizes_before_the_task_is_read(qtb
     assert not editor.char_embedding_dim.isEnabled()
 
 
-def test_a_stopped_run_continues_from_its_checkpoint_and_a_finished_one_trains_further(qtbot, window):
+def stopped_run(qtbot, window, after_steps: int):
+    """Start a long run and stop it once it has trained ``after_steps`` steps."""
     tiny(window, steps=100_000)
     assert window.start_training()
     run = window.current_run
-    qtbot.waitUntil(lambda: run.last_step >= 20, timeout=60_000)
+    qtbot.waitUntil(lambda: run.last_step >= after_steps, timeout=60_000)
     window.act_stop.trigger()
     qtbot.waitUntil(lambda: not window.training_active, timeout=60_000)
+    return run
+
+
+def test_a_stopped_run_continues_from_its_checkpoint_and_a_finished_one_trains_further(qtbot, window):
+    run = stopped_run(qtbot, window, 20)
     stopped_at = run.last_step
     folder = Path(run.run_dir)
     lines_before = len((folder / "metrics.jsonl").read_text().splitlines())
@@ -371,12 +377,7 @@ def test_a_stopped_run_continues_from_its_checkpoint_and_a_finished_one_trains_f
 
 
 def test_continuing_from_a_corrupt_checkpoint_says_so_and_loses_nothing(qtbot, window):
-    tiny(window, steps=100_000)
-    assert window.start_training()
-    run = window.current_run
-    qtbot.waitUntil(lambda: run.last_step >= 10, timeout=60_000)
-    window.act_stop.trigger()
-    qtbot.waitUntil(lambda: not window.training_active, timeout=60_000)
+    run = stopped_run(qtbot, window, 10)
     folder = Path(run.run_dir)
     before = {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()}
     for weights in (folder / "checkpoints").glob("*.safetensors"):
