@@ -21,6 +21,7 @@ from PySide6.QtWidgets import (QComboBox, QDockWidget, QFileDialog, QFrame, QHBo
 
 from workbench import presets as builtin_presets
 from workbench import spec
+from workbench.fileio import complete_checkpoints
 from workbench.gui.diagram import DiagramView
 from workbench.gui.document import Change, PresetDocument
 from workbench.gui.editor import ArchitectureEditor
@@ -30,7 +31,6 @@ from workbench.gui.rundata import RunData, load_run_folder
 from workbench.gui.runs_panel import RunsPanel
 from workbench.gui.training_panel import DEVICE_LABELS, TrainingPanel, set_device_availability
 from workbench.gui.tryout import TryoutPanel
-from workbench.fileio import complete_checkpoints
 from workbench.gui.worker import TrainWorker, preset_for_gui
 from workbench.spec import Preset, SpecError
 
