@@ -401,3 +401,7 @@ def test_the_bridge_norm_checkbox_is_bound_shown_where_there_is_a_bridge_and_und
     assert window.doc.preset.model.bridge_norm is True and box.isChecked()
     window.doc.set_topology("many_to_one")
     assert box.isHidden()  # no bridge, nothing to normalise
+    # a design that gains a bridge gets the norm: the better default for a new generator
+    window.doc.set("model.bridge_norm", False)
+    window.doc.set_topology("one_to_many")
+    assert window.doc.preset.model.bridge_norm is True and not box.isHidden() and box.isChecked()

@@ -253,11 +253,16 @@ class PresetDocument:
     def set_topology(self, topology: str) -> bool:
         """Change the topology and keep the preset coherent where the change implies it:
         an encoder-decoder gets a decoder (a copy of the top encoder layer); leaving it
-        drops the decoder and attention; a one-to-many generator cannot be bidirectional.
+        drops the decoder and attention; a one-to-many generator cannot be bidirectional;
+        a model that gains a state bridge gets its layer norm (model.bridge_norm: the
+        better default, off in the dataclass only so that old run folders keep theirs).
         The result is still validated and any remaining conflict (e.g. with the task) is
         shown beside its field."""
         def mutate(p: Preset) -> None:
             m = p.model
+            bridged = ("encoder_decoder", "one_to_many")
+            if topology in bridged and m.topology not in bridged:
+                m.bridge_norm = True
             m.topology = topology
             if topology == "encoder_decoder":
                 if not m.decoder_layers and m.layers:
