@@ -358,8 +358,10 @@ def test_a_stopped_run_continues_from_its_checkpoint_and_a_finished_one_trains_f
     preset = spec.load(folder / "preset.json")
     (folder / "preset.json").write_text(spec.with_overrides(preset, [f"train.steps={stopped_at + 15}"]).to_json())
     window.runs_panel.list.setCurrentRow(window.runs.index(run))
+    assert window.runs_panel.resume.isEnabled()
     window.runs_panel.resume.click()
     assert window.training_active and window.current_run is run
+    assert not window.runs_panel.resume.isEnabled()  # one run trains at a time
     qtbot.waitUntil(lambda: not window.training_active, timeout=60_000)
     assert run.status == "finished" and run.last_step == stopped_at + 15
     steps = list(run.steps.view())

@@ -1057,6 +1057,7 @@ class MainWindow(QMainWindow):
         self.act_train.setEnabled(not running and not self._errors)
         self.act_pause.setEnabled(running)
         self.act_stop.setEnabled(running)
+        self.runs_panel.resume.setEnabled(not running)  # one run trains at a time
         self.act_pause.setText("&Pause")
         self.act_pause.setIcon(icon("pause"))
 
