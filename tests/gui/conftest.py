@@ -1,9 +1,27 @@
 """A workbench window with its settings and data folder in a temporary folder."""
 from __future__ import annotations
 
+import gc
+
 import pytest
 
 pytest.importorskip("pytestqt")
+
+
+@pytest.fixture(autouse=True)
+def _garbage_collected_on_the_gui_thread(qapp):
+    """As in the app (workbench.gui.app.run_app): automatic cycle collection off, a timer
+    collecting on the GUI thread. Otherwise a worker thread's collection could destroy a
+    closed window's Qt objects while this thread deleted others, and each waited on the
+    other (the GIL and a Qt lock): the suite stalled in about one run in ten."""
+    from pyqtgraph.util.garbage_collector import GarbageCollector
+
+    gc.collect()
+    collector = GarbageCollector(interval=0.5)
+    yield
+    collector.timer.stop()
+    gc.collect()
+    gc.enable()
 
 
 @pytest.fixture

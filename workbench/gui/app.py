@@ -36,8 +36,16 @@ def create_app(argv: list[str] | None = None):
 def run_app(path: str | None = None) -> int:
     """Open the window (on ``path`` when given: a preset, a run folder or a data file)."""
     app = create_app()
+    from pyqtgraph.util.garbage_collector import GarbageCollector
+
     from workbench.gui.main_window import MainWindow, icon
 
+    # Python's cycle collector runs in whichever thread happens to allocate; in a worker it
+    # can destroy a closed widget's Qt objects there, and a worker destroying a QObject
+    # (holding Qt's lock, wanting the GIL) while the GUI thread deletes another (holding the
+    # GIL, wanting that lock) deadlocks both: seen in tests/gui as a stall (py-spy native
+    # stacks). So automatic collection is off and this timer collects on the GUI thread.
+    collector = GarbageCollector(interval=1.0)  # noqa: F841 - lives as long as the app runs
     app.setWindowIcon(icon("app"))
     window = MainWindow()
     if path:
