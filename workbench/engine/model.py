@@ -125,6 +125,18 @@ def _join_directions(forward, reverse, cell: str):
     return torch.cat([forward, reverse])
 
 
+def _by_halves(run, cell: str, directions: list[tuple], x: torch.Tensor, state, align: RowAlignment):
+    """A bidirectional layer over padded rows as two forward runs: ``run(directions, x,
+    state) -> (output, final, extra)`` over the rows as they are (the forward direction)
+    and over them flipped by ``align`` (the reverse one). Returns (output [B, T, 2H] in
+    row order, final state as the module returns it, (forward's extra, reverse's extra))."""
+    state_f, state_r = _split_directions(state, cell)
+    out_f, final_f, extra_f = run(directions[:1], x, state_f)
+    out_r, final_r, extra_r = run(directions[1:], align.flip(x), state_r)
+    out = torch.cat([out_f, align.unflip(out_r)], dim=-1)
+    return out, _join_directions(final_f, final_r, cell), (extra_f, extra_r)
+
+
 # ----------------------------------------------------------------------------- cells, unrolled
 
 
@@ -187,14 +199,16 @@ def unrolled_layer(rnn: nn.RNNBase, cell: str, x: torch.Tensor, state=None, gate
     directions = [_direction_params(rnn, d) for d in range(2 if rnn.bidirectional else 1)]
     if align is None or len(directions) == 1:
         return _unrolled(cell, directions, x, state, gates)
-    state_f, state_r = _split_directions(state, cell)
-    gates_f, gates_r = ([], []) if gates is not None else (None, None)
-    out_f, final_f, states_f = _unrolled(cell, directions[:1], x, state_f, gates_f)
-    out_r, final_r, states_r = _unrolled(cell, directions[1:], align.flip(x), state_r, gates_r)
+
+    def half(dirs, seq, st):
+        seen = [] if gates is not None else None
+        out, final, states = _unrolled(cell, dirs, seq, st, seen)
+        return out, final, (states, seen)
+
+    out, final, ((states_f, gates_f), (states_r, gates_r)) = _by_halves(half, cell, directions, x, state, align)
     if gates is not None:
         gates += gates_f + [{name: align.unflip(g) for name, g in gates_r[0].items()}]
-    out = torch.cat([out_f, align.unflip(out_r)], dim=-1)
-    return out, _join_directions(final_f, final_r, cell), states_f + states_r
+    return out, final, states_f + states_r
 
 
 def _unrolled(cell: str, directions: list[tuple], x: torch.Tensor, state, gates: list | None):
@@ -420,12 +434,9 @@ def layer_kernel(rnn: nn.RNNBase, cell: str, x: torch.Tensor, state=None, align:
     directions = [_direction_params(rnn, d) for d in range(2 if rnn.bidirectional else 1)]
     if align is None or len(directions) == 1:
         return _kernel(cell, directions, x, state, rnn.training, probe)
-    state_f, state_r = _split_directions(state, cell)
-    out_f, final_f, probe_f = _kernel(cell, directions[:1], x, state_f, rnn.training, probe)
-    out_r, final_r, probe_r = _kernel(cell, directions[1:], align.flip(x), state_r, rnn.training, probe)
-    out = torch.cat([out_f, align.unflip(out_r)], dim=-1)
-    recorded = PairedProbe(probe_f, probe_r, align) if probe else None
-    return out, _join_directions(final_f, final_r, cell), recorded
+    out, final, (probe_f, probe_r) = _by_halves(
+        lambda dirs, seq, st: _kernel(cell, dirs, seq, st, rnn.training, probe), cell, directions, x, state, align)
+    return out, final, PairedProbe(probe_f, probe_r, align) if probe else None
 
 
 def kernel_probe_layer(rnn: nn.RNNBase, cell: str, x: torch.Tensor, state=None, align: RowAlignment | None = None):
@@ -540,10 +551,8 @@ class RecurrentStack(nn.Module):
                 probe_layer = kernel_probe_layer if through_kernel else unrolled_probe_layer
                 x, final, recorded = probe_layer(rnn, cell, x, state, align)
                 unrolled_states.append(recorded)
-            elif align is not None and rnn.bidirectional:
+            else:  # (a unidirectional layer ignores the alignment: it is its own module call)
                 x, final = rnn(x, state, align=align)
-            else:
-                x, final = rnn(x, state)
             if drop.p:  # (a zero-rate dropout is still a dispatched op)
                 x = drop(x)
             finals.append(final)
