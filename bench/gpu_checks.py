@@ -240,9 +240,10 @@ def graphs_match_eager() -> str:
 def graphs_on_presets() -> str:
     """Every built-in preset whose data is in the repository trains a few steps on CUDA with
     graphs on: each either replays graphs or turns them off with a reason, and finishes."""
+    from workbench.presets import builtin_paths
     from workbench.spec import load, with_overrides
     lines = []
-    for path in sorted((ROOT / "presets").glob("*.json")):
+    for path in builtin_paths():
         p = with_overrides(load(path), [f"train.device={DEVICE}", "train.steps=6", "train.eval_every=0",
                                         "train.checkpoint_every=0", "train.probe_every=3", "train.epochs=0",
                                         "train.on_non_finite=skip"])  # (one preset is made to blow up)

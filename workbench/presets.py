@@ -1,12 +1,12 @@
-"""Built-in presets (read-only, in the project's presets/ folder) and preset lookup."""
+"""Built-in presets (read-only, shipped in the package: workbench/builtin/presets/) and preset lookup."""
 from __future__ import annotations
 
 from pathlib import Path
 
-from workbench import spec
+from workbench import builtin, spec
 from workbench.spec import Preset, SpecError
 
-BUILTIN_DIR = Path(__file__).resolve().parent.parent / "presets"
+BUILTIN_DIR = builtin.presets_dir()
 
 
 def builtin_paths() -> list[Path]:

@@ -200,7 +200,7 @@ def test_lstm_beats_both_baselines_on_the_temperature_file(shared_data):
     assert end["metrics"]["mae"] < base["last_value_mae"] < base["seasonal_naive_mae"], (end["metrics"], base)
 
 
-def test_cli_trains_a_forecaster_and_reports_a_bad_csv_in_one_line(tmp_path, monkeypatch, capsys, shared_data):
+def test_cli_trains_a_forecaster_and_reports_a_bad_csv_in_one_line(tmp_path, monkeypatch, capsys):
     from workbench.cli import main
 
     bad = tmp_path / "bad.csv"
@@ -209,7 +209,7 @@ def test_cli_trains_a_forecaster_and_reports_a_bad_csv_in_one_line(tmp_path, mon
     assert main(args + ["--run-dir", str(tmp_path / "bad_run"), "--set", f"data.path={bad}"]) == 2
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and str(bad) in lines[0] and "line 3" in lines[0] and "'Temp'" in lines[0]
-    monkeypatch.chdir(tmp_path)  # the preset's ../shared/data path is found from another folder too
+    monkeypatch.chdir(tmp_path)  # the preset's builtin: data file is found from any folder
     assert main(args + ["--steps", "5", "--run-dir", str(tmp_path / "run")]) == 0
     assert "seasonal_naive_mae" in capsys.readouterr().out
     saved = json.loads((tmp_path / "run" / "task.json").read_text())

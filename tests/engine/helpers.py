@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import torch
 
-from tests.conftest import PROJECT_ROOT
+from workbench.presets import BUILTIN_DIR
 from workbench.engine.model import build_model
 from workbench.spec import (HeadSpec, InputSpec, LayerSpec, ModelIO, ModelSpec, Preset, with_overrides)
 from workbench.tasks.base import Batch, Task
@@ -74,7 +74,7 @@ def fixed_loss(seed: int = 7):
 
 def preset(base: str = "adding_lstm", *overrides: str, model_layers: list[dict] | None = None) -> Preset:
     """A built-in preset, small and quick: hidden 8, T=12, batch 4, CPU, then overrides."""
-    raw = json.loads((PROJECT_ROOT / "presets" / f"{base}.json").read_text())
+    raw = json.loads((BUILTIN_DIR / f"{base}.json").read_text())
     raw["model"]["layers"] = model_layers or [dict(raw["model"]["layers"][0], hidden_size=8)]
     raw["data"]["options"]["seq_len"] = 12
     raw["data"]["options"]["val_size"] = 8

@@ -9,6 +9,7 @@ import sys
 import pytest
 
 from tests.conftest import PROJECT_ROOT
+from workbench.presets import BUILTIN_DIR
 
 SMALL = ["--set", "model.layers.0.hidden_size=16", "--set", "data.options.seq_len=20", "--quiet"]
 
@@ -60,7 +61,7 @@ def test_bad_field_exits_2_with_one_line_naming_it(tmp_path, args, needle):
 
 def test_bad_preset_files_exit_2(tmp_path):
     bad = tmp_path / "bad.json"
-    raw = json.loads((PROJECT_ROOT / "presets" / "adding_lstm.json").read_text())
+    raw = json.loads((BUILTIN_DIR / "adding_lstm.json").read_text())
     raw["train"]["batch_size"] = "many"
     bad.write_text(json.dumps(raw))
     proc = run_cli("train", str(bad), "--steps", "1")

@@ -12,7 +12,7 @@ NO_DISPLAY = ["DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM"]
 CASES = {
     "no_display_bare": ([], NO_DISPLAY),
     "no_display_gui": (["gui"], NO_DISPLAY),
-    "no_display_gui_file": (["gui", "presets/adding_lstm.json"], NO_DISPLAY),
+    "no_display_gui_file": (["gui", "workbench/builtin/presets/adding_lstm.json"], NO_DISPLAY),
     "missing_argument": (["train"], []),
     "not_a_number": (["train", "adding_lstm", "--steps", "abc"], []),
     "unknown_option": (["train", "adding_lstm", "--colour", "red"], []),

@@ -26,9 +26,9 @@ def create_app(argv: list[str] | None = None):
     app.setApplicationDisplayName("RNN Workbench")
     if not getattr(app, "_workbench_styled", False):
         app.setStyle("Fusion")
-        style = Path(__file__).resolve().parents[2] / "resources" / "style.qss"
-        if style.is_file():
-            app.setStyleSheet(style.read_text(encoding="utf-8"))
+        from workbench import builtin
+
+        app.setStyleSheet(builtin.style_sheet())
         app._workbench_styled = True
     return app
 

@@ -19,7 +19,8 @@ from workbench.spec import Preset
 TIPS = {
     "name": "The preset's name, used for run folders and in the plots' legends.",
     "data.task": "What the network learns; each task brings its own data, loss and metrics.",
-    "data.path": "A data file of your own for this task (empty: the task's built-in or generated data).",
+    "data.path": "A data file of your own for this task (empty: the task's built-in or generated data; "
+                 "builtin:NAME: a data file shipped with the workbench).",
     "data.options": "Settings of the chosen task (e.g. sequence length); leave a field empty for its default.",
     "model.topology": "How inputs map to outputs: one output per sequence, one per step, an encoder feeding a "
                       "decoder, or one input unrolled into a sequence.",

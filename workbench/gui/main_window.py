@@ -20,7 +20,7 @@ from PySide6.QtWidgets import (QComboBox, QDockWidget, QFileDialog, QFrame, QHBo
                                QWidget)
 
 from workbench import presets as builtin_presets
-from workbench import spec
+from workbench import builtin, spec
 from workbench.fileio import complete_checkpoints
 from workbench.gui.diagram import DiagramView
 from workbench.gui.document import Change, PresetDocument
@@ -35,7 +35,6 @@ from workbench.gui.worker import TrainWorker, preset_for_gui
 from workbench.spec import Preset, SpecError
 
 APP_TITLE = "RNN Workbench"
-RESOURCES = Path(__file__).resolve().parents[2] / "resources"
 PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22"]
 FIRST_PRESET = "adding_rnn_tanh"  # the newcomer trains this, then adding_lstm, and compares
 VANISHING_PAIR = ("adding_rnn_tanh", "adding_lstm")
@@ -47,7 +46,7 @@ STATE_VERSION = 4  # bump when the dock layout changes, so an old saved layout i
 
 
 def icon(name: str) -> QIcon:
-    path = RESOURCES / "icons" / f"{name}.svg"
+    path = builtin.icon_path(name)
     return QIcon(str(path)) if path.is_file() else QIcon()
 
 

@@ -1,23 +1,21 @@
 """Where a preset's ``data.path`` points.
 
-A relative path is read relative to the working folder first and, failing that,
-relative to the project's root, so that a built-in preset naming
-``../shared/data/timeseries/airline-passengers.csv`` (the layout the data README
-describes) works whichever folder the workbench was started from."""
+``builtin:NAME`` names a data file shipped inside the package (workbench/builtin/data/,
+e.g. ``builtin:timeseries/airline-passengers.csv``): the built-in presets that train on
+real files name them so, and train wherever the workbench is installed. Any other path is
+the user's: absolute, or relative to the working folder."""
 from __future__ import annotations
 
 from pathlib import Path
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
+from workbench import builtin
 
 
 def resolve_data_path(path: str | Path) -> Path:
-    """The file or folder ``path`` names; unchanged (so errors name it as the user
-    wrote it) when it exists nowhere."""
-    p = Path(path).expanduser()
-    if p.is_absolute() or p.exists():
-        return p
-    candidate = PROJECT_ROOT / p
-    if candidate.exists():
-        return candidate.resolve()
-    return p
+    """The file or folder ``path`` names. A ``builtin:`` name that ships nowhere, and any
+    other path, come back as written (expanded), so errors name them as the user wrote."""
+    text = str(path)
+    if text.startswith(builtin.DATA_PREFIX):
+        found = builtin.data_path(text[len(builtin.DATA_PREFIX):])
+        return found if found.exists() else Path(text)
+    return Path(path).expanduser()

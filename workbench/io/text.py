@@ -29,7 +29,7 @@ def read_text_file(path: str | Path, what: str = "text file") -> str:
 
     Raises DataError naming the file (and the line) when it is missing, a folder,
     empty or only whitespace, binary, or not UTF-8."""
-    path = resolve_data_path(path)  # relative paths also from the project root
+    path = resolve_data_path(path)  # builtin:NAME: a file shipped in the package
     try:
         size = path.stat().st_size
     except FileNotFoundError:
