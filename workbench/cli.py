@@ -256,6 +256,7 @@ EXTRA_COMMANDS: dict[str, str] = {
     "runs": "workbench.commands.runs:register",
     "export": "workbench.commands.export:register",
     "try": "workbench.commands.tryout:register",
+    "install-desktop": "workbench.commands.desktop:register",
 }
 
 

@@ -53,6 +53,12 @@ def _xdg(var: str, default: str) -> Path:
     return Path.home() / default
 
 
+def xdg_data_home() -> Path:
+    """$XDG_DATA_HOME or ~/.local/share: where a desktop's menu entries and icons for this
+    user live (applications/, icons/); WORKBENCH_HOME does not move them."""
+    return _xdg("XDG_DATA_HOME", ".local/share")
+
+
 def _windows_folder(var: str, fallback: str) -> Path:
     value = os.environ.get(var, "").strip()
     return Path(value) if value else Path.home() / fallback

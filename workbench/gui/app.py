@@ -24,6 +24,9 @@ def create_app(argv: list[str] | None = None):
     QCoreApplication.setApplicationName(APPLICATION)
     app = QApplication.instance() or QApplication(argv if argv is not None else sys.argv[:1])
     app.setApplicationDisplayName("RNN Workbench")
+    # The menu entry `workbench install-desktop` writes is rnn-workbench.desktop: naming it
+    # lets Wayland compositors and task bars match the window to its entry and icon.
+    app.setDesktopFileName("rnn-workbench")
     if not getattr(app, "_workbench_styled", False):
         app.setStyle("Fusion")
         from workbench import builtin
