@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import os
 import re
-import tempfile
+import secrets
+import stat
 from pathlib import Path
 
 
@@ -19,7 +20,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     folder = path.parent if str(path.parent) else Path(".")
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+        fd, tmp = _create_temp(folder, path)
     except OSError as exc:
         raise SaveError(f"cannot write {path}: {exc.strerror or exc}") from None
     try:
@@ -36,6 +37,28 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         if isinstance(exc, OSError):
             raise SaveError(f"cannot write {path}: {exc.strerror or exc}") from None
         raise
+
+
+def _create_temp(folder: Path, path: Path) -> tuple[int, str]:
+    """A new temp file beside ``path``, open for writing. tempfile.mkstemp would make it
+    0600, and os.replace keeps that mode: run folders, exported presets, ONNX files and
+    scripts would be unreadable to anyone else. So it is created with 0666 and the kernel
+    applies the umask (and a folder's default ACL), as for any program's new file; a file
+    being replaced keeps its own permissions."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0) | getattr(os, "O_CLOEXEC", 0)
+    for _ in range(100):
+        tmp = folder / f".{path.name}.{secrets.token_hex(4)}.tmp"
+        try:
+            fd = os.open(tmp, flags, 0o666)
+        except FileExistsError:  # a name another writer holds: draw again, as mkstemp does
+            continue
+        if os.chmod in os.supports_fd:  # (not on Windows, where there is no umask either)
+            try:
+                os.chmod(fd, stat.S_IMODE(os.stat(path).st_mode))
+            except OSError:  # no file yet, or a mode we may not set: the umask's stands
+                pass
+        return fd, str(tmp)
+    raise FileExistsError(f"no free temporary name beside {path}")
 
 
 def atomic_write_text(path: Path, text: str) -> None:

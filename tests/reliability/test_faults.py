@@ -19,14 +19,13 @@ from __future__ import annotations
 import errno
 import json
 import os
-import tempfile
 from pathlib import Path
 
 import pytest
 import torch
 
 from tests.reliability.helpers import TINY_ADDING
-from workbench import cli, presets, spec
+from workbench import cli, fileio, presets, spec
 from workbench.engine import checkpoint as ckpt
 from workbench.engine.model import RecurrentModel
 from workbench.engine.trainer import Trainer
@@ -190,9 +189,9 @@ def _fail_fsync(monkeypatch):  # disk full: the data does not reach the disk
 
 
 def _fail_create(monkeypatch):  # a read-only folder: no new file may be made in it
-    def mkstemp(*args, **kwargs):
+    def create(*args, **kwargs):
         raise OSError(errno.EROFS, os.strerror(errno.EROFS))
-    monkeypatch.setattr(tempfile, "mkstemp", mkstemp)
+    monkeypatch.setattr(fileio, "_create_temp", create)
     return "Read-only file system"
 
 
