@@ -227,7 +227,7 @@ def cmd_train(args) -> int:
         parts = [f"{k} {v:.4g}" for k, v in final.items() if isinstance(v, (int, float))]
         if baseline:
             parts.append("trivial baseline: " + ", ".join(f"{k} {v:.4g}" for k, v in baseline.items()))
-        print("final: " + "; ".join(parts))
+        print(f"final (all {end.get('eval_examples', 0):,} validation examples): " + "; ".join(parts))
     profiles = last_probe or last_taps
     if profiles:
         which = "exact dL/dh_t (last probe)" if last_probe else "dL/dx_t at layer inputs"

@@ -24,7 +24,7 @@ def evaluate_run(run_dir: str, data: str | None = None, batch_size: int | None =
     """Evaluate a run folder; returns the JSON-ready result."""
     import torch
 
-    from workbench.engine.trainer import resolve_device
+    from workbench.engine.trainer import WHOLE_SET, resolve_device
     from workbench.export.runfolder import load_run
 
     run = load_run(run_dir)
@@ -40,7 +40,7 @@ def evaluate_run(run_dir: str, data: str | None = None, batch_size: int | None =
     loss_sum, n = 0.0, 0
     started = time.perf_counter()
     with torch.no_grad():
-        for batch in task.val_batches(batch_size, max_batches or 10**9):
+        for batch in task.val_batches(batch_size, max_batches or WHOLE_SET):
             batch = batch.to(dev)
             output = model(batch.x, batch.y_in, batch.lengths)
             loss_sum += float(task.loss(output, batch)) * batch.size

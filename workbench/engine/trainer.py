@@ -14,12 +14,14 @@ Record kinds (``record["kind"]``):
   probe       step, hidden_grad_norms {layer: [T]} (exact dL/dh_t), time_s; the first comes
               before the first update (step 0: the profile at init), then every
               probe_every steps
-  eval        step, val_loss and the task's metrics
+  eval        step, val_loss and the task's metrics: over train.eval_batches batches
+              during training, over the whole validation set at the end (the end
+              record's metrics)
   non_finite  step, what ("loss" / "gradients"), action ("skipped" / "stopped"),
               restored (the weights were rolled back), message
   checkpoint  step, path, final
   end         step, status ("finished" / "stopped" / "failed"), time_s, last_loss,
-              metrics, message; fused_stacks and untapped_graphs (how the untapped
+              metrics, eval_examples (how many validation examples they average), message; fused_stacks and untapped_graphs (how the untapped
               steps ran, see below; None if not yet decided), graph_replays (steps
               replayed from CUDA graphs), graphs_off (why graphs were turned off, if so),
               probe_unrolled (why the probe left its kernel route, if it did)
@@ -70,6 +72,10 @@ from workbench.engine.probe import (ParamGradNorms, TapNormHooks, exact_hidden_g
 from workbench.spec import Preset, SpecError, TrainSpec
 from workbench.tasks import make_task
 from workbench.tasks.base import Batch, Task
+
+
+# val_batches' max_batches for "every batch there is" (the task stops at its last).
+WHOLE_SET = 10**9
 
 
 class TrainingError(RuntimeError):
@@ -307,6 +313,7 @@ class Trainer:
         self.callbacks = callbacks
         self.resume = resume
         self.probe_budget = probe_budget
+        self.eval_examples = 0  # how many validation examples the last evaluation read
         self.clock = clock
         self.fused_stacks = fused_stacks
         self.cuda_graphs = cuda_graphs
@@ -501,7 +508,7 @@ class Trainer:
         final = {}
         if self.state.step > 0:
             try:
-                final = self._eval()
+                final = self._eval(whole=True)  # the run's result: every validation example
             except RuntimeError as exc:  # out of memory: the run's outcome is kept, only its last evaluation lost
                 if not out_of_memory(exc):
                     raise
@@ -514,6 +521,7 @@ class Trainer:
         yield self._emit({"kind": "end", "step": self.state.step, "status": status, "message": message,
                           "time_s": elapsed, "last_loss": last_loss, "epoch": self.state.epoch,
                           "metrics": {k: v for k, v in final.items() if k not in ("kind", "step")},
+                          "eval_examples": self.eval_examples if final else 0,
                           **self._path_summary()})
 
     def _path_summary(self) -> dict:
@@ -864,12 +872,16 @@ class Trainer:
         return {"kind": "probe", "step": self.state.step, "hidden_grad_norms": norms, "time_s": dt}
 
     @torch.no_grad()
-    def evaluate(self) -> dict:
+    def evaluate(self, whole: bool = False) -> dict:
+        """Validation metrics, averaged per example over the first train.eval_batches
+        batches (the quick sample evaluations during training take) or, ``whole``, over
+        the whole validation set, as `workbench eval` reads it. self.eval_examples: how
+        many examples were read (not a metric, so not in the dict)."""
         model, task, t = self.model, self.task, self.train
         model.eval()
         sums: dict[str, list[float]] = {}
         loss_sum, n = 0.0, 0
-        for batch in task.val_batches(t.batch_size, t.eval_batches):
+        for batch in task.val_batches(t.batch_size, WHOLE_SET if whole else t.eval_batches):
             batch = batch.to(self.device)
             with self._autocast():
                 output = model(batch.x, batch.y_in, batch.lengths)
@@ -881,13 +893,14 @@ class Trainer:
                 acc[0] += s
                 acc[1] += c
         model.train()
+        self.eval_examples = n
         metrics = {"val_loss": loss_sum / n if n else float("nan")}
         metrics.update({name: s / c if c else float("nan") for name, (s, c) in sums.items()})
         metrics.update(task.derived_metrics(metrics))  # e.g. perplexity from nats per char
         return metrics
 
-    def _eval(self) -> dict:
-        metrics = self.evaluate()
+    def _eval(self, whole: bool = False) -> dict:
+        metrics = self.evaluate(whole)
         self.state.last_eval = metrics
         val = metrics.get("val_loss")
         if val is not None and math.isfinite(val) and (self.state.best_val is None or val < self.state.best_val):
