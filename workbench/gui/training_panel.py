@@ -29,7 +29,8 @@ TRAIN_TIPS = {
     "tbptt": "Truncated backpropagation through time: backpropagate through chunks of this many steps "
              "(0: the whole sequence).",
     "eval_every": "Measure the validation loss every this many steps (0: only at the end).",
-    "eval_batches": "How many validation batches each evaluation averages over.",
+    "eval_batches": "How many validation batches each evaluation during training averages over "
+                    "(the final one reads the whole validation set).",
     "probe_every": "Run the exact dL/dh_t probe (costing about one training step) every this many steps "
                    "(0: off); it is postponed when it would take more than 2% of the training time.",
     "log_every": "Record the per-timestep gradient norms every this many steps; on a GPU the steps in "
