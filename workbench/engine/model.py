@@ -1,7 +1,9 @@
 """build_model: turn a validated ModelSpec (plus the task's ModelIO) into an nn.Module.
 
-Each recurrent layer is its own single-layer ``nn.RNN``/``nn.LSTM``/``nn.GRU``, so that
-cuDNN runs it on a GPU and every layer boundary is a tensor the trainer can observe:
+Each recurrent layer is its own module, built by its cell (workbench.cells): for the
+built-in cells a single-layer ``nn.RNN``/``nn.LSTM``/``nn.GRU``, so that cuDNN runs it on a
+GPU; for a step cell a Python loop over time. Every layer boundary is a tensor the
+trainer can observe:
 
 - ``model.taps``: when ``model.tap_inputs`` is set, the forward pass records each
   recurrent layer's input sequence x^l [B, T, In_l]. The trainer calls ``retain_grad``
@@ -20,14 +22,14 @@ cuDNN runs it on a GPU and every layer boundary is a tensor the trainer can obse
 """
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from workbench.spec import CELL_GATES, CHAR_CONV_WIDTH, LayerSpec, ModelIO, ModelSpec, conv_output_shape
+from workbench import cells
+from workbench.spec import CHAR_CONV_WIDTH, LayerSpec, ModelIO, ModelSpec, conv_output_shape
 
 # ----------------------------------------------------------------------------- layers
 
@@ -65,63 +67,23 @@ class RowAlignment:
         return self.flip(seq) * self.mask.to(seq.dtype)
 
 
-_CELL_OF_MODE = {"RNN_TANH": "rnn_tanh", "RNN_RELU": "rnn_relu", "LSTM": "lstm", "GRU": "gru"}
-
-
-class _PaddingAware:
-    """A single-layer nn.RNN/LSTM/GRU whose forward also takes a RowAlignment: then a
-    bidirectional layer's reverse direction reads each padded row from its last real
-    step (``layer_kernel``). Without one, or unidirectional, it is the module's own call.
-    The parameters and their names are the module's own."""
-
-    def forward(self, input, hx=None, align: RowAlignment | None = None):
-        if align is None or not self.bidirectional:
-            return super().forward(input, hx)
-        out, final, _ = layer_kernel(self, _CELL_OF_MODE[self.mode], input, hx, align)
-        return out, final
-
-
-class RNNLayer(_PaddingAware, nn.RNN):
-    pass
-
-
-class LSTMLayer(_PaddingAware, nn.LSTM):
-    pass
-
-
-class GRULayer(_PaddingAware, nn.GRU):
-    pass
-
-
-_RNN_CLASSES = {"rnn_tanh": RNNLayer, "rnn_relu": RNNLayer, "lstm": LSTMLayer, "gru": GRULayer}
-
-
-def _make_rnn(layer: LayerSpec, input_size: int) -> nn.RNNBase:
-    kwargs = dict(input_size=input_size, hidden_size=layer.hidden_size, num_layers=1,
-                  batch_first=True, bidirectional=layer.bidirectional)
-    if layer.cell in ("rnn_tanh", "rnn_relu"):
-        kwargs["nonlinearity"] = "tanh" if layer.cell == "rnn_tanh" else "relu"
-    return _RNN_CLASSES[layer.cell](**kwargs)
-
-
-def _direction_params(rnn: nn.RNNBase, d: int) -> tuple[torch.Tensor, ...]:
-    """(w_ih, w_hh, b_ih, b_hh) of direction d (0 forward, 1 reverse) of a single-layer module."""
-    sfx = "_reverse" if d else ""
-    return tuple(getattr(rnn, f"{n}_l0{sfx}") for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"))
+def _make_rnn(layer: LayerSpec, input_size: int) -> nn.Module:
+    """The layer module of one LayerSpec, as its cell builds it (workbench.cells)."""
+    return cells.ops(layer.cell).make_layer(layer, input_size)
 
 
 def _split_directions(state, cell: str) -> tuple:
-    """A [2, B, H] state (or an LSTM's pair of them) -> (forward's, reverse's), each [1, B, H]."""
+    """A [2, B, H] state (or a tuple of them: an LSTM's (h, c)) -> (forward's, reverse's), each [1, B, H]."""
     if state is None:
         return None, None
-    if cell == "lstm":
-        return (state[0][:1], state[1][:1]), (state[0][1:], state[1][1:])
+    if cells.get(cell).state_count > 1:
+        return tuple(s[:1] for s in state), tuple(s[1:] for s in state)
     return state[:1], state[1:]
 
 
 def _join_directions(forward, reverse, cell: str):
-    if cell == "lstm":
-        return torch.cat([forward[0], reverse[0]]), torch.cat([forward[1], reverse[1]])
+    if cells.get(cell).state_count > 1:
+        return tuple(torch.cat([f, r]) for f, r in zip(forward, reverse))
     return torch.cat([forward, reverse])
 
 
@@ -140,45 +102,6 @@ def _by_halves(run, cell: str, directions: list[tuple], x: torch.Tensor, state, 
 # ----------------------------------------------------------------------------- cells, unrolled
 
 
-def _cell_step(cell: str, gi_t: torch.Tensor, h: torch.Tensor, c: torch.Tensor | None,
-               w_hh_t: torch.Tensor, b_hh: torch.Tensor | None,
-               gates: dict[str, torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """One step of PyTorch's own cell equations.
-
-    gi_t = x_t W_ih^T + b_ih [B, G*H], with b_hh already folded in for the cells whose
-    equations only ever add it (rnn/lstm; then ``b_hh`` is None); w_hh_t = W_hh^T [H, G*H].
-    Written with as few ops as the equations allow (addmm, addcmul, lerp, one sigmoid
-    over all gates): the probe's cost is mostly per-op overhead, step after step.
-
-    gates: if a dict, it receives each gate activation [B, H] named as GATE_NAMES (the
-    try-out's look inside the network); the arithmetic is the same either way."""
-    if cell == "rnn_tanh":
-        return torch.tanh(torch.addmm(gi_t, h, w_hh_t)), None
-    if cell == "rnn_relu":
-        return torch.relu(torch.addmm(gi_t, h, w_hh_t)), None
-    H = h.shape[-1]
-    if cell == "lstm":
-        pre = torch.addmm(gi_t, h, w_hh_t)  # [B, 4H]: i, f, g, o
-        i, f, _g, o = torch.sigmoid(pre).chunk(4, dim=-1)  # (the sigmoid of g is not used)
-        g = torch.tanh(pre[:, 2 * H:3 * H])
-        c = torch.addcmul(f * c, i, g)  # f*c + i*g
-        if gates is not None:
-            gates.update(input=i, forget=f, cell=g, output=o)
-        return o * torch.tanh(c), c
-    # gru: b_hn sits inside r * (W_hn h + b_hn), so b_hh is added here, not folded
-    gh = torch.addmm(b_hh, h, w_hh_t)  # [B, 3H]: r, z, n
-    r, z = torch.sigmoid(gi_t[:, :2 * H] + gh[:, :2 * H]).chunk(2, dim=-1)
-    n = torch.tanh(torch.addcmul(gi_t[:, 2 * H:], r, gh[:, 2 * H:]))  # in + r * hn
-    if gates is not None:
-        gates.update(reset=r, update=z, new=n)
-    return torch.lerp(n, h, z), None  # (1 - z) * n + z * h
-
-
-# Gate activations each cell exposes (after their nonlinearity), in PyTorch's gate order.
-GATE_NAMES = {"rnn_tanh": (), "rnn_relu": (), "lstm": ("input", "forget", "cell", "output"),
-              "gru": ("reset", "update", "new")}
-
-
 def unrolled_layer(rnn: nn.RNNBase, cell: str, x: torch.Tensor, state=None, gates: list | None = None,
                    align: RowAlignment | None = None):
     """Run a single-layer RNN module step by step with its own parameters.
@@ -188,21 +111,22 @@ def unrolled_layer(rnn: nn.RNNBase, cell: str, x: torch.Tensor, state=None, gate
     graph nodes: torch.autograd.grad(loss, h_t) is the total dL/dh_t, recurrent path
     included (the probe asks for exactly that; no retain_grad needed).
 
-    gates: if a list, one dict per direction is appended to it: gate name (GATE_NAMES,
-    plus "cell_state" for an LSTM) -> [B, T, H], in time order for both directions
+    gates: if a list, one dict per direction is appended to it: series name (the cell's
+    gate_names, plus "cell_state" for an LSTM; workbench.cells.Cell.series) -> [B, T, H], in time order for both directions
     (the try-out's look inside the network).
 
     align (padded rows, bidirectional): the reverse direction runs forwards over the
     flipped rows (RowAlignment); its outputs and gates come back in row order, its hidden
     states stay in the flipped order (``align.unflip`` of a [B, T, H] stack of them).
     """
-    directions = [_direction_params(rnn, d) for d in range(2 if rnn.bidirectional else 1)]
+    ops = cells.ops(cell)
+    directions = ops.directions(rnn)
     if align is None or len(directions) == 1:
-        return _unrolled(cell, directions, x, state, gates)
+        return ops.unrolled(directions, x, state, gates)
 
     def half(dirs, seq, st):
         seen = [] if gates is not None else None
-        out, final, states = _unrolled(cell, dirs, seq, st, seen)
+        out, final, states = ops.unrolled(dirs, seq, st, seen)
         return out, final, (states, seen)
 
     out, final, ((states_f, gates_f), (states_r, gates_r)) = _by_halves(half, cell, directions, x, state, align)
@@ -211,58 +135,17 @@ def unrolled_layer(rnn: nn.RNNBase, cell: str, x: torch.Tensor, state=None, gate
     return out, final, states_f + states_r
 
 
-def _unrolled(cell: str, directions: list[tuple], x: torch.Tensor, state, gates: list | None):
-    """unrolled_layer's work: ``directions`` holds each direction's (w_ih, w_hh, b_ih, b_hh);
-    with two, the second reads x backwards."""
-    B, T, _ = x.shape
-    H = directions[0][1].shape[1]
-    D = len(directions)
-    if state is None:
-        h0 = x.new_zeros(D, B, H)
-        c0 = x.new_zeros(D, B, H) if cell == "lstm" else None
-    elif cell == "lstm":
-        h0, c0 = state
-    else:
-        h0, c0 = state, None
-    outputs, finals_h, finals_c, all_states = [], [], [], []
-    for d, (w_ih, w_hh, b_ih, b_hh) in enumerate(directions):
-        fold = cell != "gru"
-        gi = F.linear(x, w_ih, b_ih + b_hh if fold else b_ih)  # [B, T, G*H], all steps at once
-        # unbind, not gi[:, t]: the backward of T selects would build T zero tensors of gi's size
-        gi_steps = gi.unbind(1)  # T x [B, G*H]
-        w_hh_t = w_hh.t()  # [H, G*H]
-        # A carried state may come from an autocast pass (bf16/fp16): match gi's dtype.
-        h, c = h0[d].to(gi.dtype), (c0[d].to(gi.dtype) if c0 is not None else None)
-        order = range(T - 1, -1, -1) if d else range(T)
-        states: list[torch.Tensor | None] = [None] * T
-        seen: list[dict[str, torch.Tensor] | None] = [None] * T
-        for t in order:
-            recorded: dict[str, torch.Tensor] | None = {} if gates is not None else None
-            h, c = _cell_step(cell, gi_steps[t], h, c, w_hh_t, None if fold else b_hh, recorded)
-            if recorded is not None:
-                seen[t] = {**recorded, "cell_state": c} if c is not None else recorded
-            states[t] = h
-        if gates is not None:
-            names = list(seen[0]) if T else []
-            gates.append({name: torch.stack([seen[t][name] for t in range(T)], dim=1) for name in names})
-        outputs.append(torch.stack(states, dim=1))  # [B, T, H]
-        finals_h.append(h)
-        finals_c.append(c)
-        all_states.append(states)
-    out = torch.cat(outputs, dim=-1)
-    hn = torch.stack(finals_h, dim=0)  # [D, B, H]
-    final = (hn, torch.stack(finals_c, dim=0)) if cell == "lstm" else hn
-    return out, final, all_states
-
-
-# The fused kernels, called with the per-layer modules' own parameters (several layers at
-# once for a fused stack; one layer with a widened input for the exact probe).
-_FUSED_KERNELS = {"rnn_tanh": torch._VF.rnn_tanh, "rnn_relu": torch._VF.rnn_relu,
-                  "lstm": torch._VF.lstm, "gru": torch._VF.gru}
-# cuDNN copies parameters that do not share one buffer into one at each such call, and
-# says so each time; here that is by design (the copy costs about one optimizer read of
-# the weights), so the warning would only alarm the user.
-warnings.filterwarnings("ignore", message="RNN module weights are not part of single contiguous chunk")
+def layer_sequence(rnn: nn.Module, cell: str, x: torch.Tensor, state=None, align: RowAlignment | None = None):
+    """The ordinary forward of a layer without a fused kernel (a step cell: its scan form,
+    or its step over time; workbench.cells.generic): x [B, T, In] -> (output [B, T, D*H],
+    final state). Over padded rows a bidirectional layer runs as two forward halves."""
+    ops = cells.ops(cell)
+    directions = ops.directions(rnn)
+    if align is None or len(directions) == 1:
+        return ops.run(directions, x, state)
+    out, final, _ = _by_halves(lambda dirs, seq, st: (*ops.run(dirs, seq, st), None), cell, directions, x, state,
+                               align)
+    return out, final
 
 
 @dataclass
@@ -386,43 +269,6 @@ class PairedProbe:
         return self.forward.hidden_grads(grads[:n]) + [self.align.unflip(self.reverse.hidden_grads(grads[n:])[0])]
 
 
-def _kernel(cell: str, directions: list[tuple], x: torch.Tensor, state, train: bool, probe: bool):
-    """The fused kernel of one layer with these directions' (w_ih, w_hh, b_ih, b_hh): x
-    [B, T, In] -> (output [B, T, D*H], final state as a module returns it, LayerProbe
-    when ``probe``: then the input is widened with the zero probe input z, see LayerProbe)."""
-    B, T, _ = x.shape
-    D, H = len(directions), directions[0][1].shape[1]
-    gru = cell == "gru"
-    width = 3 * H if gru else H  # per direction: what z feeds
-    z = x.new_zeros(B, T, D * width, requires_grad=True) if probe else None
-    weights, kept = [], []
-    for d, (w_ih, w_hh, b_ih, b_hh) in enumerate(directions):
-        if probe:
-            # [G*H, In + D*width]: this direction reads its own block of z (through W_hh, or
-            # for a GRU the identity), zeros the other direction's
-            own = torch.eye(3 * H, dtype=w_ih.dtype, device=w_ih.device) if gru else w_hh
-            w_ih = torch.cat([w_ih] + [own if e == d else own.new_zeros(own.shape[0], width) for e in range(D)], dim=1)
-        weights += [w_ih, w_hh, b_ih, b_hh]
-        kept.append(tuple(p.detach() for p in directions[d]))
-    if state is None:
-        h0 = x.new_zeros(D, B, H)
-        hx = (h0, torch.zeros_like(h0)) if cell == "lstm" else h0
-    else:  # a carried state may come from an autocast pass (bf16/fp16): match x's dtype
-        hx = tuple(s.to(x.dtype) for s in state) if cell == "lstm" else state.to(x.dtype)
-    kernel = _FUSED_KERNELS[cell]
-    x_in = torch.cat([x, z], dim=-1) if probe else x  # [B, T, In (+ D*width)]
-    if cell == "lstm":
-        out, hn, cn = kernel(x_in, hx, weights, True, 1, 0.0, train, D == 2, True)
-        final = (hn, cn)
-    else:
-        out, hn = kernel(x_in, hx, weights, True, 1, 0.0, train, D == 2, True)
-        final = hn
-    if not probe:
-        return out, final, None
-    extra = (x.detach(), hx.detach(), kept) if gru else None
-    return out, final, LayerProbe(hidden=H, directions=D, out=out, z=z, final=hn, gru=extra)
-
-
 def layer_kernel(rnn: nn.RNNBase, cell: str, x: torch.Tensor, state=None, align: RowAlignment | None = None,
                  probe: bool = False):
     """A single-layer module's fused kernel called with its own parameters: for the exact
@@ -431,11 +277,12 @@ def layer_kernel(rnn: nn.RNNBase, cell: str, x: torch.Tensor, state=None, align:
     call; see RowAlignment). x [B, T, In] -> (output [B, T, D*H] in row order, final state
     as the module returns it, LayerProbe / PairedProbe or None). Over padded rows the
     finals are those after the padding; nothing reads them (summaries read the outputs)."""
-    directions = [_direction_params(rnn, d) for d in range(2 if rnn.bidirectional else 1)]
+    ops = cells.ops(cell)
+    directions = ops.directions(rnn)
     if align is None or len(directions) == 1:
-        return _kernel(cell, directions, x, state, rnn.training, probe)
+        return ops.kernel(directions, x, state, rnn.training, probe)
     out, final, (probe_f, probe_r) = _by_halves(
-        lambda dirs, seq, st: _kernel(cell, dirs, seq, st, rnn.training, probe), cell, directions, x, state, align)
+        lambda dirs, seq, st: ops.kernel(dirs, seq, st, rnn.training, probe), cell, directions, x, state, align)
     return out, final, PairedProbe(probe_f, probe_r, align) if probe else None
 
 
@@ -485,39 +332,22 @@ class RecurrentStack(nn.Module):
         self.output_size = input_size
         self.fused = False
         # The exact probe's route: True = every layer through its kernel, False = every
-        # layer unrolled (the reference replica), None = the kernel, except GRU layers on
-        # the CPU: there PyTorch's GRU kernel is itself a loop of operators and the probe's
-        # identity input makes it dearer than the replica (bench/probe_cost.py: 1.9 vs 0.7
-        # training steps for a 2x128 GRU).
+        # layer unrolled (the reference replica), None = each cell's default for the
+        # device (CellOps.probe_through_kernel: the kernel, except GRU layers on the CPU).
+        # A cell without a kernel (a step cell) always takes the replica.
         self.kernel_probe: bool | None = None
         first = self.specs[0]
         # one multi-layer kernel: same cell, width and direction everywhere, and one
         # dropout rate between the layers (the kernel takes one); the top layer's own
         # dropout is applied after it, as in the stack
-        self.fusable = len(self.specs) > 1 and all(
+        self.fusable = len(self.specs) > 1 and cells.ops(first.cell).fusable and all(
             (l.cell, l.hidden_size, l.bidirectional) == (first.cell, first.hidden_size, first.bidirectional)
             for l in self.specs) and len({l.dropout for l in self.specs[:-1]}) == 1
         self.bidirectional = any(l.bidirectional for l in self.specs)
 
     def _fused_forward(self, x: torch.Tensor, initial: list | None):
-        """The whole stack in one multi-layer kernel call. x [B, T, In] -> as forward()."""
-        first = self.specs[0]
-        L, D, H = len(self.rnns), 2 if first.bidirectional else 1, first.hidden_size
-        lstm = first.cell == "lstm"
-        zeros = x.new_zeros(D, x.shape[0], H)
-        states = list(initial) if initial is not None else [None] * L
-        h0 = torch.cat([(s[0] if lstm else s) if s is not None else zeros for s in states])  # [L*D, B, H]
-        weights = [w for rnn in self.rnns for w in rnn._flat_weights]  # layer by layer, as the kernel wants
-        p = first.dropout
-        kernel = _FUSED_KERNELS[first.cell]
-        if lstm:
-            c0 = torch.cat([s[1] if s is not None else zeros for s in states])
-            out, hn, cn = kernel(x, (h0, c0), weights, True, L, p, self.training, first.bidirectional, True)
-            finals = [(hn[l * D:(l + 1) * D], cn[l * D:(l + 1) * D]) for l in range(L)]
-        else:
-            out, hn = kernel(x, h0, weights, True, L, p, self.training, first.bidirectional, True)
-            finals = [hn[l * D:(l + 1) * D] for l in range(L)]
-        return (self.dropouts[-1](out) if self.dropouts[-1].p else out), finals
+        """The whole stack in one multi-layer kernel call (its cell's). x [B, T, In] -> as forward()."""
+        return cells.ops(self.specs[0].cell).fused_stack(self, x, initial)
 
     def alignment(self, x: torch.Tensor, lengths: torch.Tensor | None) -> RowAlignment | None:
         """What forward needs to read x [B, T, In] with rows of these lengths [B] (None:
@@ -545,9 +375,11 @@ class RecurrentStack(nn.Module):
             state = initial[i] if initial is not None else None
             if unrolled_states is not None:
                 cell = self.specs[i].cell
+                ops = cells.ops(cell)
                 through_kernel = self.kernel_probe
                 if through_kernel is None:
-                    through_kernel = cell != "gru" or x.device.type != "cpu"
+                    through_kernel = ops.probe_through_kernel(x.device)
+                through_kernel = through_kernel and ops.kernel is not None  # a step cell: the replica
                 probe_layer = kernel_probe_layer if through_kernel else unrolled_probe_layer
                 x, final, recorded = probe_layer(rnn, cell, x, state, align)
                 unrolled_states.append(recorded)
@@ -670,19 +502,19 @@ class StateBridge(nn.Module):
         self.source_size = source_size
         self.cells = [l.cell for l in layers]
         self.hidden = [l.hidden_size for l in layers]
+        self.state_counts = [cells.get(l.cell).state_count for l in layers]
         self.maps = nn.ModuleList(
-            nn.Linear(source_size, (2 if l.cell == "lstm" else 1) * l.hidden_size) for l in layers
+            nn.Linear(source_size, k * l.hidden_size) for k, l in zip(self.state_counts, layers)
         )
 
     def forward(self, v: torch.Tensor) -> list:
         if self.normalise:
             v = F.layer_norm(v, (self.source_size,))
         states = []
-        for cell, proj in zip(self.cells, self.maps):
+        for k, proj in zip(self.state_counts, self.maps):
             s = torch.tanh(proj(v)).unsqueeze(0)  # [1, B, k*H]
-            if cell == "lstm":
-                h, c = s.chunk(2, dim=-1)
-                states.append((h.contiguous(), c.contiguous()))
+            if k > 1:  # e.g. an LSTM's (h, c)
+                states.append(tuple(part.contiguous() for part in s.chunk(k, dim=-1)))
             else:
                 states.append(s)
         return states
@@ -909,12 +741,15 @@ def _scale_to_spectral_radius(block: torch.Tensor, radius: float) -> None:
 def initialise(model: RecurrentModel, spec: ModelSpec) -> None:
     init = spec.init
     for _name, layer, rnn in model.recurrent_layers():
-        gates = CELL_GATES[layer.cell]
+        cell = cells.get(layer.cell)
+        gates = cell.gates
         H = layer.hidden_size
         for sfx in ("", "_reverse") if layer.bidirectional else ("",):
-            w_hh = getattr(rnn, f"weight_hh_l0{sfx}")  # [G*H, H]
-            b_ih = getattr(rnn, f"bias_ih_l0{sfx}")
-            b_hh = getattr(rnn, f"bias_hh_l0{sfx}")
+            w_hh = getattr(rnn, f"weight_hh_l0{sfx}", None)  # [G*H, H]
+            if w_hh is None or w_hh.shape != (gates * H, H):  # a cell with recurrent weights of its own form
+                continue
+            b_ih = getattr(rnn, f"bias_ih_l0{sfx}", None)
+            b_hh = getattr(rnn, f"bias_hh_l0{sfx}", None)
             blocks = w_hh.view(gates, H, H)
             if init.recurrent == "orthogonal":
                 for g in range(gates):
@@ -927,10 +762,11 @@ def initialise(model: RecurrentModel, spec: ModelSpec) -> None:
             if init.spectral_radius is not None:
                 for g in range(gates):
                     _scale_to_spectral_radius(blocks[g], init.spectral_radius)
-            if layer.cell == "lstm":
-                # gate order i, f, g, o: the forget block is rows H..2H
-                b_ih[H:2 * H] = init.forget_bias
-                b_hh[H:2 * H] = 0.0
+            if cell.forget_gate is not None:
+                # the forget block (an LSTM's gate order i, f, g, o: rows H..2H)
+                f = cell.forget_gate
+                b_ih[f * H:(f + 1) * H] = init.forget_bias
+                b_hh[f * H:(f + 1) * H] = 0.0
 
 
 def build_model(spec: ModelSpec, io: ModelIO) -> RecurrentModel:
