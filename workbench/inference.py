@@ -18,9 +18,9 @@ the GUI's worker thread can hand results to widgets and the CLI can print them a
     forecast, adding ``numbers()`` -> the forecast / the predicted sum
   Video is decoded on demand (``VideoFrames`` for display, io.video's iterator and cache
   for the model's own small frames).
-- Inside the network: ``inside()`` -> per recurrent layer the hidden state [units, T] and,
-  for LSTM/GRU layers, the gate activations, recomputed with the cell equations from the
-  layer's own weights (workbench.engine.model.unrolled_layer); and saliency through time
+- Inside the network: ``inside()`` -> per recurrent layer the hidden state [units, T] and
+  the cell's other states and gate activations (workbench.cells: Cell.series), recomputed
+  with the cell's step from the layer's own weights (workbench.engine.model.unrolled_layer); and saliency through time
   ||dy/dx_t|| over t: the gradient of the chosen output with respect to the input side's
   output vectors.
 
@@ -39,7 +39,8 @@ from typing import Callable, Iterator
 import numpy as np
 import torch
 
-from workbench.engine.model import GATE_NAMES, sample_logits, unrolled_layer
+from workbench import cells
+from workbench.engine.model import sample_logits, unrolled_layer
 from workbench.spec import Preset
 
 # Generation / decoding lengths beyond these are typos.
@@ -101,8 +102,7 @@ class Session:
         for name, layer, _rnn in self.model.recurrent_layers():
             layers.append({"name": name, "cell": layer.cell, "hidden_size": layer.hidden_size,
                            "bidirectional": layer.bidirectional,
-                           "series": ["hidden"] + (["cell_state"] if layer.cell == "lstm" else [])
-                           + list(GATE_NAMES[layer.cell])})
+                           "series": cells.get(layer.cell).series})
         out = {"name": self.name, "run_dir": str(self.run_dir) if self.run_dir else "",
                "task": self.preset.data.task, "task_title": getattr(self.task, "title", ""),
                "mode": self.mode, "mode_title": MODE_TITLES.get(self.mode, self.mode),
@@ -731,7 +731,7 @@ def inside(session: Session, request: dict, target: dict | None = None, saliency
         with torch.no_grad():
             out, _final, _ = unrolled_layer(rnn, layer.cell, inp, state, gates=gates)  # out [1, T, D*H]
         series = {"hidden": out[0].T.cpu().numpy()}  # [D*H, T]
-        for gname in sorted(gates[0], key=lambda n: n != "cell_state"):  # the cell state first, then the gates
+        for gname in (n for n in cells.get(layer.cell).series[1:] if n in gates[0]):  # the states, then the gates
             series[gname] = torch.cat([g[gname][0] for g in gates], dim=-1).T.cpu().numpy()  # [D*H, T]
         decoding = name.startswith("decoder") or model.topology == "one_to_many"
         layers.append({"name": name, "cell": layer.cell, "axis": "out" if decoding else "in",

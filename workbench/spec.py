@@ -33,12 +33,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from workbench import cells as _cells
+
 SCHEMA_VERSION = 1
 
-CELLS = ("rnn_tanh", "rnn_relu", "lstm", "gru")
-CELL_LABELS = {"rnn_tanh": "RNN (tanh)", "rnn_relu": "RNN (ReLU)", "lstm": "LSTM", "gru": "GRU"}
-# Gate blocks per cell: rows of W_ih / W_hh are gates * hidden_size.
-CELL_GATES = {"rnn_tanh": 1, "rnn_relu": 1, "lstm": 4, "gru": 3}
+# The recurrent cells are described in the cell registry (workbench.cells, torch-free);
+# CELLS names the built-in ones (a cell registered at run time validates too).
+CELLS = _cells.BUILTIN_ORDER
 
 TOPOLOGIES = ("many_to_one", "many_to_many", "encoder_decoder", "one_to_many")
 TOPOLOGY_LABELS = {
@@ -313,7 +314,7 @@ def _validate_layers(layers: list[LayerSpec], prefix: str, allow_bidirectional: 
     _int_range(prefix, len(layers), 1, MAX_LAYERS)
     for i, layer in enumerate(layers):
         p = f"{prefix}.{i}"
-        _choice(f"{p}.cell", layer.cell, CELLS)
+        _choice(f"{p}.cell", layer.cell, _cells.names())
         _int_range(f"{p}.hidden_size", layer.hidden_size, 1, MAX_HIDDEN)
         _float_range(f"{p}.dropout", layer.dropout, 0.0, 0.95)
         if layer.bidirectional and not allow_bidirectional:
@@ -359,8 +360,7 @@ def validate_model(model: ModelSpec) -> None:
     if model.init.spectral_radius is not None:
         _float_range("model.init.spectral_radius", model.init.spectral_radius, 0.0, 100.0, lo_open=True)
     if model.init.recurrent == "identity":
-        cells = {l.cell for l in model.layers + model.decoder_layers}
-        if cells - {"rnn_relu", "rnn_tanh"}:
+        if not all(_cells.get(l.cell).identity_init for l in model.layers + model.decoder_layers):
             raise SpecError("model.init.recurrent", "identity recurrent weights (IRNN) are defined for "
                             "vanilla RNN layers only; use 'orthogonal' for LSTM or GRU")
 
@@ -601,19 +601,19 @@ def _input_side(model: ModelSpec, io: ModelIO) -> tuple[int, int]:
 def _stack_params(layers: list[LayerSpec], input_size: int, prefix: str) -> list[LayerParams]:
     out = []
     for i, layer in enumerate(layers):
-        g = CELL_GATES[layer.cell]
         h = layer.hidden_size
         d = 2 if layer.bidirectional else 1
+        forward, recurrent, bias = _cells.get(layer.cell).param_counts(input_size, h)
         out.append(LayerParams(
             name=f"{prefix}.{i}", cell=layer.cell, input_size=input_size, hidden_size=h, directions=d,
-            forward=d * g * h * input_size, recurrent=d * g * h * h, bias=d * 2 * g * h,
+            forward=d * forward, recurrent=d * recurrent, bias=d * bias,
         ))
         input_size = h * d
     return out
 
 
 def _state_count(cell: str) -> int:
-    return 2 if cell == "lstm" else 1
+    return _cells.get(cell).state_count
 
 
 def parameter_report(model: ModelSpec, io: ModelIO) -> ParamReport:
@@ -673,7 +673,7 @@ def memory_estimate(model: ModelSpec, io: ModelIO, batch_size: int, seq_len: int
     acts = 0
     for i, l in enumerate(report.layers):
         t = out_len if l.name.startswith("decoder") or model.topology == "one_to_many" else seq_len
-        per_step = l.directions * (CELL_GATES[l.cell] * l.hidden_size + _state_count(l.cell) * l.hidden_size)
+        per_step = l.directions * (_cells.get(l.cell).gates * l.hidden_size + _state_count(l.cell) * l.hidden_size)
         acts += batch_size * t * (per_step + l.input_size)
     if io.input_kind in ("frames", "image"):
         c, h, w = io.frame_shape

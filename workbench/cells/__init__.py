@@ -17,13 +17,13 @@ Who reads what:
                       for the exact dL/dh_t probe, the state layout, forget_gate (init)
   export/onnx.py      onnx (exportable or not, and why), states (graph input/output names)
   export/script.py    script (the standalone script's table of layer classes)
-  inference.py        gate_names and states (the try-out's look inside the network)
+  inference.py        series: the states and gates the try-out's look inside shows
   gui/diagram.py, gui/editor.py, gui/tryout/inside.py
-                      label, short, colour, bounded
+                      label, short, colour; the gates' labels and ranges, bounded
 
 Adding a cell (one new file, ``workbench/cells/mycell.py``, plus its tests):
 
-    from workbench.cells import Cell
+    from workbench.cells import Cell, Gate
 
     def _ops():                       # torch only in here: imported on first use
         import torch
@@ -38,7 +38,7 @@ Adding a cell (one new file, ``workbench/cells/mycell.py``, plus its tests):
         return StepOps(step)
 
     CELL = Cell(name="leaky", label="Leaky RNN", short="leaky", colour="#8a6fb0",
-                gate_names=("candidate",), states=("h",),
+                gate_info=(Gate("candidate", "candidate tanh(...)", "tanh"),), states=("h",),
                 params=lambda n_in, H: {"weight_ih": (H, n_in), "weight_hh": (H, H),
                                         "bias": (H,), "leak": (H,)},
                 ops=_ops)
@@ -46,7 +46,7 @@ Adding a cell (one new file, ``workbench/cells/mycell.py``, plus its tests):
 That cell trains, runs bidirectionally and over padded rows, gives the exact dL/dh_t
 probe (the unrolled replica: autograd through each h_t of the Python loop), the
 layer-input taps (the stack records every layer's input, whatever the layer) and the
-try-out's look inside (its gate_names, recorded by the step). It is not exported to ONNX
+try-out's look inside (its gates, recorded by the step, with their ranges). It is not exported to ONNX
 or the standalone script unless it says how (``onnx``, ``script``): the exporters refuse
 it by name.
 
@@ -93,6 +93,16 @@ class ScriptRule:
 
 
 @dataclass(frozen=True)
+class Gate:
+    """One activation a cell's step records: its name, what the try-out calls it, and its
+    range after the nonlinearity ("unit": a sigmoid's [0, 1], "tanh": [-1, 1], "free")."""
+
+    name: str
+    label: str
+    range: str = "unit"
+
+
+@dataclass(frozen=True)
 class Cell:
     """One recurrent cell, described once (see the module docstring)."""
 
@@ -101,7 +111,7 @@ class Cell:
     short: str  # the diagram's box: "tanh"
     colour: str  # the diagram's colour for its layers
     # the activations the cell's step records (after their nonlinearity), in its gate order
-    gate_names: tuple[str, ...] = ()
+    gate_info: tuple[Gate, ...] = ()
     # what a layer carries from step to step: ("h",) or ("h", "c"); the first is the output
     states: tuple[str, ...] = ("h",)
     # gate blocks: rows of W_ih / W_hh are gates * hidden_size (a step cell: the size of
@@ -133,6 +143,13 @@ class Cell:
                 n *= s
             counts[0 if name.startswith("weight_ih") else 1 if name.startswith("weight_hh") else 2] += n
         return counts[0], counts[1], counts[2]
+
+    @property
+    def gate_names(self) -> tuple[str, ...]:
+        return tuple(g.name for g in self.gate_info)
+
+    def gate(self, name: str) -> Gate | None:
+        return next((g for g in self.gate_info if g.name == name), None)
 
     @property
     def state_count(self) -> int:

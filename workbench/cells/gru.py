@@ -2,7 +2,7 @@
 nn.GRU and its fused kernels; gate order r, z, n."""
 from __future__ import annotations
 
-from workbench.cells import Cell, OnnxRule, ScriptRule
+from workbench.cells import Cell, Gate, OnnxRule, ScriptRule
 
 
 def _ops():
@@ -24,5 +24,7 @@ def _ops():
     return FusedOps("GRU", torch._VF.gru, step, fold_bias=False, probe_via_gates=True, cpu_kernel_probe=False)
 
 
-CELL = Cell(name="gru", label="GRU", short="GRU", colour="#5fad56", gate_names=("reset", "update", "new"),
-            gates=3, onnx=OnnxRule(native=True), script=ScriptRule("nn.GRU"), ops=_ops)
+CELL = Cell(name="gru", label="GRU", short="GRU", colour="#5fad56", gates=3,
+            gate_info=(Gate("reset", "reset gate r_t"), Gate("update", "update gate z_t"),
+                       Gate("new", "candidate n_t", "tanh")),
+            onnx=OnnxRule(native=True), script=ScriptRule("nn.GRU"), ops=_ops)

@@ -2,7 +2,7 @@
 PyTorch's nn.LSTM and its fused kernels; gate order i, f, g, o."""
 from __future__ import annotations
 
-from workbench.cells import Cell, OnnxRule, ScriptRule
+from workbench.cells import Cell, Gate, OnnxRule, ScriptRule
 
 
 def _ops():
@@ -26,5 +26,6 @@ def _ops():
 
 
 CELL = Cell(name="lstm", label="LSTM", short="LSTM", colour="#4f86c6",
-            gate_names=("input", "forget", "cell", "output"), states=("h", "c"), gates=4, forget_gate=1,
+            gate_info=(Gate("input", "input gate i_t"), Gate("forget", "forget gate f_t"),
+                       Gate("cell", "candidate g_t", "tanh"), Gate("output", "output gate o_t")), states=("h", "c"), gates=4, forget_gate=1,
             onnx=OnnxRule(native=True), script=ScriptRule("nn.LSTM"), ops=_ops)

@@ -14,8 +14,9 @@ One graph where the topology reads its whole input at once; two where it generat
 B, T, S and L are dynamic. The decoder/step graph takes any L: the whole teacher-forced
 target at once, or L = 1 per step of a greedy/sampled decoding loop that feeds
 next_state_* back as state_* (start from bos_id; stop at eos_id). state_* are the
-initial states of each recurrent layer, [1, B, H] each: state_{i}_h, and for an LSTM
-layer also state_{i}_c. A JSON manifest (FILE + ".json") lists the graphs, their inputs
+initial states of each recurrent layer, [1, B, H] each, one per state its cell carries
+(workbench.cells: Cell.states): state_{i}_h, and for an LSTM layer also state_{i}_c. A
+cell without an ONNX rule (a step cell's Python loop) is refused by name. A JSON manifest (FILE + ".json") lists the graphs, their inputs
 and outputs, the token ids and the preset; each graph also carries the preset in its
 metadata (``rnn_workbench.preset``).
 
@@ -36,6 +37,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from workbench import cells
 from workbench.engine.model import RecurrentModel, summarise
 from workbench.fileio import atomic_write_bytes, atomic_write_text
 
@@ -50,32 +52,36 @@ class ExportError(ValueError):
 # ----------------------------------------------------------------------------- states
 
 
-def state_names(cells: list[str], prefix: str = "state") -> list[str]:
-    names = []
-    for i, cell in enumerate(cells):
-        names.append(f"{prefix}_{i}_h")
-        if cell == "lstm":
-            names.append(f"{prefix}_{i}_c")
-    return names
+def _states(cell: str) -> tuple[str, ...]:
+    return cells.get(cell).states  # ("h",) or ("h", "c")
 
 
-def _flatten(states: list, cells: list[str]) -> list[torch.Tensor]:
+def state_names(layer_cells: list[str], prefix: str = "state") -> list[str]:
+    return [f"{prefix}_{i}_{s}" for i, cell in enumerate(layer_cells) for s in _states(cell)]
+
+
+def _flatten(states: list, layer_cells: list[str]) -> list[torch.Tensor]:
     flat = []
-    for state, cell in zip(states, cells):
-        flat.extend(state if cell == "lstm" else (state,))
+    for state, cell in zip(states, layer_cells):
+        flat.extend(state if len(_states(cell)) > 1 else (state,))
     return flat
 
 
-def _unflatten(flat, cells: list[str]) -> list:
+def _unflatten(flat, layer_cells: list[str]) -> list:
     states, i = [], 0
-    for cell in cells:
-        if cell == "lstm":
-            states.append((flat[i], flat[i + 1]))
-            i += 2
-        else:
-            states.append(flat[i])
-            i += 1
+    for cell in layer_cells:
+        k = len(_states(cell))
+        states.append(tuple(flat[i:i + k]) if k > 1 else flat[i])
+        i += k
     return states
+
+
+def check_exportable(model: RecurrentModel) -> None:
+    """ExportError naming the first layer whose cell has no ONNX rule (workbench.cells)."""
+    for name, layer, _rnn in model.recurrent_layers():
+        rule = cells.get(layer.cell).onnx
+        if not rule.native:
+            raise ExportError(f"model.{name}.cell: the {layer.cell!r} cell is not exported to ONNX ({rule.reason})")
 
 
 # ----------------------------------------------------------------------------- graph modules
@@ -193,6 +199,7 @@ class GraphSpec:
 
 def graph_specs(model: RecurrentModel) -> list[GraphSpec]:
     """The graphs this model's topology exports into, with example inputs."""
+    check_exportable(model)
     model.eval()
     topo = model.topology
     B, T, L = 2, 5, 3  # distinct sizes, so no dimension can pass for another while tracing

@@ -21,6 +21,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from workbench import cells
 from workbench.fileio import atomic_write_text
 from workbench.spec import Preset
 
@@ -71,6 +72,10 @@ def check_supported(preset: Preset) -> Pipeline:
         raise ScriptExportError(f"the standalone script does not carry a data pipeline for task {task!r}; "
                                 f"it supports: {supported_tasks_text()}")
     model = preset.model
+    for i, layer in enumerate(model.layers):
+        if cells.get(layer.cell).script is None:
+            raise ScriptExportError(f"the standalone script has no layer for the {layer.cell!r} cell "
+                                    f"(model.layers.{i}.cell); it carries: {', '.join(_script_cells())}")
     if model.topology not in TOPOLOGIES:
         raise ScriptExportError(f"the standalone script builds {' and '.join(TOPOLOGIES)} models, "
                                 f"not {model.topology} (model.topology)")
@@ -110,6 +115,23 @@ def _option_default(task: str, name: str):
     return None
 
 
+def _script_cells() -> list[str]:
+    return [name for name in cells.names() if cells.get(name).script is not None]
+
+
+def _cell_tables() -> str:
+    """The script's tables of every cell it carries (workbench.cells: Cell.script)."""
+    described = [cells.get(name) for name in _script_cells()]
+    classes = ", ".join(f"{c.name!r}: {c.script.module}" for c in described).replace("'", '"')
+    options = ", ".join(f"{c.name!r}: {dict(c.script.kwargs)!r}" for c in described if c.script.kwargs)
+    gates = ", ".join(f"{c.name!r}: {c.gates}" for c in described)
+    forget = ", ".join(f"{c.name!r}: {c.forget_gate}" for c in described if c.forget_gate is not None)
+    return (f"RNN_CLASSES = {{{classes}}}\n"
+            f"RNN_OPTIONS = {{{options}}}\n".replace("'", '"')
+            + f"GATES = {{{gates}}}  # blocks in W_ih / W_hh\n".replace("'", '"')
+            + f"FORGET_GATE = {{{forget}}}  # the gate block whose bias init.forget_bias sets\n".replace("'", '"'))
+
+
 def render(preset: Preset) -> tuple[str, list[str]]:
     """The script's text and its requirements, for a supported preset."""
     pipeline = check_supported(preset)
@@ -117,7 +139,8 @@ def render(preset: Preset) -> tuple[str, list[str]]:
     data = (TEMPLATES / pipeline.template).read_text(encoding="utf-8").rstrip() + "\n"
     title = f"Train {preset.name!r}: {preset.description}" if preset.description else f"Train {preset.name!r}."
     replacements = {"@@TITLE@@": title.replace('"""', "'''"), "@@TASK@@": preset.data.task,
-                    "@@IMPORTS@@": pipeline.imports, "@@DATA@@": data}
+                    "@@IMPORTS@@": pipeline.imports, "@@DATA@@": data,
+                    "@@CELLS@@": _cell_tables()}
     for marker, value in replacements.items():
         text = text.replace(marker, value)
     return text, BASE_REQUIREMENTS + list(pipeline.requirements)

@@ -19,11 +19,9 @@ from PySide6.QtCore import QPointF, QRectF, QSize, Qt
 from PySide6.QtGui import QBrush, QColor, QFont, QImage, QPainter, QPainterPath, QPen, QPolygonF
 from PySide6.QtWidgets import QGraphicsScene, QGraphicsView, QSizePolicy
 
-from workbench import spec
+from workbench import cells, spec
 from workbench.spec import LayerParams, ModelIO, ParamReport, Preset
 
-CELL_COLOURS = {"rnn_tanh": "#f2a65a", "rnn_relu": "#e4572e", "lstm": "#4f86c6", "gru": "#5fad56"}
-CELL_SHORT = {"rnn_tanh": "tanh", "rnn_relu": "ReLU", "lstm": "LSTM", "gru": "GRU"}
 INPUT_COLOUR = "#b8b8d1"
 HEAD_COLOUR = "#c9a7eb"
 TEXT = QColor("#222222")
@@ -260,9 +258,9 @@ class DiagramScene(QGraphicsScene):
             idx = int(lp.name.rsplit(".", 1)[1]) + 1
             prefix = "D" if lp.name.startswith("decoder") else "L"
             bi = " · bidirectional" if lp.directions == 2 else ""
-            label = (f"{prefix}{idx} {spec.CELL_LABELS[lp.cell]} {lp.input_size}→{lp.hidden_size}{bi} · "
+            label = (f"{prefix}{idx} {cells.get(lp.cell).label} {lp.input_size}→{lp.hidden_size}{bi} · "
                      f"{fmt_count(lp.total)}")
-            rows.append(("layer", label, CELL_COLOURS[lp.cell], lp))
+            rows.append(("layer", label, cells.get(lp.cell).colour, lp))
         return rows
 
     def _draw_segment(self, x0: float, cols: list[str], rows: list, sym: str, outputs: str, head_label: str = "",
@@ -299,7 +297,7 @@ class DiagramScene(QGraphicsScene):
                 if elided[i]:
                     self._text("⋯", x, y, self._bold, MUTED)
                     continue
-                text = CELL_SHORT[lp.cell] if lp is not None else ""
+                text = cells.get(lp.cell).short if lp is not None else ""
                 self._node(x, y, colour, text)
                 # forward arrow from the row below (W_f between layers)
                 self._arrow(QPointF(x, row_y[r - 1] - 12), QPointF(x, y + NODE_H / 2), grey)

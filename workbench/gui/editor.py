@@ -11,7 +11,7 @@ from PySide6.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout
                                QGroupBox, QHBoxLayout, QLabel, QLineEdit, QPushButton, QScrollArea, QSizePolicy,
                                QSpinBox, QToolButton, QVBoxLayout, QWidget)
 
-from workbench import spec
+from workbench import cells, spec
 from workbench.gui.document import PresetDocument
 from workbench.gui.widgets import Binder, ErrorBoard, ErrorLabel, parse_option_text
 from workbench.spec import Preset
@@ -82,8 +82,8 @@ class LayerRow(QWidget):
         self.label = QLabel(("D" if stack == "decoder_layers" else "L") + str(index + 1))
         self.label.setFixedWidth(20)
         self.cell = QComboBox()
-        for c in spec.CELLS:
-            self.cell.addItem(spec.CELL_LABELS[c], c)
+        for c in cells.names():
+            self.cell.addItem(cells.get(c).label, c)
         self.cell.setToolTip(TIPS["cell"])
         _compact(self.cell, 4)
         self.hidden = QSpinBox()

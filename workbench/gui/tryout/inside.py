@@ -13,22 +13,26 @@ import pyqtgraph as pg
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
+from workbench import cells
 from workbench.gui.tryout.widgets import Heatmap, StepBars, shown_token
 
-SERIES_LABELS = {"hidden": "hidden state h_t", "cell_state": "cell state c_t (LSTM)",
-                 "input": "input gate i_t", "forget": "forget gate f_t", "cell": "candidate g_t",
-                 "output": "output gate o_t", "reset": "reset gate r_t", "update": "update gate z_t",
-                 "new": "candidate n_t"}
-# Sigmoid gates live in [0, 1]: a sequential colour map; tanh quantities in [-1, 1]: diverging.
-UNIT_RANGE = {"input", "forget", "output", "reset", "update"}
-TANH_RANGE = {"cell", "new"}
+# The carried states' names; a gate's label and range come from its cell (workbench.cells).
+STATE_LABELS = {"hidden": "hidden state h_t", "cell_state": "cell state c_t"}
+
+
+def series_label(name: str, cell: str) -> str:
+    gate = cells.get(cell).gate(name)
+    return gate.label if gate is not None else STATE_LABELS.get(name, name)
 
 
 def series_style(name: str, cell: str, values: np.ndarray) -> tuple[str, tuple[float, float]]:
-    """(colour map, levels) for one series of one layer."""
-    if name in UNIT_RANGE:
+    """(colour map, levels) for one series of one layer: sigmoid gates live in [0, 1] (a
+    sequential colour map), tanh quantities in [-1, 1] (diverging)."""
+    described = cells.get(cell)
+    gate = described.gate(name)
+    if gate is not None and gate.range == "unit":
         return "viridis", (0.0, 1.0)
-    if name in TANH_RANGE or (name == "hidden" and cell != "rnn_relu"):
+    if (gate is not None and gate.range == "tanh") or (name == "hidden" and described.bounded):
         return "CET-D1", (-1.0, 1.0)
     finite = values[np.isfinite(values)]
     top = float(np.abs(finite).max()) if finite.size else 1.0
@@ -130,7 +134,7 @@ class InsideView(QWidget):
         self.series_box.clear()
         if layer:
             for name in layer["series"]:
-                self.series_box.addItem(SERIES_LABELS.get(name, name), name)
+                self.series_box.addItem(series_label(name, layer["cell"]), name)
             idx = self.series_box.findData(keep) if keep else -1
             self.series_box.setCurrentIndex(idx if idx >= 0 else 0)
         self.series_box.blockSignals(False)
@@ -168,7 +172,7 @@ class InsideView(QWidget):
         units, T = values.shape
         where = "reading the input" if layer["axis"] == "in" else "writing the output"
         dirs = " (forward units, then backward)" if layer["directions"] == 2 else ""
-        self.heat_label.setText(f"{SERIES_LABELS.get(name, name)} of {layer['name']}, {where}: "
+        self.heat_label.setText(f"{series_label(name, layer['cell'])} of {layer['name']}, {where}: "
                                 f"{units} units{dirs} × {T} steps")
 
     def _draw_saliency(self) -> None:
