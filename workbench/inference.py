@@ -39,7 +39,7 @@ from typing import Callable, Iterator
 import numpy as np
 import torch
 
-from workbench import cells
+from workbench import cells, tryout_modes
 from workbench.engine.model import sample_logits, unrolled_layer
 from workbench.spec import Preset
 
@@ -55,15 +55,11 @@ MAX_VIDEO_BYTES = 128 * 2**20
 # Hutchinson probes for the saliency of a vector (regression) output.
 SALIENCY_PROBES = 16
 
-TEXT_MODES = ("generate", "tag", "classify", "transduce", "forecast", "adding")
-VIDEO_MODES = ("video_classify", "next_frame")
-MODE_OF_TASK = {"charlm": "generate", "tagging": "tag", "textclass": "classify", "brackets": "classify",
-                "transduction": "transduce", "captioning": "caption", "video_classify": "video_classify",
-                "video_next_frame": "next_frame", "forecast": "forecast", "adding": "adding"}
-MODE_TITLES = {"generate": "Generate text", "tag": "Tag a sentence", "classify": "Classify a sequence",
-               "transduce": "Transduce (encoder-decoder)", "caption": "Caption an image",
-               "video_classify": "Classify video frames", "next_frame": "Predict the next frame",
-               "forecast": "Forecast a series", "adding": "Add marked numbers"}
+# The modes are described in workbench.tryout_modes (one Mode each); these are read off it.
+TEXT_MODES = tryout_modes.of_input("text")
+VIDEO_MODES = tryout_modes.of_input("video")
+MODE_OF_TASK = {task: m.name for m in tryout_modes.MODES for task in m.tasks}
+MODE_TITLES = {m.name: m.title for m in tryout_modes.MODES}
 
 
 class InputError(ValueError):
@@ -103,29 +99,22 @@ class Session:
             layers.append({"name": name, "cell": layer.cell, "hidden_size": layer.hidden_size,
                            "bidirectional": layer.bidirectional,
                            "series": cells.get(layer.cell).series})
+        mode = tryout_modes.get(self.mode)
         out = {"name": self.name, "run_dir": str(self.run_dir) if self.run_dir else "",
                "task": self.preset.data.task, "task_title": getattr(self.task, "title", ""),
-               "mode": self.mode, "mode_title": MODE_TITLES.get(self.mode, self.mode),
-               "input": ("video" if self.mode in VIDEO_MODES else "image" if self.mode == "caption" else "text"),
+               "mode": self.mode, "mode_title": mode.title, "input": mode.input,
                "topology": spec.topology, "attention": bool(spec.attention and spec.topology == "encoder_decoder"),
-               "layers": layers, "classes": classes_of(self.task), "hint": _hint(self),
+               "layers": layers, "classes": classes_of(self.task), "hint": mode.hint(self.task),
                "regression": spec.head.kind == "regression"}
-        if self.mode == "video_classify":
-            out["clip_len"] = int(self.task.clip_len)
-        if self.mode == "next_frame":
-            out["window"] = int(self.task.window)
-        if self.mode in VIDEO_MODES:
-            out["frame_shape"] = list(self.task.frame_shape)
-        if self.mode == "caption":
-            out["image_size"] = int(self.task.size)
+        out.update(mode.extras(self.task))
         return out
 
 
 def mode_for(task_name: str) -> str:
-    try:
-        return MODE_OF_TASK[task_name]
-    except KeyError:
-        raise InputError(f"the task {task_name!r} has no try-out mode") from None
+    mode = tryout_modes.for_task(task_name)
+    if mode is None:
+        raise InputError(f"the task {task_name!r} has no try-out mode")
+    return mode.name
 
 
 def classes_of(task) -> list[str]:
@@ -134,33 +123,6 @@ def classes_of(task) -> list[str]:
         if isinstance(value, (list, tuple)) and value:
             return [str(v) for v in value]
     return []
-
-
-def _hint(session: Session) -> str:
-    task = session.task
-    if session.mode == "generate":
-        return "Type a prompt; the model continues it."
-    if session.mode == "tag":
-        return "Type a sentence, words separated by spaces: The old man the boat ."
-    if session.mode == "classify":
-        if session.preset.data.task == "brackets":
-            return "Type brackets: " + " ".join(task.pairs) + ", e.g. ([]{})"
-        return "Type a text: the plot was not good but the acting was great ."
-    if session.mode == "transduce":
-        kind = getattr(task.options, "kind", "")
-        if not task.path and kind == "dates":
-            return "Type a date: tuesday, march 5, 2024"
-        if not task.path and kind == "numbers":
-            return "Type a number in words: three hundred forty-two"
-        return "Type a source sentence."
-    if session.mode == "forecast":
-        return (f"Type the last values (at least one; the model reads {task.options.window}), separated by "
-                f"commas; rows by ';' for {len(task.columns)} columns. Empty: the end of the training series.")
-    if session.mode == "adding":
-        return "Type numbers in [0, 1]; mark the two to add with *: 0.2 0.7* 0.1 0.4* 0.9"
-    if session.mode == "caption":
-        return "Generate a new image or open one."
-    return "Open a video file or a frames folder."
 
 
 def open_run(run_dir: str | Path) -> Session:
@@ -594,6 +556,62 @@ def video_outputs(session: Session, path: str | Path, max_frames: int = 0) -> di
                 "copy_last_mse": copy.numpy(), "mean_mse": float(mse.mean()),
                 "mean_copy_last_mse": float(copy.mean())})
     return out
+
+
+# ----------------------------------------------------------------------------- one-shot answers
+# Each mode's ``answer`` (workbench.tryout_modes): (session, request) -> (result as plain
+# data, the request that looks inside the network for the same input). ``request``: "text"
+# | "image" (a path) | "video" (a path), and "temperature", "top_k", "length", "seed",
+# "max_frames" where the mode uses them (`workbench try` passes its options).
+
+
+def answer_generate(session: Session, request: dict) -> tuple[dict, dict]:
+    out = generate_text(session, request["text"], length=request.get("length", 200),
+                        temperature=request.get("temperature", 1.0), top_k=request.get("top_k", 0),
+                        seed=request.get("seed"))
+    return out, {"text": request["text"] + out["generated"]}
+
+
+def answer_tag(session: Session, request: dict) -> tuple[dict, dict]:
+    out = tag(session, request["text"])
+    out.pop("probabilities")
+    return out, {"text": request["text"]}
+
+
+def answer_classify(session: Session, request: dict) -> tuple[dict, dict]:
+    out = classify(session, request["text"])
+    out["probabilities"] = dict(zip(out["classes"], out["probabilities"]))
+    return out, {"text": request["text"]}
+
+
+def answer_transduce(session: Session, request: dict) -> tuple[dict, dict]:
+    out = transduce(session, request["text"], temperature=request.get("temperature", 1.0),
+                    top_k=request.get("top_k", 0), seed=request.get("seed"))
+    return out, {"text": request["text"], "output_ids": out["greedy"]["ids"]}
+
+
+def answer_caption(session: Session, request: dict) -> tuple[dict, dict]:
+    out = caption(session, path=request.get("image"), seed=request.get("seed"),
+                  temperature=request.get("temperature", 1.0), top_k=request.get("top_k", 0))
+    image = out.pop("image")
+    out["image_shape"] = list(image.shape)
+    return out, {"image": image, "output_ids": out["greedy"]["ids"]}
+
+
+def answer_video(session: Session, request: dict) -> tuple[dict, dict]:
+    out = video_outputs(session, request["video"], max_frames=request.get("max_frames", 0))
+    out.pop("predicted", None)  # the frames themselves are for the window, not for JSON
+    out.pop("real", None)
+    return out, {"video": request["video"], "start": 0}
+
+
+def answer_numbers(session: Session, request: dict) -> tuple[dict, dict]:
+    return numbers(session, request["text"]), {"text": request["text"]}
+
+
+def answer(session: Session, request: dict) -> tuple[dict, dict]:
+    """The session's mode's answer (workbench.tryout_modes: Mode.answer)."""
+    return globals()[tryout_modes.get(session.mode).answer](session, request)
 
 
 # ----------------------------------------------------------------------------- inside the network

@@ -84,44 +84,23 @@ def cmd_try(args) -> int:
 
 
 def _run(inference, session, args) -> tuple[dict, dict]:
-    """The mode's answer and the request that looks inside for the same input."""
+    """The mode's answer and the request that looks inside for the same input: the input
+    the mode reads (workbench.tryout_modes: Mode.input, Mode.flag) and the options."""
+    from workbench import tryout_modes
     from workbench.cli import UsageError
 
-    mode = session.mode
-    if mode in inference.VIDEO_MODES:
-        if not args.video:
-            raise UsageError(f"this run ({session.preset.data.task}) reads video: pass --video FILE")
-        out = inference.video_outputs(session, args.video, max_frames=args.max_frames)
-        out.pop("predicted", None)  # the frames themselves are for the window, not for JSON
-        out.pop("real", None)
-        return out, {"video": args.video, "start": 0}
-    if mode == "caption":
-        if args.text is not None or args.video:
+    mode = tryout_modes.get(session.mode)
+    task = session.preset.data.task
+    others = [f"--{kind}" for kind in ("text", "image", "video") if kind != mode.input and getattr(args, kind)]
+    if mode.input == "image":  # nothing: a new generated image
+        if others or args.text is not None:
             raise UsageError("this run captions images: pass --image FILE, or nothing for a new generated image")
-        out = inference.caption(session, path=args.image, seed=args.seed, temperature=args.temperature,
-                                top_k=args.top_k)
-        image = out.pop("image")
-        out["image_shape"] = list(image.shape)
-        return out, {"image": image, "output_ids": out["greedy"]["ids"]}
-    if args.text is None:
-        raise UsageError(f"this run ({session.preset.data.task}) reads text: pass --text \"...\"")
-    if mode == "generate":
-        out = inference.generate_text(session, args.text, length=args.length, temperature=args.temperature,
-                                      top_k=args.top_k, seed=args.seed)
-        return out, {"text": args.text + out["generated"]}
-    if mode == "tag":
-        out = inference.tag(session, args.text)
-        out.pop("probabilities")
-        return out, {"text": args.text}
-    if mode == "classify":
-        out = inference.classify(session, args.text)
-        out["probabilities"] = dict(zip(out["classes"], out["probabilities"]))
-        return out, {"text": args.text}
-    if mode == "transduce":
-        out = inference.transduce(session, args.text, temperature=args.temperature, top_k=args.top_k, seed=args.seed)
-        return out, {"text": args.text, "output_ids": out["greedy"]["ids"]}
-    out = inference.numbers(session, args.text)
-    return out, {"text": args.text}
+    elif not getattr(args, mode.input) and not (mode.input == "text" and args.text is not None):
+        example = '"..."' if mode.input == "text" else "FILE"
+        raise UsageError(f"this run ({task}) reads {mode.input}: pass {mode.flag} {example}")
+    request = {"text": args.text, "image": args.image, "video": args.video, "temperature": args.temperature,
+               "top_k": args.top_k, "length": args.length, "seed": args.seed, "max_frames": args.max_frames}
+    return inference.answer(session, request)
 
 
 def _save_states(path: str, inside: dict) -> str:

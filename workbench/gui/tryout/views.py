@@ -15,6 +15,7 @@ from PySide6.QtWidgets import (QDoubleSpinBox, QFileDialog, QFormLayout, QGridLa
                                QLineEdit, QPlainTextEdit, QPushButton, QSlider, QSpinBox, QTextEdit, QVBoxLayout,
                                QWidget)
 
+from workbench import tryout_modes
 from workbench.gui.tryout.widgets import (HIGHLIGHT, PALETTE, Heatmap, ImageView, ProbabilityBars, TokenChips,
                                           Titled, colour_for)
 
@@ -788,6 +789,5 @@ class VideoView(ModeView):
         self.inside_timer.stop()
 
 
-VIEWS = {"generate": GenerateView, "tag": TagView, "classify": ClassifyView, "transduce": TransduceView,
-         "caption": CaptionView, "video_classify": VideoView, "next_frame": VideoView,
-         "forecast": NumbersView, "adding": NumbersView}
+# mode -> its view, as each mode names it (workbench.tryout_modes: Mode.view)
+VIEWS = {m.name: globals()[m.view] for m in tryout_modes.MODES}
