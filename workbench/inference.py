@@ -273,7 +273,7 @@ def _decode(session: Session, x, lengths, temperature: float, top_k: int, gen, m
     eos = session.model.io.eos_id
     if eos in ids:
         ids = ids[: ids.index(eos) + 1]  # keep the <eos>: the model chose to stop there
-    vocab = session.task.target_vocab if session.mode == "transduce" else session.task.vocab
+    vocab = getattr(session.task, tryout_modes.get(session.mode).outputs)
     out = {"ids": ids, "tokens": [vocab.tokens[i] for i in ids]}
     if attention is not None:
         out["attention"] = attention[0, : len(ids)].cpu().numpy()  # [L, S]
@@ -630,60 +630,81 @@ class _Prepared:
 
 
 def _prepare(session: Session, request: dict) -> _Prepared:
-    mode, task = session.mode, session.task
-    if mode in VIDEO_MODES:
-        if "video" not in request:
-            raise InputError("this run reads video: give {'video': path}")
-        start = max(int(request.get("start", 0)), 0)
-        count = int(request.get("count", 0)) or (task.clip_len if mode == "video_classify" else task.window)
-        count = min(count, MAX_INSIDE_STEPS)
-        frames = _model_frames(session, request["video"], start, count)[None]  # [1, T, C, H, W]
-        labels = [f"frame {start + i}" for i in range(frames.shape[1])]
-        return _Prepared(frames, None, None, labels, [])
-    if mode == "caption":
-        if request.get("image") is None and request.get("path") is None:
-            raise InputError("give an image (or a path) to look inside the captioner")
-        arr = _image_array(session, request.get("image"), request.get("path"))
-        ids = _output_ids(request, task.vocab, str.split)
-        x = task.encode_image(arr).x
-        return _prepared_generating(x, None, ids, task.vocab)
+    """One example of the mode's input as the model reads it (Mode.prepare)."""
+    return globals()[tryout_modes.get(session.mode).prepare](session, request)
+
+
+def prepare_video(session: Session, request: dict) -> _Prepared:
+    task = session.task
+    if "video" not in request:
+        raise InputError("this run reads video: give {'video': path}")
+    start = max(int(request.get("start", 0)), 0)
+    count = int(request.get("count", 0)) or (task.clip_len if session.mode == "video_classify" else task.window)
+    count = min(count, MAX_INSIDE_STEPS)
+    frames = _model_frames(session, request["video"], start, count)[None]  # [1, T, C, H, W]
+    labels = [f"frame {start + i}" for i in range(frames.shape[1])]
+    return _Prepared(frames, None, None, labels, [])
+
+
+def prepare_caption(session: Session, request: dict) -> _Prepared:
+    task = session.task
+    if request.get("image") is None and request.get("path") is None:
+        raise InputError("give an image (or a path) to look inside the captioner")
+    arr = _image_array(session, request.get("image"), request.get("path"))
+    ids = _output_ids(request, task.vocab, str.split)
+    x = task.encode_image(arr).x
+    return _prepared_generating(x, None, ids, task.vocab)
+
+
+def prepare_transduce(session: Session, request: dict) -> _Prepared:
+    task, text = session.task, request.get("text", "")
+    try:
+        batch = task.encode_source(text)
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
+    ids = _output_ids(request, task.target_vocab, task.tokenize)
+    p = _prepared_generating(batch.x, batch.lengths, ids, task.target_vocab)
+    p.in_steps = task.tokenize(text)[: batch.x.shape[1]]
+    return p
+
+
+def prepare_generate(session: Session, request: dict) -> _Prepared:
+    task, text = session.task, request.get("text", "")
+    x = task.encode_text(text) if text else None
+    if x is None or x.shape[1] == 0:
+        raise InputError("the text is empty")
+    x = x[:, -MAX_INSIDE_STEPS:]
+    return _Prepared(x, None, None, [task.vocab.tokens[i] for i in x[0].tolist()], [])
+
+
+def prepare_tag(session: Session, request: dict) -> _Prepared:
     text = request.get("text", "")
-    if mode == "transduce":
-        try:
-            batch = task.encode_source(text)
-        except ValueError as exc:
-            raise InputError(str(exc)) from None
-        ids = _output_ids(request, task.target_vocab, task.tokenize)
-        p = _prepared_generating(batch.x, batch.lengths, ids, task.target_vocab)
-        p.in_steps = task.tokenize(text)[: batch.x.shape[1]]
-        return p
-    if mode == "generate":
-        x = task.encode_text(text) if text else None
-        if x is None or x.shape[1] == 0:
-            raise InputError("the text is empty")
-        x = x[:, -MAX_INSIDE_STEPS:]
-        return _Prepared(x, None, None, [task.vocab.tokens[i] for i in x[0].tolist()], [])
-    if mode == "tag":
-        try:
-            batch = task.encode_sentence(text)
-        except ValueError as exc:
-            raise InputError(str(exc)) from None
-        return _Prepared(batch.x, batch.lengths, None, text.split(), [])
-    if mode == "classify":
-        batch = _classify_batch(session, text)
-        return _Prepared(batch.x, batch.lengths, None, _tokens_of(session, text)[: batch.x.shape[1]], [])
-    if mode == "adding":
-        x, _ = _adding_input(text)
-        return _Prepared(torch.from_numpy(x)[None], None, None,
-                         [f"{v:g}{'*' if m else ''}" for v, m in x.tolist()], [])
-    if mode == "forecast":
-        history = _forecast_history(session, text)[-task.options.window:]
-        z = (history - task.mean) / task.std
-        x = torch.as_tensor(z, dtype=torch.float32)[None]
-        if task.relative:
-            x = x - (x[:, :1] if task.topology == "many_to_many" else x[:, -1:])
-        return _Prepared(x, None, None, [", ".join(f"{v:g}" for v in row) for row in history], [])
-    raise InputError(f"no look inside for mode {mode!r}")
+    try:
+        batch = session.task.encode_sentence(text)
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
+    return _Prepared(batch.x, batch.lengths, None, text.split(), [])
+
+
+def prepare_classify(session: Session, request: dict) -> _Prepared:
+    text = request.get("text", "")
+    batch = _classify_batch(session, text)
+    return _Prepared(batch.x, batch.lengths, None, _tokens_of(session, text)[: batch.x.shape[1]], [])
+
+
+def prepare_adding(session: Session, request: dict) -> _Prepared:
+    x, _ = _adding_input(request.get("text", ""))
+    return _Prepared(torch.from_numpy(x)[None], None, None, [f"{v:g}{'*' if m else ''}" for v, m in x.tolist()], [])
+
+
+def prepare_forecast(session: Session, request: dict) -> _Prepared:
+    task = session.task
+    history = _forecast_history(session, request.get("text", ""))[-task.options.window:]
+    z = (history - task.mean) / task.std
+    x = torch.as_tensor(z, dtype=torch.float32)[None]
+    if task.relative:
+        x = x - (x[:, :1] if task.topology == "many_to_many" else x[:, -1:])
+    return _Prepared(x, None, None, [", ".join(f"{v:g}" for v in row) for row in history], [])
 
 
 def _output_ids(request: dict, vocab, tokenize: Callable[[str], list[str]]) -> list[int]:
@@ -815,10 +836,9 @@ def _saliency(session: Session, p: _Prepared, target: dict) -> dict:
 
 
 def _class_name(session: Session, k: int) -> str:
-    if session.mode in ("transduce",):
-        return session.task.target_vocab.tokens[k]
-    if session.mode in ("generate", "caption"):
-        return session.task.vocab.tokens[k]
+    outputs = tryout_modes.get(session.mode).outputs
+    if outputs != "classes":  # the task's vocabulary of output tokens
+        return getattr(session.task, outputs).tokens[k]
     names = classes_of(session.task)
     return names[k] if 0 <= k < len(names) else str(k)
 

@@ -9,14 +9,18 @@ views a mode names are looked up by name where they are used:
            as JSON) and the request that looks inside the network for the same input.
            ``request`` holds what the CLI was given: "text" | "image" | "video" (the
            mode's ``input``), "temperature", "top_k", "length", "seed", "max_frames".
+  prepare  a function of workbench.inference, ``prepare(session, request) -> _Prepared``:
+           one input as the model reads it, with labels for its steps (the look inside).
   view     a class of workbench.gui.tryout.views, built with the session's describe().
+  outputs  what names the model's outputs: "classes", or the task's vocabulary attribute.
   input    what the mode reads: "text", "image" or "video" (the CLI's --text, --image or
            --video; the panel's input widgets).
   hint     (task) -> the line the panel shows above the input.
   extras   (task) -> what describe() adds for the view (a video model's clip length...).
 
-Adding a mode: one Mode here (its tasks, title, input, hint), its answer function in
-workbench.inference and its view in workbench.gui.tryout.views, plus their tests.
+Adding a mode: one Mode here (its tasks, title, input, hint), its answer and prepare
+functions in workbench.inference and its view in workbench.gui.tryout.views, plus their
+tests.
 """
 from __future__ import annotations
 
@@ -31,7 +35,11 @@ class Mode:
     tasks: tuple[str, ...]  # the tasks (data.task) whose runs this mode tries
     input: str  # "text" | "image" | "video"
     answer: str  # function name in workbench.inference
+    prepare: str  # function name in workbench.inference: the input for the look inside
     view: str  # class name in workbench.gui.tryout.views
+    # what names the model's outputs: the task's "classes" (classes_of), or the task's
+    # attribute holding the vocabulary of output tokens ("vocab", "target_vocab")
+    outputs: str = "classes"
     hint: Callable[[object], str] = lambda task: ""
     extras: Callable[[object], dict] = field(default=lambda task: {})
 
@@ -63,26 +71,34 @@ def _video_extras(key: str) -> Callable[[object], dict]:
 _VIDEO_HINT = "Open a video file or a frames folder."
 
 MODES: tuple[Mode, ...] = (
-    Mode("generate", "Generate text", ("charlm",), "text", "answer_generate", "GenerateView",
+    Mode("generate", "Generate text", tasks=("charlm",), input="text", answer="answer_generate",
+         prepare="prepare_generate", view="GenerateView", outputs="vocab",
          hint=lambda task: "Type a prompt; the model continues it."),
-    Mode("tag", "Tag a sentence", ("tagging",), "text", "answer_tag", "TagView",
+    Mode("tag", "Tag a sentence", tasks=("tagging",), input="text", answer="answer_tag",
+         prepare="prepare_tag", view="TagView",
          hint=lambda task: "Type a sentence, words separated by spaces: The old man the boat ."),
-    Mode("classify", "Classify a sequence", ("textclass", "brackets"), "text", "answer_classify", "ClassifyView",
-         hint=_classify_hint),
-    Mode("transduce", "Transduce (encoder-decoder)", ("transduction",), "text", "answer_transduce",
-         "TransduceView", hint=_transduce_hint),
-    Mode("caption", "Caption an image", ("captioning",), "image", "answer_caption", "CaptionView",
+    Mode("classify", "Classify a sequence", tasks=("textclass", "brackets"), input="text", answer="answer_classify",
+         prepare="prepare_classify", view="ClassifyView", hint=_classify_hint),
+    Mode("transduce", "Transduce (encoder-decoder)", tasks=("transduction",), input="text",
+         answer="answer_transduce", prepare="prepare_transduce", view="TransduceView", outputs="target_vocab",
+         hint=_transduce_hint),
+    Mode("caption", "Caption an image", tasks=("captioning",), input="image", answer="answer_caption",
+         prepare="prepare_caption", view="CaptionView", outputs="vocab",
          hint=lambda task: "Generate a new image or open one.",
          extras=lambda task: {"image_size": int(task.size)}),
-    Mode("video_classify", "Classify video frames", ("video_classify",), "video", "answer_video", "VideoView",
+    Mode("video_classify", "Classify video frames", tasks=("video_classify",), input="video",
+         answer="answer_video", prepare="prepare_video", view="VideoView",
          hint=lambda task: _VIDEO_HINT, extras=_video_extras("clip_len")),
-    Mode("next_frame", "Predict the next frame", ("video_next_frame",), "video", "answer_video", "VideoView",
+    Mode("next_frame", "Predict the next frame", tasks=("video_next_frame",), input="video",
+         answer="answer_video", prepare="prepare_video", view="VideoView",
          hint=lambda task: _VIDEO_HINT, extras=_video_extras("window")),
-    Mode("forecast", "Forecast a series", ("forecast",), "text", "answer_numbers", "NumbersView",
+    Mode("forecast", "Forecast a series", tasks=("forecast",), input="text", answer="answer_numbers",
+         prepare="prepare_forecast", view="NumbersView",
          hint=lambda task: (f"Type the last values (at least one; the model reads {task.options.window}), "
                             f"separated by commas; rows by ';' for {len(task.columns)} columns. "
                             "Empty: the end of the training series.")),
-    Mode("adding", "Add marked numbers", ("adding",), "text", "answer_numbers", "NumbersView",
+    Mode("adding", "Add marked numbers", tasks=("adding",), input="text", answer="answer_numbers",
+         prepare="prepare_adding", view="NumbersView",
          hint=lambda task: "Type numbers in [0, 1]; mark the two to add with *: 0.2 0.7* 0.1 0.4* 0.9"),
 )
 
