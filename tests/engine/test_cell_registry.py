@@ -186,7 +186,8 @@ def test_a_scan_form_runs_the_forward_and_the_step_the_replica():
             a = torch.sigmoid(p["decay"])
             u = (1 - a) * torch.nn.functional.linear(x, p["weight_ih"], p["bias"])  # [B, T, H]
             powers = a ** torch.arange(1, x.shape[1] + 1, dtype=x.dtype)[:, None]  # [T, H]: a^(t+1)
-            out = powers * (state[0][:, None] + torch.cumsum(u / powers, dim=1))  # h_t = a^(t+1) (h0 + sum u_s / a^(s+1))
+            # h_t = a^(t+1) (h0 + sum_{s<=t} u_s / a^(s+1))
+            out = powers * (state[0][:, None] + torch.cumsum(u / powers, dim=1))
             return out, (out[:, -1],)
 
         scan.calls = 0

@@ -27,5 +27,6 @@ def _ops():
 
 CELL = Cell(name="lstm", label="LSTM", short="LSTM", colour="#4f86c6",
             gate_info=(Gate("input", "input gate i_t"), Gate("forget", "forget gate f_t"),
-                       Gate("cell", "candidate g_t", "tanh"), Gate("output", "output gate o_t")), states=("h", "c"), gates=4, forget_gate=1,
+                       Gate("cell", "candidate g_t", "tanh"), Gate("output", "output gate o_t")),
+            states=("h", "c"), gates=4, forget_gate=1,
             onnx=OnnxRule(native=True), script=ScriptRule("nn.LSTM"), ops=_ops)

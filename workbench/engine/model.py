@@ -112,8 +112,8 @@ def unrolled_layer(rnn: nn.RNNBase, cell: str, x: torch.Tensor, state=None, gate
     included (the probe asks for exactly that; no retain_grad needed).
 
     gates: if a list, one dict per direction is appended to it: series name (the cell's
-    gate_names, plus "cell_state" for an LSTM; workbench.cells.Cell.series) -> [B, T, H], in time order for both directions
-    (the try-out's look inside the network).
+    gate_names, plus "cell_state" for an LSTM; workbench.cells.Cell.series) -> [B, T, H],
+    in time order for both directions (the try-out's look inside the network).
 
     align (padded rows, bidirectional): the reverse direction runs forwards over the
     flipped rows (RowAlignment); its outputs and gates come back in row order, its hidden

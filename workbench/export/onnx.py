@@ -16,9 +16,9 @@ target at once, or L = 1 per step of a greedy/sampled decoding loop that feeds
 next_state_* back as state_* (start from bos_id; stop at eos_id). state_* are the
 initial states of each recurrent layer, [1, B, H] each, one per state its cell carries
 (workbench.cells: Cell.states): state_{i}_h, and for an LSTM layer also state_{i}_c. A
-cell without an ONNX rule (a step cell's Python loop) is refused by name. A JSON manifest (FILE + ".json") lists the graphs, their inputs
-and outputs, the token ids and the preset; each graph also carries the preset in its
-metadata (``rnn_workbench.preset``).
+cell without an ONNX rule (a step cell's Python loop) is refused by name. A JSON
+manifest (FILE + ".json") lists the graphs, their inputs and outputs, the token ids and
+the preset; each graph also carries the preset in its metadata (``rnn_workbench.preset``).
 
 Why two graphs rather than one with the decoding loop: the traced step graph runs the
 same fused ONNX RNN/LSTM/GRU ops as the sequence graphs and is checked against PyTorch
