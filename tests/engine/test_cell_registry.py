@@ -231,3 +231,22 @@ def test_built_in_cells_are_described_once_and_metadata_needs_no_torch():
     code = ("import sys; from workbench import cells, spec; cells.get('gru').label; "
             "assert 'torch' not in sys.modules, 'torch imported'")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_a_registered_cell_reads_padded_rows_as_the_rows_alone(leaky):
+    """tests/engine/test_padding.py's check, run on a stack of leaky layers (bidirectional
+    ones included): outputs, taps and exact dL/dh_t of each padded row are the row's alone."""
+    from tests.engine import test_padding
+
+    test_padding.test_a_padded_row_of_a_bidirectional_stack_is_the_row_alone("leaky", kernel_probe=None)
+    # and the ordinary forward (no probe: the layer module's own call) as well
+    from tests.engine.helpers import DEVICE, layers, small_model
+
+    model, batch = small_model("many_to_many", layers(("leaky", True), ("leaky", False)))
+    lengths = torch.tensor(test_padding.LENGTHS, device=DEVICE)
+    x = test_padding._padded_input(model, batch, junk_seed=1)
+    with torch.no_grad():
+        out = model(x, None, lengths)
+        for b, n in enumerate(test_padding.LENGTHS):
+            alone = model(x[b:b + 1, :n], None, lengths[b:b + 1])
+            torch.testing.assert_close(out[b, :n], alone[0], rtol=1e-9, atol=1e-12)

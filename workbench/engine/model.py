@@ -15,7 +15,8 @@ trainer can observe:
   identity for a GRU), whose gradient carries the recurrent part. With a stack's
   ``kernel_probe`` off, the layers instead run the cell equations step by step with the
   very same parameters and record every h_t (graph nodes): the slow reference replica
-  (a Python loop over time), which the tests hold the kernel route to.
+  (a Python loop over time), which the tests hold the kernel route to. A step cell has
+  no kernel: the replica is its route.
 - padded rows (``lengths``): a bidirectional layer's reverse direction starts at each
   row's last real step (RowAlignment), so a row gives what it gives alone, unpadded
   (tests/engine/test_padding.py); unidirectional layers need nothing for that.
