@@ -56,7 +56,9 @@ final state)`` runs the layer's forward in training and evaluation, the step sta
 sequential form the probe's replica and the try-out run. A cell whose parameters are not
 ``weight_ih``/``weight_hh``/biases (a convolution) gives ``params`` with its own shapes
 (counted as forward weights when named ``weight_ih*``, recurrent when ``weight_hh*``,
-the rest as biases) and ``init`` in StepOps for its own initialisation. A cell with a
+the rest as biases) and ``init`` in StepOps for its own initialisation; its states are
+[B, H] as every cell's (a spatial state, [B, C, h, w], kept flattened with hidden_size
+= C*h*w and reshaped inside the step), so the bridge, padding and probe need nothing new. A cell with a
 fused kernel of its own writes a CellOps subclass (see ``workbench.cells.fused``: the
 four built-in cells, which keep PyTorch's cuDNN/ATen kernels).
 """
