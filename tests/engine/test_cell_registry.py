@@ -121,14 +121,14 @@ def test_a_registered_cell_trains_and_its_probe_matches_autograd(leaky, monkeypa
                 batch, before = seen[record["step"] - 1]
                 after = {k: v.detach().clone() for k, v in trainer.model.state_dict().items()}
                 trainer.model.load_state_dict(before)
-                ref_taps, _ = reference.reference_norms(trainer.model, lambda m: loss_fn(m(batch.x), batch))
+                ref_taps, _ = reference.reference_norms(trainer.model, lambda m, batch=batch: loss_fn(m(batch.x), batch))
                 trainer.model.load_state_dict(after)
                 for name, ref in ref_taps.items():
                     np.testing.assert_allclose(record["timestep_grad_norms"][name], ref.numpy(), rtol=1e-6)
                 compared.append("step")
             if record["kind"] == "probe":
                 batch = last["batch"]
-                _, ref_hidden = reference.reference_norms(trainer.model, lambda m: loss_fn(m(batch.x), batch))
+                _, ref_hidden = reference.reference_norms(trainer.model, lambda m, batch=batch: loss_fn(m(batch.x), batch))
                 assert set(record["hidden_grad_norms"]) == {"layers.0", "layers.1"}
                 for name, ref in ref_hidden.items():
                     got = record["hidden_grad_norms"][name]

@@ -68,7 +68,7 @@ import importlib
 import pkgutil
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 # The built-in cells in the order the designer lists them (registered cells follow).
 BUILTIN_ORDER = ("rnn_tanh", "rnn_relu", "lstm", "gru")
