@@ -66,9 +66,9 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from collections.abc import Callable, Iterator
 
 # The built-in cells in the order the designer lists them (registered cells follow).
 BUILTIN_ORDER = ("rnn_tanh", "rnn_relu", "lstm", "gru")

@@ -11,8 +11,8 @@ States: a one-state cell's layer takes and returns h [D, B, H]; a cell with more
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 from torch import nn
