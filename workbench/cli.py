@@ -7,32 +7,15 @@ Exit status: 0 success, 1 the run itself failed (e.g. a non-finite loss stopped 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
 from pathlib import Path
 
-from workbench.fileio import SaveError
+from workbench.errors import TrainingError, UsageError, is_user_error, one_line
 from workbench.spec import SpecError
 
 EXIT_OK, EXIT_FAILED, EXIT_INVALID = 0, 1, 2
-
-
-class UsageError(Exception):
-    """Invalid input from the command line (exit 2)."""
-
-
-def _known_errors() -> tuple[type[BaseException], ...]:
-    """Errors that mean 'the input is wrong', reported as one line with exit 2."""
-    errors: list[type[BaseException]] = [SpecError, SaveError, UsageError, FileNotFoundError, IsADirectoryError,
-                                         PermissionError, UnicodeDecodeError]
-    for module, name in (("workbench.engine.checkpoint", "WeightsError"), ("workbench.engine.trainer", "TrainingError"),
-                         ("workbench.io.errors", "DataError")):
-        mod = sys.modules.get(module)
-        if mod is not None and hasattr(mod, name):
-            errors.append(getattr(mod, name))
-    return tuple(errors)
 
 
 # ----------------------------------------------------------------------------- progress
@@ -137,104 +120,80 @@ def _preset_context(args, exc: BaseException) -> BaseException:
         return exc
     if isinstance(exc, SpecError):
         return SpecError(exc.field, f"{exc.message} ({where})")
-    return type(exc)(f"{_one_line(exc)} ({where})")
+    return type(exc)(f"{one_line(exc)} ({where})")
 
 
 def cmd_train(args) -> int:
     preset = load_preset_with_overrides(args.preset, args.set, args.steps, args.device, args.seed)
-    import itertools
-
-    from workbench.engine import gradstats
-    from workbench.engine.records import record_to_json
-    from workbench.engine.trainer import Trainer, TrainingError
-    from workbench.fileio import atomic_write_text
-    from workbench.tasks import make_task
+    from workbench.engine import distributed, gradstats
+    from workbench.engine.records import End, NonFinite, Probe, Start, Step
+    from workbench.engine.session import RunSession
 
     run_dir = Path(args.run_dir) if args.run_dir else default_run_dir(preset.name)
     resume = bool(args.resume)
-    from workbench.engine import distributed
-
-    if not distributed.is_main_process():  # torchrun rank > 0: trains in step with rank 0, writes nothing
-        task = make_task(preset)
-        return distributed.run_worker(Trainer(preset, run_dir=run_dir if resume else None, task=task, resume=resume))
-    if run_dir.exists() and any(run_dir.iterdir()) and not resume:
-        if (run_dir / "preset.json").exists():
-            raise UsageError(f"run folder {run_dir} already holds a run; pass --resume to continue it "
-                             f"or choose another --run-dir")
-    # Everything that can refuse the input happens before the run folder is touched: the
-    # task reads and checks its data, the trainer's set-up checks the memory, builds the
-    # model and (--resume) restores the checkpoint, and yields its start record.
+    session = RunSession(preset, run_dir, source="cli", resume=resume)
+    if not session.writes:  # torchrun rank > 0: trains in step with rank 0, writes and prints nothing
+        session.open()
+        with session:
+            return distributed.run_worker(session)
+    if run_dir.exists() and any(run_dir.iterdir()) and not resume and (run_dir / "preset.json").exists():
+        raise UsageError(f"run folder {run_dir} already holds a run; pass --resume to continue it "
+                         f"or choose another --run-dir")
+    # Everything that can refuse the input happens before the run folder is touched (the
+    # session's open(): the task reads its data, the trainer checks the memory, builds
+    # the model and, with --resume, restores the checkpoint).
     try:
-        task = make_task(preset)
-        trainer = Trainer(preset, run_dir=run_dir, task=task, resume=resume)
-        records = trainer.run()
-        first = next(records)
-    except (SpecError, TrainingError) as exc:
+        session.open()
+    except (SpecError, TrainingError) as exc:  # (a data or weights error names its own file)
         raise _preset_context(args, exc) from None
-    run_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(run_dir / "preset.json", preset.to_json())
-    atomic_write_text(run_dir / "task.json", json.dumps(task.artifacts()) + "\n")
     progress = None
     last_probe: dict = {}
     last_taps: dict = {}
-    end: dict = {}
-    start_record: dict = {}
-    mode = "a" if resume else "w"
-    from workbench.runs import RunRecorder  # the run's row in the history: 'running' until it ends
-
-    with RunRecorder(preset, run_dir, source="cli", resume=resume) as history, \
-            open(run_dir / "metrics.jsonl", mode, encoding="utf-8") as metrics:
+    end = End(status="failed", message="the run gave no end record")
+    with session:
         try:
-            for record in itertools.chain([first], records):
-                history.observe(record)
-                metrics.write(record_to_json(record) + "\n")
-                kind = record["kind"]
-                if kind == "start":
-                    start_record = record
-                    progress = Progress(record["total_steps"], start_step=record["step"])
-                    if not args.quiet:
-                        print(f"training {preset.name} on {record['device']}: {record['parameters']:,} parameters, "
-                              f"{record['total_steps']} steps -> {run_dir}", file=sys.stderr)
-                elif kind == "step":
-                    if "timestep_grad_norms" in record:
-                        last_taps = record["timestep_grad_norms"]
+            for record in session:
+                if isinstance(record, Step):
+                    if record.timestep_grad_norms:
+                        last_taps = record.timestep_grad_norms
                     if progress and not args.quiet:
-                        progress.update(record["step"], f"loss {record['loss']:.4g}")
-                elif kind == "probe":
-                    last_probe = record["hidden_grad_norms"]
-                elif kind == "non_finite":
+                        progress.update(record.step, f"loss {record.loss:.4g}")
+                elif isinstance(record, Start):
+                    progress = Progress(record.total_steps, start_step=record.step)
+                    if not args.quiet:
+                        print(f"training {preset.name} on {record.device}: {record.parameters:,} parameters, "
+                              f"{record.total_steps} steps -> {run_dir}", file=sys.stderr)
+                elif isinstance(record, Probe):
+                    last_probe = record.hidden_grad_norms
+                elif isinstance(record, NonFinite):
                     if progress and not args.quiet:
                         progress.close()
-                    print(f"warning: {record['message']}", file=sys.stderr)
-                elif kind in ("eval", "checkpoint"):  # a killed run keeps its metrics up to its checkpoint
-                    metrics.flush()
-                elif kind == "end":
+                    print(f"warning: {record.message}", file=sys.stderr)
+                elif isinstance(record, End):
                     end = record
         except KeyboardInterrupt:
-            trainer.control.stop()
+            session.stop()
             print("\ninterrupted: the last checkpoint is kept; continue with --resume", file=sys.stderr)
             return EXIT_FAILED
-    distributed.finish()  # torchrun: every rank leaves together
     if progress and not args.quiet:
-        progress.update(end.get("step", 0), force=True)
+        progress.update(end.step, force=True)
         progress.close()
-    print(f"status: {end.get('status')} after {end.get('step')} steps in {end.get('time_s', 0):.1f} s", file=sys.stderr)
-    if end.get("message"):
-        print(end["message"], file=sys.stderr)
-    final = end.get("metrics", {})
-    if final:
-        baseline = task.baseline()
-        parts = [f"{k} {v:.4g}" for k, v in final.items() if isinstance(v, (int, float))]
+    print(f"status: {end.status} after {end.step} steps in {end.time_s:.1f} s", file=sys.stderr)
+    if end.message:
+        print(end.message, file=sys.stderr)
+    if end.metrics:
+        baseline = session.task.baseline()
+        parts = [f"{k} {v:.4g}" for k, v in end.metrics.items() if isinstance(v, (int, float))]
         if baseline:
             parts.append("trivial baseline: " + ", ".join(f"{k} {v:.4g}" for k, v in baseline.items()))
-        print(f"final (all {end.get('eval_examples', 0):,} validation examples): " + "; ".join(parts))
+        print(f"final (all {end.eval_examples:,} validation examples): " + "; ".join(parts))
     profiles = last_probe or last_taps
     if profiles:
         which = "exact dL/dh_t (last probe)" if last_probe else "dL/dx_t at layer inputs"
         print(f"gradient through time, {which}:")
         for line in gradstats.summary_lines(profiles):
             print("  " + line)
-    return EXIT_OK if end.get("status") in ("finished", "stopped") else EXIT_FAILED
+    return EXIT_OK if end.status in ("finished", "stopped") else EXIT_FAILED
 
 
 def cmd_gui(args) -> int:
@@ -318,18 +277,15 @@ def main(argv: list[str] | None = None) -> int:
         print("workbench: interrupted", file=sys.stderr)
         return EXIT_FAILED
     except Exception as exc:  # noqa: BLE001 - the one place that turns errors into exit codes
-        if isinstance(exc, _known_errors()):
-            print(f"workbench: error: {_one_line(exc)}", file=sys.stderr)
+        if is_user_error(exc):
+            print(f"workbench: error: {one_line(exc)}", file=sys.stderr)
             return EXIT_INVALID
         if os.environ.get("WORKBENCH_DEBUG"):
             raise
-        print(f"workbench: internal error: {type(exc).__name__}: {_one_line(exc)} "
+        print(f"workbench: internal error: {type(exc).__name__}: {one_line(exc)} "
               f"(set WORKBENCH_DEBUG=1 for the traceback)", file=sys.stderr)
         return EXIT_FAILED
 
-
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 if __name__ == "__main__":

@@ -10,8 +10,10 @@ import secrets
 import stat
 from pathlib import Path
 
+from workbench.errors import UserError
 
-class SaveError(OSError):
+
+class SaveError(UserError, OSError):
     """A file could not be written; the message names the file and the reason."""
 
 

@@ -10,18 +10,19 @@ same plain API:
     history.list(status="finished", task="adding", name="gru", limit=50)  # -> [RunInfo]
     history.get(run_id); history.mark(run_id, "stopped"); history.delete(run_id)
 
-or, fed with the trainer's records (what ``workbench train`` does, and what the GUI's
-worker should do: the row is 'running' from the start, so a killed app's run shows up
-as 'interrupted'; ``record_gui_run(preset, run_dir, start, end)`` records a run only
-once it has ended):
+or, fed with the trainer's records (workbench/engine/records.py) by the one run
+session (workbench/engine/session.py) that the CLI, the window and torchrun all use:
+the row is 'running' from the start, with a heartbeat while the run goes, so a killed
+app's run shows up as 'interrupted':
 
     with RunRecorder(preset, run_dir, source="gui") as rec:
         for record in trainer.run():
-            rec.observe(record)
+            rec.observe(record, train_s)
 
 The metrics series stay in the run folder (metrics.jsonl); the history holds what a list
-needs: the preset (name and JSON), start/end time, device, status, final metrics and the
-run folder's path.
+needs: the preset (name and JSON), start/end time, training time (pauses and the idle
+time between the sessions of a continued run left out), device, status, final metrics
+and the run folder's path.
 
 Crash safety: the file is in WAL mode (readers never block the one writer, and a killed
 writer leaves the last committed state), every write is one short ``BEGIN IMMEDIATE``
@@ -48,7 +49,9 @@ from typing import Any, Iterator
 STATUSES = ("running", "finished", "stopped", "failed", "interrupted")
 ENDED = ("finished", "stopped", "failed", "interrupted")
 BUSY_TIMEOUT_S = 10.0
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: train_s
+# A heartbeat (step, training time) is written at most this often while a run goes.
+HEARTBEAT_S = 5.0
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -70,15 +73,16 @@ CREATE TABLE IF NOT EXISTS runs (
     message     TEXT    NOT NULL DEFAULT '',
     host        TEXT    NOT NULL DEFAULT '',
     pid         INTEGER NOT NULL DEFAULT 0,
-    pid_start   TEXT    NOT NULL DEFAULT ''  -- the process's start tick, to spot a reused pid
+    pid_start   TEXT    NOT NULL DEFAULT '', -- the process's start tick, to spot a reused pid
+    train_s     REAL    NOT NULL DEFAULT 0   -- training time: pauses and gaps between sessions left out
 );
 CREATE INDEX IF NOT EXISTS runs_started ON runs (started_at);
 CREATE INDEX IF NOT EXISTS runs_status ON runs (status);
 """
 _COLUMNS = ("id", "name", "task", "topology", "preset_json", "status", "source", "run_dir", "device",
             "started_at", "updated_at", "ended_at", "step", "total_steps", "metrics", "message",
-            "host", "pid", "pid_start")
-_UPDATABLE = {"status", "device", "step", "total_steps", "metrics", "message", "ended_at", "run_dir"}
+            "host", "pid", "pid_start", "train_s")
+_UPDATABLE = {"status", "device", "step", "total_steps", "metrics", "message", "ended_at", "run_dir", "train_s"}
 
 
 class HistoryError(RuntimeError):
@@ -108,10 +112,15 @@ class RunInfo:
     host: str = ""
     pid: int = 0
     pid_start: str = ""
+    train_s: float = 0.0
 
     @property
     def duration_s(self) -> float | None:
-        end = self.ended_at if self.ended_at is not None else (time.time() if self.status == "running" else None)
+        """Training time: the sessions' training time without pauses or the idle time
+        between sessions; rows written before it was kept fall back to wall time."""
+        if self.train_s > 0 or self.status == "running":
+            return self.train_s
+        end = self.ended_at
         return None if end is None else max(end - self.started_at, 0.0)
 
     def preset(self):
@@ -251,7 +260,11 @@ class RunHistory:
             version = conn.execute("PRAGMA user_version").fetchone()[0]
             if version > SCHEMA_VERSION:
                 raise sqlite3.DatabaseError(f"it was written by a newer workbench (schema {version})")
-            conn.executescript("BEGIN IMMEDIATE;" + _SCHEMA + f"PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;")
+            columns = {row[1] for row in conn.execute("PRAGMA table_info(runs)")}
+            upgrade = ("ALTER TABLE runs ADD COLUMN train_s REAL NOT NULL DEFAULT 0;"
+                       if columns and "train_s" not in columns else "")  # a schema 1 file
+            conn.executescript("BEGIN IMMEDIATE;" + _SCHEMA + upgrade
+                               + f"PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;")
             self._ready = True
             self._recover(conn)
 
@@ -296,7 +309,8 @@ class RunHistory:
         """A new row with status 'running' for this process; returns its id.
 
         ``resume``: the most recent row for the same run folder (if any, and not running)
-        is reopened instead, so one run folder stays one row across resumes."""
+        is reopened instead, so one run folder stays one row across resumes (its
+        training time goes on from where it was)."""
         run_dir_text = str(Path(run_dir).resolve()) if run_dir else ""
         now = time.time()
         pid = os.getpid()
@@ -342,7 +356,7 @@ class RunHistory:
                 [fields[n] for n in names] + [int(run_id)]))
 
     def finish(self, run_id: int, status: str, metrics: dict | None = None, message: str = "",
-               step: int | None = None) -> None:
+               step: int | None = None, train_s: float | None = None) -> None:
         """Close a run: status one of finished / stopped / failed / interrupted."""
         if status not in ENDED:
             raise ValueError(f"a run ends as one of {', '.join(ENDED)}, not {status!r}")
@@ -351,6 +365,8 @@ class RunHistory:
             fields["metrics"] = metrics
         if step is not None:
             fields["step"] = int(step)
+        if train_s is not None:
+            fields["train_s"] = float(train_s)
         self.update(run_id, **fields)
 
     def mark(self, run_id: int, status: str, message: str | None = None) -> None:
@@ -433,27 +449,32 @@ def _info(row) -> RunInfo:
 
 
 class RunRecorder:
-    """Keeps one run's row in step with the trainer's records.
+    """Keeps one run's row in step with the trainer's records (the run session's part).
 
-    Opened ('running') on enter; ``observe(record)`` takes each record (start: device
-    and total steps; eval/checkpoint: progress and latest metrics; end: the final
-    status and metrics). Leaving the block without an end record marks the run
-    'stopped' (e.g. Ctrl-C) or, on an exception, 'failed' with its message.
+    Opened ('running') on enter; ``observe(record, train_s)`` takes each record with the
+    run's training time so far (Start: device and total steps; Step: a heartbeat at most
+    every HEARTBEAT_S; Eval: progress and latest metrics; Checkpoint: progress; End: the
+    final status and metrics). Leaving the block without an End marks the run 'stopped'
+    (e.g. Ctrl-C) or, on an exception, 'failed' with its message.
 
     The history must never cost a user their run: if the file cannot be used, a single
     warning goes to ``warn`` and training goes on unrecorded."""
 
     def __init__(self, preset, run_dir: str | Path, source: str = "cli", resume: bool = False,
-                 history: RunHistory | None = None, warn=None):
+                 history: RunHistory | None = None, warn=None, clock=time.monotonic):
         self.preset = preset
         self.run_dir = run_dir
         self.source = source
         self.resume = resume
         self.history = history
         self.warn = warn if warn is not None else (lambda text: print(text, file=sys.stderr))
+        self.clock = clock
         self.run_id: int | None = None
         self.ended = False
+        self.train_s_before = 0.0  # training time of the run's earlier sessions (a continued run)
         self._step = 0
+        self._train_s = 0.0
+        self._beat = -math.inf
 
     def _safely(self, fn, *args, **kwargs):
         if self.history is None:
@@ -474,53 +495,52 @@ class RunRecorder:
                 return self
         self.run_id = self._safely(self.history.start, self.preset, self.run_dir, source=self.source,
                                    resume=self.resume)
+        if self.run_id is not None and self.resume:
+            info = self._safely(self.history.get, self.run_id)
+            self.train_s_before = float(info.train_s) if info is not None else 0.0
         return self
 
-    def observe(self, record: dict) -> None:
+    def observe(self, record, train_s: float | None = None) -> None:
+        """``train_s``: this session's training time so far (pauses left out)."""
+        from workbench.engine.records import Checkpoint, End, Eval, Start, Step
+
         if self.run_id is None:
             return
-        kind = record.get("kind")
-        if kind == "start":
-            self._step = int(record.get("step", 0))
-            self._safely(self.history.update, self.run_id, device=str(record.get("device", "")),
-                         total_steps=int(record.get("total_steps", 0)), step=self._step)
-        elif kind == "step":
-            self._step = int(record.get("step", self._step))
-        elif kind == "eval":
-            self._step = int(record.get("step", self._step))
-            metrics = {k: v for k, v in record.items() if k not in ("kind", "step")}
-            self._safely(self.history.update, self.run_id, step=self._step, metrics=metrics)
-        elif kind == "checkpoint":
-            self._step = int(record.get("step", self._step))
-            self._safely(self.history.update, self.run_id, step=self._step)
-        elif kind == "end":
+        if train_s is not None:
+            self._train_s = float(train_s)
+        total = self.train_s_before + self._train_s
+        if isinstance(record, Step):
+            self._step = record.step
+            if self.clock() - self._beat >= HEARTBEAT_S:  # the heartbeat: progress while it runs
+                self._beat = self.clock()
+                self._safely(self.history.update, self.run_id, step=self._step, train_s=total)
+        elif isinstance(record, Start):
+            self._step = record.step
+            self._safely(self.history.update, self.run_id, device=record.device,
+                         total_steps=record.total_steps, step=self._step, train_s=total)
+        elif isinstance(record, Eval):
+            self._step = record.step
+            self._safely(self.history.update, self.run_id, step=self._step, metrics=record.metrics, train_s=total)
+        elif isinstance(record, Checkpoint):
+            self._step = record.step
+            self._safely(self.history.update, self.run_id, step=self._step, train_s=total)
+        elif isinstance(record, End):
             self.ended = True
-            metrics = dict(record.get("metrics") or {})
-            if "last_loss" in record:
-                metrics.setdefault("last_loss", record["last_loss"])
-            status = record.get("status", "finished")
-            self._safely(self.history.finish, self.run_id, status if status in ENDED else "failed",
-                         metrics=metrics, message=str(record.get("message", "")), step=record.get("step", self._step))
+            metrics = dict(record.metrics)
+            metrics.setdefault("last_loss", record.last_loss)
+            status = record.status if record.status in ENDED else "failed"
+            self._safely(self.history.finish, self.run_id, status, metrics=metrics, message=record.message,
+                         step=record.step, train_s=self.train_s_before + (self._train_s if train_s is not None
+                                                                          else record.time_s))
 
     def __exit__(self, exc_type, exc, tb) -> bool:
         if self.run_id is not None and not self.ended:
+            total = self.train_s_before + self._train_s
             if exc_type is None or issubclass(exc_type, KeyboardInterrupt):
                 self._safely(self.history.finish, self.run_id, "stopped", message="stopped before the end",
-                             step=self._step)
+                             step=self._step, train_s=total)
             else:
                 text = " ".join(str(exc).split()) or exc_type.__name__
                 self._safely(self.history.finish, self.run_id, "failed", message=f"{exc_type.__name__}: {text}",
-                             step=self._step)
+                             step=self._step, train_s=total)
         return False
-
-
-def record_gui_run(preset, run_dir, start_record: dict, end: dict, resume: bool = False) -> int | None:
-    """Record a whole, already ended run in one go (the GUI worker's end-of-run hook);
-    ``resume``: the run was continued from its checkpoint (its row is taken up again).
-
-    Prefer a RunRecorder around the run: it writes the row as 'running' at the start, so
-    a run whose app was killed shows up as 'interrupted' instead of not at all."""
-    with RunRecorder(preset, run_dir, source="gui", resume=resume) as rec:
-        rec.observe(start_record or {"kind": "start"})
-        rec.observe(end or {"kind": "end", "status": "failed", "message": "the run gave no end record"})
-    return rec.run_id

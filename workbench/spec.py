@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from workbench import cells as _cells
+from workbench.errors import UserError
 
 SCHEMA_VERSION = 1
 
@@ -70,7 +71,7 @@ MAX_BATCH = 65536
 MAX_STEPS = 10**9
 
 
-class SpecError(ValueError):
+class SpecError(UserError, ValueError):
     """A preset field is missing, unknown, of the wrong type or out of range.
 
     ``field`` is the dotted path of the offending field ("" for the whole file)."""

@@ -64,7 +64,7 @@ def register(subparsers) -> None:
 
 def cmd_try(args) -> int:
     from workbench import inference
-    from workbench.cli import UsageError
+    from workbench.errors import UsageError
 
     session = inference.open_run(args.run_dir)
     try:
@@ -87,7 +87,7 @@ def _run(inference, session, args) -> tuple[dict, dict]:
     """The mode's answer and the request that looks inside for the same input: the input
     the mode reads (workbench.tryout_modes: Mode.input, Mode.flag) and the options."""
     from workbench import tryout_modes
-    from workbench.cli import UsageError
+    from workbench.errors import UsageError
 
     mode = tryout_modes.get(session.mode)
     task = session.preset.data.task

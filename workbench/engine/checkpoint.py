@@ -26,13 +26,14 @@ from safetensors import SafetensorError
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
+from workbench.errors import UserError
 from workbench.fileio import atomic_write_bytes, atomic_write_text, complete_checkpoints
 from workbench.spec import Preset
 
 KEEP_CHECKPOINTS = 2
 
 
-class WeightsError(ValueError):
+class WeightsError(UserError, ValueError):
     """A weights file is missing, corrupt, or does not fit the model; names the file."""
 
 

@@ -195,12 +195,15 @@ def average_gradients(params: list[torch.Tensor], loss: torch.Tensor) -> torch.T
     return flat[0].to(loss.dtype)
 
 
-def run_worker(trainer) -> int:
+def run_worker(records) -> int:
     """What a rank > 0 does for `workbench train`: train in step with rank 0 and write
-    nothing (no files, no terminal output, no history). Returns the exit status."""
+    nothing (no files, no terminal output, no history): ``records`` is that rank's run
+    session (which writes nothing off rank 0). Returns the exit status."""
+    from workbench.engine.records import End
+
     status = "failed"
-    for record in trainer.run():
-        if record.get("kind") == "end":
-            status = record.get("status", "failed")
+    for record in records:
+        if isinstance(record, End):
+            status = record.status
     finish()
     return 0 if status in ("finished", "stopped") else 1

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import torch
 
+from workbench.errors import TrainingError
 from workbench.spec import ModelIO, Preset, format_bytes, memory_estimate
 
 # Rows drawn from the validation data to learn the sequence lengths (few: a huge preset's
@@ -119,8 +120,6 @@ def check_training_memory(preset: Preset, task, device: torch.device) -> dict[st
     seq_len, out_len = sample_lengths(task, preset.train.batch_size, preset.model.topology)
     estimate = training_memory(preset, task.model_io(), seq_len, out_len)
     if estimate["total"] > free:
-        from workbench.engine.trainer import TrainingError  # (trainer imports this module)
-
         lengths = f"{seq_len} steps" + (f" in, {out_len} out" if out_len and out_len != seq_len else "")
         raise TrainingError(
             f"this preset needs about {format_bytes(estimate['total'])} of memory to train "

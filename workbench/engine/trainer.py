@@ -5,26 +5,12 @@ of the terminal: the CLI, the GUI's worker thread and the tests all consume the 
 stream. Between steps it honours a TrainControl (pause / resume / stop), so a stop
 takes effect within one step.
 
-Record kinds (``record["kind"]``):
-  start       device, precision, parameters, total_steps, step, resumed_from, layers, ...
-  step        step, loss, lr, time_s, units_per_s, grad_norm, grad_norm_clipped, clipped,
-              epoch; every ``train.log_every`` steps also timestep_grad_norms {layer: [T]}
-              and param_grad_norms {layer: {forward, recurrent, bias}} (after clipping);
-              with fp16 a step the grad scaler skipped has scaler_skipped True
-  probe       step, hidden_grad_norms {layer: [T]} (exact dL/dh_t), time_s; the first comes
-              before the first update (step 0: the profile at init), then every
-              probe_every steps
-  eval        step, val_loss and the task's metrics: over train.eval_batches batches
-              during training, over the whole validation set at the end (the end
-              record's metrics)
-  non_finite  step, what ("loss" / "gradients"), action ("skipped" / "stopped"),
-              restored (the weights were rolled back), message
-  checkpoint  step, path, final
-  end         step, status ("finished" / "stopped" / "failed"), time_s, last_loss,
-              metrics, eval_examples (how many validation examples they average), message; fused_stacks and untapped_graphs (how the untapped
-              steps ran, see below; None if not yet decided), graph_replays (steps
-              replayed from CUDA graphs), graphs_off (why graphs were turned off, if so),
-              probe_unrolled (why the probe left its kernel route, if it did)
+Records: the declared types of workbench/engine/records.py (Start, Step, Probe, Eval,
+NonFinite, Checkpoint, End), in this order: one Start; then Steps, with a Probe before
+the first update (the profile at init) and every probe_every steps, an Eval (over
+train.eval_batches batches) every eval_every steps, a Checkpoint every checkpoint_every
+steps, a NonFinite for each step whose loss or gradients were NaN/Inf; then the final
+Eval (over the whole validation set) and Checkpoint; one End.
 
 What a step costs beyond bare PyTorch: everything it reports (loss, gradient norms,
 the layer-input gradient norms and per-layer parameter norms) is reduced on the device
@@ -67,6 +53,8 @@ from workbench.engine import distributed
 from workbench.engine.graphs import StepGraphs, batch_signature
 from workbench.engine.model import RecurrentModel, build_model
 from workbench.engine.resources import check_training_memory
+from workbench.errors import TrainingError  # noqa: F401 - also importable from here
+from workbench.engine.records import Checkpoint, End, Eval, NonFinite, Probe, Record, Start, Step
 from workbench.engine.probe import (ParamGradNorms, TapNormHooks, exact_hidden_grad_norm_tensors,
                                     to_host, unpack_param_norms)
 from workbench.spec import Preset, SpecError, TrainSpec
@@ -76,10 +64,6 @@ from workbench.tasks.base import Batch, Task
 
 # val_batches' max_batches for "every batch there is" (the task stops at its last).
 WHOLE_SET = 10**9
-
-
-class TrainingError(RuntimeError):
-    """Training cannot go on (e.g. out of memory, no such device); the message says what to change."""
 
 
 def out_of_memory(exc: BaseException) -> bool:
@@ -92,12 +76,16 @@ def out_of_memory(exc: BaseException) -> bool:
 
 
 class TrainControl:
-    """Thread-safe pause / stop flags, set by a UI and polled by the trainer between steps."""
+    """Thread-safe pause / stop flags, set by a UI and polled by the trainer between steps.
+
+    ``paused_s``: the seconds the trainer has waited while paused, so that training time
+    (the End record's time_s, the history's training time) leaves pauses out."""
 
     def __init__(self):
         self._stop = threading.Event()
         self._running = threading.Event()
         self._running.set()
+        self.paused_s = 0.0
 
     def stop(self) -> None:
         self._stop.set()
@@ -118,8 +106,12 @@ class TrainControl:
         return not self._running.is_set()
 
     def wait_if_paused(self, poll_s: float = 0.1) -> None:
+        if self._running.is_set():
+            return
+        t0 = time.perf_counter()
         while not self._running.wait(poll_s):
             pass
+        self.paused_s += time.perf_counter() - t0
 
 
 def _mps_available() -> bool:
@@ -302,15 +294,13 @@ class Trainer:
     = on CUDA, unless fp16's grad scaler or several processes are in play."""
 
     def __init__(self, preset: Preset, run_dir: str | Path | None = None, control: TrainControl | None = None,
-                 task: Task | None = None, resume: bool = False,
-                 callbacks: tuple[Callable[[dict], None], ...] = (), probe_budget: float | None = 0.02,
+                 task: Task | None = None, resume: bool = False, probe_budget: float | None = 0.02,
                  clock: Callable[[], float] = time.perf_counter, fused_stacks: bool | None = None,
                  cuda_graphs: bool | None = None):
         self.preset = preset
         self.train = preset.train
         self.run_dir = Path(run_dir) if run_dir else None
         self.control = control or TrainControl()
-        self.callbacks = callbacks
         self.resume = resume
         self.probe_budget = probe_budget
         self.eval_examples = 0  # how many validation examples the last evaluation read
@@ -438,11 +428,6 @@ class Trainer:
             return contextlib.nullcontext()
         return torch.autocast(device_type=self.device.type, dtype=self.amp_dtype, cache_enabled=cache)
 
-    def _emit(self, record: dict) -> dict:
-        for cb in self.callbacks:
-            cb(record)
-        return record
-
     def total_steps(self) -> int:
         t = self.train
         epoch_batches = self.task.epoch_size(t.batch_size)
@@ -451,19 +436,18 @@ class Trainer:
         return t.steps
 
     # ------------------------------------------------------------------ the loop
-    def run(self) -> Iterator[dict]:
+    def run(self) -> Iterator[Record]:
         self._setup()
         t = self.train
         model = self.model
         total = self.total_steps()
         n_params = sum(p.numel() for p in model.parameters())
-        yield self._emit({"kind": "start", "device": str(self.device), "precision": self.precision,
-                          "parameters": int(n_params), "total_steps": int(total), "step": self.state.step,
-                          "resumed_from": self.resumed_from, "torch_threads": torch.get_num_threads(),
-                          "layers": [n for n, _, _ in model.recurrent_layers()], "tbptt": t.tbptt,
-                          "log_every": t.log_every, "probe_every": t.probe_every, "probe_budget": self.probe_budget})
+        yield Start(device=str(self.device), precision=self.precision, parameters=int(n_params),
+                    total_steps=int(total), step=self.state.step, resumed_from=self.resumed_from,
+                    torch_threads=torch.get_num_threads(), layers=[n for n, _, _ in model.recurrent_layers()],
+                    tbptt=t.tbptt, log_every=t.log_every, probe_every=t.probe_every, probe_budget=self.probe_budget)
         status, message = "finished", ""
-        started = time.perf_counter()
+        started, paused_before = time.perf_counter(), self.control.paused_s
         self._clock_start = self.clock()
         self._probe_time = 0.0
         last_loss = float("nan")
@@ -478,22 +462,22 @@ class Trainer:
                     break
                 if t.probe_every and self.state.last_probe_step < 0:
                     # the first probe sees the weights before any update: the profile at init
-                    yield self._emit(self._probe(work))
+                    yield self._probe(work)
                 record = self._train_step(work, total)
-                yield self._emit(record)
-                if record["kind"] == "non_finite":
-                    if record["action"] == "stopped":
-                        status, message = "failed", record["message"]
+                yield record
+                if isinstance(record, NonFinite):
+                    if record.action == "stopped":
+                        status, message = "failed", record.message
                         break
                     continue
-                last_loss = record["loss"]
+                last_loss = record.loss
                 step = self.state.step
                 if self._probe_due(step):
-                    yield self._emit(self._probe(work))
+                    yield self._probe(work)
                 if t.eval_every and step % t.eval_every == 0 and step < total:
-                    yield self._emit(self._eval())
+                    yield self._eval()
                 if t.checkpoint_every and step % t.checkpoint_every == 0 and self.run_dir is not None:
-                    yield self._emit(self._checkpoint())
+                    yield self._checkpoint()
         except RuntimeError as exc:
             if not out_of_memory(exc):
                 raise
@@ -505,7 +489,7 @@ class Trainer:
                        f"try a smaller train.batch_size or a shorter sequence (or train.tbptt)")
             if self.device.type == "cuda":
                 torch.cuda.empty_cache()
-        final = {}
+        final: Eval | None = None
         if self.state.step > 0:
             try:
                 final = self._eval(whole=True)  # the run's result: every validation example
@@ -513,16 +497,14 @@ class Trainer:
                 if not out_of_memory(exc):
                     raise
                 message = (message + "; " if message else "") + "the final evaluation ran out of memory"
-        if final:
-            yield self._emit(final)
+        if final is not None:
+            yield final
         if self.run_dir is not None and self.state.step > 0:
-            yield self._emit(self._checkpoint(final=True))
-        elapsed = time.perf_counter() - started
-        yield self._emit({"kind": "end", "step": self.state.step, "status": status, "message": message,
-                          "time_s": elapsed, "last_loss": last_loss, "epoch": self.state.epoch,
-                          "metrics": {k: v for k, v in final.items() if k not in ("kind", "step")},
-                          "eval_examples": self.eval_examples if final else 0,
-                          **self._path_summary()})
+            yield self._checkpoint(final=True)
+        elapsed = time.perf_counter() - started - (self.control.paused_s - paused_before)
+        yield End(step=self.state.step, status=status, message=message, time_s=elapsed, last_loss=last_loss,
+                  epoch=self.state.epoch, metrics=dict(final.metrics) if final is not None else {},
+                  eval_examples=self.eval_examples if final is not None else 0, **self._path_summary())
 
     def _path_summary(self) -> dict:
         """For the end record: how the untapped steps ran (fused_stacks, untapped_graphs;
@@ -677,7 +659,7 @@ class Trainer:
         return _Work(loss, lambda: loss(True), units)
 
     # ------------------------------------------------------------------ one step
-    def _train_step(self, work: _Work, total: int) -> dict:
+    def _train_step(self, work: _Work, total: int) -> Step | NonFinite:
         t = self.train
         model, opt = self.model, self.optimizer
         step = self.state.step  # 0-based index of this optimizer step
@@ -721,20 +703,18 @@ class Trainer:
         self.state.step += 1
         self._updated, self._last_update_step = True, self.state.step
         dt = time.perf_counter() - t0
-        record: dict = {"kind": "step", "step": self.state.step, "loss": loss_value, "lr": lr, "time_s": dt,
-                        "units_per_s": work.units / dt if dt > 0 else 0.0, "grad_norm": norm_value,
-                        "grad_norm_clipped": clipped_value, "clipped": clipped_value < norm_value,
-                        "epoch": self._batch_epoch}
-        if scaler_skipped:
-            record["scaler_skipped"] = True
+        record = Step(step=self.state.step, loss=loss_value, lr=lr, time_s=dt,
+                      units_per_s=work.units / dt if dt > 0 else 0.0, grad_norm=norm_value,
+                      grad_norm_clipped=clipped_value, clipped=bool(clipped_value < norm_value),
+                      epoch=self._batch_epoch, scaler_skipped=scaler_skipped)
         if instrument:
             at = 3
             tap_arrays = {}
             for name, size in tap_sizes:
                 tap_arrays[name] = host[at:at + size]
                 at += size
-            record["timestep_grad_norms"] = tap_arrays
-            record["param_grad_norms"] = unpack_param_norms(param_keys, host[at:at + len(param_keys)])
+            record.timestep_grad_norms = tap_arrays
+            record.param_grad_norms = unpack_param_norms(param_keys, host[at:at + len(param_keys)])
         return record
 
     def _device_step(self, work: _Work, instrument: bool, use_graphs: bool) -> tuple[torch.Tensor, tuple]:
@@ -804,7 +784,7 @@ class Trainer:
             return total, _total_norm(grads)
         return total, total
 
-    def _non_finite(self, step: int, what: str, detail: str) -> dict:
+    def _non_finite(self, step: int, what: str, detail: str) -> NonFinite:
         """The loss or a gradient of step ``step`` (0-based) is NaN/Inf: no update.
 
         A non-finite loss puts back the weights from before the last update (the last
@@ -824,8 +804,7 @@ class Trainer:
                    + ("; try a lower train.lr or gradient clipping (train.clip)" if action == "stopped" else ""))
         if action == "skipped":
             self.state.step += 1  # a skipped step still counts toward the budget, so a run always ends
-        return {"kind": "non_finite", "step": step + 1, "what": what, "action": action, "restored": restored,
-                "message": message}
+        return NonFinite(step=step + 1, what=what, action=action, restored=restored, message=message)
 
     def _roll_back(self) -> bool:
         """Put back the weights from before the last optimizer update, if one was made
@@ -846,7 +825,7 @@ class Trainer:
         return self._roll_back()
 
     # ------------------------------------------------------------------ probe / eval / checkpoint
-    def _probe(self, work: _Work) -> dict:
+    def _probe(self, work: _Work) -> Probe:
         """The exact dL/dh_t on the step's data at the updated weights. Forked RNG: the
         probe's dropout masks must not change the training run."""
         t0, c0 = time.perf_counter(), self.clock()
@@ -869,7 +848,7 @@ class Trainer:
         dt = time.perf_counter() - t0
         self._probe_time += self.clock() - c0
         self.state.last_probe_step = self.state.step
-        return {"kind": "probe", "step": self.state.step, "hidden_grad_norms": norms, "time_s": dt}
+        return Probe(step=self.state.step, hidden_grad_norms=norms, time_s=dt)
 
     @torch.no_grad()
     def evaluate(self, whole: bool = False) -> dict:
@@ -899,13 +878,13 @@ class Trainer:
         metrics.update(task.derived_metrics(metrics))  # e.g. perplexity from nats per char
         return metrics
 
-    def _eval(self, whole: bool = False) -> dict:
+    def _eval(self, whole: bool = False) -> Eval:
         metrics = self.evaluate(whole)
         self.state.last_eval = metrics
         val = metrics.get("val_loss")
         if val is not None and math.isfinite(val) and (self.state.best_val is None or val < self.state.best_val):
             self.state.best_val = val
-        return {"kind": "eval", "step": self.state.step, **metrics}
+        return Eval(step=self.state.step, metrics=metrics)
 
     def _trainer_state(self) -> dict:
         extra = {"epoch": self.state.epoch, "last_probe_step": self.state.last_probe_step,
@@ -919,10 +898,10 @@ class Trainer:
                               for s in self._carry]
         return extra
 
-    def _checkpoint(self, final: bool = False) -> dict:
+    def _checkpoint(self, final: bool = False) -> Checkpoint:
         path = ckpt.save_checkpoint(self.run_dir, self.state.step, self.model, self.optimizer, self.scaler,
                                     self.preset, generator=self.generator, final=final, extra=self._trainer_state())
-        return {"kind": "checkpoint", "step": self.state.step, "path": str(path), "final": final}
+        return Checkpoint(step=self.state.step, path=str(path), final=final)
 
 
 def _total_norm(tensors: list[torch.Tensor]) -> torch.Tensor:

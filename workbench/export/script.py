@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from workbench import cells
+from workbench.errors import UserError
 from workbench.fileio import atomic_write_text
 from workbench.spec import Preset
 
@@ -30,7 +31,7 @@ MAIN_TEMPLATE = "train_standalone.py.txt"
 BASE_REQUIREMENTS = ["torch>=2.3", "safetensors>=0.4"]
 
 
-class ScriptExportError(ValueError):
+class ScriptExportError(UserError, ValueError):
     """The run cannot be exported as a standalone script; the message says why."""
 
 

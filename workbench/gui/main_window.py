@@ -155,6 +155,7 @@ class MainWindow(QMainWindow):
         self._thread: QThread | None = None
         self._worker: TrainWorker | None = None
         self._run_started_at = 0.0
+        self._segment_first_step = 0  # the step the running session started from (> 0 when continued)
         self._paused_since: float | None = None
         self._paused_total = 0.0
         self._colour_index = 0
@@ -1009,6 +1010,7 @@ class MainWindow(QMainWindow):
         self._thread, self._worker = thread, worker  # keep references: Qt must not outlive them
         self._run_started_at = time.perf_counter()
         self._paused_total, self._paused_since = 0.0, None
+        self._segment_first_step = 0
         self.progress.setRange(0, max(preset.train.steps, 1))
         self.progress.setValue(0)
         self.device_label.setText(f"device: {preset.train.device} (starting…)")
@@ -1066,28 +1068,34 @@ class MainWindow(QMainWindow):
 
     @Slot(list)
     def _on_records(self, records: list) -> None:
+        from workbench.engine.records import End, NonFinite, Record, Start, from_json
+
         run = self.current_run
         if run is None or self._closed:
             return
+        records = [r if isinstance(r, Record) else from_json(r) for r in records]
         run.add(records)
         for r in records:
-            kind = r.get("kind")
-            if kind == "start":
-                threads = r.get("torch_threads")
-                self.device_label.setText(f"device: {r.get('device')}"
+            if isinstance(r, Start):
+                threads = r.torch_threads
+                self.device_label.setText(f"device: {r.device}"
                                           + (f" · {threads} torch thread{'s' if threads != 1 else ''}"
-                                             if str(r.get("device", "")).startswith("cpu") else ""))
-                self.progress.setRange(0, max(int(r.get("total_steps", 1)), 1))
+                                             if r.device.startswith("cpu") else ""))
+                self.progress.setRange(0, max(r.total_steps, 1))
+                # throughput and ETA count this session's steps from here (a continued
+                # run starts at its checkpoint's step, not at 0)
                 self._run_started_at = time.perf_counter()
-                self.statusBar().showMessage(f"Training on {r.get('device')}: {r.get('parameters', 0):,} parameters",
-                                             5000)
-            elif kind == "non_finite":
-                self.statusBar().showMessage(f"⚠ non-finite {r.get('what')}: {r.get('message')}", 10000)
-            elif kind == "end":
-                status = r.get("status")
-                text = f"Training {status} after {r.get('step')} steps in {_duration(float(r.get('time_s', 0)))}"
-                if r.get("message"):
-                    text += f": {r['message']}"
+                self._paused_total = 0.0
+                if self._paused_since is not None:  # paused before the set-up ended
+                    self._paused_since = time.perf_counter()
+                self._segment_first_step = r.step
+                self.statusBar().showMessage(f"Training on {r.device}: {r.parameters:,} parameters", 5000)
+            elif isinstance(r, NonFinite):
+                self.statusBar().showMessage(f"⚠ non-finite {r.what}: {r.message}", 10000)
+            elif isinstance(r, End):
+                text = f"Training {r.status} after {r.step} steps in {_duration(r.time_s)}"
+                if r.message:
+                    text += f": {r.message}"
                 self.statusBar().showMessage(text, 15000)
 
     @Slot(str)
@@ -1097,13 +1105,14 @@ class MainWindow(QMainWindow):
         self.info.show_message(f"Training failed: {message}", "error")
         self.statusBar().showMessage(f"⚠ training failed: {message}", 15000)
 
-    @Slot(dict)
-    def _on_worker_finished(self, end: dict) -> None:
+    @Slot(object)
+    def _on_worker_finished(self, end) -> None:
+        """``end``: the run's End record (None when it never started)."""
         run = self.current_run
         if run is not None:
             run.live = False
             if run.status in ("running", "paused", "starting"):
-                run.status = str(end.get("status", "stopped")) if end else "failed"
+                run.status = end.status if end is not None else "failed"
         self._set_running_ui(False)
 
     @Slot()
@@ -1179,7 +1188,8 @@ class MainWindow(QMainWindow):
         now = time.perf_counter()
         paused = self._paused_total + ((now - self._paused_since) if self._paused_since else 0.0)
         elapsed = now - self._run_started_at - paused
-        rate = step / elapsed if elapsed > 0 else 0.0
+        done = step - self._segment_first_step  # this session's steps: a continued run began at its checkpoint
+        rate = done / elapsed if elapsed > 0 and done > 0 else 0.0
         eta = (total - step) / rate if rate > 0 else math.nan
         self.time_label.setText(f"elapsed {_duration(elapsed)} · ETA {_duration(eta)}")
         ups = run.units_per_s.view()

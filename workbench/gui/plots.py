@@ -413,7 +413,7 @@ class LossPanel(PlotPanel):
             items["val"].setData(vx, vy)
             if run.non_finite:
                 lo, hi = _positive_range(y, vy)
-                bx = np.repeat([float(e.get("step", 0)) for e in run.non_finite], 2)
+                bx = np.repeat([float(e.step) for e in run.non_finite], 2)
                 by = np.tile([lo, hi], len(run.non_finite))
                 items["bad"].setData(bx, by)
             else:
@@ -805,7 +805,7 @@ class NormPanel(PlotPanel):
             items["clips"].setData(*thin(run.clip_steps.view(), run.clip_norms.view(), view))
             if run.non_finite:
                 lo, hi = _positive_range(np.asarray(g))
-                bx = np.repeat([float(e.get("step", 0)) for e in run.non_finite], 2)
+                bx = np.repeat([float(e.step) for e in run.non_finite], 2)
                 items["bad"].setData(bx, np.tile([lo, hi], len(run.non_finite)))
             else:
                 items["bad"].setData([], [])

@@ -210,8 +210,10 @@ class Resolver(QObject):
         except SpecError as exc:
             result = IOResult(None, exc)
         except Exception as exc:  # noqa: BLE001 - DataError and the like: shown beside data.path
-            field = "data.path" if type(exc).__name__ in ("DataError", "FileNotFoundError",
-                                                          "IsADirectoryError", "PermissionError") else "data"
+            from workbench.io.errors import DataError
+
+            field = "data.path" if isinstance(exc, (DataError, FileNotFoundError, IsADirectoryError,
+                                                    PermissionError)) else "data"
             result = IOResult(None, SpecError(field, " ".join(str(exc).split()) or type(exc).__name__))
         with self._lock:
             self._io[key] = result

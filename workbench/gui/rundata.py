@@ -1,18 +1,19 @@
 """What the plots draw from: one run's records turned into numpy buffers (Qt-free).
 
-The worker thread sends records (plain dicts); the window appends them here, and the
+The worker thread sends records (workbench/engine/records.py); the window appends them here, and the
 plot timer reads ``view()``s at <= 30 Hz. Appending is amortised O(1) per value, so a
 run of 10^6 steps costs a few tens of MB and nothing per frame but the drawing.
 """
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from workbench.engine import gradstats
+from workbench.engine.records import End, Eval, NonFinite, Probe, Record, Start, Step, from_json
 
 # Scalar series keep up to this many points (oldest dropped after that).
 SERIES_CAPACITY = 1_100_000
@@ -127,8 +128,8 @@ class RunData:
     run_dir: str = ""
     visible: bool = True
     status: str = ""  # "", running, finished, stopped, failed
-    start: dict = field(default_factory=dict)
-    end: dict = field(default_factory=dict)
+    start: Start | None = None
+    end: End | None = None
     clip: str = "none"
     clip_value: float = 1.0
     total_steps: int = 0
@@ -145,7 +146,7 @@ class RunData:
         self.val_steps = Series(capacity=200_000)
         self.val_loss = Series(capacity=200_000)
         self.val_metrics: dict[str, list[float]] = {}
-        self.non_finite: list[dict] = []
+        self.non_finite: list[NonFinite] = []
         self.heatmaps: dict[str, dict[str, HeatmapRing]] = {s: {} for s in SOURCES}
         self.profiles: dict[str, dict[str, np.ndarray]] = {s: {} for s in SOURCES}  # latest [T] per layer
         self.profile_steps: dict[str, int] = {s: 0 for s in SOURCES}
@@ -156,49 +157,49 @@ class RunData:
         self._smooth_alpha = -1.0
 
     # ------------------------------------------------------------------ records in
-    def add(self, records: list[dict]) -> None:
+    def add(self, records: list) -> None:
+        """Append records (or their JSON objects, as read from a file or written by a test)."""
         for r in records:
-            kind = r.get("kind")
-            if kind == "step":
+            if not isinstance(r, Record):
+                r = from_json(r)
+            if isinstance(r, Step):
                 self._add_step(r)
-            elif kind == "probe":
-                self._add_profiles("exact", int(r.get("step", 0)), r.get("hidden_grad_norms") or {})
-            elif kind == "eval":
-                v = _num(r.get("val_loss"))
-                self.val_steps.append(float(r.get("step", 0)))
-                self.val_loss.append(v)
-                for k, value in r.items():
-                    if k not in ("kind", "step", "val_loss") and isinstance(value, (int, float, str)):
+            elif isinstance(r, Probe):
+                self._add_profiles("exact", r.step, r.hidden_grad_norms)
+            elif isinstance(r, Eval):
+                self.val_steps.append(float(r.step))
+                self.val_loss.append(r.val_loss)
+                for k, value in r.metrics.items():
+                    if k != "val_loss" and isinstance(value, (int, float, str)):
                         self.val_metrics.setdefault(k, []).append(_num(value))
-            elif kind == "non_finite":
-                self.non_finite.append(dict(r))
-            elif kind == "start":
-                self.start = dict(r)
-                self.total_steps = int(r.get("total_steps", 0) or 0)
-                self.layers = list(r.get("layers") or self.layers)
+            elif isinstance(r, NonFinite):
+                self.non_finite.append(r)
+            elif isinstance(r, Start):
+                self.start = r
+                self.total_steps = r.total_steps
+                self.layers = list(r.layers or self.layers)
                 if self.live:
                     self.status = "running"
-            elif kind == "end":
-                self.end = dict(r)
-                self.status = str(r.get("status", "finished"))
+            elif isinstance(r, End):
+                self.end = r
+                self.status = r.status
         self.version += 1
 
-    def _add_step(self, r: dict) -> None:
-        step = float(r["step"])
+    def _add_step(self, r: Step) -> None:
+        step = float(r.step)
         self.steps.append(step)
-        self.loss.append(_num(r.get("loss")))
-        self.lr.append(_num(r.get("lr")))
-        g = _num(r.get("grad_norm"))
-        gc = _num(r.get("grad_norm_clipped", g))
+        self.loss.append(_num(r.loss))
+        self.lr.append(_num(r.lr))
+        g = _num(r.grad_norm)
         self.grad_norm.append(g)
-        self.grad_norm_clipped.append(gc)
-        self.units_per_s.append(_num(r.get("units_per_s")))
-        if r.get("clipped"):
+        gc = _num(r.grad_norm_clipped)
+        self.grad_norm_clipped.append(g if math.isnan(gc) else gc)  # (a record without it: not clipped)
+        self.units_per_s.append(_num(r.units_per_s))
+        if r.clipped:
             self.clip_steps.append(step)
             self.clip_norms.append(g)
-        taps = r.get("timestep_grad_norms")
-        if taps:
-            self._add_profiles("inputs", int(step), taps)
+        if r.timestep_grad_norms:
+            self._add_profiles("inputs", r.step, r.timestep_grad_norms)
         if self._smooth_alpha >= 0:
             self._push_smooth(self.loss.last())
 

@@ -2,15 +2,13 @@
 
 The only Qt module that touches the engine (it imports workbench.engine lazily, inside
 the worker thread, so the window starts without torch and never imports torch itself).
-It writes the run folder like the CLI does (preset.json, task.json, metrics.jsonl and
-the trainer's weights/checkpoints) and emits plain data only: lists of record dicts
-(floats, strings, small numpy arrays). Records are batched to at most ~30 signals a
-second, so a fast trainer cannot flood the GUI thread's event queue.
+The run folder and the history row are the engine's run session's (the same one the
+CLI uses: workbench/engine/session.py); the worker only turns its records into
+signals: lists of typed records (workbench/engine/records.py), batched to at most ~30
+signals a second, so a fast trainer cannot flood the GUI thread's event queue.
 """
 from __future__ import annotations
 
-import itertools
-import json
 import os
 import threading
 import time
@@ -19,7 +17,8 @@ from pathlib import Path
 
 from PySide6.QtCore import QObject, Signal, Slot
 
-from workbench.spec import Preset, SpecError
+from workbench.errors import describe
+from workbench.spec import Preset
 
 # Emit buffered records at most this often (the plots redraw at <= 30 Hz anyway).
 EMIT_INTERVAL_S = 1 / 30
@@ -68,9 +67,9 @@ class TrainWorker(QObject):
     """
 
     started = Signal(dict)  # {"run_dir": str}
-    records = Signal(list)  # [record dict, ...] in order
+    records = Signal(list)  # [workbench.engine.records.Record, ...] in order
     failed = Signal(str)  # a one-line reason (bad preset, bad data, no such device, crash)
-    finished = Signal(dict)  # the end record ({} when training never started)
+    finished = Signal(object)  # the End record (None when training never started)
 
     def __init__(self, preset: Preset, run_dir: str | Path | None, resume: bool = False):
         super().__init__()
@@ -81,7 +80,7 @@ class TrainWorker(QObject):
         self._control = None  # workbench.engine.trainer.TrainControl, made in the worker thread
         self._want_stop = False
         self._want_pause = False
-        self.end: dict = {}
+        self.end = None  # the End record, once the run is over
         self.error = ""
 
     # -- called from the GUI thread ------------------------------------------------------
@@ -124,100 +123,43 @@ class TrainWorker(QObject):
 
     @Slot()
     def run(self) -> None:
-        end: dict = {}
+        end = None
         try:
             end = self._train()
         except Exception as exc:  # noqa: BLE001 - every failure must reach the window
-            self.error = _describe(exc)
+            self.error = describe(exc)  # a user's error as its message, a defect with its class name
             if os.environ.get("WORKBENCH_DEBUG"):
                 traceback.print_exc()
             self.failed.emit(self.error)
         self.end = end
         self.finished.emit(end)
 
-    def _train(self) -> dict:
+    def _train(self):
         # Engine imports happen here, in the worker thread (torch loads off the GUI thread).
-        from workbench.engine.records import record_to_json
-        from workbench.engine.trainer import Trainer
-        from workbench.fileio import atomic_write_text
+        from workbench.engine.records import Step
+        from workbench.engine.session import RunSession
         from workbench.tasks import make_task
 
-        preset = self.preset
         control = self._make_control()
-        task = make_task(preset)  # validates options and reads the data: before any folder exists
+        task = make_task(self.preset)  # validates options and reads the data: before any folder exists
         if control.stopped:
-            return {}
-        # The trainer's set-up (memory check, model) runs up to its start record before the
-        # run folder is made, so a preset that cannot train leaves no folder behind.
-        trainer = Trainer(preset, run_dir=self.run_dir, control=control, task=task, resume=self.from_checkpoint)
-        stream = trainer.run()
-        first = next(stream)
-        metrics = None
-        if self.run_dir is not None:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-            # (a continued run may have been given more steps; its task.json stays as it began)
-            atomic_write_text(self.run_dir / "preset.json", preset.to_json())
-            if not self.from_checkpoint:
-                atomic_write_text(self.run_dir / "task.json", json.dumps(task.artifacts()) + "\n")
-            metrics = open(self.run_dir / "metrics.jsonl", "a" if self.from_checkpoint else "w", encoding="utf-8")
-        self.started.emit({"run_dir": str(self.run_dir) if self.run_dir else ""})
-        pending: list[dict] = []
+            return None
+        session = RunSession(self.preset, self.run_dir, source="gui", resume=self.from_checkpoint, task=task,
+                             control=control)
+        session.open()  # the trainer's set-up, up to its Start record: a preset that cannot train leaves no folder
+        pending: list = []
         last_emit = time.perf_counter()
-        end: dict = {}
-        start_record: dict = {}
-        try:
-            for record in itertools.chain([first], stream):
-                if metrics is not None:
-                    metrics.write(record_to_json(record) + "\n")
-                kind = record["kind"]
-                if kind == "start":
-                    start_record = record
-                elif kind == "end":
-                    end = record
+        with session:
+            self.started.emit({"run_dir": str(self.run_dir) if self.run_dir else ""})
+            for record in session:
                 pending.append(record)
                 now = time.perf_counter()
                 # Steps are batched; anything else (eval, non-finite, end) goes out at once.
-                if kind != "step" or now - last_emit >= EMIT_INTERVAL_S or control.paused or control.stopped:
+                if not isinstance(record, Step) or now - last_emit >= EMIT_INTERVAL_S or control.paused \
+                        or control.stopped:
                     self.records.emit(pending)
                     pending = []
                     last_emit = now
-                    if metrics is not None and kind != "step":
-                        metrics.flush()
             if pending:
                 self.records.emit(pending)
-        finally:
-            if metrics is not None:
-                metrics.close()
-        _record_history(preset, self.run_dir, start_record, end, self.from_checkpoint)
-        return end
-
-
-def _describe(exc: BaseException) -> str:
-    """One line for the status bar: preset and data errors name their field or file."""
-    if isinstance(exc, SpecError):
-        return str(exc)
-    text = " ".join(str(exc).split())
-    known = {"DataError", "TrainingError", "SaveError", "FileNotFoundError", "PermissionError",
-             "IsADirectoryError", "OutOfMemoryError", "WeightsError"}
-    if type(exc).__name__ in known:
-        return text or type(exc).__name__
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-
-
-def _record_history(preset: Preset, run_dir: Path | None, start: dict, end: dict, resume: bool = False) -> None:
-    """Hook for the run history (workbench.runs), when that module is present; the same
-    hook the CLI calls, so GUI and CLI runs land in one history."""
-    if run_dir is None:
-        return
-    try:
-        from workbench import runs
-    except ImportError:
-        return
-    record = getattr(runs, "record_gui_run", None) or getattr(runs, "record_cli_run", None)
-    if record is None:
-        return
-    try:
-        record(preset, run_dir, start, end, resume=resume)
-    except Exception:  # noqa: BLE001 - a history failure must not lose the run itself
-        if os.environ.get("WORKBENCH_DEBUG"):
-            traceback.print_exc()
+        return session.end

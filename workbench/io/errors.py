@@ -1,8 +1,10 @@
 """The one error type every reader of a user's file raises."""
 from __future__ import annotations
 
+from workbench.errors import UserError
 
-class DataError(ValueError):
+
+class DataError(UserError, ValueError):
     """A data file is missing, empty, binary, not UTF-8, malformed or of the wrong shape.
 
     The message names the file and, where there is one, the line (or frame, or column)."""

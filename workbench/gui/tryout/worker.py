@@ -119,12 +119,14 @@ class InferenceWorker(QObject):
 
 
 def _describe(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
-    known = {"InputError", "SpecError", "DataError", "WeightsError", "FileNotFoundError", "PermissionError",
-             "IsADirectoryError"}
-    if type(exc).__name__ in known:
-        return text or type(exc).__name__
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    """One line: a user's error (workbench.errors.UserError, or the try-out's InputError)
+    as its message; anything else with its class name."""
+    from workbench.errors import describe, one_line
+    try:
+        from workbench.inference import InputError  # (loaded already: this runs in the worker thread)
+    except ImportError:  # the failure may be that very import
+        return describe(exc)
+    return one_line(exc) if isinstance(exc, InputError) else describe(exc)
 
 
 class InferenceClient(QObject):
