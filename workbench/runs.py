@@ -49,7 +49,9 @@ from typing import Any, Iterator
 STATUSES = ("running", "finished", "stopped", "failed", "interrupted")
 ENDED = ("finished", "stopped", "failed", "interrupted")
 BUSY_TIMEOUT_S = 10.0
-SCHEMA_VERSION = 2  # 2: train_s
+# train_s was added as a column without a new version: an older workbench (which names
+# its columns) reads and writes such a file as before.
+SCHEMA_VERSION = 1
 # A heartbeat (step, training time) is written at most this often while a run goes.
 HEARTBEAT_S = 5.0
 
@@ -260,11 +262,13 @@ class RunHistory:
             version = conn.execute("PRAGMA user_version").fetchone()[0]
             if version > SCHEMA_VERSION:
                 raise sqlite3.DatabaseError(f"it was written by a newer workbench (schema {version})")
-            columns = {row[1] for row in conn.execute("PRAGMA table_info(runs)")}
-            upgrade = ("ALTER TABLE runs ADD COLUMN train_s REAL NOT NULL DEFAULT 0;"
-                       if columns and "train_s" not in columns else "")  # a schema 1 file
-            conn.executescript("BEGIN IMMEDIATE;" + _SCHEMA + upgrade
-                               + f"PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;")
+            conn.executescript("BEGIN IMMEDIATE;" + _SCHEMA + f"PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;")
+            if "train_s" not in {row[1] for row in conn.execute("PRAGMA table_info(runs)")}:
+                try:  # a file from before train_s (another process may be adding it right now)
+                    conn.execute("ALTER TABLE runs ADD COLUMN train_s REAL NOT NULL DEFAULT 0")
+                except sqlite3.OperationalError as exc:
+                    if "duplicate column" not in str(exc):
+                        raise
             self._ready = True
             self._recover(conn)
 

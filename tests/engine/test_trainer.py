@@ -578,10 +578,11 @@ def test_metrics_file_round_trip(tmp_path):
     path = tmp_path / "metrics.jsonl"
     path.write_text("".join(record_to_json(r) + "\n" for r in records) + '{"kind": "st')  # torn last line
     back = read_metrics(path)
-    assert len(back) == len(records)
-    step = kinds(back, "step")[0]
-    assert step["timestep_grad_norms"]["layers.0"] == pytest.approx(
-        kinds(records, "step")[0]["timestep_grad_norms"]["layers.0"].tolist())
+    assert [type(r) for r in back] == [type(r) for r in records]
+    step, written = kinds(back, "step")[0], kinds(records, "step")[0]
+    assert step.loss == written.loss  # scalars in full
+    assert step.timestep_grad_norms["layers.0"] == pytest.approx(  # profiles to 4 significant digits
+        written.timestep_grad_norms["layers.0"].tolist(), rel=1e-3)
 
 
 def test_a_step_moves_its_numbers_to_the_host_once(monkeypatch):

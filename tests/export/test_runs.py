@@ -10,6 +10,7 @@ import sys
 import pytest
 
 from workbench import cli, runs, userdirs
+from workbench.engine.records import End, Start
 from workbench.presets import load_builtin
 from workbench.runs import HistoryError, RunHistory, RunRecorder
 
@@ -109,7 +110,7 @@ def test_recorder_marks_failed_and_stopped_and_survives_a_broken_history(home, t
     preset = load_builtin("adding_gru")
     with pytest.raises(RuntimeError):
         with RunRecorder(preset, tmp_path / "x") as rec:
-            rec.observe({"kind": "start", "device": "cpu", "total_steps": 10, "step": 0})
+            rec.observe(Start(device="cpu", total_steps=10, step=0))
             raise RuntimeError("boom")
     with pytest.raises(KeyboardInterrupt):
         with RunRecorder(preset, tmp_path / "y"):
@@ -125,7 +126,7 @@ def test_recorder_marks_failed_and_stopped_and_survives_a_broken_history(home, t
         RunHistory(broken).list()
     warnings = []
     with RunRecorder(preset, tmp_path / "z", history=RunHistory(broken), warn=warnings.append) as rec:
-        rec.observe({"kind": "end", "status": "finished", "metrics": {}})
+        rec.observe(End(status="finished"))
     assert len(warnings) == 1 and "not recorded" in warnings[0]
 
 
@@ -157,9 +158,17 @@ def test_cli_records_runs_and_lists_them(home, tmp_path, capsys):
     assert len(one) == 1 and one[0].step == 5 and one[0].status == "finished"
 
 
-def test_the_gui_end_of_run_hook_records_a_finished_run(home, tmp_path):
+def test_the_recorder_keeps_the_training_time_across_a_continued_run(home, tmp_path):
+    """A continued run is one row whose training time goes on from where it was (the time
+    between its sessions is not counted)."""
     preset = load_builtin("adding_gru")
-    run_id = runs.record_gui_run(preset, tmp_path / "g", {"kind": "start", "device": "cpu", "total_steps": 7, "step": 0},
-                                 {"kind": "end", "status": "stopped", "step": 4, "metrics": {"mse": 0.2}})
-    info = RunHistory().get(run_id)
-    assert (info.source, info.status, info.step, info.total_steps, info.metrics["mse"]) == ("gui", "stopped", 4, 7, 0.2)
+    with RunRecorder(preset, tmp_path / "g", source="gui") as rec:
+        rec.observe(Start(device="cpu", total_steps=7, step=0), 0.0)
+        rec.observe(End(status="stopped", step=4, metrics={"mse": 0.2}, time_s=3.0), 3.0)
+    with RunRecorder(preset, tmp_path / "g", source="gui", resume=True) as again:
+        again.observe(Start(device="cpu", total_steps=7, step=4), 0.0)
+        again.observe(End(status="finished", step=7, metrics={"mse": 0.1}, time_s=2.5), 2.5)
+    assert again.run_id == rec.run_id
+    info = RunHistory().get(rec.run_id)
+    assert (info.source, info.status, info.step, info.total_steps, info.metrics["mse"]) == ("gui", "finished", 7, 7, 0.1)
+    assert info.train_s == 5.5 and info.duration_s == 5.5

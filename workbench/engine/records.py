@@ -24,7 +24,7 @@ Kinds:
 JSON form: one object per line, {"kind": ..., fields...}; an Eval's metrics are flat
 keys beside "step" (as metrics.jsonl always had them). JSON has no NaN/Inf: they are
 written as the strings "nan"/"inf"/"-inf" and read back as floats. Per-timestep profiles
-are written with 4 significant digits (they are drawn on a log scale); every other
+(drawn on a log scale) and timings are written with 4 significant digits; every other
 number keeps full precision. Reading is tolerant: missing fields take their defaults,
 unknown ones are kept in ``extra``, and a line that is not a record (a torn last line of
 a killed run) is skipped.
@@ -58,6 +58,8 @@ class Record(Mapping):
     _optional: ClassVar[tuple[str, ...]] = ()
     # fields holding per-timestep profiles ({layer: [T]}, written with PROFILE_DIGITS)
     _profiles: ClassVar[tuple[str, ...]] = ()
+    # timings, written with PROFILE_DIGITS too (their noise is far above that)
+    _timings: ClassVar[tuple[str, ...]] = ()
 
     step: int = 0
     extra: dict = field(default_factory=dict)  # keys this version does not know (read from a newer file)
@@ -82,7 +84,8 @@ class Record(Mapping):
     def to_json(self, profiles: bool = True) -> str:
         """One line of metrics.jsonl (no newline)."""
         data = self.as_dict(profiles)
-        plain = {k: _plain(v, PROFILE_DIGITS if k in self._profiles else None) for k, v in data.items()}
+        rounded = self._profiles + self._timings
+        plain = {k: _plain(v, PROFILE_DIGITS if k in rounded else None) for k, v in data.items()}
         return json.dumps(plain, separators=(",", ":"))
 
     @classmethod
@@ -137,6 +140,7 @@ class Step(Record):
     kind: ClassVar[str] = "step"
     _optional: ClassVar[tuple[str, ...]] = ("scaler_skipped",)
     _profiles: ClassVar[tuple[str, ...]] = ("timestep_grad_norms", "param_grad_norms")
+    _timings: ClassVar[tuple[str, ...]] = ("time_s", "units_per_s")
     loss: float = math.nan
     lr: float = 0.0
     time_s: float = 0.0
@@ -154,6 +158,7 @@ class Step(Record):
 class Probe(Record):
     kind: ClassVar[str] = "probe"
     _profiles: ClassVar[tuple[str, ...]] = ("hidden_grad_norms",)
+    _timings: ClassVar[tuple[str, ...]] = ("time_s",)
     hidden_grad_norms: dict = field(default_factory=dict)  # {layer: [T]}
     time_s: float = 0.0
 
