@@ -12,6 +12,7 @@ from PySide6.QtGui import QDropEvent
 
 from workbench import spec
 from workbench.gui.main_window import FIRST_PRESET
+from workbench.runs import RunHistory
 from tests.gui.conftest import tiny
 
 pytestmark = pytest.mark.gui
@@ -185,6 +186,7 @@ def test_close_during_training_stops_cleanly(qtbot, qtlog, make_window):
     qtbot.waitUntil(lambda: not window.isVisible(), timeout=60_000)
     assert not window.training_active
     assert not Path(run.run_dir).exists()  # discarded as answered
+    assert not RunHistory().list(run_dir=run.run_dir)  # and so is its row in the history
     assert not [r for r in qtlog.records if "QThread" in r.message or "Destroyed" in r.message]
 
 
@@ -197,6 +199,8 @@ def test_close_during_training_keeps_the_run_when_asked(qtbot, make_window):
     window.close()
     qtbot.waitUntil(lambda: not window.isVisible(), timeout=60_000)
     assert (Path(run.run_dir) / "model.safetensors").is_file()
+    (row,) = RunHistory().list(run_dir=run.run_dir)  # recorded from its start by the run session
+    assert row.source == "gui" and row.status == "stopped" and row.step >= 5 and row.train_s > 0
 
 
 def test_files_recent_drop_and_settings(qtbot, tmp_path, make_window):
@@ -407,3 +411,28 @@ def test_the_bridge_norm_checkbox_is_bound_shown_where_there_is_a_bridge_and_und
     window.doc.set("model.bridge_norm", False)
     window.doc.set_topology("one_to_many")
     assert window.doc.preset.model.bridge_norm is True and not box.isHidden() and box.isChecked()
+
+
+def test_throughput_after_continue_counts_only_the_continued_steps(window, monkeypatch):
+    """A run continued from step 1000 that did 100 steps in 10 s trains at 10 steps/s
+    (not 1100 / 10), and its ETA follows from that."""
+    from workbench.engine.records import Start, Step
+    from workbench.gui import main_window as module
+    from workbench.gui.rundata import RunData
+
+    run = RunData(name="continued", live=True)
+    window.current_run = run
+    clock = [100.0]
+    with monkeypatch.context() as m:
+        m.setattr(module.time, "perf_counter", lambda: clock[0])
+        window._on_records([Start(step=1000, total_steps=2000, device="cpu", layers=["layers.0"])])
+        run.add([Step(step=s, loss=1.0) for s in range(1001, 1101)])
+        clock[0] = 110.0
+        window._thread = object()  # as while a worker trains
+        try:
+            window._update_progress()
+        finally:
+            window._thread = None
+    window.current_run = None
+    assert window.speed_label.text().startswith("10.0 steps/s"), window.speed_label.text()
+    assert "ETA 01:30" in window.time_label.text(), window.time_label.text()

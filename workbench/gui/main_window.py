@@ -1140,6 +1140,14 @@ class MainWindow(QMainWindow):
         try:
             if folder.resolve().parent == runs_root and folder.is_dir():
                 shutil.rmtree(folder)
+                from workbench.runs import HistoryError, RunHistory
+
+                try:  # the run session recorded it from its start: a discarded run leaves no row
+                    history = RunHistory()
+                    for info in history.list(run_dir=folder):
+                        history.delete(info.id)
+                except HistoryError:
+                    pass
         except OSError as exc:
             self.statusBar().showMessage(f"could not delete {folder}: {exc}", 5000)
 
