@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from PySide6.QtCore import QObject, Qt, Signal, Slot
 
+from workbench.errors import describe
 from workbench.spec import ModelIO, Preset, SpecError
 
 
@@ -120,7 +121,7 @@ class Resolver(QObject):
         except SpecError as exc:
             return exc
         except Exception as exc:  # noqa: BLE001 - a task's own check failing must not crash the editor
-            return SpecError("data", f"{type(exc).__name__}: {exc}")
+            return SpecError("data", describe(exc))  # a user's error as its message, a defect with its class
         return None
 
     def model_io(self, preset: Preset) -> IOResult | None:
@@ -157,7 +158,7 @@ class Resolver(QObject):
         try:
             fn(*args)
         except Exception as exc:  # noqa: BLE001 - never let a background job die silently
-            self._emit("error", f"{type(exc).__name__}: {exc}")
+            self._emit("error", describe(exc))
 
     def _emit(self, what: str, payload) -> None:
         if not self._closed:
