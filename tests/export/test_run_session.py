@@ -17,8 +17,18 @@ import numpy as np
 import pytest
 
 from workbench import cli
-from workbench.engine.records import (KINDS, Checkpoint, End, Eval, NonFinite, Probe, Start, Step, from_json,
-                                      read_metrics)
+from workbench.engine.records import (
+    KINDS,
+    Checkpoint,
+    End,
+    Eval,
+    NonFinite,
+    Probe,
+    Start,
+    Step,
+    from_json,
+    read_metrics,
+)
 from workbench.engine.session import PROFILE_EVERY, RunSession
 from workbench.engine.trainer import TrainControl
 from workbench.runs import RunHistory

@@ -37,10 +37,10 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Iterator
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -89,7 +89,7 @@ class Record(Mapping):
         return json.dumps(plain, separators=(",", ":"))
 
     @classmethod
-    def _from_fields(cls, data: dict) -> "Record":
+    def _from_fields(cls, data: dict) -> Record:
         known = {f.name: f for f in dataclasses.fields(cls) if f.name != "extra"}
         values, extra = {}, {}
         for key, value in data.items():
@@ -176,7 +176,7 @@ class Eval(Record):
         return {"kind": self.kind, "step": self.step, **self.metrics, **self.extra}
 
     @classmethod
-    def _from_fields(cls, data: dict) -> "Eval":
+    def _from_fields(cls, data: dict) -> Eval:
         metrics = {k: _unplain(v) for k, v in data.items() if k not in ("kind", "step")}
         return cls(step=data.get("step", 0), metrics=metrics)
 

@@ -36,8 +36,8 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from workbench.engine import distributed
 from workbench.engine.records import Checkpoint, End, Eval, Record, Start, Step
@@ -101,7 +101,7 @@ class RunSession:
         self.start = next(self._records)
         return self.start
 
-    def __enter__(self) -> "RunSession":
+    def __enter__(self) -> RunSession:
         """The run begins: the folder and its files, the history row ('running')."""
         from workbench.fileio import atomic_write_text
         from workbench.runs import RunRecorder

@@ -52,15 +52,19 @@ from workbench.engine import checkpoint as ckpt
 from workbench.engine import distributed
 from workbench.engine.graphs import StepGraphs, batch_signature
 from workbench.engine.model import RecurrentModel, build_model
+from workbench.engine.probe import (
+    ParamGradNorms,
+    TapNormHooks,
+    exact_hidden_grad_norm_tensors,
+    to_host,
+    unpack_param_norms,
+)
+from workbench.engine.records import Checkpoint, End, Eval, NonFinite, Probe, Record, Start, Step
 from workbench.engine.resources import check_training_memory
 from workbench.errors import TrainingError  # noqa: F401 - also importable from here
-from workbench.engine.records import Checkpoint, End, Eval, NonFinite, Probe, Record, Start, Step
-from workbench.engine.probe import (ParamGradNorms, TapNormHooks, exact_hidden_grad_norm_tensors,
-                                    to_host, unpack_param_norms)
 from workbench.spec import Preset, SpecError, TrainSpec
 from workbench.tasks import make_task
 from workbench.tasks.base import Batch, Task
-
 
 # val_batches' max_batches for "every batch there is" (the task stops at its last).
 WHOLE_SET = 10**9
