@@ -129,8 +129,8 @@ class RunSession:
             if self._recorder is not None:
                 self._recorder.__exit__(exc_type, exc, tb)
                 self._recorder = None
-        if exc_type is None:
-            distributed.finish()  # torchrun: every rank leaves together
+        if exc_type is None and self.end is not None:
+            distributed.finish()  # torchrun: every rank leaves together (not after a Ctrl-C: they may not come)
         return False
 
     # ------------------------------------------------------------------ the run
