@@ -256,27 +256,28 @@ class MainWindow(QMainWindow):
         self._default_layout()
 
     def _default_layout(self) -> None:
+        size = self.size()
         for d in self.docks:
             d.setFloating(False)
             d.show()
         left, bottom = Qt.DockWidgetArea.LeftDockWidgetArea, Qt.DockWidgetArea.BottomDockWidgetArea
-        for d in (self.design_dock, self.training_dock, self.runs_dock):
-            self.addDockWidget(left, d)
-        for d in (self.loss_dock, self.grad_dock, self.norm_dock):
-            self.addDockWidget(bottom, d)
         # The side panels share one tab group, so the diagram and the plots keep their
-        # room at 1280x800; any of them can be dragged out.
-        self.addDockWidget(left, self.tryout_dock)
-        self.tabifyDockWidget(self.design_dock, self.training_dock)
-        self.tabifyDockWidget(self.training_dock, self.runs_dock)
-        self.tabifyDockWidget(self.runs_dock, self.tryout_dock)
+        # room at 1280x800; any of them can be dragged out. Each joins the group at once
+        # (tabify), never stacked first: four panels stacked for a moment would raise the
+        # window's minimum height, and the window would grow past the screen and stay.
+        self.addDockWidget(left, self.design_dock)
+        for d in (self.training_dock, self.runs_dock, self.tryout_dock):
+            self.tabifyDockWidget(self.design_dock, d)
         self.design_dock.raise_()
+        self.addDockWidget(bottom, self.loss_dock)
         self.splitDockWidget(self.loss_dock, self.grad_dock, Qt.Orientation.Horizontal)
         self.splitDockWidget(self.grad_dock, self.norm_dock, Qt.Orientation.Horizontal)
         self.resizeDocks([self.design_dock], [390], Qt.Orientation.Horizontal)
         self.resizeDocks([self.loss_dock, self.grad_dock, self.norm_dock], [270, 420, 230],
                          Qt.Orientation.Horizontal)
         self.resizeDocks([self.loss_dock], [340], Qt.Orientation.Vertical)
+        if self.isVisible():
+            self.resize(size)  # a reset rearranges the panels, never the window
 
     def _action(self, text: str, slot, shortcut=None, tip: str = "", icon_name: str = "",
                 checkable: bool = False) -> QAction:
