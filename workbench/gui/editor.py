@@ -13,7 +13,7 @@ from PySide6.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout
 
 from workbench import cells, spec
 from workbench.gui.document import PresetDocument
-from workbench.gui.widgets import Binder, ErrorBoard, ErrorLabel, parse_option_text
+from workbench.gui.widgets import Binder, ErrorBoard, ErrorLabel, guard_wheel, parse_option_text
 from workbench.spec import Preset
 
 TIPS = {
@@ -186,6 +186,7 @@ class LayerList(QWidget):
             self.rows = []
             for i in range(len(layers)):
                 row = LayerRow(self.doc, self.stack, i)
+                guard_wheel(row)
                 self.errors.register(row.path, row.error)
                 self.body.addWidget(row)
                 self.rows.append(row)
@@ -360,6 +361,7 @@ class ArchitectureEditor(QScrollArea):
         for combo in body.findChildren(QComboBox):
             _compact(combo)
         self.refresh(doc.preset)
+        guard_wheel(body)
 
     # ------------------------------------------------------------------ building helpers
     def _group(self, title: str) -> tuple[QGroupBox, QFormLayout]:

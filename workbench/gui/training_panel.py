@@ -9,7 +9,7 @@ from PySide6.QtWidgets import (QComboBox, QDoubleSpinBox, QFormLayout, QGroupBox
 
 from workbench import spec
 from workbench.gui.document import PresetDocument
-from workbench.gui.widgets import Binder, ErrorBoard, ErrorLabel, SciSpinBox
+from workbench.gui.widgets import Binder, ErrorBoard, ErrorLabel, SciSpinBox, guard_wheel
 
 TRAIN_TIPS = {
     "steps": "How many optimizer updates to run: the training budget.",
@@ -105,6 +105,7 @@ class TrainingPanel(QScrollArea):
         lay.addWidget(self.errors.register("train", ErrorLabel()))
         lay.addStretch(1)
         self.refresh(doc.preset)
+        guard_wheel(body)
 
     def _make(self, name: str) -> QWidget:
         path = f"train.{name}"
