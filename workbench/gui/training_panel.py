@@ -131,7 +131,7 @@ class TrainingPanel(QScrollArea):
             return box
         box = QSpinBox()
         hi = {"batch_size": spec.MAX_BATCH, "num_threads": 1024, "eval_batches": 100_000}.get(name, 2_000_000_000)
-        lo = 1 if name in ("steps", "batch_size", "eval_batches", "log_every", "step_size") else 0
+        lo = 0  # one below the spec's minimum of steps, batch size...: 0 is reported under the field, not reverted
         box.setRange(lo, hi)
         box.setAccelerated(True)
         if name in ("steps", "epochs", "eval_every", "probe_every", "checkpoint_every", "warmup_steps", "tbptt"):
