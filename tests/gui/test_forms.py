@@ -138,3 +138,25 @@ def test_task_options_are_typed_fields(qtbot, window):
     label = editor.errors.labels["data.options.seq_len"]
     qtbot.waitUntil(lambda: not label.isHidden(), timeout=10_000)
     assert "seq_len" in label.text() or "between" in label.text()
+
+
+def test_preset_combo_and_status_bar_tell_the_truth(qtbot, window):
+    from tests.gui.conftest import tiny
+
+    assert window.preset_combo.currentData() == window.doc.builtin == "adding_rnn_tanh"
+    steps = window.doc.preset.train.steps
+    assert window.progress.maximum() == steps and f"{steps:,} steps" in window.progress.text()
+    window.open_builtin("adding_lstm", quiet=True)
+    assert window.preset_combo.currentData() == "adding_lstm"
+    window.preset_combo.activated.emit(window.preset_combo.findData("adding_gru"))  # picked in the combo
+    assert window.doc.builtin == "adding_gru" and window.preset_combo.currentText() == "adding_gru"
+    tiny(window, steps=100_000)
+    assert "100,000 steps" in window.progress.text()
+    assert window.start_training()
+    run = window.current_run
+    qtbot.waitUntil(lambda: run.last_step >= 20 and "ETA" in window.time_label.text(), timeout=60_000)
+    assert "steps/s" in window.speed_label.text()
+    window.stop_training()
+    qtbot.waitUntil(lambda: not window.training_active, timeout=60_000)
+    qtbot.waitUntil(lambda: "ETA" not in window.time_label.text(), timeout=10_000)
+    assert window.speed_label.text() == ""

@@ -433,9 +433,22 @@ class MainWindow(QMainWindow):
 
     def _on_preset_combo(self, index: int) -> None:
         name = self.preset_combo.itemData(index)
-        self.preset_combo.setCurrentIndex(0)
-        if name:
+        if name and name != self.doc.builtin:
             self.open_builtin(name)
+        self._sync_preset_combo()
+
+    def _sync_preset_combo(self) -> None:
+        """The combo shows the open preset: its built-in name, else the file's name."""
+        i = self.preset_combo.findData(self.doc.builtin) if self.doc.builtin else -1
+        self.preset_combo.setItemText(0, "built-in…" if i > 0 else self.doc.title)
+        self.preset_combo.setCurrentIndex(max(i, 0))
+
+    def _show_budget(self) -> None:
+        """Before a run: the preset's step budget (the progress bar had said 0 / 1)."""
+        steps = max(int(self.doc.preset.train.steps), 1)
+        self.progress.setRange(0, steps)
+        self.progress.setValue(0)
+        self.progress.setFormat(f"{steps:,} steps to train")
 
     def _build_statusbar(self) -> None:
         sb = self.statusBar()
@@ -540,6 +553,9 @@ class MainWindow(QMainWindow):
         self.act_redo.setEnabled(self.doc.can_redo)
         self.act_undo.setText(f"&Undo {self.doc.undo_text}" if self.doc.can_undo else "&Undo")
         self.act_redo.setText(f"&Redo {self.doc.redo_text}" if self.doc.can_redo else "&Redo")
+        self._sync_preset_combo()
+        if self.current_run is None:
+            self._show_budget()
         self._update_title()
         self._update_derived()
 
@@ -1012,6 +1028,7 @@ class MainWindow(QMainWindow):
         self._paused_total, self._paused_since = 0.0, None
         self.progress.setRange(0, max(preset.train.steps, 1))
         self.progress.setValue(0)
+        self.progress.setFormat("%v / %m steps")
         self.device_label.setText(f"device: {preset.train.device} (starting…)")
         self._set_running_ui(True)
         self.statusBar().showMessage(f"{'Continuing' if resume else 'Training'} {preset.name}: preparing the task…")
@@ -1173,9 +1190,15 @@ class MainWindow(QMainWindow):
             return
         step = run.last_step
         total = max(run.total_steps, 1)
+        self.progress.setFormat("%v / %m steps")
         self.progress.setMaximum(total)
         self.progress.setValue(min(step, total))
         if self._thread is None:
+            # Stopped or finished: an ETA and a rate would describe a run that no longer trains.
+            text = self.time_label.text()
+            if "ETA" in text:
+                self.time_label.setText(text.split(" · ETA")[0].replace("elapsed", "trained for"))
+                self.speed_label.setText("")
             return
         now = time.perf_counter()
         paused = self._paused_total + ((now - self._paused_since) if self._paused_since else 0.0)
