@@ -112,7 +112,7 @@ def test_every_try_it_result_keeps_the_window_on_a_1280x800_screen(qtbot, tmp_pa
                 qtbot.waitUntil(lambda: all(k in seen for k in kinds) or bool(panel.error), timeout=TIMEOUT)
             finally:
                 panel.result_shown.disconnect(seen.append)
-            assert not panel.error, panel.error
+            assert not panel.error, f"{panel.mode}: {panel.error}"
             qtbot.wait(50)
 
         def open_(name):

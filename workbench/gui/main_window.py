@@ -938,7 +938,7 @@ class MainWindow(QMainWindow):
         number = sum(1 for r in self.runs if r.name.startswith(preset.name)) + 1
         run = RunData(name=f"{preset.name}" + (f" #{number}" if number > 1 else ""), colour=self._next_colour(),
                       live=True, run_dir=str(run_dir), status="starting", clip=preset.train.clip,
-                      clip_value=preset.train.clip_value, total_steps=preset.train.steps)
+                      clip_value=preset.train.clip_value, total_steps=preset.train.steps, task=preset.data.task)
         self.runs.append(run)
         self._session_runs.append(run)
         self._launch(preset, run, resume=False)
