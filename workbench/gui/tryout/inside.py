@@ -53,7 +53,7 @@ def series_style(name: str, cell: str, values: np.ndarray) -> tuple[str, tuple[f
     return "CET-D1", (-top, top)
 
 
-def saliency_caption(sal: dict, steps: list[str], pick: bool) -> str:
+def saliency_caption(sal: dict, pick: bool) -> str:
     """What the saliency bars measure, naming the output and the input unambiguously:
     which output (the predicted symbol, in quotes, and at which output step) and which
     inputs (each bar: one input step t, the vector the first layer reads there)."""
@@ -67,17 +67,16 @@ def saliency_caption(sal: dict, steps: list[str], pick: bool) -> str:
     else:
         where = f"at step {t}, where the input is “{shown_token(label)}”"
     if symbol is not None:
-        output = f"the prediction “{shown_token(str(symbol))}” {where}"
-        measure = f"‖∂ log p(“{shown_token(str(symbol))}”) / ∂x_t‖"
+        name = shown_token(str(symbol)) or "end of output"  # an empty name: the end-of-sequence token
+        output = f"the prediction “{name}” {where}"
+        measure = f"‖∂ log p(“{name}”) / ∂x_t‖"
     else:
         output = f"the predicted value {where}"
         measure = "‖∂y/∂x_t‖ (Jacobian norm)"
     if sal.get("axis") == "out":
         inputs = "each earlier output token t (x_t: that token's embedding, fed back to the generator)"
     else:
-        first = shown_token(str(steps[0])) if steps else ""
-        inputs = (f"each input step t{f' (first: “{first}”)' if first else ''}; x_t is the vector the first "
-                  "recurrent layer reads there")
+        inputs = "each input step t (x_t: the vector the first recurrent layer reads at that step)"
     text = f"<b>Saliency</b>: how strongly {output} depends on {inputs}. Bar height: {measure}."
     if pick:
         text += " Click a step to explain the output there."
@@ -229,7 +228,7 @@ class InsideView(QWidget):
         steps = self._steps(sal["axis"])
         target = sal.get("target_step") if sal["axis"] == self._output_axis() else None
         self.saliency.set_values(values, steps, target)
-        self.saliency_label.setText(saliency_caption(sal, steps, self._per_step_outputs()))
+        self.saliency_label.setText(saliency_caption(sal, self._per_step_outputs()))
 
     def _output_axis(self) -> str:
         return "out" if self.data.get("out_steps") else "in"

@@ -171,7 +171,9 @@ class TryoutPanel(QWidget):
         elif kind == "inside":
             self.inside_data = data
             self.inside.set_data(data)
-            self.inside_scroll.show()
+            if self.inside_scroll.isHidden():
+                self.inside_scroll.show()
+                self._share_height()
             if isinstance(self.view, GenerateView):
                 self.view.set_inside_steps(data.get("in_steps", []))
             self.status.setText("")
@@ -181,6 +183,15 @@ class TryoutPanel(QWidget):
             if self.view is not None:
                 self.view.on_result(kind, data)
         self.result_shown.emit(kind)
+
+    def _share_height(self) -> None:
+        """When the look inside appears: the view keeps the height it asks for, up to
+        three fifths of the panel; the rest goes to the look inside (both scroll)."""
+        total = sum(self.splitter.sizes()) or self.splitter.height()
+        view = self.stack.currentWidget()
+        want = view.sizeHint().height() + 8 if view is not None else total // 2
+        top = max(min(want, total * 3 // 5), min(total // 3, want))
+        self.splitter.setSizes([top, max(total - top, 0)])
 
     def _on_failed(self, job_id: int, kind: str, message: str) -> None:
         if self._stale(job_id, kind):

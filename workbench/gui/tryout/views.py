@@ -687,6 +687,8 @@ class VideoView(ModeView):
             item.showAxis(axis, on)
         self.timeline_empty.setVisible(not on)
         self.cursor.setVisible(on)
+        if not on:
+            item.getViewBox().setRange(xRange=(0, 1), yRange=(0, 1), padding=0)
 
     def _draw_timeline(self) -> None:
         self.timeline.clear()

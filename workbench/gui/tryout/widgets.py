@@ -334,7 +334,7 @@ class Heatmap(StepPlot):
         self.getViewBox().setMouseEnabled(x=False, y=False)
         self.addItem(self.cursor)
         self.colour_bar = pg.ColorBarItem(values=(0.0, 1.0), colorMap=pg.colormap.get(colormap), interactive=False,
-                                          width=10, label=units, pen="#333333")
+                                          width=10, label=units or None, pen="#333333")
         self.colour_bar.setImageItem(self.image, insert_in=self.plotItem)
         self.colour_bar.axis.enableAutoSIPrefix(False)
         self.units = units
@@ -350,8 +350,9 @@ class Heatmap(StepPlot):
         self.image.setColorMap(cmap)
 
     def set_units(self, units: str) -> None:
+        """The colour bar's caption (pyqtgraph puts a vertical bar's label on its left)."""
         self.units = units
-        self.colour_bar.axis.setLabel(units)
+        self.colour_bar.getAxis("left").setLabel(units)
 
     def set_matrix(self, data, x_labels: list[str] | None = None, y_labels: list[str] | None = None,
                    levels: tuple[float, float] | None = None, colormap: str | None = None,
