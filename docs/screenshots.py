@@ -3,8 +3,9 @@
     xvfb-run -s "-screen 0 1280x800x24" env QT_QPA_PLATFORM=xcb .venv/bin/python docs/screenshots.py
 
 Writes docs/screenshot-idle.png (first start) and docs/screenshot-training.png (an LSTM
-run finished, a vanilla RNN training, the gradient heatmap filling). Uses a temporary
-settings file and data folder, so it never touches the user's own.
+run finished and tried out in the Try it panel, a vanilla RNN training, the gradient
+heatmap filling), both at 1280x800. Uses a temporary settings file and data folder, so
+it never touches the user's own.
 """
 from __future__ import annotations
 
@@ -61,6 +62,15 @@ def main() -> int:
     window.doc.set("train.steps", 2500)
     window.start_training()
     pump(app, 600, until=lambda: not window.training_active)
+    # The finished LSTM in Try it: a sum asked of it, and the look inside.
+    tryout = window.tryout
+    pump(app, 120, until=lambda: tryout.mode == "adding")
+    seen: list[str] = []
+    tryout.result_shown.connect(seen.append)
+    tryout.view.input.setText("0.3 0.9* 0.1 0.4 0.7 0.2* 0.5 0.8 0.6 0.1 0.3 0.2")
+    tryout.view.run()
+    pump(app, 120, until=lambda: "numbers" in seen and "inside" in seen)
+    window.tryout_dock.raise_()
     window.open_builtin("adding_rnn_tanh", quiet=True)
     window.doc.set("train.steps", 1500)
     window.start_training()
@@ -69,6 +79,7 @@ def main() -> int:
     shot(app, window, "screenshot-training.png")
     window.stop_training()
     pump(app, 60, until=lambda: not window.training_active)
+    tryout.shutdown()
     window.close()
     pump(app, 2)
     return 0

@@ -251,28 +251,82 @@ class PresetDocument:
         return self.edit(f"Move layer {index + 1} {'up' if delta < 0 else 'down'}", mutate)
 
     def set_topology(self, topology: str) -> bool:
-        """Change the topology and keep the preset coherent where the change implies it:
-        an encoder-decoder gets a decoder (a copy of the top encoder layer); leaving it
-        drops the decoder and attention; a one-to-many generator cannot be bidirectional;
-        a model that gains a state bridge gets its layer norm (model.bridge_norm: the
-        better default, off in the dataclass only so that old run folders keep theirs).
-        The result is still validated and any remaining conflict (e.g. with the task) is
-        shown beside its field."""
+        """Change the topology and keep the preset coherent where the change implies it
+        (apply_topology). The result is still validated and any remaining conflict (e.g.
+        with the task) is shown beside its field."""
+        return self.edit(f"Set topology to {spec.TOPOLOGY_LABELS.get(topology, topology)}",
+                         lambda p: apply_topology(p, topology))
+
+    def set_task(self, task: str, check: Callable[[spec.ModelSpec], None] | None = None,
+                 reference: Preset | None = None, topologies: tuple[str, ...] = ()) -> bool:
+        """Switch to another task in one undoable edit: its options and data path are
+        cleared (the previous task's mean nothing to it), and the fields the task decides
+        (fit_to_task) are set to what it needs."""
         def mutate(p: Preset) -> None:
-            m = p.model
-            bridged = ("encoder_decoder", "one_to_many")
-            if topology in bridged and m.topology not in bridged:
-                m.bridge_norm = True
-            m.topology = topology
-            if topology == "encoder_decoder":
-                if not m.decoder_layers and m.layers:
-                    dec = copy.deepcopy(m.layers[-1])
-                    dec.bidirectional = False
-                    m.decoder_layers = [dec]
-            else:
-                m.decoder_layers = []
-                m.attention = False
-            if topology == "one_to_many":
-                for layer in m.layers:
-                    layer.bidirectional = False
-        return self.edit(f"Set topology to {spec.TOPOLOGY_LABELS.get(topology, topology)}", mutate)
+            p.data.task = task
+            p.data.options = {}
+            p.data.path = ""
+            if check is not None:
+                fit_to_task(p, check, reference, topologies)
+        return self.edit(f"Set task to {task}", mutate)
+
+
+def apply_topology(p: Preset, topology: str) -> None:
+    """Set ``p``'s topology and what it implies: an encoder-decoder gets a decoder (a
+    copy of the top encoder layer); leaving it drops the decoder and attention; a
+    one-to-many generator cannot be bidirectional; a model that gains a state bridge
+    gets its layer norm (model.bridge_norm: the better default, off in the dataclass
+    only so that old run folders keep theirs)."""
+    m = p.model
+    bridged = ("encoder_decoder", "one_to_many")
+    if topology in bridged and m.topology not in bridged:
+        m.bridge_norm = True
+    m.topology = topology
+    if topology == "encoder_decoder":
+        if not m.decoder_layers and m.layers:
+            dec = copy.deepcopy(m.layers[-1])
+            dec.bidirectional = False
+            m.decoder_layers = [dec]
+    else:
+        m.decoder_layers = []
+        m.attention = False
+    if topology == "one_to_many":
+        for layer in m.layers:
+            layer.bidirectional = False
+
+
+# The fields a task decides: its check_model names one of them when the model does not fit.
+TASK_FIELDS = ("model.topology", "model.input.kind", "model.head.kind")
+
+
+def fit_to_task(p: Preset, check: Callable[[spec.ModelSpec], None], reference: Preset | None,
+                topologies: tuple[str, ...] = ()) -> list[str]:
+    """Make ``p.model`` fit its task where the task decides: while ``check`` (the task's
+    check_model) names the topology, input kind or head, take that field from
+    ``reference`` (a built-in preset of the task) or, for the topology, the first one
+    the task supports. Returns the fields changed; anything else that does not fit is
+    left for validation to show beside its field."""
+    changed: list[str] = []
+    for _ in range(len(TASK_FIELDS) + 1):
+        try:
+            check(p.model)
+            return changed
+        except SpecError as exc:
+            field = exc.field
+        if field not in TASK_FIELDS or field in changed:
+            return changed
+        if field == "model.topology":
+            wanted = reference.model.topology if reference is not None else ""
+            if topologies and wanted not in topologies:
+                wanted = topologies[0]
+            if not wanted:
+                return changed
+            apply_topology(p, wanted)
+        elif reference is not None:
+            set_field(p, field, get_field(reference, field))
+            if field == "model.input.kind" and not p.model.input.conv_channels:
+                p.model.input.conv_channels = list(reference.model.input.conv_channels)
+        else:
+            return changed
+        changed.append(field)
+    return changed

@@ -6,22 +6,23 @@ from __future__ import annotations
 
 import json
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import QObject, Qt, Signal
 from PySide6.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, QGridLayout,
                                QGroupBox, QHBoxLayout, QLabel, QLineEdit, QPushButton, QScrollArea, QSizePolicy,
                                QSpinBox, QToolButton, QVBoxLayout, QWidget)
 
 from workbench import cells, spec
 from workbench.gui.document import PresetDocument
-from workbench.gui.widgets import Binder, ErrorBoard, ErrorLabel, parse_option_text
-from workbench.spec import Preset
+from workbench.gui.widgets import Binder, ErrorBoard, ErrorLabel, guard_wheel, parse_option_text
+from workbench.spec import Preset, SpecError
 
 TIPS = {
     "name": "The preset's name, used for run folders and in the plots' legends.",
     "data.task": "What the network learns; each task brings its own data, loss and metrics.",
     "data.path": "A data file of your own for this task (empty: the task's built-in or generated data; "
                  "builtin:NAME: a data file shipped with the workbench).",
-    "data.options": "Settings of the chosen task (e.g. sequence length); leave a field empty for its default.",
+    "data.options": "Settings of the chosen task (e.g. sequence length); a preset keeps only those that differ "
+                    "from the default.",
     "model.topology": "How inputs map to outputs: one output per sequence, one per step, an encoder feeding a "
                       "decoder, or one input unrolled into a sequence.",
     "cell": "The recurrent cell: vanilla RNN (tanh or ReLU), LSTM or GRU; gated cells carry gradients further "
@@ -67,18 +68,18 @@ def _compact(combo: QComboBox, chars: int = 8) -> None:
     combo.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
 
 
-class LayerRow(QWidget):
+COLUMNS = ("", "cell", "hidden", "", "dropout")  # the layer table's headers, one per column
+
+
+class LayerRow(QObject):
     """One recurrent layer: cell, hidden size, bidirectional, dropout, move/remove; and
-    the red line under it for that layer's errors."""
+    the red line under it for that layer's errors. Its widgets sit in the layer list's
+    one grid (``place``), under that grid's column headers."""
 
     def __init__(self, doc: PresetDocument, stack: str, index: int, parent=None):
         super().__init__(parent)
         self.doc, self.stack, self.index = doc, stack, index
         self.path = f"model.{stack}.{index}"
-        grid = QGridLayout(self)
-        grid.setContentsMargins(0, 1, 0, 1)
-        grid.setHorizontalSpacing(3)
-        grid.setVerticalSpacing(0)
         self.label = QLabel(("D" if stack == "decoder_layers" else "L") + str(index + 1))
         self.label.setFixedWidth(20)
         self.cell = QComboBox()
@@ -87,7 +88,7 @@ class LayerRow(QWidget):
         self.cell.setToolTip(TIPS["cell"])
         _compact(self.cell, 4)
         self.hidden = QSpinBox()
-        self.hidden.setRange(1, spec.MAX_HIDDEN)
+        self.hidden.setRange(0, spec.MAX_HIDDEN)  # 0 is let through to be reported under the row, not clamped
         self.hidden.setKeyboardTracking(False)
         self.hidden.setToolTip(TIPS["hidden_size"])
         self.hidden.setAccelerated(True)
@@ -107,13 +108,7 @@ class LayerRow(QWidget):
         self.remove.setText("✕")
         self.remove.setToolTip("Remove this layer")
         self.remove.clicked.connect(lambda: self.doc.remove_layer(self.stack, self.index))
-        for col, w in enumerate((self.label, self.cell, self.hidden, self.bi, self.dropout, self.up, self.down,
-                                 self.remove)):
-            grid.addWidget(w, 0, col)
-        grid.setColumnStretch(1, 2)
-        grid.setColumnStretch(2, 1)
         self.error = ErrorLabel()
-        grid.addWidget(self.error, 1, 1, 1, 7)
         self.cell.currentIndexChanged.connect(
             lambda i: self.doc.set(f"{self.path}.cell", self.cell.itemData(i), text=f"Set layer {self.index + 1} cell",
                                    merge=False))
@@ -123,6 +118,22 @@ class LayerRow(QWidget):
                                                         text=f"Set layer {self.index + 1} bidirectional"))
         self.dropout.valueChanged.connect(lambda v: self.doc.set(f"{self.path}.dropout", float(v),
                                                                  text=f"Set layer {self.index + 1} dropout"))
+
+    @property
+    def fields(self) -> tuple[QWidget, ...]:
+        """The row's widgets, one per grid column (COLUMNS names the first five)."""
+        return (self.label, self.cell, self.hidden, self.bi, self.dropout, self.up, self.down, self.remove)
+
+    def place(self, grid: QGridLayout, row: int) -> None:
+        for col, w in enumerate(self.fields):
+            grid.addWidget(w, row, col)
+        grid.addWidget(self.error, row + 1, 1, 1, len(self.fields) - 1)
+
+    def dispose(self) -> None:
+        for w in (*self.fields, self.error):
+            w.setParent(None)
+            w.deleteLater()
+        self.deleteLater()
 
     def _tool(self, text: str, tip: str, delta: int) -> QToolButton:
         b = QToolButton()
@@ -150,7 +161,8 @@ class LayerRow(QWidget):
 
 
 class LayerList(QWidget):
-    """The rows of one stack (model.layers or model.decoder_layers) and an Add button."""
+    """The rows of one stack (model.layers or model.decoder_layers) and an Add button.
+    Headers and rows share one grid, so each header stands over its column."""
 
     def __init__(self, doc: PresetDocument, stack: str, errors: ErrorBoard, parent=None):
         super().__init__(parent)
@@ -159,17 +171,19 @@ class LayerList(QWidget):
         outer = QVBoxLayout(self)
         outer.setContentsMargins(0, 0, 0, 0)
         outer.setSpacing(1)
-        head = QHBoxLayout()
-        for text, width in (("", 22), ("cell", 0), ("hidden", 0), ("", 0), ("dropout", 0)):
-            lab = QLabel(f"<small>{text}</small>")
-            if width:
-                lab.setFixedWidth(width)
-            head.addWidget(lab, 0 if not text else 1)
-        head.addStretch(1)
-        outer.addLayout(head)
-        self.body = QVBoxLayout()
-        self.body.setSpacing(0)
-        outer.addLayout(self.body)
+        self.grid = QGridLayout()
+        self.grid.setContentsMargins(0, 0, 0, 0)
+        self.grid.setHorizontalSpacing(3)
+        self.grid.setVerticalSpacing(1)
+        self.headers: dict[str, QLabel] = {}
+        for col, text in enumerate(COLUMNS):
+            if text:
+                lab = QLabel(f"<small>{text}</small>")
+                self.grid.addWidget(lab, 0, col)
+                self.headers[text] = lab
+        self.grid.setColumnStretch(1, 2)
+        self.grid.setColumnStretch(2, 1)
+        outer.addLayout(self.grid)
         self.error = errors.register(f"model.{stack}", ErrorLabel())
         outer.addWidget(self.error)
         self.add = QPushButton("Add layer" if stack == "layers" else "Add decoder layer")
@@ -181,13 +195,14 @@ class LayerList(QWidget):
         if len(layers) != len(self.rows):
             for row in self.rows:
                 self.errors.unregister_prefix(row.path)
-                row.setParent(None)
-                row.deleteLater()
+                row.dispose()
             self.rows = []
             for i in range(len(layers)):
-                row = LayerRow(self.doc, self.stack, i)
+                row = LayerRow(self.doc, self.stack, i, self)
+                row.place(self.grid, 1 + 2 * i)
+                for w in row.fields:
+                    guard_wheel(w)
                 self.errors.register(row.path, row.error)
-                self.body.addWidget(row)
                 self.rows.append(row)
         for row, layer in zip(self.rows, layers):
             row.refresh(layer, len(layers))
@@ -247,7 +262,9 @@ class ArchitectureEditor(QScrollArea):
         self.options_form.setContentsMargins(0, 0, 0, 0)
         self.options_form.setSpacing(2)
         self.options_box.setToolTip(TIPS["data.options"])
-        self._option_edits: dict[str, QLineEdit] = {}
+        self._option_edits: dict[str, QWidget] = {}
+        self._option_signature: tuple | None = None
+        self._references: dict[str, Preset | None] = {}
         self._row(form, "Options", self.options_box, "data.options")
         lay.addWidget(box)
 
@@ -277,11 +294,11 @@ class ArchitectureEditor(QScrollArea):
                            "linear": "linear (features)", "frames_linear": "frames → linear",
                            "frames_conv": "frames → conv"})
         self._row(form, "Kind", self.input_kind, "model.input.kind")
-        self.embedding_dim = self._spin(1, spec.MAX_EMBEDDING, "model.input.embedding_dim")
+        self.embedding_dim = self._spin(0, spec.MAX_EMBEDDING, "model.input.embedding_dim")
         self._row(form, "Embedding size", self.embedding_dim, "model.input.embedding_dim")
-        self.projection = self._spin(1, spec.MAX_EMBEDDING, "model.input.projection_size")
+        self.projection = self._spin(0, spec.MAX_EMBEDDING, "model.input.projection_size")
         self._row(form, "Projection size", self.projection, "model.input.projection_size")
-        self.char_embedding_dim = self._spin(1, spec.MAX_EMBEDDING, "model.input.char_embedding_dim")
+        self.char_embedding_dim = self._spin(0, spec.MAX_EMBEDDING, "model.input.char_embedding_dim")
         self._row(form, "Character vector size", self.char_embedding_dim, "model.input.char_embedding_dim")
         self.conv = QLineEdit()
         self.conv.setToolTip(TIPS["model.input.conv_channels"])
@@ -360,6 +377,7 @@ class ArchitectureEditor(QScrollArea):
         for combo in body.findChildren(QComboBox):
             _compact(combo)
         self.refresh(doc.preset)
+        guard_wheel(body)
 
     # ------------------------------------------------------------------ building helpers
     def _group(self, title: str) -> tuple[QGroupBox, QFormLayout]:
@@ -382,6 +400,9 @@ class ArchitectureEditor(QScrollArea):
         form.addRow(lab, cell)
 
     def _spin(self, lo: int, hi: int, path: str) -> QSpinBox:
+        """A whole-number field. ``lo`` is one below what the spec allows where a value
+        below it can be typed: that value reaches the preset and is reported under the
+        field (a spin box held at the spec's minimum would silently revert it)."""
         s = QSpinBox()
         s.setRange(lo, hi)
         s.setAccelerated(True)
@@ -412,53 +433,192 @@ class ArchitectureEditor(QScrollArea):
                 self.task.addItem(label, n)
         self.task.setCurrentIndex(self.task.findData(preset.data.task))
 
+    def _reference(self, task: str) -> Preset | None:
+        """The first built-in preset of ``task``: where a task change takes the input kind
+        and head that the task needs."""
+        if task not in self._references:
+            from workbench import presets
+
+            self._references[task] = None
+            for name in presets.builtin_names():
+                try:
+                    p = presets.load_builtin(name)
+                except (OSError, SpecError):
+                    continue
+                if p.data.task == task:
+                    self._references[task] = p
+                    break
+        return self._references[task]
+
     def _on_task(self, index: int) -> None:
         name = self.task.itemData(index)
         if name is None or name == self.doc.preset.data.task:
             return
+        info = self.task_infos.get(name)
+        check = None
+        if info is not None and info.cls is not None:
+            def check(model, cls=info.cls):
+                cls({}, "", self.doc.preset.train.seed).check_model(model)
+        self.doc.set_task(name, check, self._reference(name), info.topologies if info is not None else ())
+
+    def _refresh_topologies(self, preset: Preset) -> None:
+        """Offer only the topologies the task supports (the others greyed, saying why)."""
+        info = self.task_infos.get(preset.data.task)
+        allowed = info.topologies if info is not None and info.topologies else None
+        model = self.topology.model()
+        for i in range(self.topology.count()):
+            value = self.topology.itemData(i)
+            ok = allowed is None or value in allowed or value == preset.model.topology
+            item = model.item(i)
+            if item is not None:
+                item.setEnabled(ok)
+            self.topology.setItemData(i, None if ok else f"the {preset.data.task} task supports: "
+                                      + ", ".join(spec.TOPOLOGY_LABELS.get(t, t) for t in allowed or ()),
+                                      Qt.ItemDataRole.ToolTipRole)
+
+    def _option_widget(self, key: str, hint, default, choices: tuple[str, ...] | None) -> QWidget:
+        """A field of the type the option takes: choice -> combo box, whole number or
+        number -> spin box, yes/no -> check box, file -> path field; anything else text."""
+        if choices:
+            w = QComboBox()
+            for c in choices:
+                w.addItem(c, c)
+            w.activated.connect(lambda i, k=key, w=w: self._set_option(k, w.itemData(i)))
+            _compact(w)
+        elif hint is bool:
+            w = QCheckBox()
+            w.toggled.connect(lambda on, k=key: self._set_option(k, bool(on)))
+        elif hint is int:
+            w = QSpinBox()
+            w.setRange(min(-1, int(default)) if default is not None and default < 0 else 0, 2_000_000_000)
+            w.setGroupSeparatorShown(True)
+            w.setKeyboardTracking(False)
+            w.valueChanged.connect(lambda v, k=key: self._set_option(k, int(v)))
+        elif hint is float:
+            w = QDoubleSpinBox()
+            w.setDecimals(4)
+            w.setRange(-1e9 if default is not None and default < 0 else 0.0, 1e9)
+            w.setSingleStep(0.05 if default is not None and abs(default) <= 1 else 1.0)
+            w.setKeyboardTracking(False)
+            w.valueChanged.connect(lambda v, k=key: self._set_option(k, float(v)))
+        elif key.endswith("_path"):
+            w = QWidget()
+            row = QHBoxLayout(w)
+            row.setContentsMargins(0, 0, 0, 0)
+            row.setSpacing(2)
+            w.edit = QLineEdit()
+            w.edit.setPlaceholderText("none")
+            browse = QToolButton()
+            browse.setText("…")
+            browse.setToolTip("Choose a file")
+            browse.clicked.connect(lambda _=False, k=key, w=w: self._browse_option(k, w.edit))
+            row.addWidget(w.edit, 1)
+            row.addWidget(browse)
+            w.edit.editingFinished.connect(lambda k=key, w=w: self._set_option(k, w.edit.text().strip()))
+        elif hint is str:
+            w = QLineEdit()
+            w.editingFinished.connect(lambda k=key, w=w: self._set_option(k, w.text()))
+        elif hint == list[str]:
+            w = QLineEdit()
+            w.setPlaceholderText("all")
+            w.setToolTip("Names separated by commas")
+            w.editingFinished.connect(
+                lambda k=key, w=w: self._set_option(k, [t.strip() for t in w.text().split(",") if t.strip()]))
+        else:  # an option this form has no field type for: JSON text
+            w = QLineEdit()
+            w.editingFinished.connect(lambda k=key, w=w: self._set_option(k, parse_option_text(w.text().strip())
+                                                                           if w.text().strip() else None))
+        w.setObjectName(f"option_{key}")
+        return w
+
+    def _browse_option(self, key: str, edit: QLineEdit) -> None:
+        from PySide6.QtWidgets import QFileDialog
+
+        path, _ = QFileDialog.getOpenFileName(self, f"Choose {key.replace('_', ' ')}", edit.text())
+        if path:
+            self._set_option(key, path)
+
+    def _set_option(self, key: str, value) -> None:
+        """Set one task option; its default (or None) removes it from data.options, so a
+        preset lists only what differs from the task's defaults."""
+        info = self.task_infos.get(self.doc.preset.data.task)
+        defaults = dict(info.options) if info is not None else {}
 
         def mutate(p: Preset) -> None:
-            p.data.task = name
-            p.data.options = {}  # the previous task's options mean nothing to this one
-            p.data.path = ""
+            if value is None or (key in defaults and value == defaults[key]):
+                p.data.options.pop(key, None)
+            else:
+                p.data.options[key] = value
 
-        self.doc.edit(f"Set task to {name}", mutate)
+        self.doc.edit(f"Set option {key}", mutate, merge_key=f"data.options.{key}")
 
     def _refresh_options(self, preset: Preset) -> None:
+        import typing
+
         info = self.task_infos.get(preset.data.task)
         defaults = dict(info.options) if info is not None else {}
+        hints, choices = {}, {}
+        if info is not None and info.cls is not None:
+            try:
+                hints = typing.get_type_hints(info.cls.Options)
+            except TypeError:
+                hints = {}
+            choices = dict(getattr(info.cls, "option_choices", {}) or {})
         keys = list(defaults) + [k for k in preset.data.options if k not in defaults]
-        if list(self._option_edits) != keys:
+        signature = (preset.data.task, tuple(keys))
+        if self._option_signature != signature:
+            self._option_signature = signature
+            for key in self._option_edits:
+                self.errors.unregister_prefix(f"data.options.{key}")
             while self.options_form.rowCount():
                 self.options_form.removeRow(0)
             self._option_edits = {}
             for key in keys:
-                edit = QLineEdit()
-                edit.setObjectName(f"option_{key}")
-                edit.editingFinished.connect(lambda k=key, e=edit: self._on_option(k, e))
-                self.options_form.addRow(key, edit)
-                self._option_edits[key] = edit
+                w = self._option_widget(key, hints.get(key), defaults.get(key), choices.get(key))
+                cell = QWidget()
+                v = QVBoxLayout(cell)
+                v.setContentsMargins(0, 0, 0, 0)
+                v.setSpacing(0)
+                v.addWidget(w)
+                v.addWidget(self.errors.register(f"data.options.{key}", ErrorLabel()))
+                self.options_form.addRow(key.replace("_", " "), cell)
+                self._option_edits[key] = w
             if not keys:
                 self.options_form.addRow(QLabel("<i>none</i>" if info is not None else "<i>loading…</i>"))
-        for key, edit in self._option_edits.items():
-            edit.blockSignals(True)
-            explicit = key in preset.data.options
-            text = json.dumps(preset.data.options[key]) if explicit else ""
-            if edit.text() != text:
-                edit.setText(text)
-            edit.setPlaceholderText(f"default {json.dumps(defaults[key])}" if key in defaults else "")
-            edit.blockSignals(False)
-
-    def _on_option(self, key: str, edit: QLineEdit) -> None:
-        text = edit.text().strip()
-
-        def mutate(p: Preset) -> None:
-            if text:
-                p.data.options[key] = parse_option_text(text)
-            else:
-                p.data.options.pop(key, None)
-
-        self.doc.edit(f"Set option {key}", mutate, merge_key=f"data.options.{key}")
+            guard_wheel(self.options_box)
+        for key, w in self._option_edits.items():
+            value = preset.data.options.get(key, defaults.get(key))
+            default_tip = f"default: {defaults[key]!r}" if key in defaults else "not an option of this task"
+            w.blockSignals(True)
+            try:
+                if isinstance(w, QComboBox):
+                    i = w.findData(value)
+                    if i < 0:
+                        w.addItem(str(value), value)
+                        i = w.count() - 1
+                    w.setCurrentIndex(i)
+                elif isinstance(w, QCheckBox):
+                    w.setChecked(bool(value))
+                elif isinstance(w, (QSpinBox, QDoubleSpinBox)):
+                    if isinstance(value, (int, float)) and not isinstance(value, bool):
+                        w.setValue(value)
+                elif isinstance(w, QLineEdit):
+                    if isinstance(value, list):
+                        text = ", ".join(map(str, value))
+                    elif isinstance(value, str):
+                        text = value
+                    else:
+                        text = "" if value is None else json.dumps(value)
+                    if w.text() != text:
+                        w.setText(text)
+                elif hasattr(w, "edit"):
+                    w.edit.blockSignals(True)
+                    if w.edit.text() != (value or ""):
+                        w.edit.setText(value or "")
+                    w.edit.blockSignals(False)
+            finally:
+                w.blockSignals(False)
+            w.setToolTip(f"{TIPS['data.options']} ({default_tip})")
 
     def _on_conv(self) -> None:
         try:
@@ -484,6 +644,7 @@ class ArchitectureEditor(QScrollArea):
     def refresh(self, preset: Preset) -> None:
         self.binder.refresh(preset)
         self._refresh_options(preset)
+        self._refresh_topologies(preset)
         m = preset.model
         self.topology_hint.setText(TOPOLOGY_HINTS.get(m.topology, ""))
         kind = m.input.kind

@@ -257,27 +257,28 @@ class MainWindow(QMainWindow):
         self._default_layout()
 
     def _default_layout(self) -> None:
+        size = self.size()
         for d in self.docks:
             d.setFloating(False)
             d.show()
         left, bottom = Qt.DockWidgetArea.LeftDockWidgetArea, Qt.DockWidgetArea.BottomDockWidgetArea
-        for d in (self.design_dock, self.training_dock, self.runs_dock):
-            self.addDockWidget(left, d)
-        for d in (self.loss_dock, self.grad_dock, self.norm_dock):
-            self.addDockWidget(bottom, d)
         # The side panels share one tab group, so the diagram and the plots keep their
-        # room at 1280x800; any of them can be dragged out.
-        self.addDockWidget(left, self.tryout_dock)
-        self.tabifyDockWidget(self.design_dock, self.training_dock)
-        self.tabifyDockWidget(self.training_dock, self.runs_dock)
-        self.tabifyDockWidget(self.runs_dock, self.tryout_dock)
+        # room at 1280x800; any of them can be dragged out. Each joins the group at once
+        # (tabify), never stacked first: four panels stacked for a moment would raise the
+        # window's minimum height, and the window would grow past the screen and stay.
+        self.addDockWidget(left, self.design_dock)
+        for d in (self.training_dock, self.runs_dock, self.tryout_dock):
+            self.tabifyDockWidget(self.design_dock, d)
         self.design_dock.raise_()
+        self.addDockWidget(bottom, self.loss_dock)
         self.splitDockWidget(self.loss_dock, self.grad_dock, Qt.Orientation.Horizontal)
         self.splitDockWidget(self.grad_dock, self.norm_dock, Qt.Orientation.Horizontal)
         self.resizeDocks([self.design_dock], [390], Qt.Orientation.Horizontal)
         self.resizeDocks([self.loss_dock, self.grad_dock, self.norm_dock], [270, 420, 230],
                          Qt.Orientation.Horizontal)
         self.resizeDocks([self.loss_dock], [340], Qt.Orientation.Vertical)
+        if self.isVisible():
+            self.resize(size)  # a reset rearranges the panels, never the window
 
     def _action(self, text: str, slot, shortcut=None, tip: str = "", icon_name: str = "",
                 checkable: bool = False) -> QAction:
@@ -433,9 +434,22 @@ class MainWindow(QMainWindow):
 
     def _on_preset_combo(self, index: int) -> None:
         name = self.preset_combo.itemData(index)
-        self.preset_combo.setCurrentIndex(0)
-        if name:
+        if name and name != self.doc.builtin:
             self.open_builtin(name)
+        self._sync_preset_combo()
+
+    def _sync_preset_combo(self) -> None:
+        """The combo shows the open preset: its built-in name, else the file's name."""
+        i = self.preset_combo.findData(self.doc.builtin) if self.doc.builtin else -1
+        self.preset_combo.setItemText(0, "built-in…" if i > 0 else self.doc.title)
+        self.preset_combo.setCurrentIndex(max(i, 0))
+
+    def _show_budget(self) -> None:
+        """Before a run: the preset's step budget (the progress bar had said 0 / 1)."""
+        steps = max(int(self.doc.preset.train.steps), 1)
+        self.progress.setRange(0, steps)
+        self.progress.setValue(0)
+        self.progress.setFormat(f"{steps:,} steps to train")
 
     def _build_statusbar(self) -> None:
         sb = self.statusBar()
@@ -540,6 +554,9 @@ class MainWindow(QMainWindow):
         self.act_redo.setEnabled(self.doc.can_redo)
         self.act_undo.setText(f"&Undo {self.doc.undo_text}" if self.doc.can_undo else "&Undo")
         self.act_redo.setText(f"&Redo {self.doc.redo_text}" if self.doc.can_redo else "&Redo")
+        self._sync_preset_combo()
+        if self.current_run is None:
+            self._show_budget()
         self._update_title()
         self._update_derived()
 
@@ -922,7 +939,7 @@ class MainWindow(QMainWindow):
         number = sum(1 for r in self.runs if r.name.startswith(preset.name)) + 1
         run = RunData(name=f"{preset.name}" + (f" #{number}" if number > 1 else ""), colour=self._next_colour(),
                       live=True, run_dir=str(run_dir), status="starting", clip=preset.train.clip,
-                      clip_value=preset.train.clip_value, total_steps=preset.train.steps)
+                      clip_value=preset.train.clip_value, total_steps=preset.train.steps, task=preset.data.task)
         self.runs.append(run)
         self._session_runs.append(run)
         self._launch(preset, run, resume=False)
@@ -1013,6 +1030,7 @@ class MainWindow(QMainWindow):
         self._segment_first_step = 0
         self.progress.setRange(0, max(preset.train.steps, 1))
         self.progress.setValue(0)
+        self.progress.setFormat("%v / %m steps")
         self.device_label.setText(f"device: {preset.train.device} (starting…)")
         self._set_running_ui(True)
         self.statusBar().showMessage(f"{'Continuing' if resume else 'Training'} {preset.name}: preparing the task…")
@@ -1189,9 +1207,15 @@ class MainWindow(QMainWindow):
             return
         step = run.last_step
         total = max(run.total_steps, 1)
+        self.progress.setFormat("%v / %m steps")
         self.progress.setMaximum(total)
         self.progress.setValue(min(step, total))
         if self._thread is None:
+            # Stopped or finished: an ETA and a rate would describe a run that no longer trains.
+            text = self.time_label.text()
+            if "ETA" in text:
+                self.time_label.setText(text.split(" · ETA")[0].replace("elapsed", "trained for"))
+                self.speed_label.setText("")
             return
         now = time.perf_counter()
         paused = self._paused_total + ((now - self._paused_since) if self._paused_since else 0.0)

@@ -307,6 +307,13 @@ class PlotPanel(QWidget):
 
 # ----------------------------------------------------------------------------- loss
 
+# How the loss panel lays out runs of different tasks: (key, label, tooltip).
+AXES_MODES = (
+    ("task", "axis per task", "Each task's runs on their own loss axis (x linked): scales never squash each other"),
+    ("normalised", "normalised", "Every loss divided by its run's first loss: all runs start at 1"),
+    ("shared", "one axis", "All runs on one loss axis"),
+)
+
 
 class LossPanel(PlotPanel):
     title = "Loss"
@@ -323,6 +330,14 @@ class LossPanel(PlotPanel):
         self.smooth.setToolTip("Smoothing of the train loss: an exponential moving average with this weight "
                                "on the past (0 = raw)")
         self.smooth_label = QLabel("0.60")
+        self.axes_box = QComboBox()
+        for key, text, tip in AXES_MODES:
+            self.axes_box.addItem(text, key)
+            self.axes_box.setItemData(self.axes_box.count() - 1, tip, Qt.ItemDataRole.ToolTipRole)
+        self.axes_box.setToolTip("Runs of different tasks have losses of different scales (a character model's "
+                                 "cross-entropy near 4, an adding MSE near 0.2): one axis each, or each loss "
+                                 "divided by its first value, or one shared axis")
+        self.header.addWidget(self.axes_box)
         self.header.addWidget(self.log_box)
         self.header.addWidget(QLabel("smooth"))
         self.header.addWidget(self.smooth)
@@ -331,14 +346,20 @@ class LossPanel(PlotPanel):
         self.plot = _plot_widget(left="loss")
         self.item = self.plot.getPlotItem()
         self.legend = _legend(self.item)
-        self.layout_.addWidget(self.plot, 1)
+        self.plots = QSplitter(Qt.Orientation.Vertical)  # the first task's axis, then one per other task
+        self.plots.addWidget(self.plot)
+        self.layout_.addWidget(self.plots, 1)
+        self._task_plots: dict[str, tuple[pg.PlotWidget, pg.PlotItem, pg.LegendItem]] = {}
+        self._assignment: tuple = ()
         self.cursor = pg.InfiniteLine(angle=90, movable=False, pen=_pen("#888888", 1, 120))
         self.item.addItem(self.cursor, ignoreBounds=True)
         self.cursor.hide()
         self._items: dict[int, dict] = {}
         self.log_box.toggled.connect(self._on_log)
         self.smooth.valueChanged.connect(self._on_smooth)
+        self.axes_box.currentIndexChanged.connect(lambda _i: self._on_smooth(self.smooth.value()))
         self._proxy = pg.SignalProxy(self.plot.scene().sigMouseMoved, rateLimit=30, slot=self._on_mouse)
+        self._proxies: list = []
         self._runs: list[RunData] = []
         self._current: RunData | None = None
         self.hint = "— train (smoothed)  ‑●‑ val  red: non-finite · hover: values"
@@ -355,20 +376,69 @@ class LossPanel(PlotPanel):
         return self.smooth.value() / 100.0
 
     def plot_area(self) -> QWidget:
-        return self.plot
+        return self.plots
+
+    @property
+    def axes_mode(self) -> str:
+        return self.axes_box.currentData() or "task"
 
     def _on_log(self, on: bool) -> None:
-        self.item.setLogMode(y=on)
+        for item in self.plot_items():
+            item.setLogMode(y=on)
         self._drawn.clear()
         self.refresh(self._runs, self._current)
+
+    def _assign(self, shown: list[RunData]) -> dict[int, pg.PlotItem]:
+        """Which axis each run is drawn on: per task (the first task's on the main axis,
+        each other task's on its own, x-linked below), or all on one. Rebuilt when the
+        tasks shown or the mode change."""
+        mode = self.axes_mode
+        tasks = list(dict.fromkeys(r.task for r in shown)) if mode == "task" else [""]
+        assignment = (mode, tuple(tasks))
+        if assignment != self._assignment:
+            self._assignment = assignment
+            self._prune([])
+            self._drawn.clear()
+            for widget, _item, _legend_item in self._task_plots.values():
+                widget.setParent(None)
+                widget.deleteLater()
+            self._task_plots.clear()
+            self._proxies = []
+            for task in tasks[1:]:
+                widget = _plot_widget(left=f"loss · {task}")
+                item = widget.getPlotItem()
+                item.setXLink(self.item)
+                item.setLogMode(y=self.log_box.isChecked())
+                self.plots.addWidget(widget)
+                self._task_plots[task] = (widget, item, _legend(item))
+                self._proxies.append(pg.SignalProxy(widget.scene().sigMouseMoved, rateLimit=30,
+                                                    slot=lambda ev, it=item: self._on_mouse(ev, it)))
+            first = tasks[0] if tasks else ""
+            self.item.setLabel("left", "loss / first loss" if mode == "normalised"
+                               else (f"loss · {first}" if mode == "task" and len(tasks) > 1 and first else "loss"))
+        if self.axes_mode != "task":
+            return {id(r): self.item for r in shown}
+        return {id(r): (self._task_plots[r.task][1] if r.task in self._task_plots else self.item) for r in shown}
+
+    def _scale(self, run: RunData) -> float:
+        """What a run's losses are divided by in the normalised view: its first finite loss."""
+        if self.axes_mode != "normalised":
+            return 1.0
+        head = run.loss.view()[:50]
+        finite = head[np.isfinite(head) & (head > 0)]
+        return float(finite[0]) if finite.size else 1.0
 
     def _on_smooth(self, value: int) -> None:
         self.smooth_label.setText(f"{value / 100:.2f}")
         self._drawn.clear()
         self.refresh(self._runs, self._current)
 
-    def _ensure(self, run: RunData) -> dict:
+    def _ensure(self, run: RunData, plot: pg.PlotItem | None = None) -> dict:
         items = self._items.get(id(run))
+        plot = plot if plot is not None else self.item
+        if items is not None and items["plot"] is not plot:
+            self._remove(id(run))
+            items = None
         if items is None:
             raw = pg.PlotDataItem(pen=_pen(run.colour, 1, 70))
             smooth = pg.PlotDataItem(pen=_pen(run.colour, 2), name=run.name)
@@ -376,41 +446,53 @@ class LossPanel(PlotPanel):
                                   symbolBrush=run.colour, symbolPen=None)
             bad = pg.PlotDataItem(pen=_pen(NON_FINITE.name(), 1.2), connect="pairs")
             for it in (raw, smooth, val, bad):
-                self.item.addItem(it)
-            items = {"raw": raw, "smooth": smooth, "val": val, "bad": bad, "run": run,
+                plot.addItem(it)
+            items = {"raw": raw, "smooth": smooth, "val": val, "bad": bad, "run": run, "plot": plot,
                      "env": {"raw": Envelope(), "smooth": Envelope()}}
             self._items[id(run)] = items
         return items
 
+    def _remove(self, key: int) -> None:
+        items = self._items.pop(key)
+        self._drawn.pop(key, None)
+        for name, it in items.items():
+            if name not in ("run", "env", "plot"):
+                items["plot"].removeItem(it)
+
     def _prune(self, runs: list[RunData]) -> None:
         keep = {id(r) for r in runs}
         for key in [k for k in self._items if k not in keep]:
-            for name, it in self._items.pop(key).items():
-                if name not in ("run", "env"):
-                    self.item.removeItem(it)
+            self._remove(key)
 
     def refresh(self, runs: list[RunData], current: RunData | None) -> bool:
         self._runs, self._current = runs, current
         shown = self.shown(runs)
         self._prune(shown)
-        self.empty.setVisible(not any(len(r.steps) for r in shown))
+        plots = self._assign(shown)
+        has_data = any(len(r.steps) for r in shown)
+        self.empty.setVisible(not has_data)
+        for axis in ("left", "bottom"):  # no axes (0..1, meaningless) before there is a loss to show
+            self.item.showAxis(axis, has_data)
         self.legend.setVisible(bool(shown))
         changed = False
         for run in shown:
-            key = (run.version, self.alpha, self.log_box.isChecked(), run.colour, run.name, visible_x(self.item))
+            scale = self._scale(run)
+            key = (run.version, self.alpha, self.log_box.isChecked(), run.colour, run.name, visible_x(self.item),
+                   scale, id(plots[id(run)]))
             if self._drawn.get(id(run)) == key:
                 continue
             self._drawn[id(run)] = key
             changed = True
-            items = self._ensure(run)
+            items = self._ensure(run, plots[id(run)])
             view = visible_x(self.item)
             x, y = items["env"]["raw"].get(run.steps, run.loss, view)
+            y = y / scale if scale != 1.0 else y
             items["raw"].setData(x, y, skipFiniteCheck=True)
             run.smoothed(self.alpha)
             xs, ys = items["env"]["smooth"].get(run.steps, run._smooth, view)
-            items["smooth"].setData(xs, ys, skipFiniteCheck=True)
+            items["smooth"].setData(xs, ys / scale if scale != 1.0 else ys, skipFiniteCheck=True)
             vx, vy = decimate(run.val_steps.view(), run.val_loss.view(), view)
-            items["val"].setData(vx, vy)
+            items["val"].setData(vx, vy / scale if scale != 1.0 else vy)
             if run.non_finite:
                 lo, hi = _positive_range(y, vy)
                 bx = np.repeat([float(e.step) for e in run.non_finite], 2)
@@ -424,15 +506,16 @@ class LossPanel(PlotPanel):
         return changed
 
     def plot_items(self) -> list[pg.PlotItem]:
-        return [self.item]
+        return [self.item] + [item for _w, item, _l in self._task_plots.values()]
 
-    def _on_mouse(self, event) -> None:
+    def _on_mouse(self, event, under: pg.PlotItem | None = None) -> None:
         pos = event[0]
-        if not self.item.sceneBoundingRect().contains(pos):
+        under = under if under is not None else self.item  # the plot whose scene ``pos`` is in
+        if not under.sceneBoundingRect().contains(pos):
             self.cursor.hide()
             self.readout.setText(self.hint)
             return
-        point = self.item.getViewBox().mapSceneToView(pos)
+        point = under.getViewBox().mapSceneToView(pos)
         step = point.x()
         parts = []
         for run in self.shown(self._runs):
@@ -489,8 +572,12 @@ class GradientPanel(PlotPanel):
         self.run_box = QComboBox()
         self.run_box.setToolTip("Whose heatmap to show")
         self.run_box.setMinimumContentsLength(8)
+        self.whole_box = QCheckBox("whole run")
+        self.whole_box.setToolTip("Show the whole run, downsampled (each row the mean of a block of steps), not "
+                                  "only the newest steps: the moment a gated cell's gradient path opens stays in view")
         self.header.addWidget(self.source)
         self.header.addWidget(self.run_box)
+        self.header.addWidget(self.whole_box)
         self.finish_header()
         self.split = QSplitter(Qt.Orientation.Horizontal)
         self.heat = GraphicsLayoutWidget()
@@ -525,6 +612,7 @@ class GradientPanel(PlotPanel):
         self._last_current: int | None = None  # id of the live run last seen: a new one takes the heatmap
         self.source.currentIndexChanged.connect(self._force)
         self.run_box.currentIndexChanged.connect(self._force)
+        self.whole_box.toggled.connect(self._force)
 
     def plot_area(self) -> QWidget:
         return self.split
@@ -606,7 +694,8 @@ class GradientPanel(PlotPanel):
         self._sync_run_box(shown)
         src = self.source_key
         hrun = self.heatmap_run()
-        key = (src, tuple((id(r), r.version, r.colour, r.name) for r in shown), id(hrun) if hrun else 0)
+        whole = self.whole_box.isChecked()
+        key = (src, tuple((id(r), r.version, r.colour, r.name) for r in shown), id(hrun) if hrun else 0, whole)
         if self._drawn.get("all") == key:
             return False
         self._drawn["all"] = key
@@ -616,7 +705,7 @@ class GradientPanel(PlotPanel):
         lo, hi = math.inf, -math.inf
         shown_image = []
         for layer in layers:
-            image, steps = hrun.heatmaps[src][layer].image()  # [rows, T] log10
+            image, steps = hrun.heatmaps[src][layer].image(whole=whole)  # [rows, T] log10
             plot, img = self._heat_plots[layer]
             if image.size == 0:
                 img.clear()
@@ -666,6 +755,8 @@ class GradientPanel(PlotPanel):
                                    f"<b>{num}</b> back in time; {d.describe()}")
         for k in [k for k in self._profile_items if k not in wanted]:
             self.profile_item.removeItem(self._profile_items.pop(k))
+        for axis in ("left", "bottom"):  # an empty log axis (2..9) means nothing
+            self.profile_item.showAxis(axis, bool(self._profile_items))
         step = hrun.profile_steps[src] if hrun else 0
         if decay_lines:
             self.decay_label.setText(f"fitted decay per step (step {step}):<br>" + "<br>".join(decay_lines[:6]))
@@ -818,6 +909,10 @@ class NormPanel(PlotPanel):
                 lr_max = max(lr_max, float(np.nanmax(ly)))
         if changed and lr_max > 0:
             self.lr_item.setYRange(0.0, lr_max * 1.15, padding=0)
+        has_data = any(len(r.steps) for r in shown)
+        for item in (self.norm_item, self.lr_item):  # no 0..1 axes before there is a norm to show
+            for axis in ("left", "bottom"):
+                item.showAxis(axis, has_data)
         ref = current if current in shown else (shown[0] if shown else None)
         if ref is not None and ref.clip == "norm":
             self.threshold.setPos(math.log10(ref.clip_value) if self.log_box.isChecked() else ref.clip_value)

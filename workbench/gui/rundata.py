@@ -86,6 +86,17 @@ class HeatmapRing:
         self._steps = np.zeros(rows, dtype=np.float64)
         self._next = 0  # ring position
         self._count = 0
+        # The whole run, downsampled: row i holds the mean of ``_bucket`` consecutive rows
+        # (finite log10 values only); when all rows are used, neighbours merge pairwise and
+        # the bucket doubles, so the first steps (where an LSTM's gradient path opens) stay.
+        self._sum: np.ndarray | None = None  # [rows, T] sums of finite log10 norms
+        self._n: np.ndarray | None = None  # [rows, T] how many were summed
+        self._z: np.ndarray | None = None  # [rows, T] how many were exact zeros (-inf: underflow)
+        self._all_steps = np.zeros(rows, dtype=np.float64)  # first step of each row
+        self._filled = np.zeros(rows, dtype=np.int64)  # appended rows in each row's bucket
+        self._bucket = 1
+        self._all_count = 0
+        self.appended = 0
 
     def append(self, step: int, norms: np.ndarray) -> None:
         values = np.asarray(norms, dtype=np.float64).ravel()
@@ -104,12 +115,55 @@ class HeatmapRing:
         self._steps[self._next] = step
         self._next = (self._next + 1) % self.rows
         self._count = min(self._count + 1, self.rows)
+        self._add_overview(step, row)
+
+    def _add_overview(self, step: int, row: np.ndarray) -> None:
+        """Fold one row [T] into the whole-run image (amortised O(T))."""
+        self.appended += 1
+        T = row.size
+        if self._sum is None or T > self._sum.shape[1]:
+            grown = [np.zeros((self.rows, T)) for _ in range(3)]
+            if self._sum is not None:
+                for new, old in zip(grown, (self._sum, self._n, self._z)):
+                    new[:, : old.shape[1]] = old
+            self._sum, self._n, self._z = grown
+        i = self._all_count - 1
+        if i < 0 or self._filled[i] >= self._bucket:
+            if self._all_count == self.rows:  # full: merge neighbours, the bucket doubles
+                half = self.rows // 2
+                self._sum[:half] = self._sum[0::2][:half] + self._sum[1::2][:half]
+                self._n[:half] = self._n[0::2][:half] + self._n[1::2][:half]
+                self._z[:half] = self._z[0::2][:half] + self._z[1::2][:half]
+                self._all_steps[:half] = self._all_steps[0::2][:half]
+                self._filled[:half] = self._filled[0::2][:half] + self._filled[1::2][:half]
+                self._sum[half:], self._n[half:], self._z[half:], self._filled[half:] = 0.0, 0.0, 0.0, 0
+                self._all_count = half
+                self._bucket *= 2
+            i = self._all_count
+            self._all_count += 1
+            self._all_steps[i] = step
+            self._filled[i] = 0
+        finite = np.isfinite(row)
+        self._sum[i, : T][finite] += row[finite]
+        self._n[i, : T][finite] += 1
+        self._z[i, : T][np.isneginf(row)] += 1
+        self._filled[i] += 1
 
     def __len__(self) -> int:
         return self._count
 
-    def image(self) -> tuple[np.ndarray, np.ndarray]:
-        """(log10 norms [rows, T] oldest first, steps [rows])."""
+    def image(self, whole: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """(log10 norms [rows, T] oldest first, steps [rows]): the newest ``rows`` logged
+        steps, or with ``whole`` the whole run downsampled to at most ``rows`` rows (each
+        the mean of its bucket of steps; steps: the first of each bucket)."""
+        if whole:
+            if self._sum is None or not self._all_count:
+                return np.zeros((0, 0)), np.zeros(0)
+            k = self._all_count
+            with np.errstate(invalid="ignore", divide="ignore"):
+                mean = np.where(self._n[:k] > 0, self._sum[:k] / np.maximum(self._n[:k], 1),
+                                np.where(self._z[:k] > 0, -np.inf, np.nan))
+            return mean, self._all_steps[:k].copy()
         if self._data is None or not self._count:
             return np.zeros((0, 0)), np.zeros(0)
         if self._count < self.rows:
@@ -133,6 +187,7 @@ class RunData:
     clip: str = "none"
     clip_value: float = 1.0
     total_steps: int = 0
+    task: str = ""  # data.task: the loss panel gives each task its own axis
 
     def __post_init__(self):
         self.steps = Series()
@@ -353,6 +408,7 @@ def load_run_folder(path: str | Path, colour: str = "#ff7f0e") -> RunData:
 
             p = spec.load(preset_file)
             run.clip, run.clip_value = p.train.clip, p.train.clip_value
+            run.task = p.data.task
         except Exception:  # noqa: BLE001 - an unreadable preset only loses the threshold line
             pass
     run.add(read_metrics(metrics))

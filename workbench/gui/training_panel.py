@@ -9,7 +9,7 @@ from PySide6.QtWidgets import (QComboBox, QDoubleSpinBox, QFormLayout, QGroupBox
 
 from workbench import spec
 from workbench.gui.document import PresetDocument
-from workbench.gui.widgets import Binder, ErrorBoard, ErrorLabel, SciSpinBox
+from workbench.gui.widgets import Binder, ErrorBoard, ErrorLabel, SciSpinBox, guard_wheel
 
 TRAIN_TIPS = {
     "steps": "How many optimizer updates to run: the training budget.",
@@ -105,6 +105,7 @@ class TrainingPanel(QScrollArea):
         lay.addWidget(self.errors.register("train", ErrorLabel()))
         lay.addStretch(1)
         self.refresh(doc.preset)
+        guard_wheel(body)
 
     def _make(self, name: str) -> QWidget:
         path = f"train.{name}"
@@ -130,7 +131,7 @@ class TrainingPanel(QScrollArea):
             return box
         box = QSpinBox()
         hi = {"batch_size": spec.MAX_BATCH, "num_threads": 1024, "eval_batches": 100_000}.get(name, 2_000_000_000)
-        lo = 1 if name in ("steps", "batch_size", "eval_batches", "log_every", "step_size") else 0
+        lo = 0  # one below the spec's minimum of steps, batch size...: 0 is reported under the field, not reverted
         box.setRange(lo, hi)
         box.setAccelerated(True)
         if name in ("steps", "epochs", "eval_every", "probe_every", "checkpoint_every", "warmup_steps", "tbptt"):

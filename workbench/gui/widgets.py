@@ -6,9 +6,19 @@ import json
 import math
 from typing import Any, Callable
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import QCoreApplication, QEvent, QObject, Qt
 from PySide6.QtGui import QValidator
-from PySide6.QtWidgets import QCheckBox, QComboBox, QDoubleSpinBox, QLabel, QLineEdit, QSpinBox, QWidget
+from PySide6.QtWidgets import (
+    QAbstractScrollArea,
+    QAbstractSpinBox,
+    QCheckBox,
+    QComboBox,
+    QDoubleSpinBox,
+    QLabel,
+    QLineEdit,
+    QSpinBox,
+    QWidget,
+)
 
 from workbench.gui.document import PresetDocument, get_field
 from workbench.spec import SpecError
@@ -46,6 +56,40 @@ class SciSpinBox(QDoubleSpinBox):
         if v == 0:
             v = max(self.minimum(), 1e-4)
         self.setValue(min(max(v * (2.0 ** steps), self.minimum()), self.maximum()))
+
+
+class _WheelGuard(QObject):
+    """Wheel events over an unfocused combo or spin box scroll the form around it
+    instead of changing the field's value (scrolling the Design form once turned
+    Encoder-decoder into One-to-many). A field that has focus (clicked or tabbed into)
+    still takes the wheel."""
+
+    def eventFilter(self, obj, event) -> bool:  # noqa: N802 - Qt override
+        if event.type() != QEvent.Type.Wheel or not isinstance(obj, QWidget) or obj.hasFocus():
+            return False
+        parent = obj.parentWidget()
+        while parent is not None and not isinstance(parent, QAbstractScrollArea):
+            parent = parent.parentWidget()
+        if parent is not None:
+            QCoreApplication.sendEvent(parent.verticalScrollBar(), event)
+        return True  # never the field's own wheel handling
+
+
+_WHEEL_GUARD: _WheelGuard | None = None
+
+
+def guard_wheel(root: QWidget) -> None:
+    """Give every combo and spin box under ``root`` (and ``root`` itself, if one) the
+    wheel guard and a focus policy that a wheel cannot take (idempotent: call again
+    after adding fields)."""
+    global _WHEEL_GUARD
+    if _WHEEL_GUARD is None:
+        _WHEEL_GUARD = _WheelGuard()
+    fields = [w for w in [root, *root.findChildren(QWidget)] if isinstance(w, (QComboBox, QAbstractSpinBox))]
+    for w in fields:
+        w.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
+        w.removeEventFilter(_WHEEL_GUARD)
+        w.installEventFilter(_WHEEL_GUARD)
 
 
 class ErrorLabel(QLabel):

@@ -63,6 +63,9 @@ class Task:
     title: ClassVar[str] = ""
     topologies: ClassVar[tuple[str, ...]] = ()
     Options: ClassVar[type] = type(None)
+    # Text options that take one of a few values (option -> the values): the task's own
+    # check and the window's combo box both read it.
+    option_choices: ClassVar[dict[str, tuple[str, ...]]] = {}
     # The metric a user judges this task by, and whether smaller is better.
     main_metric: ClassVar[str] = "loss"
     lower_is_better: ClassVar[bool] = True

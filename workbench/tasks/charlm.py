@@ -69,13 +69,14 @@ class CharLMTask(Task):
     name = "charlm"
     title = "Language model (next character or word)"
     topologies = ("many_to_many",)
+    option_choices = {"level": ("char", "word")}
     Options = CharLMOptions
     main_metric = "nats_per_char"
 
     def __init__(self, options: dict, path: str = "", seed: int = 0):
         super().__init__(options, path, seed)
         o = self.options
-        check_choice(o, "level", ("char", "word"))
+        check_choice(o, "level", self.option_choices["level"])
         check_int(o, "seq_len", 1, 100_000)
         check_float(o, "val_fraction", 0.0, 0.9)
         check_int(o, "eval_context", -1, o.seq_len - 1)

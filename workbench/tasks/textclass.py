@@ -100,6 +100,7 @@ class TextClassTask(Task):
     name = "textclass"
     title = "Text classification (a label per text)"
     topologies = ("many_to_one",)
+    option_choices = {"level": ("word", "char")}
     Options = TextClassOptions
     main_metric = "accuracy"
     lower_is_better = False
@@ -107,7 +108,7 @@ class TextClassTask(Task):
     def __init__(self, options: dict, path: str = "", seed: int = 0):
         super().__init__(options, path, seed)
         o = self.options
-        check_choice(o, "level", ("word", "char"))
+        check_choice(o, "level", self.option_choices["level"])
         check_float(o, "val_fraction", 0.0, 0.9)
         check_int(o, "min_freq", 1, 1_000_000)
         check_int(o, "max_vocab", 3, 10_000_000)

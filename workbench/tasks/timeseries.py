@@ -85,6 +85,7 @@ class ForecastTask(Task):
     name = "forecast"
     title = "Time-series forecasting (CSV or generated)"
     topologies = ("many_to_one", "many_to_many")
+    option_choices = {"gaps": tuple(GAP_MODES)}
     Options = ForecastOptions
     main_metric = "mae"
     lower_is_better = True

@@ -171,6 +171,7 @@ class TransductionTask(GeneratedTokensTask):
     name = "transduction"
     title = "Transduction (dates to ISO, numbers in words to digits, or sentence pairs)"
     topologies = ("encoder_decoder",)
+    option_choices = {"kind": ("dates", "numbers"), "level": ("auto", "char", "word")}
     Options = TransductionOptions
     main_metric = "exact_match"
     lower_is_better = False
@@ -178,8 +179,8 @@ class TransductionTask(GeneratedTokensTask):
     def __init__(self, options: dict, path: str = "", seed: int = 0):
         super().__init__(options, path, seed)
         o = self.options
-        check_choice(o, "kind", ("dates", "numbers"))
-        check_choice(o, "level", ("auto", "char", "word"))
+        for name in self.option_choices:
+            check_choice(o, name, self.option_choices[name])
         check_float(o, "val_fraction", 0.0, 0.9)
         check_int(o, "val_size", 1, 1_000_000)
         check_int(o, "min_freq", 1, 1_000_000)

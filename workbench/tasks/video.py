@@ -225,6 +225,7 @@ class VideoClassifyTask(FrameTask):
     title = "Video classification (moving shapes or a labelled-clips folder)"
     topologies = ("many_to_one",)
     Options = VideoClassifyOptions
+    option_choices = {"labels": tuple(MOTION_LABELS)}
     main_metric = "accuracy"
     lower_is_better = False
 

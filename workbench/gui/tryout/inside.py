@@ -18,11 +18,22 @@ from workbench.gui.tryout.widgets import Heatmap, StepBars, shown_token
 
 # The carried states' names; a gate's label and range come from its cell (workbench.cells).
 STATE_LABELS = {"hidden": "hidden state h_t", "cell_state": "cell state c_t"}
+STATE_UNITS = {"hidden": "h_t (activation)", "cell_state": "c_t (cell memory)"}
+RANGE_UNITS = {"unit": "0 to 1", "tanh": "-1 to 1"}
 
 
 def series_label(name: str, cell: str) -> str:
     gate = cells.get(cell).gate(name)
     return gate.label if gate is not None else STATE_LABELS.get(name, name)
+
+
+def series_units(name: str, cell: str) -> str:
+    """What the colour bar says a colour means: the activation and its range."""
+    gate = cells.get(cell).gate(name)
+    if gate is None:
+        return STATE_UNITS.get(name, name)
+    span = RANGE_UNITS.get(gate.range)
+    return f"{gate.label} ({span})" if span else gate.label
 
 
 def series_style(name: str, cell: str, values: np.ndarray) -> tuple[str, tuple[float, float]]:
@@ -40,6 +51,36 @@ def series_style(name: str, cell: str, values: np.ndarray) -> tuple[str, tuple[f
     if name == "hidden":  # relu: not negative
         return "viridis", (0.0, top)
     return "CET-D1", (-top, top)
+
+
+def saliency_caption(sal: dict, pick: bool) -> str:
+    """What the saliency bars measure, naming the output and the input unambiguously:
+    which output (the predicted symbol, in quotes, and at which output step) and which
+    inputs (each bar: one input step t, the vector the first layer reads there)."""
+    symbol = sal.get("target_class")
+    label = str(sal.get("target_label") or "")
+    t = int(sal.get("target_step", 0))
+    if int(sal.get("output_steps", 1)) <= 1:
+        where = "made after reading the whole input"
+    elif label.startswith("output "):
+        where = f"at output step {t}"
+    else:
+        where = f"at step {t}, where the input is “{shown_token(label)}”"
+    if symbol is not None:
+        name = shown_token(str(symbol)) or "end of output"  # an empty name: the end-of-sequence token
+        output = f"the prediction “{name}” {where}"
+        measure = f"‖∂ log p(“{name}”) / ∂x_t‖"
+    else:
+        output = f"the predicted value {where}"
+        measure = "‖∂y/∂x_t‖ (Jacobian norm)"
+    if sal.get("axis") == "out":
+        inputs = "each earlier output token t (x_t: that token's embedding, fed back to the generator)"
+    else:
+        inputs = "each input step t (x_t: the vector the first recurrent layer reads at that step)"
+    text = f"<b>Saliency</b>: how strongly {output} depends on {inputs}. Bar height: {measure}."
+    if pick:
+        text += " Click a step to explain the output there."
+    return text
 
 
 class InsideView(QWidget):
@@ -67,6 +108,7 @@ class InsideView(QWidget):
         lay.addWidget(self.heat_label)
         self.heatmap = Heatmap()
         self.heatmap.setObjectName("insideHeatmap")
+        self.heatmap.setLabel("left", "unit")
         lay.addWidget(self.heatmap, 3)
         self.split_line = pg.InfiniteLine(angle=0, pen=pg.mkPen("#ffffff", width=2))
         self.split_line.hide()
@@ -163,7 +205,8 @@ class InsideView(QWidget):
         values = np.asarray(layer["series"][name])
         cmap, levels = series_style(name, layer["cell"], values)
         steps = self._steps(layer["axis"])
-        self.heatmap.set_matrix(values, x_labels=steps, levels=levels, colormap=cmap)
+        self.heatmap.set_matrix(values, x_labels=steps, levels=levels, colormap=cmap,
+                                units=series_units(name, layer["cell"]))
         if layer["directions"] == 2:
             self.split_line.setPos(layer["hidden_size"])
             self.split_line.show()
@@ -185,9 +228,7 @@ class InsideView(QWidget):
         steps = self._steps(sal["axis"])
         target = sal.get("target_step") if sal["axis"] == self._output_axis() else None
         self.saliency.set_values(values, steps, target)
-        self.saliency_label.setText(f"Saliency through time: {sal['what']} for {sal['target_label']}, over the "
-                                    f"{'input' if sal['axis'] == 'in' else 'previous output'} steps. "
-                                    + ("Click a step to pick the output." if self._per_step_outputs() else ""))
+        self.saliency_label.setText(saliency_caption(sal, self._per_step_outputs()))
 
     def _output_axis(self) -> str:
         return "out" if self.data.get("out_steps") else "in"

@@ -8,8 +8,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtWidgets import (QApplication, QFileDialog, QHBoxLayout, QLabel, QPushButton, QSplitter,
-                               QStackedWidget, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (QApplication, QFileDialog, QFrame, QHBoxLayout, QLabel, QPushButton, QScrollArea,
+                               QSplitter, QStackedWidget, QVBoxLayout, QWidget)
 
 from workbench.gui.tryout.inside import InsideView
 from workbench.gui.tryout.views import VIEWS, GenerateView, ModeView
@@ -17,6 +17,16 @@ from workbench.gui.tryout.worker import InferenceClient
 
 # Jobs where only the newest answer matters (an older one arriving late is dropped).
 LATEST_ONLY = {"tag", "classify", "transduce", "caption", "numbers", "inside", "video_outputs"}
+
+
+def _scrolling(widget: QWidget) -> QScrollArea:
+    """``widget`` in a scroll area: a long view scrolls inside the dock instead of
+    raising the dock's (and so the main window's) minimum height past the screen."""
+    area = QScrollArea()
+    area.setWidgetResizable(True)
+    area.setFrameShape(QFrame.Shape.NoFrame)
+    area.setWidget(widget)
+    return area
 
 
 class TryoutPanel(QWidget):
@@ -55,15 +65,16 @@ class TryoutPanel(QWidget):
         self.stack = QStackedWidget()
         self.placeholder = QLabel("")
         self.stack.addWidget(self.placeholder)
-        self.splitter.addWidget(self.stack)
+        self.splitter.addWidget(_scrolling(self.stack))
         self.inside = InsideView()
         self.inside_box = QWidget()
         box = QVBoxLayout(self.inside_box)
         box.setContentsMargins(0, 0, 0, 0)
         box.addWidget(QLabel("<b>Inside the network</b>"))
         box.addWidget(self.inside, 1)
-        self.inside_box.hide()
-        self.splitter.addWidget(self.inside_box)
+        self.inside_scroll = _scrolling(self.inside_box)
+        self.inside_scroll.hide()
+        self.splitter.addWidget(self.inside_scroll)
         self.splitter.setStretchFactor(0, 3)
         self.splitter.setStretchFactor(1, 2)
         lay.addWidget(self.splitter, 1)
@@ -116,7 +127,7 @@ class TryoutPanel(QWidget):
         self.stack.setCurrentWidget(self.view)
         self.inside.clear()
         self.inside_data = None
-        self.inside_box.hide()
+        self.inside_scroll.hide()
 
     # -- jobs --------------------------------------------------------------------------------
     def _submit(self, kind: str, **params) -> int:
@@ -160,7 +171,9 @@ class TryoutPanel(QWidget):
         elif kind == "inside":
             self.inside_data = data
             self.inside.set_data(data)
-            self.inside_box.show()
+            if self.inside_scroll.isHidden():
+                self.inside_scroll.show()
+                self._share_height()
             if isinstance(self.view, GenerateView):
                 self.view.set_inside_steps(data.get("in_steps", []))
             self.status.setText("")
@@ -170,6 +183,15 @@ class TryoutPanel(QWidget):
             if self.view is not None:
                 self.view.on_result(kind, data)
         self.result_shown.emit(kind)
+
+    def _share_height(self) -> None:
+        """When the look inside appears: the view keeps the height it asks for, up to
+        three fifths of the panel; the rest goes to the look inside (both scroll)."""
+        total = sum(self.splitter.sizes()) or self.splitter.height()
+        view = self.stack.currentWidget()
+        want = view.sizeHint().height() + 8 if view is not None else total // 2
+        top = max(min(want, total * 3 // 5), min(total // 3, want))
+        self.splitter.setSizes([top, max(total - top, 0)])
 
     def _on_failed(self, job_id: int, kind: str, message: str) -> None:
         if self._stale(job_id, kind):

@@ -17,7 +17,7 @@ from PySide6.QtWidgets import (QDoubleSpinBox, QFileDialog, QFormLayout, QGridLa
 
 from workbench import tryout_modes
 from workbench.gui.tryout.widgets import (HIGHLIGHT, PALETTE, Heatmap, ImageView, ProbabilityBars, TokenChips,
-                                          Titled, colour_for)
+                                          Titled, colour_for, plain_axes)
 
 GENERATED = "#1f5fbf"
 
@@ -284,6 +284,7 @@ class ClassifyView(_LineInputView):
         self.over_time = pg.PlotWidget(background="w")
         self.over_time.setMinimumHeight(110)
         self.over_time.setLabel("left", "p(class)")
+        plain_axes(self.over_time.getPlotItem())
         self.over_time.setToolTip("What the model would answer if the text ended at each token")
         self.over_time.hide()
         self.cursor = pg.InfiniteLine(angle=90, pen=pg.mkPen(HIGHLIGHT, width=2))
@@ -385,7 +386,7 @@ class TransduceView(_LineInputView):
         self.output_chips = TokenChips()
         self.layout_.addWidget(Titled("Source", self.source_chips))
         self.layout_.addWidget(Titled("Greedy output", self.output_chips))
-        self.attention = Heatmap(colormap="viridis")
+        self.attention = Heatmap(colormap="viridis", units="attention weight")
         self.attention.setObjectName("attentionHeatmap")
         self.attention_box = Titled("Attention (rows: output tokens, columns: source tokens)", self.attention)
         self.attention_box.setVisible(bool(info.get("attention")))
@@ -572,13 +573,23 @@ class VideoView(ModeView):
         self.timeline.setObjectName("videoTimeline")
         self.timeline.setMinimumHeight(110)
         self.timeline.setLabel("bottom", "frame")
-        self.timeline.setLabel("left", "p(class)" if self.classifier else "MSE per pixel")
+        # short enough not to be cut on a low plot; the value's scale is plain (no SI prefix)
+        self.timeline.setLabel("left", "p(class)" if self.classifier else "MSE/pixel")
+        self.timeline.setToolTip("Per frame: " + ("the class probabilities" if self.classifier else
+                                 "the mean squared error per pixel of the predicted frame (pixels in 0..1), "
+                                 "against copying the last frame"))
+        plain_axes(self.timeline.getPlotItem())
         self.timeline.addLegend(offset=(5, 5))
+        self.timeline_empty = pg.TextItem("open a video to see its outputs per frame", color="#999999",
+                                          anchor=(0.5, 0.5))
+        self.timeline.addItem(self.timeline_empty, ignoreBounds=True)
+        self.timeline_empty.setPos(0.5, 0.5)
         self.cursor = pg.InfiniteLine(angle=90, pen=pg.mkPen(HIGHLIGHT, width=2))
         self.timeline.addItem(self.cursor)
         self.hover_cursor = pg.InfiniteLine(angle=90, pen=pg.mkPen("#888888", width=1, style=Qt.PenStyle.DashLine))
         self.hover_cursor.hide()
         self.timeline.addItem(self.hover_cursor)
+        self._timeline_axes(False)
         lay.addWidget(self.timeline, 1)
 
         self.path: str = ""
@@ -669,8 +680,19 @@ class VideoView(ModeView):
             self.path_label.setText(f"{Path(self.path).name}: cannot be read")
             self.play_button.setChecked(False)
 
+    def _timeline_axes(self, on: bool) -> None:
+        """No axes (frame -400..400) before a video is loaded: nothing to measure yet."""
+        item = self.timeline.getPlotItem()
+        for axis in ("left", "bottom"):
+            item.showAxis(axis, on)
+        self.timeline_empty.setVisible(not on)
+        self.cursor.setVisible(on)
+        if not on:
+            item.getViewBox().setRange(xRange=(0, 1), yRange=(0, 1), padding=0)
+
     def _draw_timeline(self) -> None:
         self.timeline.clear()
+        self._timeline_axes(True)
         self.timeline.addItem(self.cursor)
         self.timeline.addItem(self.hover_cursor)
         d = self.outputs

@@ -9,7 +9,7 @@ import hashlib
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QPoint, QRect, QRectF, QSize, Qt, Signal
-from PySide6.QtGui import QColor, QPainter
+from PySide6.QtGui import QColor, QFontMetrics, QPainter
 from PySide6.QtWidgets import QLabel, QLayout, QSizePolicy, QVBoxLayout, QWidget
 
 # Tag / class colours: a qualitative palette (Tableau 20, light and dark alternated).
@@ -207,11 +207,62 @@ class ProbabilityBars(QWidget):
         p.end()
 
 
-def _tick_labels(labels: list[str], max_ticks: int = 40) -> list[tuple[float, str]]:
-    if not labels:
-        return []
-    step = max(1, int(np.ceil(len(labels) / max_ticks)))
-    return [(i + 0.5, shown_token(labels[i])[:12]) for i in range(0, len(labels), step)]
+TICK_GAP_PX = 6  # at least this much room between two tick labels
+
+
+def plain_axes(plot: pg.PlotItem) -> None:
+    """No SI prefix on any axis: a "(x0.001)" beside a cut-off label hides the factor,
+    and the numbers then read 40-80 where the value is 0.07."""
+    for name in ("left", "bottom", "right", "top"):
+        axis = plot.getAxis(name)
+        if axis is not None:
+            axis.enableAutoSIPrefix(False)
+
+
+class LabelAxis(pg.AxisItem):
+    """An axis whose ticks are the labels of time steps (tokens, "frame 18"), at column
+    centres i + 0.5. It labels as many columns as fit at the axis's current length, every
+    k-th with k from 1, 2, 5, 10, 20..., so labels never overlap; without labels it is a
+    plain number axis (no SI prefix)."""
+
+    def __init__(self, orientation: str, **kwargs):
+        super().__init__(orientation, **kwargs)
+        self.enableAutoSIPrefix(False)
+        self.labels: list[str] = []
+
+    def set_labels(self, labels: list[str] | None) -> None:
+        self.labels = [shown_token(str(t))[:12] for t in labels] if labels else []
+        self.picture = None
+        self.update()
+
+    def label_step(self, size: float, span: float) -> int:
+        """Show every k-th label: the smallest nice k whose labels do not overlap."""
+        if not self.labels or size <= 0 or span <= 0:
+            return 1
+        fm = QFontMetrics(self.style.get("tickFont") or self.font())
+        if self.orientation in ("bottom", "top"):
+            need = max(fm.horizontalAdvance(t) for t in self.labels) + TICK_GAP_PX
+        else:
+            need = fm.height() + 2
+        per_column = size / span  # pixels per column
+        k = 1
+        for base in (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10_000):
+            k = base
+            if base * per_column >= need:
+                break
+        return k
+
+    def tickValues(self, minVal, maxVal, size):  # noqa: N802,N803 - pyqtgraph override
+        if not self.labels:
+            return super().tickValues(minVal, maxVal, size)
+        k = self.label_step(size, maxVal - minVal)
+        values = [i + 0.5 for i in range(0, len(self.labels), k) if minVal <= i + 0.5 <= maxVal]
+        return [(float(k), values)]
+
+    def tickStrings(self, values, scale, spacing):  # noqa: N802 - pyqtgraph override
+        if not self.labels:
+            return super().tickStrings(values, scale, spacing)
+        return [self.labels[int(v)] if 0 <= int(v) < len(self.labels) else "" for v in values]
 
 
 class StepPlot(pg.PlotWidget):
@@ -223,7 +274,9 @@ class StepPlot(pg.PlotWidget):
     clicked = Signal(int)
 
     def __init__(self, parent=None):
-        super().__init__(parent, background="w")
+        super().__init__(parent, background="w",
+                         axisItems={"bottom": LabelAxis("bottom"), "left": LabelAxis("left")})
+        plain_axes(self.plotItem)
         self.hover_index = -1
         self.cursor = pg.InfiniteLine(angle=90, pen=pg.mkPen(HIGHLIGHT, width=2))
         self.cursor.hide()
@@ -267,9 +320,10 @@ class StepPlot(pg.PlotWidget):
 
 
 class Heatmap(StepPlot):
-    """A matrix [rows, T] as an image; columns are time steps (hover/click: StepPlot)."""
+    """A matrix [rows, T] as an image; columns are time steps (hover/click: StepPlot).
+    A colour bar beside it gives the scale and its units (``set_matrix(units=...)``)."""
 
-    def __init__(self, parent=None, colormap: str = "CET-D1"):
+    def __init__(self, parent=None, colormap: str = "CET-D1", units: str = ""):
         super().__init__(parent)
         self.setMinimumHeight(120)
         self.image = pg.ImageItem(axisOrder="row-major")
@@ -279,6 +333,11 @@ class Heatmap(StepPlot):
         self.plotItem.hideButtons()
         self.getViewBox().setMouseEnabled(x=False, y=False)
         self.addItem(self.cursor)
+        self.colour_bar = pg.ColorBarItem(values=(0.0, 1.0), colorMap=pg.colormap.get(colormap), interactive=False,
+                                          width=10, label=units or None, pen="#333333")
+        self.colour_bar.setImageItem(self.image, insert_in=self.plotItem)
+        self.colour_bar.axis.enableAutoSIPrefix(False)
+        self.units = units
         self.set_colormap(colormap)
         self.data = np.zeros((0, 0), dtype=np.float32)
 
@@ -286,16 +345,26 @@ class Heatmap(StepPlot):
         return int(self.data.shape[1]) if self.data.size else 0
 
     def set_colormap(self, name: str) -> None:
-        self.image.setColorMap(pg.colormap.get(name))
+        cmap = pg.colormap.get(name)
+        self.colour_bar.setColorMap(cmap)
+        self.image.setColorMap(cmap)
+
+    def set_units(self, units: str) -> None:
+        """The colour bar's caption (pyqtgraph puts a vertical bar's label on its left)."""
+        self.units = units
+        self.colour_bar.getAxis("left").setLabel(units)
 
     def set_matrix(self, data, x_labels: list[str] | None = None, y_labels: list[str] | None = None,
-                   levels: tuple[float, float] | None = None, colormap: str | None = None) -> None:
+                   levels: tuple[float, float] | None = None, colormap: str | None = None,
+                   units: str | None = None) -> None:
         data = np.asarray(data, dtype=np.float32)
         if data.ndim != 2:
             raise ValueError(f"a heatmap needs a 2-d matrix, got shape {data.shape}")
         self.data = data
         if colormap:
             self.set_colormap(colormap)
+        if units is not None:
+            self.set_units(units)
         rows, cols = data.shape
         finite = data[np.isfinite(data)]
         if levels is None:
@@ -303,11 +372,10 @@ class Heatmap(StepPlot):
             if levels[0] == levels[1]:
                 levels = (levels[0] - 1, levels[1] + 1)
         self.image.setImage(data, levels=levels, autoLevels=False)
+        self.colour_bar.setLevels(levels)
         self.image.setRect(QRectF(0, 0, max(cols, 1), max(rows, 1)))
-        bottom = self.getAxis("bottom")
-        bottom.setTicks([_tick_labels(x_labels)] if x_labels else None)
-        left = self.getAxis("left")
-        left.setTicks([_tick_labels(y_labels, 30)] if y_labels else None)
+        self.getAxis("bottom").set_labels(x_labels)
+        self.getAxis("left").set_labels(y_labels)
         self.getViewBox().setRange(QRectF(0, 0, max(cols, 1), max(rows, 1)), padding=0)
 
 
@@ -321,6 +389,7 @@ class StepBars(StepPlot):
         self.plotItem.hideButtons()
         self.getViewBox().setMouseEnabled(x=False, y=False)
         self.bars = pg.BarGraphItem(x=[], height=[], width=0.8, brush="#4c72b0")
+        self.setLabel("left", "‖∂y/∂x_t‖")
         self.addItem(self.bars)
         self.addItem(self.cursor)
         self.target = pg.InfiniteLine(angle=90, pen=pg.mkPen("#d62728", width=1, style=Qt.PenStyle.DashLine))
@@ -335,7 +404,7 @@ class StepBars(StepPlot):
         self.values = np.asarray(values, dtype=np.float64)
         n = self.values.size
         self.bars.setOpts(x=np.arange(n) + 0.5, height=self.values, width=0.8)
-        self.getAxis("bottom").setTicks([_tick_labels(labels)] if labels else None)
+        self.getAxis("bottom").set_labels(labels)
         top = float(self.values.max()) if n else 1.0
         self.getViewBox().setRange(xRange=(0, max(n, 1)), yRange=(0, top * 1.05 if top > 0 else 1.0), padding=0)
         if target is not None and 0 <= target < n:
