@@ -47,14 +47,15 @@ def _per_step(a, b, steps: int) -> dict:
             "faults": (b[3] - a[3]) / steps, "switches": (b[4] - a[4]) / steps}
 
 
-def child_engine(name: str, steps: int) -> dict:
+def child_engine(name: str, steps: int, threads: int) -> dict:
     from workbench.engine import cpu_policy
 
     policy = cpu_policy.apply("bench")  # WORKBENCH_ALLOCATOR=default in the environment: left as is
     from workbench import presets, spec
     from workbench.engine.trainer import Trainer
 
-    overrides = [f"train.steps={WARMUP + steps}", "train.checkpoint_every=0", "train.device=cpu"]
+    overrides = [f"train.steps={WARMUP + steps}", "train.checkpoint_every=0", "train.device=cpu",
+                 f"train.num_threads={threads}"]
     if name.startswith("charlm"):
         overrides.append(f"data.path={SHAKESPEARE}")
     preset = spec.with_overrides(presets.resolve(name), overrides)
@@ -70,11 +71,13 @@ def child_engine(name: str, steps: int) -> dict:
             "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
-def child_bare(steps: int) -> dict:
+def child_bare(steps: int, threads: int) -> dict:
     """A plain PyTorch char-LM loop: charlm_lstm's sizes, nothing of the workbench."""
     import torch
     from torch import nn
 
+    if threads:
+        torch.set_num_threads(threads)
     torch.manual_seed(0)
     text = SHAKESPEARE.read_text(encoding="utf-8")
     chars = sorted(set(text))
@@ -140,23 +143,25 @@ def main() -> int:
     ap.add_argument("--presets", nargs="+", default=PRESETS)
     ap.add_argument("--steps", type=int, default=30, help="timed steps per process (after 8 warm-up steps)")
     ap.add_argument("--repeats", type=int, default=2, help="processes per preset and allocator")
+    ap.add_argument("--threads", type=int, default=0, help="torch threads (default 0: torch's own default)")
     ap.add_argument("--bare", action="store_true", help="also the plain PyTorch loop at char-LM size")
     ap.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
-        kind, steps = args.child[0], int(args.child[-1])
-        result = child_bare(steps) if kind == "bare" else child_engine(kind, steps)
+        kind, steps, threads = args.child[0], int(args.child[1]), int(args.child[2])
+        result = child_bare(steps, threads) if kind == "bare" else child_engine(kind, steps, threads)
         print(json.dumps(result))
         return 0
     print(f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f} at start; "
-          f"{args.steps} timed steps per process, medians of {args.repeats}")
+          f"{args.steps} timed steps per process, medians of {args.repeats}, "
+          f"torch threads {args.threads or 'default'}")
     print("| preset, allocator | wall ms/step | user ms/step | sys ms/step | minor faults/step | max RSS MB |")
     print("| --- | --- | --- | --- | --- | --- |")
     for name in args.presets:
         rows: dict[str, list[dict]] = {"default": [], "policy": []}
         for i in range(args.repeats):
             for allocator in (("default", "policy") if i % 2 == 0 else ("policy", "default")):
-                rows[allocator].append(run_child([name, str(args.steps)], allocator))
+                rows[allocator].append(run_child([name, str(args.steps), str(args.threads)], allocator))
         print(_line(f"{name}, default", rows["default"]))
         print(_line(f"{name}, policy", rows["policy"]))
         d, p = rows["default"], rows["policy"]
@@ -168,7 +173,7 @@ def main() -> int:
         for i in range(args.repeats):
             order = (("bare", "default"), ("charlm_lstm", "policy"))
             for kind, allocator in (order if i % 2 == 0 else order[::-1]):
-                rows["bare" if kind == "bare" else "engine"].append(run_child([kind, str(args.steps)], allocator))
+                rows["bare" if kind == "bare" else "engine"].append(run_child([kind, str(args.steps), str(args.threads)], allocator))
         print(_line("plain PyTorch loop, default env", rows["bare"]))
         print(_line("engine + instruments, policy", rows["engine"]))
         print(f"engine speed / plain loop's: {_median(rows['bare'], 'wall') / _median(rows['engine'], 'wall'):.2f}x "

@@ -169,3 +169,27 @@ def test_describe_without_an_entry_point_and_the_switches(monkeypatch):
         cpu_policy.default_threads()
     monkeypatch.delenv("WORKBENCH_THREADS")
     assert cpu_policy.default_threads() == max(1, cpu_policy.cpu_cores() - 1)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread nice is Linux's")
+def test_the_window_trainer_thread_and_the_threads_it_starts_run_below_the_interface():
+    import threading
+
+    seen = {}
+
+    def child() -> None:
+        seen["child"] = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+    def trainer() -> None:
+        seen["after"] = cpu_policy.lower_this_thread()
+        t = threading.Thread(target=child)  # as torch's OpenMP team is started by this thread
+        t.start()
+        t.join()
+
+    base = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    t = threading.Thread(target=trainer)
+    t.start()
+    t.join()
+    want = min(19, base + cpu_policy.TRAINER_NICE)
+    assert seen == {"after": want, "child": want}
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == base  # the caller's thread only

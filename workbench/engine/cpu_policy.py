@@ -106,6 +106,31 @@ def default_threads() -> int:
     return max(1, cpu_cores() - 1)
 
 
+# How much lower the window's trainer thread runs than the interface (a nice increment,
+# 0-19): its torch worker threads, started by it, inherit it.
+TRAINER_NICE = 10
+
+
+def lower_this_thread(increment: int | None = None) -> int:
+    """Lower the calling thread's scheduling priority (Linux: nice is per thread) by
+    ``increment`` (TRAINER_NICE by default); the threads it starts afterwards, such as
+    torch's OpenMP team on its first parallel op, inherit it. The window's trainer calls it,
+    so that training may use every core while the GUI thread, at the normal priority,
+    still gets a core the moment it has work. Returns the thread's nice value after it,
+    or 0 where it cannot be changed (other systems)."""
+    increment = TRAINER_NICE if increment is None else increment
+    if not sys.platform.startswith("linux") or increment <= 0:
+        return 0
+    import threading
+
+    tid = threading.get_native_id()
+    try:
+        os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + increment))
+        return os.getpriority(os.PRIO_PROCESS, tid)
+    except (AttributeError, OSError):
+        return 0
+
+
 def apply(entry: str, threads: int | None = None) -> dict:
     """The process policy, once: the allocator (before the first large allocation, so call
     it first thing) and, when ``threads`` is given, torch's thread count (imports torch).

@@ -134,6 +134,12 @@ class TrainWorker(QObject):
         self.finished.emit(end)
 
     def _train(self) -> dict:
+        from workbench.engine import cpu_policy
+
+        # Below the GUI thread's priority, before torch starts its worker threads for this
+        # thread (they inherit it): training may take every core and the interface still
+        # gets one the moment it has work.
+        cpu_policy.lower_this_thread()
         # Engine imports happen here, in the worker thread (torch loads off the GUI thread).
         from workbench.engine.records import record_to_json
         from workbench.engine.trainer import Trainer
