@@ -4,25 +4,25 @@ settings and torch's thread count. Qt-free and torch-free at import.
 
 Allocator. glibc serves a request of 128 KiB or more with a fresh mmap and returns it
 with munmap on free (the threshold then rises with what was freed, up to 32 MiB), and
-gives the top of the heap back to the kernel past 128 KiB free. A training step
-allocates and frees activations of several MiB every step ([B, T, H] floats: 64 x 128
-x 256 x 4 B = 8 MiB per char-LM layer output), so every step maps fresh memory and
-page-faults on each of its pages: on 2 cores, 60 char-LM steps spent 16-18 s in the
-kernel (issue 22; bench/cpu_policy.py). Telling glibc to keep freed memory (mmap only
-past 32 MiB, trim only past 2 GiB free, grow the heap 512 MiB at a time) makes those
-pages stay mapped and reused: the same run spent 1-4.5 s in the kernel and 21% less
-wall time. The price is resident memory that is not returned to the system while the
-process lives (up to about what one step used at its peak). Set through mallopt()
-(ctypes, no dependency); a no-op on other C libraries and platforms;
-WORKBENCH_ALLOCATOR=default turns it off; MALLOC_*_ environment variables the user set
-win over it (glibc reads them at start; mallopt would override them).
+gives the top of its heap back to the kernel (brk) past twice that threshold free. A
+training step allocates and frees activations of several MiB ([B, T, H] floats: 64 x
+128 x 256 x 4 B = 8 MiB per char-LM layer output), so every step maps memory afresh and
+page-faults on each page: a char-LM step on 2 cores took about 90,000 faults and a third
+of the process's CPU time in the kernel (issue 22; bench/cpu_policy.py). Told to keep
+freed memory (mmap only from 32 MiB, trim only past 2 GiB free, grow the heap 512 MiB at
+a time), glibc reuses the pages: no faults after the first steps, 21% less wall time for
+the whole command. The price: resident memory stays at about one step's peak while the
+process lives (char-LM: +350 MB). Set through mallopt() (ctypes, no dependency); a no-op
+on other C libraries and platforms; WORKBENCH_ALLOCATOR=default turns it off; MALLOC_*_
+environment variables the user set win (glibc read them at start; mallopt would
+override them).
 
 Threads. ``default_threads()``: one fewer than the cores this process may use, at least
 one. A thread team that shares its cores with another busy process waits for its slowest
 member at every parallel op: with a busy process beside it, `workbench eval` of the adding
-task took 20-27 s on torch's default (2 threads of 2 cores) against 0.24 s on one
-(bench/eval_threads.py). WORKBENCH_THREADS=N overrides it for every command; a preset's
-train.num_threads overrides it for training.
+task took 20-27 s on torch's default (2 threads of 2 cores) against 0.24 s on one (issue
+15; bench/eval_threads.py). WORKBENCH_THREADS=N (or --threads) overrides it for eval and
+try; training takes train.num_threads (0: torch's default, one per core).
 """
 from __future__ import annotations
 
@@ -36,8 +36,12 @@ ENV_THREADS = "WORKBENCH_THREADS"  # torch CPU threads for every command (a posi
 ENV_ALLOCATOR = "WORKBENCH_ALLOCATOR"  # "default": leave the C allocator as it is
 # glibc's mallopt() parameters (malloc.h) and the values set; the environment variable that
 # sets the same parameter at start (glibc's names), which wins when the user set it.
-M_TRIM_THRESHOLD, M_TOP_PAD, M_MMAP_THRESHOLD = -1, -2, -3
+M_TRIM_THRESHOLD, M_TOP_PAD, M_MMAP_THRESHOLD, M_MMAP_MAX = -1, -2, -3, -4
 MALLOPT = (
+    # no mmap at all: glibc refuses a threshold past 32 MiB, and a char-LM step on one thread
+    # maps and unmaps a 125 MiB oneDNN workspace (38,000 faults a step); from the heap it
+    # is reused. (glibc still maps when the heap cannot grow.)
+    ("mmap_max", M_MMAP_MAX, 0, "MALLOC_MMAP_MAX_"),
     ("mmap_threshold", M_MMAP_THRESHOLD, 32 * 1024 * 1024, "MALLOC_MMAP_THRESHOLD_"),  # glibc's maximum on 64-bit
     ("trim_threshold", M_TRIM_THRESHOLD, 2**31 - 1, "MALLOC_TRIM_THRESHOLD_"),  # mallopt takes a C int
     ("top_pad", M_TOP_PAD, 512 * 1024 * 1024, "MALLOC_TOP_PAD_"),
