@@ -12,6 +12,8 @@ so load from other processes falls on both alike; ratios are within one run.
   python bench/cpu_policy.py                         # adding, char-LM, tagger, video
   python bench/cpu_policy.py --presets charlm_lstm --steps 60 --repeats 2
   python bench/cpu_policy.py --bare                  # + the plain loop at char-LM size
+  WORKBENCH_ALLOCATOR=default python bench/cpu_policy.py --per-step charlm_lstm --steps 12
+                                                     # each step's faults, sys, user, RSS
 
 `--bare`: a hand-written loop at the char-LM's size (nn.Embedding -> nn.LSTM(2 layers) ->
 nn.Linear, Adam, clipping, the same batches' shape), in the default environment,
@@ -69,6 +71,28 @@ def child_engine(name: str, steps: int, threads: int) -> dict:
     return {"per_step": _per_step(first, last, steps), "policy": policy["allocator"]["policy"],
             "threads": __import__("torch").get_num_threads(),
             "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
+def per_step(name: str, steps: int, threads: int) -> None:
+    """Each step's page faults, system, user and wall time and resident memory, in this
+    process's environment (WORKBENCH_ALLOCATOR=default for glibc's own behaviour)."""
+    from workbench.engine import cpu_policy
+
+    cpu_policy.apply("bench")
+    from workbench import presets, spec
+    from workbench.engine.trainer import Trainer
+
+    overrides = [f"train.steps={steps}", "train.checkpoint_every=0", "train.device=cpu", f"train.num_threads={threads}"]
+    if name.startswith("charlm"):
+        overrides.append(f"data.path={SHAKESPEARE}")
+    last = _usage()
+    for record in Trainer(spec.with_overrides(presets.resolve(name), overrides)).run():
+        if record["kind"] == "step":
+            now = _usage()
+            rss = int(Path("/proc/self/statm").read_text().split()[1]) * 4096 / 2**20
+            print(f"step {record['step']}: faults {now[3] - last[3]}, sys {now[2] - last[2]:.3f} s, "
+                  f"user {now[1] - last[1]:.3f} s, wall {now[0] - last[0]:.3f} s, RSS {rss:.0f} MB", flush=True)
+            last = now
 
 
 def child_bare(steps: int, threads: int) -> dict:
@@ -145,8 +169,12 @@ def main() -> int:
     ap.add_argument("--repeats", type=int, default=2, help="processes per preset and allocator")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (default 0: torch's own default)")
     ap.add_argument("--bare", action="store_true", help="also the plain PyTorch loop at char-LM size")
+    ap.add_argument("--per-step", metavar="PRESET", help="print each step's faults and times in this environment")
     ap.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.per_step:
+        per_step(args.per_step, args.steps, args.threads)
+        return 0
     if args.child:
         kind, steps, threads = args.child[0], int(args.child[1]), int(args.child[2])
         result = child_bare(steps, threads) if kind == "bare" else child_engine(kind, steps, threads)
