@@ -49,7 +49,7 @@ def main(argv=None) -> int:
     ap.add_argument("--idle-seconds", type=float, default=5.0, help="the idle baseline's length")
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: cores - 1, as the window does)")
     ap.add_argument("--nice", type=int, default=None,
-                    help="the trainer thread's nice increment (default: the window's, cpu_policy.TRAINER_NICE)")
+                    help="the trainer thread's nice increment (default: the window's, WORKBENCH_TRAINER_NICE or 0)")
     ap.add_argument("--no-replay", action="store_true", help="skip the long-run redraw check")
     ap.add_argument("--hidden", type=int, default=256)
     ap.add_argument("--layers", type=int, default=2)
@@ -66,7 +66,7 @@ def main(argv=None) -> int:
     from workbench.engine import cpu_policy
 
     if args.nice is not None:
-        cpu_policy.TRAINER_NICE = args.nice
+        os.environ[cpu_policy.ENV_TRAINER_NICE] = str(args.nice)
     from workbench.gui.main_window import MainWindow
     from workbench.gui.rundata import RunData
     from workbench.gui.worker import gui_cpu_threads
@@ -208,7 +208,7 @@ def main(argv=None) -> int:
           f"(other processes inflate every number below)")
     print(f"model: {args.layers} x LSTM {args.hidden}, T={args.seq_len}, batch {args.batch}, torch threads {threads}; "
           f"{steps} steps in {elapsed:.1f} s = {steps / elapsed:.2f} steps/s while measuring; trainer thread nice "
-          f"+{cpu_policy.TRAINER_NICE}")
+          f"+{os.environ.get(cpu_policy.ENV_TRAINER_NICE, cpu_policy.TRAINER_NICE)}")
     print(row("event-loop delay, idle (baseline)", idle))
     print(row("event-loop delay, training", busy))
     print(row("frame (update + paint), training", frames))

@@ -181,7 +181,7 @@ def test_the_window_trainer_thread_and_the_threads_it_starts_run_below_the_inter
         seen["child"] = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
 
     def trainer() -> None:
-        seen["after"] = cpu_policy.lower_this_thread()
+        seen["after"] = cpu_policy.lower_this_thread(10)
         t = threading.Thread(target=child)  # as torch's OpenMP team is started by this thread
         t.start()
         t.join()
@@ -190,6 +190,7 @@ def test_the_window_trainer_thread_and_the_threads_it_starts_run_below_the_inter
     t = threading.Thread(target=trainer)
     t.start()
     t.join()
-    want = min(19, base + cpu_policy.TRAINER_NICE)
+    want = min(19, base + 10)
     assert seen == {"after": want, "child": want}
     assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == base  # the caller's thread only
+    assert cpu_policy.lower_this_thread(0) == 0  # the window's default: unchanged

@@ -111,18 +111,25 @@ def default_threads() -> int:
 
 
 # How much lower the window's trainer thread runs than the interface (a nice increment,
-# 0-19): its torch worker threads, started by it, inherit it.
-TRAINER_NICE = 10
+# 0-19; its torch worker threads, started by it, inherit it). Off by default: at nice +10
+# on a machine loaded by other processes the trainer got almost no CPU (0 steps in 15 s
+# beside a load average of 13; bench/gui_latency.py --threads 2 --nice 10), since every
+# other process then outranks it. WORKBENCH_TRAINER_NICE=N turns it on, e.g. with
+# train.num_threads set to every core on an otherwise idle desktop.
+ENV_TRAINER_NICE = "WORKBENCH_TRAINER_NICE"
+TRAINER_NICE = 0
 
 
 def lower_this_thread(increment: int | None = None) -> int:
     """Lower the calling thread's scheduling priority (Linux: nice is per thread) by
-    ``increment`` (TRAINER_NICE by default); the threads it starts afterwards, such as
+    ``increment`` (WORKBENCH_TRAINER_NICE, else TRAINER_NICE); the threads it starts afterwards, such as
     torch's OpenMP team on its first parallel op, inherit it. The window's trainer calls it,
     so that training may use every core while the GUI thread, at the normal priority,
     still gets a core the moment it has work. Returns the thread's nice value after it,
     or 0 where it cannot be changed (other systems)."""
-    increment = TRAINER_NICE if increment is None else increment
+    if increment is None:
+        value = os.environ.get(ENV_TRAINER_NICE, "").strip()
+        increment = int(value) if value.isdigit() else TRAINER_NICE
     if not sys.platform.startswith("linux") or increment <= 0:
         return 0
     import threading

@@ -136,9 +136,8 @@ class TrainWorker(QObject):
     def _train(self) -> dict:
         from workbench.engine import cpu_policy
 
-        # Below the GUI thread's priority, before torch starts its worker threads for this
-        # thread (they inherit it): training may take every core and the interface still
-        # gets one the moment it has work.
+        # Below the GUI thread's priority when asked (WORKBENCH_TRAINER_NICE), before torch
+        # starts its worker threads for this thread (they inherit it).
         cpu_policy.lower_this_thread()
         # Engine imports happen here, in the worker thread (torch loads off the GUI thread).
         from workbench.engine.records import record_to_json
