@@ -48,6 +48,9 @@ def main(argv=None) -> int:
     ap.add_argument("--seconds", type=float, default=30.0, help="how long to measure while training")
     ap.add_argument("--idle-seconds", type=float, default=5.0, help="the idle baseline's length")
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: cores - 1, as the window does)")
+    ap.add_argument("--nice", type=int, default=None,
+                    help="the trainer thread's nice increment (default: the window's, WORKBENCH_TRAINER_NICE or 0)")
+    ap.add_argument("--no-replay", action="store_true", help="skip the long-run redraw check")
     ap.add_argument("--hidden", type=int, default=256)
     ap.add_argument("--layers", type=int, default=2)
     ap.add_argument("--seq-len", type=int, default=100)
@@ -60,6 +63,10 @@ def main(argv=None) -> int:
     from workbench.gui.app import create_app
 
     app = create_app()
+    from workbench.engine import cpu_policy
+
+    if args.nice is not None:
+        os.environ[cpu_policy.ENV_TRAINER_NICE] = str(args.nice)
     from workbench.gui.main_window import MainWindow
     from workbench.gui.rundata import RunData
     from workbench.gui.worker import gui_cpu_threads
@@ -189,8 +196,10 @@ def main(argv=None) -> int:
         feeder.stop()
         return delays(stamps), window.frame_times[before:]
 
-    small_delay, small_frames = replay(long_run(2000), 8)
-    big_delay, big_frames = replay(long_run(args.points), 8)
+    small_delay = small_frames = big_delay = big_frames = []
+    if not args.no_replay:
+        small_delay, small_frames = replay(long_run(2000), 8)
+        big_delay, big_frames = replay(long_run(args.points), 8)
     window.close()
     pump(10, until=lambda: not window.isVisible())
     load1 = os.getloadavg()
@@ -198,7 +207,8 @@ def main(argv=None) -> int:
     print(f"machine: {os.cpu_count()} cores; load average {load0[0]:.2f} at start, {load1[0]:.2f} at end "
           f"(other processes inflate every number below)")
     print(f"model: {args.layers} x LSTM {args.hidden}, T={args.seq_len}, batch {args.batch}, torch threads {threads}; "
-          f"{steps} steps in {elapsed:.1f} s = {steps / elapsed:.2f} steps/s while measuring")
+          f"{steps} steps in {elapsed:.1f} s = {steps / elapsed:.2f} steps/s while measuring; trainer thread nice "
+          f"+{os.environ.get(cpu_policy.ENV_TRAINER_NICE, cpu_policy.TRAINER_NICE)}")
     print(row("event-loop delay, idle (baseline)", idle))
     print(row("event-loop delay, training", busy))
     print(row("frame (update + paint), training", frames))

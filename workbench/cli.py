@@ -269,6 +269,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command is None:
         args = parser.parse_args(["gui", *argv])
+    from workbench.engine import cpu_policy
+
+    # The allocator's settings must precede the first large allocation: before any command
+    # loads data or torch (workbench/engine/cpu_policy.py).
+    cpu_policy.apply(f"cli {args.command}")
     try:
         return args.func(args)
     except BrokenPipeError:

@@ -25,11 +25,12 @@ def main(out: str, steps: int) -> None:
     torch.set_num_threads(1)
     preset = tiny_preset(steps)
     trainer = Trainer(preset, run_dir=os.path.join(out, "run"))
-    losses = [r["loss"] for r in trainer.run() if r["kind"] == "step"]
+    records = list(trainer.run())
+    losses = [r["loss"] for r in records if r["kind"] == "step"]
     rank = os.environ["RANK"]
     save_weights(os.path.join(out, f"rank{rank}.safetensors"), trainer.model)
     with open(os.path.join(out, f"rank{rank}.json"), "w") as fh:
-        json.dump({"losses": losses, "run_dir": None if trainer.run_dir is None else str(trainer.run_dir)}, fh)
+        json.dump({"losses": losses, "cpu_policy": records[0]["cpu_policy"], "run_dir": None if trainer.run_dir is None else str(trainer.run_dir)}, fh)
 
 
 if __name__ == "__main__":

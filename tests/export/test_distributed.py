@@ -61,6 +61,9 @@ def test_ranks_train_in_step_on_different_data(tmp_path, monkeypatch):
     r0, r1 = (json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1))
     assert r0["losses"] == r1["losses"] and len(r0["losses"]) == steps  # the loss every rank acts on
     assert r0["run_dir"] and r1["run_dir"] is None  # only rank 0 writes
+    # each rank applied the process policy itself (a script of its own, no CLI) and recorded it
+    assert [r["cpu_policy"]["entry"] for r in (r0, r1)] == [f"trainer (torchrun rank {r} of 2)" for r in (0, 1)]
+    assert r0["cpu_policy"]["allocator"]["policy"] in ("keep freed memory", "default")
     assert (tmp_path / "run" / "model.safetensors").is_file()
     # Step 1's loss is the mean over the two ranks' own batches at the shared initial weights.
     preset = tiny_preset(steps)
@@ -93,6 +96,7 @@ def test_workbench_train_under_torchrun_writes_once(tmp_path):
     assert run.returncode == 0, run.stderr[-4000:]
     records = [json.loads(l) for l in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert [r["kind"] for r in records].count("start") == 1
+    assert records[0]["cpu_policy"]["entry"] == "cli train (torchrun rank 0 of 2)"  # applied first thing in the rank
     assert [r["step"] for r in records if r["kind"] == "step"] == list(range(1, 13))
     assert (tmp_path / "run" / "model.safetensors").is_file()
     runs = RunHistory(home / "history.sqlite3").list()

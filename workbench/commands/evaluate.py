@@ -74,8 +74,13 @@ def _finite(value: float):
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
+    from workbench.engine import cpu_policy
+
+    # training's thread policy (cores - 1, at least one; --threads or WORKBENCH_THREADS overrides)
+    policy = cpu_policy.apply("cli eval", threads=args.threads or cpu_policy.default_threads())
     result = evaluate_run(args.run_dir, data=args.data, batch_size=args.batch_size, max_batches=args.max_batches,
                           device=args.device, decode=not args.no_decode)
+    result["cpu_policy"] = policy
     json.dump(result, sys.stdout, indent=2)
     sys.stdout.write("\n")
     return 0
@@ -95,6 +100,8 @@ def register(subparsers) -> None:
     p.add_argument("--batch-size", type=_positive, help="evaluation batch size (default: the run's)")
     p.add_argument("--max-batches", type=_positive, default=0, help="stop after this many batches (default: all)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"], default="auto")
+    p.add_argument("--threads", type=_positive, help="torch CPU threads (default: the cores less one, at least one; "
+                   "or WORKBENCH_THREADS)")
     p.add_argument("--no-decode", action="store_true",
                    help="skip metrics that need free-running decoding (greedy exact match)")
     p.set_defaults(func=cmd_eval)

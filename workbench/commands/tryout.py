@@ -58,11 +58,17 @@ def register(subparsers) -> None:
     p.add_argument("--max-frames", type=_positive, default=0, help="video: frames to read at most (after the stride)")
     p.add_argument("--saliency", action="store_true",
                    help="add saliency through time: ||dy/dx_t|| of the (last) output over the input steps")
+    p.add_argument("--threads", type=_positive, help="torch CPU threads (default: the cores less one, at least one; "
+                   "or WORKBENCH_THREADS)")
     p.add_argument("--states", metavar="FILE.npz", help="save every layer's hidden states and gates to this file")
     p.set_defaults(func=cmd_try)
 
 
 def cmd_try(args) -> int:
+    from workbench.engine import cpu_policy
+
+    # training's thread policy (cores - 1, at least one; --threads or WORKBENCH_THREADS overrides)
+    policy = cpu_policy.apply("cli try", threads=args.threads or cpu_policy.default_threads())
     from workbench import inference
     from workbench.errors import UsageError
 
@@ -78,7 +84,7 @@ def cmd_try(args) -> int:
     except inference.InputError as exc:
         raise UsageError(str(exc)) from None
     json.dump(jsonable({"run_dir": str(session.run_dir), "task": session.preset.data.task,
-                        "mode": session.mode, **result}), sys.stdout, indent=2)
+                        "mode": session.mode, **result, "cpu_policy": policy}), sys.stdout, indent=2)
     sys.stdout.write("\n")
     return 0
 

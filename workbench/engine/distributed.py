@@ -72,6 +72,9 @@ def setup_device(device: torch.device) -> torch.device:
     -> gloo. Apple's MPS has no collective backend, so it is refused under torchrun."""
     if not is_distributed():
         return device
+    from workbench.engine import cpu_policy
+
+    cpu_policy.apply("trainer")  # a rank started without the CLI (a script of the user's): its policy now
     import torch.distributed as dist
 
     if device.type == "cuda":

@@ -128,6 +128,7 @@ class Start(Record):
     total_steps: int = 0
     resumed_from: str | None = None
     torch_threads: int = 0
+    cpu_policy: dict = field(default_factory=dict)  # what engine/cpu_policy applied (allocator, threads)
     layers: list = field(default_factory=list)
     tbptt: int = 0
     log_every: int = 1

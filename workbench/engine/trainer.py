@@ -49,6 +49,7 @@ import numpy as np
 import torch
 
 from workbench.engine import checkpoint as ckpt
+from workbench.engine import cpu_policy
 from workbench.engine import distributed
 from workbench.engine.graphs import StepGraphs, batch_signature
 from workbench.engine.model import RecurrentModel, build_model
@@ -448,7 +449,8 @@ class Trainer:
         n_params = sum(p.numel() for p in model.parameters())
         yield Start(device=str(self.device), precision=self.precision, parameters=int(n_params),
                     total_steps=int(total), step=self.state.step, resumed_from=self.resumed_from,
-                    torch_threads=torch.get_num_threads(), layers=[n for n, _, _ in model.recurrent_layers()],
+                    torch_threads=torch.get_num_threads(), cpu_policy=cpu_policy.describe(),
+                    layers=[n for n, _, _ in model.recurrent_layers()],
                     tbptt=t.tbptt, log_every=t.log_every, probe_every=t.probe_every, probe_budget=self.probe_budget)
         status, message = "finished", ""
         started, paused_before = time.perf_counter(), self.control.paused_s

@@ -133,6 +133,16 @@ def _cell_tables() -> str:
             + f"FORGET_GATE = {{{forget}}}  # the gate block whose bias init.forget_bias sets\n".replace("'", '"'))
 
 
+def allocator_source() -> str:
+    """The allocator policy's code, as workbench/engine/cpu_policy.py has it (one copy)."""
+    from workbench.engine import cpu_policy
+
+    text = Path(cpu_policy.__file__).read_text(encoding="utf-8")
+    begin, end = "# ---- allocator: begin", "# ---- allocator: end"
+    body = text[text.index(begin):text.index(end)]
+    return body[body.index("\n") + 1:].rstrip()
+
+
 def render(preset: Preset) -> tuple[str, list[str]]:
     """The script's text and its requirements, for a supported preset."""
     pipeline = check_supported(preset)
@@ -141,7 +151,7 @@ def render(preset: Preset) -> tuple[str, list[str]]:
     title = f"Train {preset.name!r}: {preset.description}" if preset.description else f"Train {preset.name!r}."
     replacements = {"@@TITLE@@": title.replace('"""', "'''"), "@@TASK@@": preset.data.task,
                     "@@IMPORTS@@": pipeline.imports, "@@DATA@@": data,
-                    "@@CELLS@@": _cell_tables()}
+                    "@@CELLS@@": _cell_tables(), "@@ALLOCATOR@@": allocator_source()}
     for marker, value in replacements.items():
         text = text.replace(marker, value)
     return text, BASE_REQUIREMENTS + list(pipeline.requirements)

@@ -11,6 +11,9 @@ APPLICATION = "workbench"
 def create_app(argv: list[str] | None = None):
     """The QApplication with the workbench's names (they place QSettings and the data
     folder), style and icon; reuses a running one (tests)."""
+    from workbench.engine import cpu_policy
+
+    cpu_policy.apply("gui")  # the allocator policy, before the first model's memory (no torch import)
     from PySide6.QtCore import QCoreApplication
     from PySide6.QtWidgets import QApplication
 

@@ -1,0 +1,196 @@
+"""The process's CPU policy (workbench/engine/cpu_policy.py): the allocator kept from
+returning freed memory, the thread count; applied and recorded by every entry point,
+turned off by WORKBENCH_ALLOCATOR=default, and with no effect on the numbers."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import PROJECT_ROOT
+from tests.reliability.helpers import run_batch
+from workbench.engine import cpu_policy
+
+TINY = ["--device", "cpu", "--quiet", "--steps", "4", "--set", "model.layers.0.hidden_size=16",
+        "--set", "data.options.seq_len=12", "--set", "data.options.val_size=16", "--set", "train.batch_size=8",
+        "--set", "train.checkpoint_every=0", "--set", "train.probe_every=2", "--set", "train.eval_every=0",
+        "--set", "train.num_threads=1"]
+GLIBC = cpu_policy._glibc() is not None
+KEEP = "keep freed memory" if GLIBC else "default"
+
+
+def _records(run_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def _python(code: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    full = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "WORKBENCH_ALLOCATOR")}
+    full.update(OMP_NUM_THREADS="1", PYTHONPATH=str(PROJECT_ROOT), QT_QPA_PLATFORM="offscreen", **(env or {}))
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=full, timeout=300,
+                          cwd=PROJECT_ROOT)
+
+
+@pytest.fixture(scope="module")
+def cli_runs(tmp_path_factory):
+    """One batch of command lines (each its own process): train with and without the
+    policy, then eval, try and export of the first run."""
+    root = tmp_path_factory.mktemp("policy")
+    train = ["train", "adding_lstm", *TINY]
+    cases = [{"name": "policy", "argv": [*train, "--run-dir", str(root / "policy")]},
+             {"name": "default", "argv": [*train, "--run-dir", str(root / "default")],
+              "env": {"WORKBENCH_ALLOCATOR": "default"}}]
+    results = run_batch(cases, root / "batch1")
+    run = str(root / "policy")
+    cases = [{"name": "eval", "argv": ["eval", run, "--max-batches", "1"]},
+             {"name": "eval_env", "argv": ["eval", run, "--max-batches", "1"], "env": {"WORKBENCH_THREADS": "1"}},
+             {"name": "eval_flag", "argv": ["eval", run, "--max-batches", "1", "--threads", "1"]},
+             {"name": "eval_bad", "argv": ["eval", run], "env": {"WORKBENCH_THREADS": "many"}},
+             {"name": "try", "argv": ["try", run, "--text", "0.1 0.5* 0.3 0.2*"]},
+             {"name": "export", "argv": ["export", run, "--script", str(root / "script")]}]
+    results.update(run_batch(cases, root / "batch2"))
+    return root, results
+
+
+def test_losses_are_bit_identical_with_and_without_the_policy(cli_runs):
+    root, results = cli_runs
+    assert results["policy"]["rc"] == 0 and results["default"]["rc"] == 0, results["policy"]["stderr"][-2000:]
+    on, off = _records(root / "policy"), _records(root / "default")
+    losses = [[r["loss"] for r in records if r["kind"] == "step"] for records in (on, off)]
+    assert len(losses[0]) == 4 and losses[0] == losses[1]  # exactly, not approximately
+    probes = [[r["hidden_grad_norms"] for r in records if r["kind"] == "probe"] for records in (on, off)]
+    assert probes[0] and probes[0] == probes[1]
+
+
+def test_train_records_the_policy_and_the_environment_turns_it_off(cli_runs):
+    root, _ = cli_runs
+    policy = _records(root / "policy")[0]["cpu_policy"]
+    assert policy["entry"] == "cli train" and policy["allocator"]["policy"] == KEEP
+    if GLIBC:
+        assert policy["allocator"]["mmap_threshold"] == 32 * 1024 * 1024
+    assert policy["threads"] == 1  # train.num_threads
+    off = _records(root / "default")[0]["cpu_policy"]
+    assert off["allocator"] == {"policy": "default", "why": "WORKBENCH_ALLOCATOR=default"}
+
+
+def test_eval_and_try_use_the_training_thread_policy(cli_runs):
+    _, results = cli_runs
+    for name in ("eval", "eval_env", "eval_flag", "try"):
+        assert results[name]["rc"] == 0, (name, results[name]["stderr"][-2000:])
+    policy = {name: json.loads(results[name]["stdout"])["cpu_policy"] for name in ("eval", "eval_env", "eval_flag", "try")}
+    cores = cpu_policy.cpu_cores()
+    assert policy["eval"]["entry"] == "cli eval" and policy["eval"]["allocator"]["policy"] == KEEP
+    assert policy["eval"]["threads"] == max(1, cores - 1)
+    assert policy["try"]["entry"] == "cli try" and policy["try"]["threads"] == max(1, cores - 1)
+    assert policy["eval_env"]["threads"] == 1 and policy["eval_flag"]["threads"] == 1
+    bad = results["eval_bad"]
+    assert bad["rc"] == 2 and "WORKBENCH_THREADS" in bad["stderr"] and len(bad["stderr"].strip().splitlines()) == 1
+
+
+def test_the_exported_script_applies_and_records_the_policy(cli_runs, tmp_path):
+    root, results = cli_runs
+    assert results["export"]["rc"] == 0, results["export"]["stderr"][-2000:]
+    script = root / "script" / "train.py"
+    for env, want in (({}, KEEP), ({"WORKBENCH_ALLOCATOR": "default"}, "default")):
+        out = tmp_path / want.replace(" ", "_")
+        run = _python(f"import runpy, sys; sys.modules['workbench'] = None; "
+                      f"sys.argv = ['train.py', '--steps', '1', '--out', {str(out)!r}]; "
+                      f"runpy.run_path({str(script)!r}, run_name='__main__')", env)
+        assert run.returncode == 0, run.stderr[-3000:]
+        start = _records(out)[0]
+        assert start["kind"] == "start" and start["allocator"]["policy"] == want
+
+
+def test_the_window_applies_the_policy_first():
+    run = _python("import json; from workbench.gui.app import create_app; create_app(); "
+                  "import sys; assert 'torch' not in sys.modules; "
+                  "from workbench.engine import cpu_policy; print(json.dumps(cpu_policy.describe()))")
+    assert run.returncode == 0, run.stderr[-3000:]
+    policy = json.loads(run.stdout.strip().splitlines()[-1])
+    assert policy["entry"] == "gui" and policy["allocator"]["policy"] == KEEP
+
+
+@pytest.mark.skipif(not GLIBC, reason="glibc's allocator")
+def test_the_policy_keeps_freed_memory_mapped():
+    """Large blocks allocated, touched and freed over and over, as a training step's
+    activations are: by default glibc gives the freed top of its heap back past twice the
+    largest block freed, and each round faults its pages in afresh; with the policy only
+    the first round does."""
+    code = """
+import ctypes, json, resource, sys
+from workbench.engine import cpu_policy
+cpu_policy.apply("test")
+libc = ctypes.CDLL(None)
+libc.malloc.restype = ctypes.c_void_p
+libc.malloc.argtypes = (ctypes.c_size_t,)
+libc.free.argtypes = (ctypes.c_void_p,)
+sizes = [4 << 20] * 6 + [2 << 20] * 6 + [40 << 20]  # blocks of a few MiB, and one past glibc's 32 MiB mmap limit
+def round_():
+    blocks = [libc.malloc(n) for n in sizes]
+    for p, n in zip(blocks, sizes):
+        ctypes.memset(p, 1, n)
+    for p in reversed(blocks):
+        libc.free(p)
+round_()
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+for _ in range(10):
+    round_()
+print(json.dumps(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before))
+"""
+    pages = 10 * (36 + 40) * 256  # 4 KiB pages touched in the 10 rounds
+    faults = {}
+    for allocator in ("policy", "default"):
+        run = _python(code, {"WORKBENCH_ALLOCATOR": allocator})
+        assert run.returncode == 0, run.stderr[-2000:]
+        faults[allocator] = int(run.stdout.strip().splitlines()[-1])
+    assert faults["default"] > pages // 4  # glibc gave the memory back and faulted it in again
+    assert faults["policy"] < pages // 20  # kept mapped: touched again without a fault
+
+
+def test_describe_without_an_entry_point_and_the_switches(monkeypatch):
+    monkeypatch.setattr(cpu_policy, "_applied", None)
+    assert cpu_policy.describe()["allocator"] == {"policy": "not applied"}
+    monkeypatch.setenv("WORKBENCH_ALLOCATOR", "default")
+    assert cpu_policy.set_allocator() == {"policy": "default", "why": "WORKBENCH_ALLOCATOR=default"}
+    monkeypatch.delenv("WORKBENCH_ALLOCATOR")
+    monkeypatch.setattr(sys, "platform", "darwin")
+    assert cpu_policy.set_allocator()["policy"] == "default"
+    monkeypatch.setattr(sys, "platform", "linux")
+    if GLIBC:  # the user's own glibc variable wins (glibc read it at start; mallopt would override it)
+        monkeypatch.setenv("MALLOC_TOP_PAD_", "1048576")
+        assert cpu_policy.set_allocator()["top_pad"] == "MALLOC_TOP_PAD_=1048576"
+    monkeypatch.setenv("WORKBENCH_THREADS", "3")
+    assert cpu_policy.default_threads() == 3
+    monkeypatch.setenv("WORKBENCH_THREADS", "0")
+    with pytest.raises(ValueError, match="WORKBENCH_THREADS"):
+        cpu_policy.default_threads()
+    monkeypatch.delenv("WORKBENCH_THREADS")
+    assert cpu_policy.default_threads() == max(1, cpu_policy.cpu_cores() - 1)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread nice is Linux's")
+def test_the_window_trainer_thread_and_the_threads_it_starts_run_below_the_interface():
+    import threading
+
+    seen = {}
+
+    def child() -> None:
+        seen["child"] = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+    def trainer() -> None:
+        seen["after"] = cpu_policy.lower_this_thread(10)
+        t = threading.Thread(target=child)  # as torch's OpenMP team is started by this thread
+        t.start()
+        t.join()
+
+    base = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    t = threading.Thread(target=trainer)
+    t.start()
+    t.join()
+    want = min(19, base + 10)
+    assert seen == {"after": want, "child": want}
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == base  # the caller's thread only
+    assert cpu_policy.lower_this_thread(0) == 0  # the window's default: unchanged
