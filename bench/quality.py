@@ -339,7 +339,7 @@ def bench_chatbot(args) -> tuple[str, list[dict]]:
     from workbench.spec import with_overrides
 
     path = _shared("dialogue", "chatterbot-english")
-    preset = with_overrides(presets.load_builtin("chatbot_encdec"), [f"data.path={path}"])
+    preset = with_overrides(presets.load_builtin("chatbot_encdec"), [f"data.path={path}", "train.epochs=12"])
     task, model, seconds, steps, _evals = train_for_minutes(preset, args.minutes, args.device)
     model.cpu().eval()
     m, base, decode_s = _seq2seq_scores(task, model, args.beam)

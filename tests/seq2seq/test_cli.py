@@ -68,6 +68,14 @@ def test_translation_preset_trains_and_eval_reports_bleu_and_chrf(tmp_path, caps
     assert len(out["attention"]) == len(out["greedy"]["ids"])
 
 
+@pytest.mark.parametrize("preset", ["translate_en_fr_attention", "chatbot_encdec"])
+def test_the_presets_train_a_step_without_any_file(tmp_path, capsys, monkeypatch, preset):
+    monkeypatch.chdir(tmp_path)  # no ../shared beside the working folder
+    assert cli.main(["train", preset, "--run-dir", str(tmp_path / "r"), *ONE_STEP]) == 0
+    result = _json(capsys, "eval", str(tmp_path / "r"), "--max-batches", "1", "--batch-size", "8", "--device", "cpu")
+    assert result["data"] == "built-in (validation part)" and {"bleu", "chrf", "bleu_beam"} <= set(result["metrics"])
+
+
 def test_a_preset_without_its_data_file_fails_in_one_line(tmp_path, capsys):
     missing = tmp_path / "nowhere" / "eng-fra.tsv"
     assert cli.main(["train", "translate_en_fr_attention", "--run-dir", str(tmp_path / "r"), *ONE_STEP,

@@ -113,14 +113,35 @@ def test_yaml_that_is_not_a_conversation_list_is_refused_naming_the_file(tmp_pat
     assert str(info.value).startswith(str(path)) and words in str(info.value) and "\n" not in str(info.value)
 
 
-def test_a_folder_without_yaml_and_a_chatbot_without_data_are_refused(tmp_path):
+def test_a_folder_without_yaml_and_a_missing_path_are_refused(tmp_path):
     with pytest.raises(DataError, match="without .yml/.yaml"):
         read_dialogue(tmp_path)
     with pytest.raises(DataError, match="conversations file or folder does not exist"):
         read_dialogue(tmp_path / "gone")
     with pytest.raises(SpecError) as info:
-        DialogueTask({}, "")
-    assert info.value.field == "data.path"
+        DialogueTask({"val_path": str(tmp_path / "v.yml")}, "")
+    assert info.value.field == "data.options.val_path"
+
+
+def test_without_a_file_the_tasks_generate_sentences_and_conversations():
+    from workbench.tasks.phrases import all_phrases, generated_conversations, held_out, make_phrase
+
+    assert make_phrase(3, "be", "tired", True) == ("she is not tired .", "elle n ' est pas fatiguée .")
+    assert make_phrase(0, "have", "apple", False, "a") == ("i have an apple .", "j ' ai une pomme .")
+    assert make_phrase(4, "like", "tree", True) == ("we do not like the tree .", "nous n ' aimons pas l ' arbre .")
+    assert make_phrase(2, "have", "key", True, "a") == ("he does not have a key .", "il n ' a pas de clé .")
+    phrases = all_phrases()
+    assert len(set(phrases)) == len(phrases) and 0.05 < sum(held_out(e) for e, _ in phrases) / len(phrases) < 0.15
+    task = TransductionTask({"kind": "phrases", "val_size": 50}, "")
+    task.ensure_prepared()
+    assert task.level == "word" and "fatiguée" in task.target_vocab and task.target_vocab.unk_id is not None
+    held = {e for e, _ in phrases if held_out(e)}
+    assert task.val_texts and all(e in held for e, _ in task.val_texts)
+    conversations = generated_conversations()
+    assert ["what colour is the snow ?", "the snow is white ."] in conversations
+    chat = DialogueTask({}, "")
+    chat.ensure_prepared()
+    assert chat.val_texts and not set(chat.val_texts) & set(chat.train_texts)
 
 
 def test_the_real_corpus_holds_out_whole_conversations(shared_data):

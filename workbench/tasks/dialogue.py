@@ -1,7 +1,8 @@
 """Chatbot: an encoder-decoder that writes the reply to a message (and optionally the turn before).
 
-Data (``data.path``, no built-in data): chatterbot-corpus YAML conversations, a folder of
-them, or a TSV of message<TAB>reply lines (workbench.io.dialogue). Every turn after a
+Data (``data.path``): chatterbot-corpus YAML conversations, a folder of them, or a TSV of
+message<TAB>reply lines (workbench.io.dialogue). Without a file: generated conversations
+(greetings, small talk, colours, likes, additions; workbench.tasks.phrases). Every turn after a
 conversation's first is a reply to the turn before it; with ``context`` the turn before
 that is read too ("previous | message"). Whole conversations are held out
 (``val_fraction`` of the distinct ones, shuffled with a fixed seed) or ``val_path`` names a
@@ -31,6 +32,7 @@ from workbench.io.errors import DataError
 from workbench.io.vocab import tokenize_words
 from workbench.spec import SpecError
 from workbench.tasks.base import Batch
+from workbench.tasks.phrases import generated_conversations
 from workbench.tasks.textutil import check_choice, check_float, check_int, position_mode_baseline
 from workbench.tasks.transduction import TransductionTask, text_scores
 
@@ -61,9 +63,8 @@ class DialogueTask(TransductionTask):
         check_float(o, "val_fraction", 0.0, 0.9)
         check_int(o, "min_freq", 1, 1_000_000)
         check_int(o, "max_len", 1, 100_000)
-        if not path:
-            raise SpecError("data.path", "a chatbot learns from conversations: name a chatterbot YAML file or "
-                                         "folder, or a message<TAB>reply TSV file")
+        if o.val_path and not path:
+            raise SpecError("data.options.val_path", "a validation file needs a training file in data.path")
         if not o.val_path and o.val_fraction <= 0:
             raise SpecError("data.options.val_fraction", "must be above 0 unless val_path names a validation file")
         self.level = o.level
@@ -74,6 +75,8 @@ class DialogueTask(TransductionTask):
         self._baseline = {}
 
     # -- data -------------------------------------------------------------------------------
+    def reads_pairs(self) -> bool:
+        return True  # a file's conversations, or a fixed generated set of them
     def _read_file_pairs(self, path: str) -> list[tuple[str, str]]:
         return self._within_max_len(path, exchanges(read_dialogue(path).conversations, self.options.context))
 
@@ -84,7 +87,8 @@ class DialogueTask(TransductionTask):
         else:
             # Repeated conversations (the English corpus holds 2,025, 898 of them distinct)
             # are kept once, so that no held-out conversation is also a training one.
-            conversations = [list(c) for c in dict.fromkeys(map(tuple, read_dialogue(self.path).conversations))]
+            read = read_dialogue(self.path).conversations if self.path else generated_conversations()
+            conversations = [list(c) for c in dict.fromkeys(map(tuple, read))]
             if len(conversations) < 2:
                 raise DataError(self.path, "holds one conversation; holding some out needs at least 2 "
                                            "(or set data.options.val_path)")
@@ -147,7 +151,7 @@ class DialogueTask(TransductionTask):
 
     def _training_texts(self) -> list[tuple[str, str]]:
         """The training exchanges (read again after restore(); none when the file is gone)."""
-        if not self.train_texts and self.path:
+        if not self.train_texts:
             try:
                 self._split_file()
             except DataError:

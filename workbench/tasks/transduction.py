@@ -1,11 +1,13 @@
 """Sequence transduction (encoder-decoder): read a source sequence, write a target.
 
-Built-in data (``kind``), character level, generated without end and seeded:
+Built-in data (``kind``), generated without end and seeded; character level except "phrases":
   "dates":   a date written in one of a dozen forms -> ISO 8601:
              "tuesday, march 5, 2024", "5th of March 2024", "05.03.2024" (day first),
              "03/05/2024" (month first), "mar 5 2024", ... -> "2024-03-05"
   "numbers": a number in English words -> digits:
              "three hundred forty-two thousand one hundred and five" -> "342105"
+  "phrases": short English sentences -> French, word level, from a small grammar
+             (workbench.tasks.phrases): "she is not tired ." -> "elle n ' est pas fatiguée ."
 Input and output lengths differ and the mapping has structure (reordering, counting
 words into digit places, month names, a weekday to ignore). Validation items are
 held out from training by a fixed rule (every tenth date or number by a hash), so the
@@ -54,6 +56,7 @@ from workbench.io.tsv import read_pairs
 from workbench.io.vocab import ALL_SPECIALS, PAD, UNK, Vocab, bucketed_batches, pad_sequences, tokenize_words
 from workbench.spec import ModelIO, ModelSpec, SpecError
 from workbench.tasks.base import Batch
+from workbench.tasks.phrases import all_phrases, sample_phrase
 from workbench.tasks.textutil import (GeneratedTokensTask, check_choice, check_classification_head, check_float, check_int,
                                       check_token_input, position_mode_baseline,
                                       restore_vocab)
@@ -164,7 +167,7 @@ _BUILTIN_TARGET_CHARS = string.digits + "-"
 
 @dataclass
 class TransductionOptions:
-    kind: str = "dates"  # built-in data: "dates" or "numbers"
+    kind: str = "dates"  # built-in data: "dates", "numbers" or "phrases"
     level: str = "auto"  # "char" or "word"; auto: char for built-in data, word for files
     lowercase: bool = True  # files: lowercase both sides
     val_path: str = ""  # files: a validation pairs file
@@ -187,7 +190,7 @@ class TransductionTask(GeneratedTokensTask):
     def __init__(self, options: dict, path: str = "", seed: int = 0):
         super().__init__(options, path, seed)
         o = self.options
-        check_choice(o, "kind", ("dates", "numbers"))
+        check_choice(o, "kind", ("dates", "numbers", "phrases"))
         check_choice(o, "level", ("auto", "char", "word"))
         check_float(o, "val_fraction", 0.0, 0.9)
         check_int(o, "val_size", 1, 1_000_000)
@@ -202,7 +205,7 @@ class TransductionTask(GeneratedTokensTask):
             raise SpecError("data.options.val_path", "a validation file needs a training file in data.path")
         if path and not o.val_path and o.val_fraction <= 0:
             raise SpecError("data.options.val_fraction", "must be above 0 unless val_path names a validation file")
-        self.level = o.level if o.level != "auto" else ("word" if path else "char")
+        self.level = o.level if o.level != "auto" else ("word" if path or o.kind == "phrases" else "char")
         self.source_vocab: Vocab | None = None
         self.target_vocab: Vocab | None = None
         self.train_pairs: list[tuple[list[int], list[int]]] = []
@@ -212,7 +215,7 @@ class TransductionTask(GeneratedTokensTask):
 
     # -- tokens --------------------------------------------------------------------------------
     def tokenize(self, text: str) -> list[str]:
-        if self.path and self.options.lowercase:
+        if self.reads_pairs() and self.options.lowercase:
             text = text.lower()
         if self.level == "char":
             return list(text)
@@ -233,7 +236,7 @@ class TransductionTask(GeneratedTokensTask):
 
     # -- life cycle ----------------------------------------------------------------------------
     def _generate(self, rng: random.Random, count: int, validation: bool) -> list[tuple[str, str]]:
-        sample = sample_date if self.options.kind == "dates" else sample_number
+        sample = {"dates": sample_date, "numbers": sample_number, "phrases": sample_phrase}[self.options.kind]
         return [sample(rng, validation) for _ in range(count)]
 
     def _encode_pairs(self, pairs: Sequence[tuple[str, str]]) -> list[tuple[list[int], list[int]]]:
@@ -265,15 +268,28 @@ class TransductionTask(GeneratedTokensTask):
         cut = min(max(int(round(len(pairs) * (1 - o.val_fraction))), 1), len(pairs) - 1)
         return pairs[:cut], pairs[cut:]
 
+    def reads_pairs(self) -> bool:
+        """Whether the data is a fixed set of pairs (a file: epochs, shuffled batches)
+        rather than generated without end."""
+        return bool(self.path)
+
     def prepare(self) -> None:
         o = self.options
-        if not self.path:
-            if self.source_vocab is None:
+        if not self.reads_pairs():
+            if self.source_vocab is None and o.kind == "phrases":
+                every = all_phrases()  # the grammar's whole vocabulary (or its characters)
+                self.source_vocab = Vocab.build(Counter(t for s, _ in every for t in self.tokenize(s)),
+                                                specials=(PAD, UNK))
+                self.target_vocab = Vocab.build(Counter(t for _, s in every for t in self.tokenize(s)),
+                                                specials=ALL_SPECIALS)
+            elif self.source_vocab is None:
                 self.source_vocab = Vocab([PAD, UNK] + list(_BUILTIN_SOURCE_CHARS))
                 self.target_vocab = Vocab(list(ALL_SPECIALS) + list(_BUILTIN_TARGET_CHARS))
             val = self._generate(random.Random(self.seed * 7919 + 31), o.val_size, validation=True)
             sample = self._generate(random.Random(self.seed * 7919 + 37), 2000, validation=False)
             self.val_pairs = self._encode_pairs(val)
+            if o.kind == "phrases":
+                self.val_texts = list(val)  # sentences: scored by BLEU/chrF in `workbench eval`
             train_sample = self._encode_pairs(sample)
         else:
             train, val = self._split_file()
@@ -325,7 +341,7 @@ class TransductionTask(GeneratedTokensTask):
     def corpus_metrics(self, model, device, batch_size: int, max_items: int, beam: int) -> dict:
         """BLEU and chrF (sacrebleu) of greedy and beam decoding over the validation pairs,
         and of the copy-the-source baseline: {"metrics": {...}, "baseline": {...}}.
-        Only for file data (the built-in tasks are judged by exact match)."""
+        For sentences (files, generated phrases); dates and numbers are judged by exact match."""
         if not self.val_texts:
             return {}
         texts = self.val_texts[:max_items]
@@ -356,10 +372,10 @@ class TransductionTask(GeneratedTokensTask):
         return Batch(x=x, y=y, lengths=lengths, y_in=y_in, mask=mask)
 
     def epoch_size(self, batch_size: int) -> int | None:
-        return math.ceil(len(self.train_pairs) / batch_size) if self.path else None
+        return math.ceil(len(self.train_pairs) / batch_size) if self.reads_pairs() else None
 
     def train_batches(self, batch_size: int, generator: torch.Generator) -> Iterator[Batch]:
-        if self.path:
+        if self.reads_pairs():
             lengths = [len(s) for s, _ in self.train_pairs]
             for idx in bucketed_batches(lengths, batch_size, generator):
                 yield self._batch([self.train_pairs[i] for i in idx])
