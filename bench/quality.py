@@ -281,6 +281,94 @@ def bench_captions(args) -> tuple[str, list[dict]]:
             f"{args.seeds} seed(s), on {args.device}, {_threads()} torch threads"), rows
 
 
+# ----------------------------------------------------------------------------- translation and chatbot
+
+
+def _seq2seq_scores(task, model, beam: int) -> tuple[dict, dict, float]:
+    """Full validation metrics, corpus scores (BLEU/chrF greedy and beam, and the task's
+    text baseline) over every held-out pair; seconds the decoding took."""
+    metrics, _ = full_validation(task, model, 64)
+    started = time.perf_counter()
+    corpus = task.corpus_metrics(model, "cpu", 64, len(task.val_pairs), beam)
+    metrics.update(corpus["metrics"])
+    return metrics, corpus["baseline"], time.perf_counter() - started
+
+
+def bench_translation(args) -> tuple[str, list[dict]]:
+    """translate_en_fr_attention on eng-fra.tsv (10% of the pairs held out) trained for
+    --minutes; BLEU and chrF (sacrebleu) of greedy and beam decoding over every held-out
+    pair, against copying the source (the same run's split)."""
+    from workbench import presets
+    from workbench.spec import with_overrides
+
+    path = _shared("translation", "eng-fra.tsv")
+    preset = with_overrides(presets.load_builtin("translate_en_fr_attention"), [f"data.path={path}"])
+    task, model, seconds, steps, _evals = train_for_minutes(preset, args.minutes, args.device)
+    model.cpu().eval()
+    m, base, decode_s = _seq2seq_scores(task, model, args.beam)
+    print(f"  translation: BLEU {m['bleu']:.2f} greedy, {m['bleu_beam']:.2f} beam after {seconds / 60:.1f} min, "
+          f"{steps} steps", flush=True)
+    epochs = steps / (task.epoch_size(preset.train.batch_size) or 1)
+    rows = [
+        {"decoder": f"greedy ({steps} steps, {epochs:.0f} epochs, {seconds / 60:.1f} min)", "BLEU": m["bleu"],
+         "chrF": m["chrf"], "BLEU x copy": m["bleu"] / max(base["bleu"], 1e-9), "token acc (teacher-forced)":
+         m["token_accuracy"]},
+        {"decoder": f"beam {args.beam}", "BLEU": m["bleu_beam"], "chrF": m["chrf_beam"],
+         "BLEU x copy": m["bleu_beam"] / max(base["bleu"], 1e-9)},
+        {"decoder": "copy the source (baseline)", "BLEU": base["bleu"], "chrF": base["chrf"], "BLEU x copy": 1.0},
+    ]
+    examples = [("I am cold.", ""), ("He is my brother.", ""), ("We are happy.", "")]
+    examples += task.val_texts[:5]
+    from workbench import inference
+
+    session = inference.session_from_model(preset, task, model)
+    print("  examples (source -> greedy | beam; reference):")
+    for source, ref in examples:
+        out = inference.transduce(session, source, temperature=0.0, beam=args.beam)
+        print(f"    {source} -> {out['greedy']['text']} | {out['beam']['text']}" + (f"; {ref}" if ref else ""))
+    return (f"Translation en->fr, eng-fra.tsv ({len(task.val_pairs)} held-out pairs), {args.minutes:g} min budget "
+            f"on {args.device}, {_threads()} torch threads; decoding and scoring took {decode_s:.0f} s"), rows
+
+
+def bench_chatbot(args) -> tuple[str, list[dict]]:
+    """chatbot_encdec on the chatterbot English corpus (10% of the distinct conversations
+    held out) trained for --minutes: reply perplexity against a unigram model of the
+    training replies, and BLEU/chrF of greedy and beam replies against nearest-question
+    retrieval (TF-IDF); a handful of example exchanges."""
+    from workbench import inference, presets
+    from workbench.spec import with_overrides
+
+    path = _shared("dialogue", "chatterbot-english")
+    preset = with_overrides(presets.load_builtin("chatbot_encdec"), [f"data.path={path}", "train.epochs=12"])
+    task, model, seconds, steps, _evals = train_for_minutes(preset, args.minutes, args.device)
+    model.cpu().eval()
+    m, base, decode_s = _seq2seq_scores(task, model, args.beam)
+    unigram = task.baseline()["perplexity"]
+    print(f"  chatbot: perplexity {m['perplexity']:.2f} (unigram {unigram:.2f}) after {seconds / 60:.1f} min, "
+          f"{steps} steps", flush=True)
+    epochs = steps / (task.epoch_size(preset.train.batch_size) or 1)
+    rows = [
+        {"replies by": f"chatbot_encdec greedy ({steps} steps, {epochs:.0f} epochs, {seconds / 60:.1f} min)",
+         "perplexity": m["perplexity"], "x unigram": m["perplexity"] / unigram, "BLEU": m["bleu"], "chrF": m["chrf"]},
+        {"replies by": f"chatbot_encdec beam {args.beam}", "BLEU": m["bleu_beam"], "chrF": m["chrf_beam"]},
+        {"replies by": "unigram of the training replies", "perplexity": unigram, "x unigram": 1.0},
+        {"replies by": "nearest training question's reply (TF-IDF)", "BLEU": base["retrieval_bleu"],
+         "chrF": base["retrieval_chrf"]},
+    ]
+    from workbench.tasks.dialogue import NearestQuestion
+
+    retrieval = NearestQuestion(task.train_texts, task.tokenize)
+    session = inference.session_from_model(preset, task, model)
+    print("  example exchanges (message -> greedy | beam | retrieval; held-out reply):")
+    for message, ref in [("Hello", ""), ("How are you?", ""), ("What is your name?", ""),
+                         ("Tell me a joke", "")] + task.val_texts[:6]:
+        greedy = inference.chat(session, message)["reply"]
+        beam = inference.chat(session, message, beam=args.beam)["reply"]
+        print(f"    {message} -> {greedy} | {beam} | {retrieval.reply(message)}" + (f"; {ref}" if ref else ""))
+    return (f"Chatbot, chatterbot English ({len(task.val_pairs)} held-out exchanges), {args.minutes:g} min budget on "
+            f"{args.device}, {_threads()} torch threads; decoding and scoring took {decode_s:.0f} s"), rows
+
+
 def _threads() -> int:
     import torch
 
@@ -297,6 +385,8 @@ BENCHMARKS: dict[str, Callable[[argparse.Namespace], tuple[str, list[dict]]]] = 
     "pos": bench_pos,
     "captions": bench_captions,
     "adding": bench_adding,
+    "translation": bench_translation,
+    "chatbot": bench_chatbot,
 }
 
 
@@ -307,7 +397,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     parser.add_argument("--seeds", type=int, default=1, help="training seeds per case (mean reported)")
     parser.add_argument("--minutes", type=float, default=10.0,
-                        help="charlm, pos: wall-clock training budget in minutes (periodic evals included)")
+                        help="charlm, pos, translation, chatbot: wall-clock training budget in minutes "
+                             "(periodic evals included)")
+    parser.add_argument("--beam", type=int, default=4, help="translation, chatbot: beam width")
     parser.add_argument("--adding-steps", type=int, default=3000,
                         help="adding: the step budget per length and cell")
     parser.add_argument("--lengths", default="", help="adding: comma-separated sequence lengths (default 50,100,200,400)")

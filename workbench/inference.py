@@ -11,7 +11,9 @@ the GUI's worker thread can hand results to widgets and the CLI can print them a
     generate         language models: ``generate()`` yields tokens one at a time
     tag              taggers: ``tag()`` -> words, tags, confidences
     classify         sequence classifiers: ``classify()`` -> class probabilities
-    transduce        encoder-decoders: ``transduce()`` -> greedy + sampled + attention
+    transduce        encoder-decoders: ``transduce()`` -> greedy + sampled (+ beam) + attention
+    chat             chatbots: ``chat()`` -> the reply to a message and its attention;
+                     ``chat_stream()`` yields it token by token
     caption          one-to-many: ``caption()`` -> a generated or given image, its caption
     video_classify   ``video_outputs()`` -> a probability vector per frame (clip by clip)
     next_frame       ``video_outputs()`` -> predicted next frames beside the real ones
@@ -280,29 +282,130 @@ def _decode(session: Session, x, lengths, temperature: float, top_k: int, gen, m
     return out
 
 
-def transduce(session: Session, text: str, temperature: float = 1.0, top_k: int = 0, seed: int | None = None,
-              max_len: int = 0) -> dict:
-    """{"source_tokens", "greedy": {"text", "ids", "tokens"}, "sampled": {...},
-    "attention" [L, S] of the greedy output (when the model has attention, else None)}."""
-    _require(session, "transduce")
-    _check_sampling(temperature, top_k)
-    task = session.task
+def _beam_decode(session: Session, x, lengths, width: int, max_len: int) -> dict:
+    tokens, attention = session.model.beam_search(x, width, max_len, lengths)
+    ids = tokens[0].tolist()
+    eos = session.model.io.eos_id
+    if eos in ids:
+        ids = ids[: ids.index(eos) + 1]
+    vocab = getattr(session.task, tryout_modes.get(session.mode).outputs)
+    out = {"ids": ids, "tokens": [vocab.tokens[i] for i in ids], "width": width}
+    if attention is not None:
+        out["attention"] = attention[0, : len(ids)].cpu().numpy()  # [L, S]
+    return out
+
+
+def _check_beam(beam: int) -> None:
+    if not 1 <= beam <= 64:
+        raise InputError(f"the beam width must be between 1 (greedy) and 64, got {beam}")
+
+
+def _source_batch(session: Session, text: str, max_len: int):
     try:
-        batch = task.encode_source(text)
+        batch = session.task.encode_source(text)
     except ValueError as exc:
         raise InputError(str(exc)) from None
     max_len = max_len or min(max(2 * int(batch.x.shape[1]) + 10, 40), MAX_DECODE)
     if not 1 <= max_len <= MAX_DECODE:
         raise InputError(f"the output length must be between 1 and {MAX_DECODE}, got {max_len}")
+    return batch, max_len
+
+
+def transduce(session: Session, text: str, temperature: float = 1.0, top_k: int = 0, seed: int | None = None,
+              max_len: int = 0, beam: int = 1) -> dict:
+    """{"source_tokens", "greedy": {"text", "ids", "tokens"}, "sampled": {...},
+    "beam": {..., "width"} (beam > 1 only), "attention" [L, S] of the greedy output (when
+    the model has attention, else None)}."""
+    _require(session, "transduce")
+    _check_sampling(temperature, top_k)
+    _check_beam(beam)
+    task = session.task
+    batch, max_len = _source_batch(session, text, max_len)
     x = batch.x.to(session.device)
     greedy = _decode(session, x, batch.lengths, 0.0, 0, None, max_len)
     sampled = _decode(session, x, batch.lengths, temperature, top_k, _generator(seed), max_len)
-    for d in (greedy, sampled):
+    found = {"greedy": greedy, "sampled": sampled}
+    if beam > 1:
+        found["beam"] = _beam_decode(session, x, batch.lengths, beam, max_len)
+    for d in found.values():
         d["text"] = task.decode_target(d["ids"])
-    return {"source": text, "source_tokens": task.tokenize(text)[: x.shape[1]],
-            "greedy": {k: v for k, v in greedy.items() if k != "attention"},
-            "sampled": {k: v for k, v in sampled.items() if k != "attention"},
-            "attention": greedy.get("attention")}
+    out = {"source": text, "source_tokens": task.tokenize(text)[: x.shape[1]]}
+    out.update({name: {k: v for k, v in d.items() if k != "attention"} for name, d in found.items()})
+    out["attention"] = greedy.get("attention")
+    return out
+
+
+# ----------------------------------------------------------------------------- chatbots
+
+
+def chat_source(session: Session, message: str, previous: str = "") -> str:
+    """What the model reads for a message: with the task's ``context`` option, the turn
+    before it (the model's last reply) first."""
+    from workbench.io.dialogue import CONTEXT_SEPARATOR
+
+    if getattr(session.task.options, "context", False) and previous.strip():
+        return previous.strip() + CONTEXT_SEPARATOR + message
+    return message
+
+
+def chat(session: Session, message: str, previous: str = "", beam: int = 1, temperature: float = 0.0,
+         top_k: int = 0, seed: int | None = None, max_len: int = 0) -> dict:
+    """The reply to ``message``: {"message", "source_tokens" (what the model read),
+    "reply", "reply_tokens", "ids", "decoding" ("greedy", "beam N" or "sampled at T"),
+    "attention" [L, S] over source_tokens per reply token (None without attention)}.
+    Beam search when beam > 1, else sampling at ``temperature`` (0: greedy)."""
+    _require(session, "chat")
+    _check_sampling(temperature, top_k)
+    _check_beam(beam)
+    if not message.strip():
+        raise InputError("the message is empty")
+    source = chat_source(session, message, previous)
+    batch, max_len = _source_batch(session, source, max_len)
+    x = batch.x.to(session.device)
+    if beam > 1:
+        out, decoding = _beam_decode(session, x, batch.lengths, beam, max_len), f"beam {beam}"
+    else:
+        gen = _generator(seed) if temperature > 0 else None
+        out = _decode(session, x, batch.lengths, temperature, top_k, gen, max_len)
+        decoding = f"sampled at {temperature:g}" if temperature > 0 else "greedy"
+    words = session.task.target_vocab.decode(out["ids"])
+    return {"message": message, "source_tokens": session.task.tokenize(source)[: x.shape[1]],
+            "reply": session.task.detokenize(words), "reply_tokens": words, "ids": out["ids"],
+            "decoding": decoding, "attention": out.get("attention")}
+
+
+def chat_stream(session: Session, message: str, previous: str = "", temperature: float = 0.0, top_k: int = 0,
+                seed: int | None = None, max_len: int = 0, stop: Callable[[], bool] | None = None
+                ) -> Iterator[dict]:
+    """The reply decoded token by token (greedy at temperature 0, else sampled): yields
+    {"index", "id", "token", "text" (to append to the shown reply), "attention" [S]}.
+    Stops at <eos> (not yielded), after max_len tokens, or when ``stop()`` says so."""
+    _require(session, "chat")
+    _check_sampling(temperature, top_k)
+    source = chat_source(session, message, previous)
+    batch, max_len = _source_batch(session, source, max_len)
+    model, task = session.model, session.task
+    x = batch.x.to(session.device)
+    gen = _generator(seed) if temperature > 0 else None
+    with torch.no_grad():
+        stack, state, enc = model.decoding_start(x, batch.lengths)
+        token = torch.full((1, 1), model.io.bos_id, dtype=torch.long, device=x.device)
+        for index in range(max_len):
+            if stop is not None and stop():
+                return
+            out, state = stack(model.target_embedding(token), state)
+            attention = None
+            if enc is not None:
+                out = model._attend(out, enc, batch.lengths)
+                if model.last_attention is not None:
+                    attention = model.last_attention[0, 0].cpu().numpy()  # [S]
+            token = sample_logits(model.head(out[:, -1]), temperature, top_k, gen).unsqueeze(1)  # [1, 1]
+            i = int(token)
+            if i == model.io.eos_id:
+                return
+            word = task.target_vocab.tokens[i]
+            text = word if task.level == "char" or index == 0 else " " + word
+            yield {"index": index, "id": i, "token": word, "text": text, "attention": attention}
 
 
 def _image_array(session: Session, image=None, path: str | Path | None = None) -> np.ndarray:
@@ -562,7 +665,8 @@ def video_outputs(session: Session, path: str | Path, max_frames: int = 0) -> di
 # Each mode's ``answer`` (workbench.tryout_modes): (session, request) -> (result as plain
 # data, the request that looks inside the network for the same input). ``request``: "text"
 # | "image" (a path) | "video" (a path), and "temperature", "top_k", "length", "seed",
-# "max_frames" where the mode uses them (`workbench try` passes its options).
+# "max_frames", "beam", "sample", "previous" where the mode uses them (`workbench try`
+# passes its options).
 
 
 def answer_generate(session: Session, request: dict) -> tuple[dict, dict]:
@@ -586,8 +690,18 @@ def answer_classify(session: Session, request: dict) -> tuple[dict, dict]:
 
 def answer_transduce(session: Session, request: dict) -> tuple[dict, dict]:
     out = transduce(session, request["text"], temperature=request.get("temperature", 1.0),
-                    top_k=request.get("top_k", 0), seed=request.get("seed"))
+                    top_k=request.get("top_k", 0), seed=request.get("seed"), beam=request.get("beam") or 1)
     return out, {"text": request["text"], "output_ids": out["greedy"]["ids"]}
+
+
+def answer_chat(session: Session, request: dict) -> tuple[dict, dict]:
+    """The reply: greedy, beam search ("beam" > 1), or sampled at "temperature" when
+    "sample" is set (the CLI's --sample); "previous" is the turn before the message."""
+    previous = request.get("previous") or ""
+    temperature = request.get("temperature", 1.0) if request.get("sample") else 0.0
+    out = chat(session, request["text"], previous=previous, beam=request.get("beam") or 1, temperature=temperature,
+               top_k=request.get("top_k", 0), seed=request.get("seed"))
+    return out, {"text": chat_source(session, request["text"], previous), "output_ids": out["ids"]}
 
 
 def answer_caption(session: Session, request: dict) -> tuple[dict, dict]:

@@ -82,6 +82,8 @@ MODES: tuple[Mode, ...] = (
     Mode("transduce", "Transduce (encoder-decoder)", tasks=("transduction",), input="text",
          answer="answer_transduce", prepare="prepare_transduce", view="TransduceView", outputs="target_vocab",
          hint=_transduce_hint),
+    Mode("chat", "Chat", tasks=("dialogue",), input="text", answer="answer_chat", prepare="prepare_transduce",
+         view="ChatView", outputs="target_vocab", hint=lambda task: "Type a message: Hello, how are you?"),
     Mode("caption", "Caption an image", tasks=("captioning",), input="image", answer="answer_caption",
          prepare="prepare_caption", view="CaptionView", outputs="vocab",
          hint=lambda task: "Generate a new image or open one.",

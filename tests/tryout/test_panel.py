@@ -130,6 +130,9 @@ def test_encoder_decoder_outputs_and_attention(qtbot, panel, trained_runs):
     greedy = view.last_result["greedy"]
     assert view.attention.data.shape == (len(greedy["ids"]), len("march 5, 2024"))
     assert len(view.source_chips.chips) == len("march 5, 2024")
+    view.beam.setValue(3)
+    wait_for(qtbot, panel, view.run, "transduce")
+    assert view.last_result["beam"]["width"] == 3 and "(width 3)" in view.beam_output.text()
     assert [l["axis"] for l in panel.inside_data["layers"]] == ["in", "out"]
     hover(view.attention, 5)
     assert view.source_chips.highlighted == 5

@@ -9,6 +9,8 @@ the task's format) is the evaluation set, e.g. a treebank's test split for a tag
 Besides the task's averaged metrics (the same the trainer reports, over all batches,
 not a sample) it adds the task's derived metrics (e.g. perplexity) and those that need
 free-running inference (e.g. greedy-decoding exact match), and the trivial baseline.
+Tasks that write text from a file (translation, chatbot replies) add corpus scores of
+the decoded text (BLEU and chrF, greedy and ``--beam`` width) and their baselines'.
 """
 from __future__ import annotations
 
@@ -20,7 +22,7 @@ import time
 
 
 def evaluate_run(run_dir: str, data: str | None = None, batch_size: int | None = None, max_batches: int = 0,
-                 device: str = "auto", decode: bool = True) -> dict:
+                 device: str = "auto", decode: bool = True, beam: int = 4) -> dict:
     """Evaluate a run folder; returns the JSON-ready result."""
     import torch
 
@@ -55,13 +57,19 @@ def evaluate_run(run_dir: str, data: str | None = None, batch_size: int | None =
     metrics: dict[str, float] = {"val_loss": loss_sum / n if n else float("nan")}
     metrics.update({name: s / c for name, (s, c) in sums.items() if c})
     metrics.update(task.derived_metrics(metrics))
+    baseline = task.baseline()
+    if decode and hasattr(task, "corpus_metrics"):
+        with torch.no_grad():
+            corpus = task.corpus_metrics(model, dev, batch_size, n, beam)
+        metrics.update(corpus.get("metrics", {}))
+        baseline.update(corpus.get("baseline", {}))
     return {
         "run_dir": str(run.run_dir),
         "task": preset.data.task,
         "data": data or (preset.data.path or "built-in") + " (validation part)",
         "examples": n,
         "metrics": {k: _finite(v) for k, v in metrics.items()},
-        "baseline": {k: _finite(v) for k, v in task.baseline().items()},
+        "baseline": {k: _finite(v) for k, v in baseline.items()},
         "main_metric": task.main_metric,
         "weights": str(run.weights),
         "time_s": round(time.perf_counter() - started, 3),
@@ -79,7 +87,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     # training's thread policy (cores - 1, at least one; --threads or WORKBENCH_THREADS overrides)
     policy = cpu_policy.apply("cli eval", threads=args.threads or cpu_policy.default_threads())
     result = evaluate_run(args.run_dir, data=args.data, batch_size=args.batch_size, max_batches=args.max_batches,
-                          device=args.device, decode=not args.no_decode)
+                          device=args.device, decode=not args.no_decode, beam=args.beam)
     result["cpu_policy"] = policy
     json.dump(result, sys.stdout, indent=2)
     sys.stdout.write("\n")
@@ -103,5 +111,7 @@ def register(subparsers) -> None:
     p.add_argument("--threads", type=_positive, help="torch CPU threads (default: the cores less one, at least one; "
                    "or WORKBENCH_THREADS)")
     p.add_argument("--no-decode", action="store_true",
-                   help="skip metrics that need free-running decoding (greedy exact match)")
+                   help="skip metrics that need free-running decoding (greedy exact match, BLEU, chrF)")
+    p.add_argument("--beam", type=_positive, default=4,
+                   help="beam width for the beam-search scores of text-writing tasks (1: greedy only); default 4")
     p.set_defaults(func=cmd_eval)

@@ -3,8 +3,9 @@ model headless and print what it answers as JSON on stdout.
 
 The same inference as the window's "Try it" panel (workbench.inference): a language
 model continues the text, a tagger tags each word, a classifier gives class
-probabilities, an encoder-decoder decodes greedily and by sampling (with its attention
-matrix), a captioner captions a new generated image (or --image FILE), a video model
+probabilities, an encoder-decoder decodes greedily, by sampling and (--beam N) by beam
+search (with its attention matrix), a chatbot replies to the message (greedy, or beam
+search with --beam N, or sampled with --temperature T > 0 and --sample), a captioner captions a new generated image (or --image FILE), a video model
 gives a probability vector per frame or its next-frame error per frame, a forecaster
 forecasts after the values typed. --saliency adds ||dy/dx_t|| over the input steps;
 --states FILE.npz saves every layer's hidden states and gate activations.
@@ -53,6 +54,11 @@ def register(subparsers) -> None:
     p.add_argument("--temperature", type=_non_negative_float, default=1.0,
                    help="sampling temperature (0: greedy); default 1")
     p.add_argument("--top-k", type=_non_negative_int, default=0, help="sample among the k likeliest tokens (0: all)")
+    p.add_argument("--beam", type=_positive, default=1,
+                   help="encoder-decoders and chatbots: beam-search width (1: greedy only); default 1")
+    p.add_argument("--sample", action="store_true", help="chatbots: sample the reply at --temperature instead")
+    p.add_argument("--previous", default="",
+                   help="chatbots trained with the previous turn as context: the turn before the message")
     p.add_argument("--length", type=_positive, default=200, help="tokens to generate (language models); default 200")
     p.add_argument("--seed", type=int, help="random seed for sampling (and the generated image)")
     p.add_argument("--max-frames", type=_positive, default=0, help="video: frames to read at most (after the stride)")
@@ -105,7 +111,8 @@ def _run(inference, session, args) -> tuple[dict, dict]:
         example = '"..."' if mode.input == "text" else "FILE"
         raise UsageError(f"this run ({task}) reads {mode.input}: pass {mode.flag} {example}")
     request = {"text": args.text, "image": args.image, "video": args.video, "temperature": args.temperature,
-               "top_k": args.top_k, "length": args.length, "seed": args.seed, "max_frames": args.max_frames}
+               "top_k": args.top_k, "length": args.length, "seed": args.seed, "max_frames": args.max_frames,
+               "beam": args.beam, "sample": args.sample, "previous": args.previous}
     return inference.answer(session, request)
 
 

@@ -685,17 +685,9 @@ class RecurrentModel(nn.Module):
 
         Returns (tokens [B, L] without BOS, stopping rows at EOS (padded with pad_id),
         attention [B, L, S] when the model has attention, else None)."""
-        if self.topology not in ("encoder_decoder", "one_to_many"):
-            raise ValueError(f"generate() is for generating topologies, not {self.topology}")
         B = x.shape[0]
         device = next(self.parameters()).device
-        if self.topology == "one_to_many":
-            stack, state, enc = self.encoder, self.bridge(self.encode_input(x)), None
-        else:
-            feats = self.encode_input(x)
-            enc, _ = self.encoder(feats, align=self.encoder.alignment(feats, lengths))
-            stack = self.decoder
-            state = self.bridge(summarise(enc, self.spec.layers[-1].bidirectional, lengths))
+        stack, state, enc = self.decoding_start(x, lengths)
         token = torch.full((B, 1), self.io.bos_id, dtype=torch.long, device=device)
         done = torch.zeros(B, dtype=torch.bool, device=device)
         tokens, attn = [], []
@@ -714,6 +706,103 @@ class RecurrentModel(nn.Module):
                 break
         attention = torch.stack(attn, dim=1) if attn else None
         return torch.cat(tokens, dim=1), attention
+
+    def decoding_start(self, x: torch.Tensor, lengths: torch.Tensor | None):
+        """The generating stack, its initial state (per layer) and the encoder's outputs
+        enc [B, S, He] (None for one_to_many) before the first output token."""
+        if self.topology not in ("encoder_decoder", "one_to_many"):
+            raise ValueError(f"decoding is for generating topologies, not {self.topology}")
+        if self.topology == "one_to_many":
+            return self.encoder, self.bridge(self.encode_input(x)), None
+        feats = self.encode_input(x)
+        enc, _ = self.encoder(feats, align=self.encoder.alignment(feats, lengths))
+        state = self.bridge(summarise(enc, self.spec.layers[-1].bidirectional, lengths))
+        return self.decoder, state, enc
+
+    @torch.no_grad()
+    def beam_search(self, x: torch.Tensor, width: int, max_len: int, lengths: torch.Tensor | None = None,
+                    length_penalty: float = 1.0) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Beam-search decoding (encoder_decoder / one_to_many): the ``width`` likeliest
+        prefixes are kept at each step; the output is the finished hypothesis with the
+        best log-probability / length**length_penalty. Width 1 is greedy decoding.
+
+        Returns like generate(): (tokens [B, L] without BOS, ending at EOS, padded with
+        pad_id; attention [B, L, S] of the chosen hypothesis, or None)."""
+        if width < 1:
+            raise ValueError(f"the beam width must be 1 or more, got {width}")
+        B = x.shape[0]
+        stack, state, enc = self.decoding_start(x, lengths)
+        # Every row's beams side by side: row b's beams are rows b*K .. b*K+K-1.
+        K = width
+        state = reorder_state(state, torch.arange(B, device=x.device).repeat_interleave(K))
+        enc_k = enc.repeat_interleave(K, dim=0) if enc is not None else None  # [B*K, S, He]
+        lengths_k = lengths.repeat_interleave(K) if lengths is not None else None
+
+        def step(tokens: torch.Tensor, state):
+            out, state = stack(self.target_embedding(tokens[:, None]), state)  # [N, 1, H]
+            attn = None
+            if enc_k is not None:
+                out = self._attend(out, enc_k, lengths_k)
+                attn = self.last_attention[:, 0] if self.last_attention is not None else None  # [N, S]
+            return torch.log_softmax(self.head(out[:, -1]).float(), dim=-1), state, attn
+
+        return beam_search(step, state, B, K, max_len, self.io.bos_id, self.io.eos_id, self.io.pad_id,
+                           length_penalty)
+
+
+def reorder_state(state, index: torch.Tensor):
+    """A stack's per-layer state (h [D, N, H], or (h, c) for an LSTM) with its batch rows
+    taken at ``index`` [M] -> rows [M]."""
+    return [tuple(s.index_select(1, index) for s in layer) if isinstance(layer, tuple)
+            else layer.index_select(1, index) for layer in state]
+
+
+def beam_search(step, state, B: int, K: int, max_len: int, bos: int, eos: int, pad: int,
+                length_penalty: float = 1.0) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Beam search over any step function, B rows of K beams each (batch rows N = B*K).
+
+    ``step(tokens [N], state) -> (log-probabilities [N, V], state, attention [N, S] or
+    None)``; ``state`` is a stack's per-layer state (reordered with reorder_state).
+    A finished beam (it chose EOS) stays in the beam with its score frozen, competing
+    with the live ones; at the end each row takes the beam with the best
+    score / length**length_penalty. Returns (tokens [B, L], attention [B, L, S] or None)."""
+    device = state[0][0].device if isinstance(state[0], tuple) else state[0].device
+    N = B * K
+    scores = torch.zeros(B, K, device=device)
+    scores[:, 1:] = float("-inf")  # at the start the K beams are one: keep only the first
+    token = torch.full((N,), bos, dtype=torch.long, device=device)
+    done = torch.zeros(N, dtype=torch.bool, device=device)
+    length = torch.zeros(N, device=device)
+    history = torch.zeros(N, 0, dtype=torch.long, device=device)  # [N, t]
+    attn_history = None  # [N, t, S]
+    rows = torch.arange(B, device=device)[:, None] * K  # [B, 1]
+    for _ in range(max_len):
+        logp, state, attn = step(token, state)  # [N, V]
+        V = logp.shape[1]
+        # A finished beam can only add padding, at no cost: its score stays as it was.
+        frozen = torch.full_like(logp, float("-inf"))
+        frozen[:, pad] = 0.0
+        logp = torch.where(done[:, None], frozen, logp)
+        total = (scores.reshape(N, 1) + logp).reshape(B, K * V)
+        scores, flat = total.topk(K, dim=1)  # [B, K]
+        beam = (rows + flat // V).reshape(N)  # the beam each survivor extends
+        token = (flat % V).reshape(N)
+        history = torch.cat([history[beam], token[:, None]], dim=1)
+        if attn is not None:
+            a = attn[beam][:, None]  # [N, 1, S]
+            attn_history = a if attn_history is None else torch.cat([attn_history[beam], a], dim=1)
+        was_done = done[beam]
+        length = length[beam] + (~was_done).float()
+        done = was_done | (token == eos)
+        state = reorder_state(state, beam)
+        if bool(done.all()):
+            break
+    normalised = scores.reshape(N) / length.clamp_min(1.0) ** length_penalty
+    best = rows[:, 0] + normalised.reshape(B, K).argmax(dim=1)  # [B]
+    tokens = history[best]
+    keep = int(length[best].max())  # the longest chosen hypothesis; the rest is padding after EOS
+    attention = attn_history[best][:, :keep] if attn_history is not None else None
+    return tokens[:, :keep], attention
 
 
 def sample_logits(logits: torch.Tensor, temperature: float = 0.0, top_k: int = 0,

@@ -16,6 +16,7 @@ TASKS: dict[str, str] = {
     "brackets": "workbench.tasks.bracket:BracketTask",
     "tagging": "workbench.tasks.tagging:TaggingTask",
     "transduction": "workbench.tasks.transduction:TransductionTask",
+    "dialogue": "workbench.tasks.dialogue:DialogueTask",
     "captioning": "workbench.tasks.captioning:CaptionTask",
     "textclass": "workbench.tasks.textclass:TextClassTask",
 }

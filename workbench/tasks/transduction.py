@@ -1,22 +1,25 @@
 """Sequence transduction (encoder-decoder): read a source sequence, write a target.
 
-Built-in data (``kind``), character level, generated without end and seeded:
+Built-in data (``kind``), generated without end and seeded; character level except "phrases":
   "dates":   a date written in one of a dozen forms -> ISO 8601:
              "tuesday, march 5, 2024", "5th of March 2024", "05.03.2024" (day first),
              "03/05/2024" (month first), "mar 5 2024", ... -> "2024-03-05"
   "numbers": a number in English words -> digits:
              "three hundred forty-two thousand one hundred and five" -> "342105"
+  "phrases": short English sentences -> French, word level, from a small grammar
+             (workbench.tasks.phrases): "she is not tired ." -> "elle n ' est pas fatiguée ."
 Input and output lengths differ and the mapping has structure (reordering, counting
 words into digit places, month names, a weekday to ignore). Validation items are
 held out from training by a fixed rule (every tenth date or number by a hash), so the
 exact match measures generalisation, not recall.
 
 File data: ``data.path`` = tab-separated pairs ``source<TAB>target`` (the translation
-tutorials' format, e.g. Tatoeba's fra.txt; see workbench.io.tsv). Word level by default
-for files (``level``), lowercased (``lowercase``); the pairs are shuffled with a fixed
-seed, then the last ``val_fraction`` is held out (the tutorial files are sorted by
-length), or ``val_path`` names a validation pairs file. Training batches are bucketed
-by source length.
+tutorials' format, e.g. Tatoeba's fra.txt; see workbench.io.tsv); further columns are
+ignored, ``source_column`` / ``target_column`` (1-based) choose others. Word level by
+default for files (``level``: "word" or "char"), lowercased (``lowercase``); the pairs
+are shuffled with a fixed seed, then the last ``val_fraction`` is held out (the tutorial
+files are sorted by length), or ``val_path`` names a validation pairs file. Training
+batches are bucketed by source length.
 
 Batches: x [B, S] source ids (padded), lengths [B]; y_in [B, T] = <bos> + target;
 y [B, T] = target + <eos>; mask [B, T] True on real target positions.
@@ -25,6 +28,12 @@ Metrics: token accuracy (teacher-forced), exact match (teacher-forced, which equ
 greedy decoding's exact match: see textutil.sequence_metric_sums), and in
 ``workbench eval`` also ``greedy_exact_match`` from real greedy decoding
 (model.generate). Baseline: the token most often seen at each output position.
+For file data ``workbench eval`` also scores the decoded text with sacrebleu (the
+field's standard scorer): ``bleu``/``chrf`` from greedy decoding and
+``bleu_beam``/``chrf_beam`` from beam search, beside the copy-the-source baseline
+(the source itself as the output). Both sides are compared as the model sees them:
+tokenised, lowercased per ``lowercase``, tokens joined by spaces (characters joined as
+they are at level "char"); references keep their rare words (no <unk>).
 
 Inference helpers (after ``restore``): ``encode_source("march 5, 2024") -> Batch``
 (x [1, S], lengths), ``decode_target(ids) -> str`` (stops at <eos>).
@@ -47,6 +56,7 @@ from workbench.io.tsv import read_pairs
 from workbench.io.vocab import ALL_SPECIALS, PAD, UNK, Vocab, bucketed_batches, pad_sequences, tokenize_words
 from workbench.spec import ModelIO, ModelSpec, SpecError
 from workbench.tasks.base import Batch
+from workbench.tasks.phrases import all_phrases, sample_phrase
 from workbench.tasks.textutil import (GeneratedTokensTask, check_choice, check_classification_head, check_float, check_int,
                                       check_token_input, position_mode_baseline,
                                       restore_vocab)
@@ -157,7 +167,7 @@ _BUILTIN_TARGET_CHARS = string.digits + "-"
 
 @dataclass
 class TransductionOptions:
-    kind: str = "dates"  # built-in data: "dates" or "numbers"
+    kind: str = "dates"  # built-in data: "dates", "numbers" or "phrases"
     level: str = "auto"  # "char" or "word"; auto: char for built-in data, word for files
     lowercase: bool = True  # files: lowercase both sides
     val_path: str = ""  # files: a validation pairs file
@@ -165,13 +175,15 @@ class TransductionOptions:
     val_size: int = 1000  # built-in: validation pairs
     min_freq: int = 1  # files, word level: rarer tokens become <unk>
     max_len: int = 60  # files: pairs with a longer source or target (in tokens) are left out
+    source_column: int = 1  # files: the source's column (1-based)
+    target_column: int = 2  # files: the target's column (1-based)
 
 
 class TransductionTask(GeneratedTokensTask):
     name = "transduction"
     title = "Transduction (dates to ISO, numbers in words to digits, or sentence pairs)"
     topologies = ("encoder_decoder",)
-    option_choices = {"kind": ("dates", "numbers"), "level": ("auto", "char", "word")}
+    option_choices = {"kind": ("dates", "numbers", "phrases"), "level": ("auto", "char", "word")}
     Options = TransductionOptions
     main_metric = "exact_match"
     lower_is_better = False
@@ -185,20 +197,26 @@ class TransductionTask(GeneratedTokensTask):
         check_int(o, "val_size", 1, 1_000_000)
         check_int(o, "min_freq", 1, 1_000_000)
         check_int(o, "max_len", 1, 100_000)
+        check_int(o, "source_column", 1, 1000)
+        check_int(o, "target_column", 1, 1000)
+        if o.source_column == o.target_column:
+            raise SpecError("data.options.target_column", f"is the source's column too ({o.source_column}); "
+                                                          "choose two columns")
         if o.val_path and not path:
             raise SpecError("data.options.val_path", "a validation file needs a training file in data.path")
         if path and not o.val_path and o.val_fraction <= 0:
             raise SpecError("data.options.val_fraction", "must be above 0 unless val_path names a validation file")
-        self.level = o.level if o.level != "auto" else ("word" if path else "char")
+        self.level = o.level if o.level != "auto" else ("word" if path or o.kind == "phrases" else "char")
         self.source_vocab: Vocab | None = None
         self.target_vocab: Vocab | None = None
         self.train_pairs: list[tuple[list[int], list[int]]] = []
         self.val_pairs: list[tuple[list[int], list[int]]] = []
+        self.val_texts: list[tuple[str, str]] = []  # the validation pairs as read (for BLEU/chrF)
         self._baseline: dict[str, float] = {}
 
     # -- tokens --------------------------------------------------------------------------------
     def tokenize(self, text: str) -> list[str]:
-        if self.path and self.options.lowercase:
+        if self.reads_pairs() and self.options.lowercase:
             text = text.lower()
         if self.level == "char":
             return list(text)
@@ -219,7 +237,7 @@ class TransductionTask(GeneratedTokensTask):
 
     # -- life cycle ----------------------------------------------------------------------------
     def _generate(self, rng: random.Random, count: int, validation: bool) -> list[tuple[str, str]]:
-        sample = sample_date if self.options.kind == "dates" else sample_number
+        sample = {"dates": sample_date, "numbers": sample_number, "phrases": sample_phrase}[self.options.kind]
         return [sample(rng, validation) for _ in range(count)]
 
     def _encode_pairs(self, pairs: Sequence[tuple[str, str]]) -> list[tuple[list[int], list[int]]]:
@@ -227,34 +245,55 @@ class TransductionTask(GeneratedTokensTask):
                 for s, t in pairs]
 
     def _read_file_pairs(self, path: str) -> list[tuple[str, str]]:
-        pairs = read_pairs(path)
-        kept = [(p.source, p.target) for p in pairs
-                if len(self.tokenize(p.source)) <= self.options.max_len and len(self.tokenize(p.target)) <= self.options.max_len]
+        o = self.options
+        return self._within_max_len(path, [(p.source, p.target)
+                                           for p in read_pairs(path, o.source_column, o.target_column)])
+
+    def _within_max_len(self, path: str, pairs: list[tuple[str, str]]) -> list[tuple[str, str]]:
+        limit = self.options.max_len
+        kept = [(s, t) for s, t in pairs if len(self.tokenize(s)) <= limit and len(self.tokenize(t)) <= limit]
         if not kept:
-            raise DataError(path, f"every pair is longer than data.options.max_len = {self.options.max_len} tokens")
+            raise DataError(path, f"every pair is longer than data.options.max_len = {limit} tokens")
         return kept
+
+    def _split_file(self) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+        """(training pairs, validation pairs) as text, from data.path (and val_path)."""
+        o = self.options
+        pairs = self._read_file_pairs(self.path)
+        if o.val_path:
+            return pairs, self._read_file_pairs(o.val_path)
+        if len(pairs) < 2:
+            raise DataError(self.path, "holds one pair; a train/validation split needs at least 2 "
+                                       "(or set data.options.val_path)")
+        random.Random(0).shuffle(pairs)  # fixed: the same split for every seed
+        cut = min(max(int(round(len(pairs) * (1 - o.val_fraction))), 1), len(pairs) - 1)
+        return pairs[:cut], pairs[cut:]
+
+    def reads_pairs(self) -> bool:
+        """Whether the data is a fixed set of pairs (a file: epochs, shuffled batches)
+        rather than generated without end."""
+        return bool(self.path)
 
     def prepare(self) -> None:
         o = self.options
-        if not self.path:
-            if self.source_vocab is None:
+        if not self.reads_pairs():
+            if self.source_vocab is None and o.kind == "phrases":
+                every = all_phrases()  # the grammar's whole vocabulary (or its characters)
+                self.source_vocab = Vocab.build(Counter(t for s, _ in every for t in self.tokenize(s)),
+                                                specials=(PAD, UNK))
+                self.target_vocab = Vocab.build(Counter(t for _, s in every for t in self.tokenize(s)),
+                                                specials=ALL_SPECIALS)
+            elif self.source_vocab is None:
                 self.source_vocab = Vocab([PAD, UNK] + list(_BUILTIN_SOURCE_CHARS))
                 self.target_vocab = Vocab(list(ALL_SPECIALS) + list(_BUILTIN_TARGET_CHARS))
             val = self._generate(random.Random(self.seed * 7919 + 31), o.val_size, validation=True)
             sample = self._generate(random.Random(self.seed * 7919 + 37), 2000, validation=False)
             self.val_pairs = self._encode_pairs(val)
+            if o.kind == "phrases":
+                self.val_texts = list(val)  # sentences: scored by BLEU/chrF in `workbench eval`
             train_sample = self._encode_pairs(sample)
         else:
-            pairs = self._read_file_pairs(self.path)
-            if o.val_path:
-                train, val = pairs, self._read_file_pairs(o.val_path)
-            else:
-                if len(pairs) < 2:
-                    raise DataError(self.path, "holds one pair; a train/validation split needs at least 2 "
-                                               "(or set data.options.val_path)")
-                random.Random(0).shuffle(pairs)  # fixed: the same split for every seed
-                cut = min(max(int(round(len(pairs) * (1 - o.val_fraction))), 1), len(pairs) - 1)
-                train, val = pairs[:cut], pairs[cut:]
+            train, val = self._split_file()
             if self.source_vocab is None:
                 self.source_vocab = Vocab.build(Counter(t for s, _ in train for t in self.tokenize(s)),
                                                 specials=(PAD, UNK), min_freq=o.min_freq)
@@ -262,6 +301,7 @@ class TransductionTask(GeneratedTokensTask):
                                                 specials=ALL_SPECIALS, min_freq=o.min_freq)
             self.train_pairs = self._encode_pairs(train)
             self.val_pairs = self._encode_pairs(val)
+            self.val_texts = list(val)
             train_sample = self.train_pairs
         eos = self.target_vocab.id("<eos>")
         self._baseline = position_mode_baseline([t + [eos] for _, t in train_sample],
@@ -279,7 +319,40 @@ class TransductionTask(GeneratedTokensTask):
         self.prepared = True
 
     def use_eval_file(self, path: str) -> None:
-        self.val_pairs = self._encode_pairs(self._read_file_pairs(path))
+        self.val_texts = self._read_file_pairs(path)
+        self.val_pairs = self._encode_pairs(self.val_texts)
+
+    # -- decoded text scored with sacrebleu (`workbench eval`) ------------------------------
+    def _as_compared(self, text: str) -> str:
+        return self.detokenize(self.tokenize(text))
+
+    def decode_outputs(self, model, device, batch_size: int, max_items: int, beam: int = 0) -> list[str]:
+        """The validation sources decoded greedily (beam 0 or 1) or by beam search, as text."""
+        outputs = []
+        for b in range(0, min(len(self.val_pairs), max_items), batch_size):
+            batch = self._batch(self.val_pairs[b:b + batch_size]).to(device)
+            max_len = int(batch.y.shape[1]) * 2 + 10
+            if beam > 1:
+                tokens, _ = model.beam_search(batch.x, beam, max_len, batch.lengths)
+            else:
+                tokens, _ = model.generate(batch.x, max_len, batch.lengths)
+            outputs += [self.decode_target(row) for row in tokens.tolist()]
+        return outputs
+
+    def corpus_metrics(self, model, device, batch_size: int, max_items: int, beam: int) -> dict:
+        """BLEU and chrF (sacrebleu) of greedy and beam decoding over the validation pairs,
+        and of the copy-the-source baseline: {"metrics": {...}, "baseline": {...}}.
+        For sentences (files, generated phrases); dates and numbers are judged by exact match."""
+        if not self.val_texts:
+            return {}
+        texts = self.val_texts[:max_items]
+        refs = [self._as_compared(t) for _, t in texts]
+        metrics = text_scores(self.decode_outputs(model, device, batch_size, max_items), refs)
+        if beam > 1:
+            scores = text_scores(self.decode_outputs(model, device, batch_size, max_items, beam), refs)
+            metrics.update({f"{k}_beam": v for k, v in scores.items()})
+            metrics["beam_width"] = float(beam)
+        return {"metrics": metrics, "baseline": text_scores([self._as_compared(s) for s, _ in texts], refs)}
 
     # -- shapes ----------------------------------------------------------------------------------
     def model_io(self) -> ModelIO:
@@ -300,10 +373,10 @@ class TransductionTask(GeneratedTokensTask):
         return Batch(x=x, y=y, lengths=lengths, y_in=y_in, mask=mask)
 
     def epoch_size(self, batch_size: int) -> int | None:
-        return math.ceil(len(self.train_pairs) / batch_size) if self.path else None
+        return math.ceil(len(self.train_pairs) / batch_size) if self.reads_pairs() else None
 
     def train_batches(self, batch_size: int, generator: torch.Generator) -> Iterator[Batch]:
-        if self.path:
+        if self.reads_pairs():
             lengths = [len(s) for s, _ in self.train_pairs]
             for idx in bucketed_batches(lengths, batch_size, generator):
                 yield self._batch([self.train_pairs[i] for i in idx])
@@ -324,3 +397,11 @@ class TransductionTask(GeneratedTokensTask):
 
     # -- loss and metrics -------------------------------------------------------------------------
     # loss, metric_sums, decode_metrics, baseline: GeneratedTokensTask
+
+
+def text_scores(hypotheses: Sequence[str], references: Sequence[str]) -> dict[str, float]:
+    """Corpus BLEU and chrF (sacrebleu's defaults, one reference per output), 0-100."""
+    import sacrebleu
+
+    return {"bleu": float(sacrebleu.corpus_bleu(list(hypotheses), [list(references)], force=True).score),
+            "chrf": float(sacrebleu.corpus_chrf(list(hypotheses), [list(references)]).score)}

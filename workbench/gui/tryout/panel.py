@@ -106,7 +106,7 @@ class TryoutPanel(QWidget):
         self._open_job = self.client.submit("session", session=session)
 
     def _begin_open(self, text: str) -> None:
-        if isinstance(self.view, GenerateView) and self.view.streaming:
+        if getattr(self.view, "streaming", False):  # a language model's or a chatbot's stream
             self.client.stop_stream()
         self.status.setText(text)
         self.error = ""

@@ -372,6 +372,15 @@ class TransduceView(_LineInputView):
     def __init__(self, info: dict, parent=None):
         super().__init__(info, parent)
         self.temperature, self.top_k, _ = _sampling_row(self.layout_, 1.0)
+        self.beam = QSpinBox()
+        self.beam.setObjectName("beamWidth")
+        self.beam.setRange(1, 64)
+        self.beam.setToolTip("Beam width: above 1 the output is also found by beam search")
+        beam_row = QHBoxLayout()
+        beam_row.addWidget(QLabel("Beam width"))
+        beam_row.addWidget(self.beam)
+        beam_row.addStretch(1)
+        self.layout_.addLayout(beam_row)
         form = QFormLayout()
         self.greedy = QLabel("")
         self.greedy.setObjectName("greedyOutput")
@@ -379,8 +388,12 @@ class TransduceView(_LineInputView):
         self.sampled = QLabel("")
         self.sampled.setObjectName("sampledOutput")
         self.sampled.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.beam_output = QLabel("")
+        self.beam_output.setObjectName("beamOutput")
+        self.beam_output.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         form.addRow("Greedy", self.greedy)
         form.addRow("Sampled", self.sampled)
+        form.addRow("Beam search", self.beam_output)
         self.layout_.addLayout(form)
         self.source_chips = TokenChips()
         self.output_chips = TokenChips()
@@ -394,7 +407,8 @@ class TransduceView(_LineInputView):
         self.attention.hovered.connect(lambda t: self.source_chips.highlight(t if t >= 0 else None))
 
     def params(self) -> dict:
-        return {"text": self.input.text(), "temperature": self.temperature.value(), "top_k": self.top_k.value()}
+        return {"text": self.input.text(), "temperature": self.temperature.value(), "top_k": self.top_k.value(),
+                "beam": self.beam.value()}
 
     def on_result(self, kind: str, data) -> None:
         if kind != "transduce":
@@ -402,6 +416,9 @@ class TransduceView(_LineInputView):
         self.last_result = data
         self.greedy.setText(data["greedy"]["text"] or "(empty)")
         self.sampled.setText(data["sampled"]["text"] or "(empty)")
+        beam = data.get("beam")
+        self.beam_output.setText(f"{beam['text'] or '(empty)'}  (width {beam['width']})" if beam
+                                 else "(beam width 1: the greedy output)")
         self.source_chips.set_tokens(data["source_tokens"])
         self.output_chips.set_tokens(data["greedy"]["tokens"])
         att = data.get("attention")
@@ -415,6 +432,145 @@ class TransduceView(_LineInputView):
         self.source_chips.highlight(t if axis == "in" else None)
         self.output_chips.highlight(t if axis == "out" else None)
         self.attention.set_cursor(t if axis == "in" else None)
+
+
+# ----------------------------------------------------------------------------- chatbots
+
+
+class ChatView(ModeView):
+    """A conversation: the transcript of user and model turns, the reply streamed in as
+    it is decoded (greedy or sampled at the temperature; beam search, width > 1, answers
+    whole), and the attention of the last reply over the user's words."""
+
+    def __init__(self, info: dict, parent=None):
+        super().__init__(info, parent)
+        lay = QVBoxLayout(self)
+        lay.addWidget(self.hint)
+        self.transcript = QTextEdit()
+        self.transcript.setObjectName("chatTranscript")
+        self.transcript.setReadOnly(True)
+        lay.addWidget(self.transcript, 2)
+        row = QHBoxLayout()
+        self.input = QLineEdit()
+        self.input.setObjectName("chatInput")
+        self.input.setPlaceholderText("Your message")
+        self.send_button = QPushButton("Send")
+        self.send_button.setObjectName("sendButton")
+        self.clear_button = QPushButton("Clear")
+        self.clear_button.setObjectName("clearChatButton")
+        row.addWidget(self.input, 1)
+        row.addWidget(self.send_button)
+        row.addWidget(self.clear_button)
+        lay.addLayout(row)
+        decoding = QHBoxLayout()
+        self.temperature = QDoubleSpinBox()
+        self.temperature.setObjectName("temperature")
+        self.temperature.setRange(0.0, 10.0)
+        self.temperature.setSingleStep(0.1)
+        self.temperature.setValue(0.0)
+        self.temperature.setToolTip("Sampling temperature: 0 is greedy (always the likeliest word)")
+        self.beam = QSpinBox()
+        self.beam.setObjectName("beamWidth")
+        self.beam.setRange(1, 64)
+        self.beam.setToolTip("Beam width: above 1 the reply is found by beam search (shown whole, not streamed; "
+                             "the temperature is then not used)")
+        decoding.addWidget(QLabel("Temperature"))
+        decoding.addWidget(self.temperature)
+        decoding.addWidget(QLabel("Beam width"))
+        decoding.addWidget(self.beam)
+        decoding.addStretch(1)
+        lay.addLayout(decoding)
+        self.source_chips = TokenChips()
+        lay.addWidget(Titled("What the model read", self.source_chips))
+        self.attention = Heatmap(colormap="viridis")
+        self.attention.setObjectName("attentionHeatmap")
+        self.attention_box = Titled("Attention of the last reply (rows: reply words, columns: your words)",
+                                    self.attention)
+        self.attention_box.setVisible(bool(info.get("attention")))
+        lay.addWidget(self.attention_box, 1)
+        self.attention.hovered.connect(lambda t: self.source_chips.highlight(t if t >= 0 else None))
+        self.turns: list[tuple[str, str]] = []  # (who, text), "user" / "model"
+        self.streaming = False
+        self._reply = ""
+        self._message = ""
+        self.send_button.clicked.connect(self.send)
+        self.input.returnPressed.connect(self.send)
+        self.clear_button.clicked.connect(self.clear)
+
+    def previous_reply(self) -> str:
+        return next((text for who, text in reversed(self.turns) if who == "model"), "")
+
+    def send(self, text: str | None = None) -> None:
+        message = (text if text is not None else self.input.text()).strip()
+        if not message or self.streaming:
+            return
+        self.input.clear()
+        params = {"text": message, "previous": self.previous_reply(), "temperature": self.temperature.value()}
+        self._message, self._reply = message, ""
+        self.turns.append(("user", message))
+        self._append(f"<b>You:</b> {_escape(message)}<br/><b>Model:</b> ")
+        self._set_streaming(True)
+        if self.beam.value() > 1:
+            self.request.emit("chat", {**params, "beam": self.beam.value()})
+        else:
+            self.request.emit("chat_stream", params)
+
+    def clear(self) -> None:
+        if self.streaming:
+            self.request.emit("stop", {})
+        self.turns = []
+        self.transcript.clear()
+
+    def _append(self, html: str) -> None:
+        cursor = QTextCursor(self.transcript.document())
+        cursor.movePosition(QTextCursor.MoveOperation.End)
+        cursor.insertHtml(html)
+        self.transcript.setTextCursor(cursor)
+
+    def _set_streaming(self, on: bool) -> None:
+        self.streaming = on
+        self.send_button.setEnabled(not on)
+        self.busy_changed.emit(on)
+
+    def on_tokens(self, tokens: list) -> None:
+        text = "".join(t["text"] for t in tokens)
+        self._reply += text
+        cursor = QTextCursor(self.transcript.document())
+        cursor.movePosition(QTextCursor.MoveOperation.End)
+        fmt = QTextCharFormat()
+        fmt.setForeground(QColor(GENERATED))
+        cursor.insertText(text, fmt)
+
+    def on_result(self, kind: str, data) -> None:
+        if kind not in ("chat", "chat_stream"):
+            return
+        self._set_streaming(False)
+        self.last_result = data
+        if kind == "chat":  # beam search: the reply arrives whole
+            self.on_tokens([{"text": data["reply"]}])
+        self._append("<br/>")
+        self.turns.append(("model", data["reply"]))
+        self.source_chips.set_tokens(data["source_tokens"])
+        att = data.get("attention")
+        if att is not None and np.size(att):
+            self.attention.set_matrix(att, x_labels=data["source_tokens"], y_labels=data["reply_tokens"] or ["(empty)"],
+                                      levels=(0.0, float(np.max(att)) or 1.0))
+            self.attention_box.show()
+        if data["ids"]:
+            self.inside_request.emit({"text": data["source"], "output_ids": data["ids"]})
+
+    def on_failed(self, kind: str, message: str) -> None:
+        if kind in ("chat", "chat_stream"):
+            self._set_streaming(False)
+            self._append("<br/>")
+
+    def highlight(self, axis: str, t: int) -> None:
+        self.source_chips.highlight(t if axis == "in" else None)
+        self.attention.set_cursor(t if axis == "in" else None)
+
+
+def _escape(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 # ----------------------------------------------------------------------------- one-to-many

@@ -39,7 +39,7 @@ class InferenceWorker(QObject):
 
     # -- called from the GUI thread ----------------------------------------------------
     def submit(self, job_id: int, kind: str, params: dict) -> None:
-        if kind == "generate":
+        if kind in ("generate", "chat_stream"):
             self._stop.clear()
         self._job.emit(job_id, kind, params)
 
@@ -79,7 +79,13 @@ class InferenceWorker(QObject):
             return inference.classify(s, p["text"])
         if kind == "transduce":
             return inference.transduce(s, p["text"], temperature=p.get("temperature", 1.0),
-                                       top_k=p.get("top_k", 0), seed=p.get("seed"))
+                                       top_k=p.get("top_k", 0), seed=p.get("seed"), beam=p.get("beam", 1))
+        if kind == "chat":
+            out = inference.chat(s, p["text"], previous=p.get("previous", ""), beam=p.get("beam", 1),
+                                 temperature=p.get("temperature", 0.0))
+            return {**out, "source": inference.chat_source(s, p["text"], p.get("previous", ""))}
+        if kind == "chat_stream":
+            return self._chat_stream(job_id, inference, s, p)
         if kind == "caption":
             return inference.caption(s, image=p.get("image"), path=p.get("path"), seed=p.get("seed"),
                                      temperature=p.get("temperature", 1.0), top_k=p.get("top_k", 0))
@@ -116,6 +122,32 @@ class InferenceWorker(QObject):
         if pending:
             self.tokens.emit(job_id, pending)
         return {"count": count, "stopped": self._stop.is_set(), "length": p.get("length", 200)}
+
+    def _chat_stream(self, job_id: int, inference, s, p: dict) -> dict:
+        """A chatbot's reply streamed token by token; the whole reply (with its attention
+        rows stacked [L, S]) as the result."""
+        import numpy as np
+
+        previous = p.get("previous", "")
+        source = inference.chat_source(s, p["text"], previous)
+        pending, steps = [], []
+        last = time.perf_counter()
+        for step in inference.chat_stream(s, p["text"], previous=previous, temperature=p.get("temperature", 0.0),
+                                          stop=self._stop.is_set):
+            steps.append(step)
+            pending.append({k: v for k, v in step.items() if k != "attention"})
+            now = time.perf_counter()
+            if now - last >= EMIT_INTERVAL_S:
+                self.tokens.emit(job_id, pending)
+                pending, last = [], now
+        if pending:
+            self.tokens.emit(job_id, pending)
+        rows = [st["attention"] for st in steps if st["attention"] is not None]
+        tokens = [st["token"] for st in steps]
+        return {"message": p["text"], "source": source, "source_tokens": s.task.tokenize(source),
+                "reply": "".join(st["text"] for st in steps), "reply_tokens": tokens,
+                "ids": [st["id"] for st in steps], "attention": np.stack(rows) if rows else None,
+                "stopped": self._stop.is_set()}
 
 
 def _describe(exc: BaseException) -> str:

@@ -1,0 +1,70 @@
+"""Beam search: on a hand-set model it finds the likelier output that greedy decoding
+misses; width 1 is greedy decoding, on the hand-set model and on a real encoder-decoder."""
+from __future__ import annotations
+
+import math
+
+import torch
+
+from workbench import presets
+from workbench.engine.model import beam_search, build_model
+from workbench.tasks import make_task
+
+PAD, BOS, EOS, A, B, C = range(6)
+# A hand-set "model": the next token's probabilities depend only on the previous token.
+# Greedy takes A (0.5) and then B (0.36): A B <eos>, probability 0.18. The likeliest
+# output is B <eos> (0.45), which a beam of 2 keeps and finds.
+TABLE = {BOS: {A: 0.5, B: 0.45, EOS: 0.05}, A: {B: 0.36, C: 0.34, EOS: 0.30},
+         B: {EOS: 1.0}, C: {EOS: 1.0}, PAD: {PAD: 1.0}, EOS: {EOS: 1.0}}
+
+
+def _markov_step(tokens: torch.Tensor, state):
+    logp = torch.full((tokens.shape[0], 6), -1e9)
+    for row, t in enumerate(tokens.tolist()):
+        for nxt, p in TABLE[t].items():
+            logp[row, nxt] = math.log(p)
+    return logp, state, None
+
+
+def _search(width: int, rows: int = 1) -> list[list[int]]:
+    state = [torch.zeros(1, rows * width, 1)]  # [D, N, H]: only its batch rows are reordered
+    tokens, attention = beam_search(_markov_step, state, rows, width, max_len=10, bos=BOS, eos=EOS, pad=PAD)
+    assert attention is None
+    return tokens.tolist()
+
+
+def test_beam_finds_the_likelier_output_that_greedy_misses():
+    assert _search(1) == [[A, B, EOS]]  # greedy
+    assert _search(2) == [[B, EOS]]  # cut after the longest chosen output
+    assert _search(4, rows=3) == [[B, EOS]] * 3
+
+
+def test_width_one_is_greedy_decoding_on_a_real_encoder_decoder():
+    preset = presets.load_builtin("dates_encdec_attention")
+    preset.data.options["val_size"] = 40
+    task = make_task(preset)
+    torch.manual_seed(3)
+    model = build_model(preset.model, task.model_io()).eval()
+    batch = next(task.val_batches(40, 1))
+    greedy, greedy_attn = model.generate(batch.x, 16, batch.lengths)
+    beam1, beam1_attn = model.beam_search(batch.x, 1, 16, batch.lengths)
+    assert torch.equal(greedy, beam1)
+    assert torch.allclose(greedy_attn, beam1_attn)
+    wide, attn = model.beam_search(batch.x, 5, 16, batch.lengths)
+    assert wide.shape[0] == 40 and attn.shape[:2] == wide.shape and attn.shape[2] == batch.x.shape[1]
+    # the rows sum to 1 over the real source positions only
+    real = torch.arange(batch.x.shape[1])[None, :] < batch.lengths[:, None]  # [B, S]
+    assert torch.allclose(attn.sum(-1)[wide != 0], torch.ones(int((wide != 0).sum())), atol=1e-5)
+    assert float(attn.masked_select(~real[:, None, :].expand_as(attn)).abs().sum()) == 0.0
+
+
+def test_beam_output_is_at_least_as_likely_as_greedy_on_the_hand_set_model():
+    def logprob(seq):
+        prev, total = BOS, 0.0
+        for t in seq:
+            if t == PAD:
+                break
+            total += math.log(TABLE[prev][t])
+            prev = t
+        return total
+    assert logprob(_search(2)[0]) > logprob(_search(1)[0])

@@ -1,0 +1,191 @@
+"""Chatbot: an encoder-decoder that writes the reply to a message (and optionally the turn before).
+
+Data (``data.path``): chatterbot-corpus YAML conversations, a folder of them, or a TSV of
+message<TAB>reply lines (workbench.io.dialogue). Without a file: generated conversations
+(greetings, small talk, colours, likes, additions; workbench.tasks.phrases). Every turn after a
+conversation's first is a reply to the turn before it; with ``context`` the turn before
+that is read too ("previous | message"). Whole conversations are held out
+(``val_fraction`` of the distinct ones, shuffled with a fixed seed) or ``val_path`` names a
+validation file. Word level by default, lowercased; batches and shapes as the
+transduction task (x [B, S] message ids, y_in/y [B, T] reply ids, mask [B, T]).
+
+Metrics: teacher-forced token accuracy, and the reply perplexity exp(nats per reply
+token, <eos> included) on held-out conversations. ``workbench eval`` adds BLEU and chrF
+(sacrebleu) of the greedy and beam-search replies. Baselines: the perplexity of a
+unigram model of the training replies (add-one smoothed over the reply vocabulary), and
+nearest-question retrieval: the reply of the training message closest to the held-out
+message by TF-IDF cosine over words, scored with the same BLEU and chrF.
+"""
+from __future__ import annotations
+
+import math
+import random
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from workbench.io.dialogue import exchanges, read_dialogue
+from workbench.io.errors import DataError
+from workbench.io.vocab import tokenize_words
+from workbench.spec import SpecError
+from workbench.tasks.base import Batch
+from workbench.tasks.phrases import generated_conversations
+from workbench.tasks.textutil import check_choice, check_float, check_int, position_mode_baseline
+from workbench.tasks.transduction import TransductionTask, text_scores
+
+
+@dataclass
+class DialogueOptions:
+    level: str = "word"  # "word" or "char"
+    lowercase: bool = True
+    context: bool = False  # read the turn before the message too
+    val_path: str = ""  # a validation conversations file
+    val_fraction: float = 0.1  # of the conversations
+    min_freq: int = 1  # rarer words become <unk>
+    max_len: int = 40  # exchanges with a longer message or reply (in tokens) are left out
+
+
+class DialogueTask(TransductionTask):
+    name = "dialogue"
+    title = "Chatbot (the reply to a message, from conversations)"
+    Options = DialogueOptions
+    main_metric = "perplexity"
+    lower_is_better = True
+
+    def __init__(self, options: dict, path: str = "", seed: int = 0):
+        # The transduction task's option checks are for its own options: skip to the base's.
+        super(TransductionTask, self).__init__(options, path, seed)
+        o = self.options
+        check_choice(o, "level", ("word", "char"))
+        check_float(o, "val_fraction", 0.0, 0.9)
+        check_int(o, "min_freq", 1, 1_000_000)
+        check_int(o, "max_len", 1, 100_000)
+        if o.val_path and not path:
+            raise SpecError("data.options.val_path", "a validation file needs a training file in data.path")
+        if not o.val_path and o.val_fraction <= 0:
+            raise SpecError("data.options.val_fraction", "must be above 0 unless val_path names a validation file")
+        self.level = o.level
+        self.source_vocab = self.target_vocab = None
+        self.train_pairs, self.val_pairs = [], []
+        self.train_texts: list[tuple[str, str]] = []
+        self.val_texts: list[tuple[str, str]] = []
+        self._baseline = {}
+
+    # -- data -------------------------------------------------------------------------------
+    def reads_pairs(self) -> bool:
+        return True  # a file's conversations, or a fixed generated set of them
+    def _read_file_pairs(self, path: str) -> list[tuple[str, str]]:
+        return self._within_max_len(path, exchanges(read_dialogue(path).conversations, self.options.context))
+
+    def _split_file(self) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+        o = self.options
+        if o.val_path:
+            train, val = self._read_file_pairs(self.path), self._read_file_pairs(o.val_path)
+        else:
+            # Repeated conversations (the English corpus holds 2,025, 898 of them distinct)
+            # are kept once, so that no held-out conversation is also a training one.
+            read = read_dialogue(self.path).conversations if self.path else generated_conversations()
+            conversations = [list(c) for c in dict.fromkeys(map(tuple, read))]
+            if len(conversations) < 2:
+                raise DataError(self.path, "holds one conversation; holding some out needs at least 2 "
+                                           "(or set data.options.val_path)")
+            random.Random(0).shuffle(conversations)  # fixed: the same split for every seed
+            cut = min(max(int(round(len(conversations) * (1 - o.val_fraction))), 1), len(conversations) - 1)
+            train = self._within_max_len(self.path, exchanges(conversations[:cut], o.context))
+            val = self._within_max_len(self.path, exchanges(conversations[cut:], o.context))
+        self.train_texts = list(train)
+        return train, val
+
+    def prepare(self) -> None:
+        super().prepare()
+        eos = self.target_vocab.id("<eos>")
+        targets = [t + [eos] for _, t in self.train_pairs]
+        self._baseline = position_mode_baseline(targets, [t + [eos] for _, t in self.val_pairs])
+        self._baseline["perplexity"] = self._unigram_perplexity(targets, [t + [eos] for _, t in self.val_pairs])
+
+    def _unigram_perplexity(self, train: Sequence[Sequence[int]], val: Sequence[Sequence[int]]) -> float:
+        counts = Counter(i for seq in train for i in seq)
+        V = len(self.target_vocab) - 2  # <pad> and <bos> are never a reply token
+        total = sum(counts.values())
+        nats = [-math.log((counts[i] + 1) / (total + V)) for seq in val for i in seq]
+        return math.exp(sum(nats) / max(len(nats), 1))
+
+    # -- metrics --------------------------------------------------------------------------------
+    def metric_sums(self, output: torch.Tensor, batch: Batch) -> dict[str, tuple[float, float]]:
+        sums = dict(super().metric_sums(output, batch))
+        losses = F.cross_entropy(output.reshape(-1, output.shape[-1]).float(), batch.y.reshape(-1),
+                                 reduction="none")  # [B*T]
+        mask = batch.mask.reshape(-1)
+        sums["nats_per_token"] = (float(losses[mask].sum()), float(mask.sum()))
+        sums.pop("exact_match", None)  # a reply is one of many good ones: exact match says little
+        return sums
+
+    def derived_metrics(self, metrics: dict[str, float]) -> dict[str, float]:
+        value = metrics.get("nats_per_token")
+        return {"perplexity": math.exp(min(value, 700.0))} if value is not None else {}
+
+    def decode_metrics(self, model, batch: Batch) -> dict[str, tuple[float, float]]:
+        return {}
+
+    def corpus_metrics(self, model, device, batch_size: int, max_items: int, beam: int) -> dict:
+        """BLEU/chrF of the model's greedy and beam replies, and of nearest-question retrieval."""
+        if not self.val_texts:
+            return {}
+        texts = self.val_texts[:max_items]
+        refs = [self._as_compared(t) for _, t in texts]
+        metrics = text_scores(self.decode_outputs(model, device, batch_size, max_items), refs)
+        if beam > 1:
+            scores = text_scores(self.decode_outputs(model, device, batch_size, max_items, beam), refs)
+            metrics.update({f"{k}_beam": v for k, v in scores.items()})
+            metrics["beam_width"] = float(beam)
+        baseline = {}
+        train = self._training_texts()
+        if train:
+            retrieval = NearestQuestion(train, self.tokenize)
+            replies = [self._as_compared(retrieval.reply(m)) for m, _ in texts]
+            baseline = {f"retrieval_{k}": v for k, v in text_scores(replies, refs).items()}
+        return {"metrics": metrics, "baseline": baseline}
+
+    def _training_texts(self) -> list[tuple[str, str]]:
+        """The training exchanges (read again after restore(); none when the file is gone)."""
+        if not self.train_texts:
+            try:
+                self._split_file()
+            except DataError:
+                return []
+        return self.train_texts
+
+
+class NearestQuestion:
+    """The retrieval baseline: the reply to the training message most similar to a new
+    one, by TF-IDF cosine over word tokens (ties: the first in the file)."""
+
+    def __init__(self, pairs: Sequence[tuple[str, str]], tokenize=None):
+        self.tokenize = tokenize or (lambda s: tokenize_words(s, lowercase=True))
+        self.replies = [r for _, r in pairs]
+        docs = [Counter(self.tokenize(m)) for m, _ in pairs]
+        df = Counter(t for d in docs for t in d)
+        n = len(docs)
+        self.idf = {t: math.log((1 + n) / (1 + c)) + 1.0 for t, c in df.items()}
+        self.postings: dict[str, list[tuple[int, float]]] = {}
+        for i, d in enumerate(docs):
+            weights = {t: c * self.idf[t] for t, c in d.items()}
+            norm = math.sqrt(sum(w * w for w in weights.values())) or 1.0
+            for t, w in weights.items():
+                self.postings.setdefault(t, []).append((i, w / norm))
+
+    def index_of(self, message: str) -> int:
+        query = {t: c * self.idf[t] for t, c in Counter(self.tokenize(message)).items() if t in self.idf}
+        scores: dict[int, float] = {}
+        for t, w in query.items():
+            for i, v in self.postings[t]:
+                scores[i] = scores.get(i, 0.0) + w * v
+        if not scores:
+            return 0
+        return max(scores, key=lambda i: (scores[i], -i))
+
+    def reply(self, message: str) -> str:
+        return self.replies[self.index_of(message)]
