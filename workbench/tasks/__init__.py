@@ -18,6 +18,8 @@ TASKS: dict[str, str] = {
     "transduction": "workbench.tasks.transduction:TransductionTask",
     "captioning": "workbench.tasks.captioning:CaptionTask",
     "textclass": "workbench.tasks.textclass:TextClassTask",
+    "speech_classify": "workbench.tasks.speech:SpeechClassifyTask",
+    "speech_connected": "workbench.tasks.speech:ConnectedSpeechTask",
 }
 
 
