@@ -164,10 +164,40 @@ def probe(path: str | Path) -> AudioInfo:
         container.close()
 
 
+def _check_wav_size(path: Path, container) -> None:
+    """A WAV's header gives the byte size of its sample data; FFmpeg quietly decodes a
+    cut-off WAV (and estimates its duration from the bytes there are), so a data chunk
+    shorter than its header says is the sign of a truncated file."""
+    if container.format.name != "wav":
+        return
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(12)
+            if head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+                return
+            while True:
+                chunk = fh.read(8)
+                if len(chunk) < 8:
+                    return
+                size = int.from_bytes(chunk[4:8], "little")
+                if chunk[:4] == b"data":
+                    if size in (0, 0xFFFFFFFF):  # written by a stream that did not know the size
+                        return
+                    have = path.stat().st_size - fh.tell()
+                    if have < size:
+                        raise DataError(path, f"the WAV header announces {size} bytes of samples but the file holds "
+                                              f"{have}: it is truncated")
+                    return
+                fh.seek(size + (size & 1), 1)  # chunks are padded to an even size
+    except OSError:
+        return
+
+
 def _decode(path: Path, sample_rate: int) -> np.ndarray:
     av = _av()
     container = _open(path)
     try:
+        _check_wav_size(path, container)
         stream = container.streams.audio[0]
         announced = _announced_seconds(container, stream)
         # FFmpeg's resampler mixes every channel layout down to mono and converts the rate

@@ -69,6 +69,8 @@ def prefix_beam_search(log_probs: np.ndarray, width: int = 8, blank: int = 0,
         nxt: dict[tuple[int, ...], list[float]] = {}
 
         def add(prefix, pb=NEG_INF, pnb=NEG_INF):
+            if pb == NEG_INF and pnb == NEG_INF:
+                return  # a path of probability 0 makes no prefix
             cur = nxt.setdefault(prefix, [NEG_INF, NEG_INF])
             cur[0] = _logsumexp(cur[0], pb)
             cur[1] = _logsumexp(cur[1], pnb)
