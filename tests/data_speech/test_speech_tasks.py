@@ -1,0 +1,166 @@
+"""The speech tasks on a small copy of FSDD: batches and the pattern split, connected
+utterances joined from held-out clips only, the presets train a step from the CLI and
+`workbench eval --data` scores a folder of clips, the try-out helpers, and the refusals."""
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+import torch
+
+from workbench import cli, presets
+from workbench.engine.trainer import Trainer
+from workbench.export.runfolder import load_run
+from workbench.io.errors import DataError
+from workbench.io.paths import resolve_data_path
+from workbench.spec import SpecError, with_overrides
+from workbench.tasks import make_task
+
+SPEAKERS = ("jackson", "theo")
+INDICES = (0, 1, 5, 6, 7)  # 0-4 held out, as in FSDD's customary split
+
+
+@pytest.fixture(scope="module")
+def fsdd(tmp_path_factory):
+    """100 FSDD recordings: every digit, two speakers, five takes each."""
+    from tests.conftest import SHARED_DATA
+
+    src = SHARED_DATA / "speech" / "fsdd" / "recordings"
+    if not src.is_dir():
+        pytest.skip(f"shared data folder {src} is not present")
+    root = tmp_path_factory.mktemp("fsdd")
+    for d in range(10):
+        for s in SPEAKERS:
+            for i in INDICES:
+                shutil.copy(src / f"{d}_{s}_{i}.wav", root)
+    return root
+
+
+def _preset(name: str, path, *overrides: str):
+    base = ["train.device=cpu", "train.probe_every=0", "train.checkpoint_every=0", "train.eval_every=0",
+            f"data.path={path}"]
+    return with_overrides(presets.load_builtin(name), base + list(overrides))
+
+
+def test_classify_batches_follow_the_pattern_split(fsdd):
+    task = make_task(_preset("speech_digits_gru", fsdd))
+    assert task.classes == [str(d) for d in range(10)]
+    assert len(task.train_set) == 60 and len(task.val_set) == 40  # takes 5-7 train, 0-1 held out
+    assert task.baseline() == {"accuracy": pytest.approx(0.1)}
+    batches = list(task.train_batches(16, torch.Generator().manual_seed(0)))
+    assert sorted(len(b.y) for b in batches) == [12, 16, 16, 16] and task.epoch_size(16) == 4
+    batch = max(batches, key=lambda b: len(b.y))
+    assert batch.x.shape[2] == 40 and batch.y.shape == (16,)
+    assert int(batch.lengths.max()) == batch.x.shape[1]
+    for row, n in enumerate(batch.lengths.tolist()):
+        assert batch.x[row, n:].abs().sum() == 0  # padding is zeros
+        assert torch.allclose(batch.x[row, :n].mean(0), torch.zeros(40), atol=1e-4)  # normalised per clip
+    seen = [int(y) for b in task.val_batches(8, 100) for y in b.y]
+    assert sorted(seen) == sorted([d for d in range(10) for _ in SPEAKERS for _ in (0, 1)])
+
+
+def test_connected_utterances_join_clips_and_hold_out_only_held_out_clips(fsdd):
+    # hold out every clip of digit 0: then every held-out utterance says only "0"
+    task = make_task(_preset("speech_connected_ctc", fsdd, "data.options.split_field=label",
+                             "data.options.split_values=\"0\"", "data.options.val_utterances=12"))
+    assert len(task.val_set) == 12
+    for feats, words in task.val_set:
+        assert 2 <= len(words) <= 5 and set(words) == {0}
+        assert feats.shape[1] == 40
+    assert 0 not in task.train_labels
+    batch = next(task.train_batches(8, torch.Generator().manual_seed(1)))
+    targets, lengths = batch.y, (batch.y != 0).sum(1)
+    assert ((lengths >= 2) & (lengths <= 5)).all()
+    assert targets.min() >= 0 and targets.max() <= 10 and not (targets == 1).any()  # no digit 0 in training
+    # about half a second per digit and the gaps: frames grow with the words
+    frames_per_word = batch.lengths.float() / lengths.float()
+    assert (frames_per_word > 20).all() and (frames_per_word < 120).all()
+    base = task.baseline()
+    assert base["empty_word_error_rate"] == 1.0 and 0.5 < base["word_error_rate"] < 2.0
+
+
+@pytest.mark.parametrize("name", ["speech_digits_gru", "speech_connected_ctc"])
+def test_preset_trains_a_step_and_evaluates_on_a_folder(fsdd, tmp_path, capsys, name):
+    run = tmp_path / "run"
+    extra = ["--set", "data.options.val_utterances=8"] if name == "speech_connected_ctc" else []
+    assert cli.main(["train", name, "--steps", "1", "--quiet", "--device", "cpu", "--run-dir", str(run),
+                     "--set", f"data.path={fsdd}", "--set", "train.probe_every=0", *extra]) == 0
+    capsys.readouterr()
+    # a folder of clips it never saw: one speaker's takes, labelled by the same pattern
+    unseen = tmp_path / "unseen"
+    unseen.mkdir()
+    for path in sorted(fsdd.glob("*_theo_5.wav")):
+        shutil.copy(path, unseen)
+    assert cli.main(["eval", str(run), "--data", str(unseen), "--device", "cpu"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    main = result["main_metric"]
+    assert main in result["metrics"] and main in result["baseline"]
+    if name == "speech_digits_gru":
+        assert result["examples"] == 10
+    else:
+        assert result["examples"] == 8 and "beam_word_error_rate" in result["metrics"]
+
+
+def test_the_built_in_presets_read_the_shared_fsdd_folder(shared_data):
+    for name in ("speech_digits_gru", "speech_connected_ctc"):
+        preset = presets.load_builtin(name)
+        assert resolve_data_path(preset.data.path).resolve() == (shared_data / "speech" / "fsdd" / "recordings").resolve()
+
+
+def test_a_missing_folder_says_what_the_preset_needs(tmp_path):
+    preset = _preset("speech_digits_gru", tmp_path / "nowhere")
+    with pytest.raises(DataError, match="nowhere: no such folder.*Free Spoken Digit Dataset"):
+        make_task(preset)
+    with pytest.raises(DataError, match="data.path: is empty"):
+        make_task(_preset("speech_digits_gru", ""))
+
+
+def test_mismatches_name_the_field(fsdd):
+    with pytest.raises(SpecError, match="model.input.kind"):
+        make_task(_preset("speech_digits_gru", fsdd, "model.input.kind=embedding"))
+    with pytest.raises(SpecError, match="model.head.kind"):
+        make_task(_preset("speech_connected_ctc", fsdd, "model.head.kind=regression"))
+    with pytest.raises(SpecError, match="model.topology"):
+        make_task(_preset("speech_connected_ctc", fsdd, "model.topology=many_to_one"))
+    with pytest.raises(SpecError, match="data.options.split_values"):
+        make_task(_preset("speech_digits_gru", fsdd, "data.options.split_values="))
+    with pytest.raises(SpecError, match="data.options.max_words"):
+        make_task(_preset("speech_connected_ctc", fsdd, "data.options.max_words=1"))
+    with pytest.raises(DataError, match="holds every clip"):
+        make_task(_preset("speech_digits_gru", fsdd, "data.options.split_values=0-100"))
+    # CTC's targets are one string per utterance: truncated BPTT has nothing to cut them by
+    preset = _preset("speech_connected_ctc", fsdd, "train.tbptt=20", "data.options.val_utterances=4")
+    with pytest.raises(SpecError, match="train.tbptt"):
+        Trainer(preset, task=make_task(preset))
+
+
+def test_try_out_helpers_after_restoring_a_run(fsdd, tmp_path, capsys):
+    from workbench.tasks.speech import BLANK
+
+    for name in ("speech_digits_gru", "speech_connected_ctc"):
+        run_dir = tmp_path / name
+        extra = ["--set", "data.options.val_utterances=4"] if name == "speech_connected_ctc" else []
+        assert cli.main(["train", name, "--steps", "1", "--quiet", "--device", "cpu", "--run-dir", str(run_dir),
+                         "--set", f"data.path={fsdd}", "--set", "train.probe_every=0", *extra]) == 0
+        capsys.readouterr()
+        run = load_run(run_dir)
+        task, model = run.task, run.model
+        clip = fsdd / "4_theo_0.wav"
+        wave, feats = task.audio_features(clip)
+        assert feats.shape == (task.mel.frames_for(len(wave)), 40)
+        sal = task.saliency(model, feats)
+        assert sal.shape == (len(feats),) and float(sal.max()) == pytest.approx(1.0) and (sal >= 0).all()
+        if name == "speech_digits_gru":
+            ranked = task.classify(model, clip)
+            assert sorted(c for c, _ in ranked) == task.classes
+            assert sum(p for _, p in ranked) == pytest.approx(1.0, abs=1e-5)
+        else:
+            out = task.transcribe(model, feats, beam_width=4)
+            assert out["probabilities"].shape == (len(feats), 11)
+            assert len(out["path"]) == len(feats) and set(out["path"]) <= set(range(11))
+            greedy = [int(s) for s in out["path"]]
+            words = [task.classes[s - 1] for i, s in enumerate(greedy)
+                     if s != BLANK and (i == 0 or greedy[i - 1] != s)]
+            assert out["greedy"] == " ".join(words)
+            assert out["beam"] == out["beams"][0][0]
