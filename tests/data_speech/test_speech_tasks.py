@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import shutil
 
+import numpy as np
 import pytest
 import torch
 
@@ -135,32 +136,44 @@ def test_mismatches_name_the_field(fsdd):
         Trainer(preset, task=make_task(preset))
 
 
-def test_try_out_helpers_after_restoring_a_run(fsdd, tmp_path, capsys):
-    from workbench.tasks.speech import BLANK
+def test_try_it_after_restoring_a_run(fsdd, tmp_path, capsys):
+    """`workbench try RUN --audio FILE` prints the answer as JSON; the window's data
+    (waveform, spectrogram, per-frame probabilities, saliency) has one row per frame."""
+    from workbench import inference
+    from workbench.tasks.ctc import collapse
 
+    clip = fsdd / "4_theo_0.wav"
     for name in ("speech_digits_gru", "speech_connected_ctc"):
         run_dir = tmp_path / name
         extra = ["--set", "data.options.val_utterances=4"] if name == "speech_connected_ctc" else []
         assert cli.main(["train", name, "--steps", "1", "--quiet", "--device", "cpu", "--run-dir", str(run_dir),
                          "--set", f"data.path={fsdd}", "--set", "train.probe_every=0", *extra]) == 0
         capsys.readouterr()
-        run = load_run(run_dir)
-        task, model = run.task, run.model
-        clip = fsdd / "4_theo_0.wav"
-        wave, feats = task.audio_features(clip)
-        assert feats.shape == (task.mel.frames_for(len(wave)), 40)
-        sal = task.saliency(model, feats)
-        assert sal.shape == (len(feats),) and float(sal.max()) == pytest.approx(1.0) and (sal >= 0).all()
+        assert cli.main(["try", str(run_dir), "--audio", str(clip), "--beam", "4"]) == 0
+        printed = json.loads(capsys.readouterr().out)
+        session = inference.open_run(run_dir)
+        assert session.mode == "speech" and session.describe()["input"] == "audio"
+        out = inference.audio_outputs(session, clip, beam_width=4)
+        task = session.task
+        T = task.mel.frames_for(int(round(out["seconds"] * task.mel.sample_rate)))
+        assert out["spectrogram"].shape == (T, 40) and out["saliency"].shape == (T,) == (printed["frames"],)
+        assert (out["saliency"] >= 0).all() and out["saliency"].max() > 0
+        assert np.allclose(out["probabilities"].sum(1), 1.0, atol=1e-5)
+        assert out["wave"].shape[1] == 2 and (out["wave"][:, 0] <= out["wave"][:, 1]).all()
         if name == "speech_digits_gru":
-            ranked = task.classify(model, clip)
-            assert sorted(c for c, _ in ranked) == task.classes
-            assert sum(p for _, p in ranked) == pytest.approx(1.0, abs=1e-5)
+            assert out["probabilities"].shape == (T, 10) and out["labels"] == task.classes
+            assert printed["predicted"] == out["predicted"] == out["classes"][0][0]
+            assert sum(p for _, p in printed["classes"]) == pytest.approx(1.0, abs=1e-4)
         else:
-            out = task.transcribe(model, feats, beam_width=4)
-            assert out["probabilities"].shape == (len(feats), 11)
-            assert len(out["path"]) == len(feats) and set(out["path"]) <= set(range(11))
-            greedy = [int(s) for s in out["path"]]
-            words = [task.classes[s - 1] for i, s in enumerate(greedy)
-                     if s != BLANK and (i == 0 or greedy[i - 1] != s)]
-            assert out["greedy"] == " ".join(words)
-            assert out["beam"] == out["beams"][0][0]
+            assert out["probabilities"].shape == (T, 11) and out["labels"][0] == "blank"
+            assert out["path"] == out["probabilities"].argmax(1).tolist()
+            assert out["greedy"] == task.label_string(collapse(out["path"])) == printed["greedy"]
+            assert printed["beam"] == printed["beams"][0][0]
+        inside = inference.inside(session, {"audio": str(clip)})
+        assert len(inside["in_steps"]) == T and inside["layers"][0]["series"]["hidden"].shape[1] == T
+    bad = tmp_path / "bad.wav"
+    bad.write_bytes(b"")
+    assert cli.main(["try", str(tmp_path / "speech_digits_gru"), "--audio", str(bad)]) == 2
+    assert "bad.wav: is empty" in capsys.readouterr().err
+    assert cli.main(["try", str(tmp_path / "speech_digits_gru"), "--text", "hello"]) == 2
+    assert "--audio" in capsys.readouterr().err

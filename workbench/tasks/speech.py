@@ -182,28 +182,6 @@ class SpeechTask(Task):
             model.train(was_training)
         return logits.float().cpu()
 
-    def saliency(self, model: torch.nn.Module, feats: torch.Tensor, target: int | None = None) -> torch.Tensor:
-        """How much each frame moves the answer: |d score / d frame| summed over the mel
-        bins, [T], scaled to a maximum of 1. Many-to-one: the score is the target class's
-        logit (default: the predicted one); CTC: the log probability of the best path."""
-        x = feats[None].to(self._device(model)).float().requires_grad_(True)  # [1, T, M]
-        was_training = model.training
-        model.eval()
-        try:
-            with torch.enable_grad():
-                out = model(x)
-                if out.dim() == 2:  # many-to-one [1, K]
-                    k = int(out[0].argmax()) if target is None else int(target)
-                    score = out[0, k]
-                else:  # per frame [1, T, K+1]: the greedy path's log probability
-                    lp = torch.log_softmax(out[0].float(), dim=-1)
-                    score = lp.max(dim=-1).values.sum()
-                (grad,) = torch.autograd.grad(score, x)
-        finally:
-            model.train(was_training)
-        sal = grad[0].abs().sum(-1).cpu()  # [T]
-        return sal / sal.max().clamp_min(1e-12)
-
 
 # ----------------------------------------------------------------------------- classification
 
