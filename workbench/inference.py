@@ -665,7 +665,7 @@ def audio_outputs(session: Session, path: str | Path, beam_width: int = 8) -> di
      "saliency" [T] (||d answer / d x_t|| as ``inside()`` computes it: the answer is the
      predicted class's log probability, for CTC the best path's), and
      speech_classify: "classes" ranked [(class, p)], "predicted";
-     speech_connected: "greedy", "beam", "beams" [(words, log p)], "path" [T] (the
+     speech_connected: "greedy", "beam", "beams" [(words, log p)], "ctc_path" [T] (the
      greedy path's output ids, 0 = blank)}."""
     _require(session, *AUDIO_MODES)
     task, model = session.task, session.model
@@ -684,7 +684,7 @@ def audio_outputs(session: Session, path: str | Path, beam_width: int = 8) -> di
     if ctc:
         decoded = task.transcribe(model, feats, beam_width)
         out.update({"labels": ["blank"] + list(task.classes), "probabilities": decoded["probabilities"].numpy(),
-                    "path": decoded["path"], "greedy": decoded["greedy"], "beam": decoded.get("beam", ""),
+                    "ctc_path": decoded["path"], "greedy": decoded["greedy"], "beam": decoded.get("beam", ""),
                     "beams": decoded.get("beams", [])})
         return out
     logits = task.frame_logits(model, feats)  # [T, K]

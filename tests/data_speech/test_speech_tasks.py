@@ -166,8 +166,8 @@ def test_try_it_after_restoring_a_run(fsdd, tmp_path, capsys):
             assert sum(p for _, p in printed["classes"]) == pytest.approx(1.0, abs=1e-4)
         else:
             assert out["probabilities"].shape == (T, 11) and out["labels"][0] == "blank"
-            assert out["path"] == out["probabilities"].argmax(1).tolist()
-            assert out["greedy"] == task.label_string(collapse(out["path"])) == printed["greedy"]
+            assert out["ctc_path"] == out["probabilities"].argmax(1).tolist()
+            assert out["greedy"] == task.label_string(collapse(out["ctc_path"])) == printed["greedy"]
             assert printed["beam"] == printed["beams"][0][0]
         inside = inference.inside(session, {"audio": str(clip)})
         assert len(inside["in_steps"]) == T and inside["layers"][0]["series"]["hidden"].shape[1] == T

@@ -904,7 +904,7 @@ class AudioView(ModeView):
         if self.ctc:
             self.answer.setText(f"Greedy: <b>{data['greedy'] or '(nothing)'}</b> &nbsp; Beam search: "
                                 f"<b>{data.get('beam') or '(nothing)'}</b>")
-            self.path_text.setText("Greedy path: " + ctc_runs(list(data["path"]), list(data["labels"]),
+            self.path_text.setText("Greedy path: " + ctc_runs(list(data["ctc_path"]), list(data["labels"]),
                                                                 data["hop_s"]))
         else:
             top = ", ".join(f"{c} {p:.0%}" for c, p in data["classes"][:3])
