@@ -12,7 +12,6 @@ import torch
 
 from workbench import cli, presets
 from workbench.engine.trainer import Trainer
-from workbench.export.runfolder import load_run
 from workbench.io.errors import DataError
 from workbench.io.paths import resolve_data_path
 from workbench.spec import SpecError, with_overrides

@@ -231,7 +231,7 @@ def _decode(path: Path, sample_rate: int) -> np.ndarray:
     return np.clip(wave, -1.0, 1.0)
 
 
-_cache: "OrderedDict[tuple, np.ndarray]" = OrderedDict()
+_cache: OrderedDict[tuple, np.ndarray] = OrderedDict()
 _cache_bytes = 0
 _cache_lock = threading.Lock()
 

@@ -15,7 +15,7 @@ between input steps and labels; the loss (torch.nn.CTCLoss) sums over all paths.
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -50,6 +50,15 @@ def _logsumexp(a: float, b: float) -> float:
     return m + math.log(math.exp(a - m) + math.exp(b - m))
 
 
+def _add(beams: dict, prefix: tuple[int, ...], pb: float, pnb: float) -> None:
+    """Add path probability (log) ending in a blank / in a label to a prefix's scores."""
+    if pb == NEG_INF and pnb == NEG_INF:
+        return  # a path of probability 0 makes no prefix
+    cur = beams.setdefault(prefix, [NEG_INF, NEG_INF])
+    cur[0] = _logsumexp(cur[0], pb)
+    cur[1] = _logsumexp(cur[1], pnb)
+
+
 def prefix_beam_search(log_probs: np.ndarray, width: int = 8, blank: int = 0,
                        prune: float = -12.0) -> list[tuple[list[int], float]]:
     """log_probs [T, C] -> up to ``width`` (labels, log probability) pairs, best first.
@@ -67,28 +76,20 @@ def prefix_beam_search(log_probs: np.ndarray, width: int = 8, blank: int = 0,
         row = lp[t]
         symbols = [int(c) for c in np.nonzero(row >= prune)[0]] or [int(row.argmax())]
         nxt: dict[tuple[int, ...], list[float]] = {}
-
-        def add(prefix, pb=NEG_INF, pnb=NEG_INF):
-            if pb == NEG_INF and pnb == NEG_INF:
-                return  # a path of probability 0 makes no prefix
-            cur = nxt.setdefault(prefix, [NEG_INF, NEG_INF])
-            cur[0] = _logsumexp(cur[0], pb)
-            cur[1] = _logsumexp(cur[1], pnb)
-
         for prefix, (pb, pnb) in beams.items():
             total = _logsumexp(pb, pnb)
             for c in symbols:
                 p = float(row[c])
                 if c == blank:
-                    add(prefix, pb=total + p)
+                    _add(nxt, prefix, total + p, NEG_INF)
                     continue
                 last = prefix[-1] if prefix else None
                 extended = prefix + (c,)
                 if c == last:
-                    add(extended, pnb=pb + p)  # a repeat needs a blank between
-                    add(prefix, pnb=pnb + p)  # otherwise it merges into the last label
+                    _add(nxt, extended, NEG_INF, pb + p)  # a repeat needs a blank between
+                    _add(nxt, prefix, NEG_INF, pnb + p)  # otherwise it merges into the last label
                 else:
-                    add(extended, pnb=total + p)
+                    _add(nxt, extended, NEG_INF, total + p)
         ranked = sorted(nxt.items(), key=lambda item: -_logsumexp(*item[1]))[:width]
         beams = {prefix: (pb, pnb) for prefix, (pb, pnb) in ranked}
     result = [(list(prefix), _logsumexp(pb, pnb)) for prefix, (pb, pnb) in beams.items()]

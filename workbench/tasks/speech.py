@@ -24,9 +24,9 @@ every class, seeded. Reading, resampling and the spectrogram are in workbench.io
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
 
 import numpy as np
 import torch
