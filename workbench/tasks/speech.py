@@ -20,6 +20,9 @@ subfolder (one per class) or by ``label_pattern`` on the file name: FSDD's
 ``{label}_{speaker}_{index}``. The held-out split follows ``split_field`` /
 ``split_values`` (FSDD's customary test split: index 0-4), or else ``val_fraction`` of
 every class, seeded. Reading, resampling and the spectrogram are in workbench.io.audio.
+Path empty (the built-in presets): ``synthetic_clips`` synthetic spoken digits, "0" to
+"9" said by random voices (``synthetic_word``), since no recordings ship with the
+package; the last ``val_fraction`` of them are held out.
 """
 from __future__ import annotations
 
@@ -55,6 +58,60 @@ class SpeechOptions:
     split_values: str = ""  # its held-out values, e.g. "0-4"
     val_fraction: float = 0.1  # without split_field: share of each class held out (seeded)
     max_seconds: float = 10.0  # longer clips are cut
+    synthetic_clips: int = 1000  # path empty: synthetic spoken digits generated (val_fraction held out)
+
+
+# ----------------------------------------------------------------------------- built-in words
+
+# Synthetic "spoken digits" for the built-in presets (no recordings ship with the
+# package): each word is a fixed sequence of phones, a vowel (two formants, Hz) or a
+# fricative (a noise band, Hz), loosely after the English word, said by a random voice.
+_VOWELS = {"a": (750, 1250), "e": (500, 1850), "i": (300, 2300), "o": (500, 900), "u": (330, 800),
+           "n": (260, 1500)}
+_NOISES = {"s": (3000, 3900), "f": (1200, 3900), "h": (600, 2500)}
+SYNTHETIC_WORDS: dict[str, tuple[str, ...]] = {
+    "0": ("s", "i", "o"), "1": ("u", "a", "n"), "2": ("h", "u"), "3": ("f", "i"), "4": ("f", "o"),
+    "5": ("f", "a", "i"), "6": ("s", "i", "s"), "7": ("s", "e", "n"), "8": ("e", "i", "h"), "9": ("n", "a", "i", "n"),
+}
+
+
+def synthetic_word(word: str, rng: np.random.Generator, rate: int = 8000) -> np.ndarray:
+    """One utterance of a SYNTHETIC_WORDS word, float32 [N] in [-1, 1]: voiced phones are
+    harmonics of a random pitch weighted by two formant peaks, fricatives band-limited
+    noise; pitch, vocal-tract scale, tempo, loudness and background noise vary per call."""
+    f0 = rng.uniform(85.0, 230.0)  # the voice's pitch
+    scale = rng.uniform(0.88, 1.15)  # vocal-tract length: shifts every formant
+    tempo = rng.uniform(0.8, 1.25)
+    parts = []
+    for phone in SYNTHETIC_WORDS[word]:
+        n = int(rate * tempo * (rng.uniform(0.07, 0.11) if phone in _NOISES else rng.uniform(0.12, 0.2)))
+        t = np.arange(n) / rate
+        if phone in _NOISES:
+            lo, hi = (f * scale for f in _NOISES[phone])
+            spectrum = np.fft.rfft(rng.normal(0.0, 1.0, n))
+            freqs = np.fft.rfftfreq(n, 1.0 / rate)
+            seg = np.fft.irfft(spectrum * ((freqs >= lo) & (freqs <= min(hi, rate / 2))), n) * 0.6
+        else:
+            f1, f2 = (f * scale for f in _VOWELS[phone])
+            pitch = f0 * (1.0 + 0.05 * np.sin(2 * np.pi * rng.uniform(2, 5) * t))  # a little vibrato  [n]
+            phase = 2 * np.pi * np.cumsum(pitch) / rate  # [n]
+            k = np.arange(1, int(rate / 2 / f0))[:, None]  # harmonics below Nyquist  [K, 1]
+            fk = k * f0
+            weight = np.exp(-((fk - f1) / 90.0) ** 2) + 0.6 * np.exp(-((fk - f2) / 120.0) ** 2)  # [K, 1]
+            keep = weight[:, 0] > 1e-3  # the harmonics near a formant: the rest are inaudible
+            seg = (weight[keep] * np.sin(k[keep] * phase[None, :])).sum(0)
+            if phone == "n":
+                seg *= 0.4  # a nasal is quieter than a vowel
+        seg = seg / (np.abs(seg).max() + 1e-9) * (0.4 if phone in _NOISES else 1.0)
+        edge = min(len(seg) // 4, int(0.015 * rate))  # soft edges: no clicks between phones
+        if edge:
+            ramp = np.hanning(2 * edge)
+            seg[:edge] *= ramp[:edge]
+            seg[-edge:] *= ramp[edge:]
+        parts.append(seg)
+    wave = np.concatenate(parts) * rng.uniform(0.3, 0.8)
+    wave = wave + rng.normal(0.0, rng.uniform(0.002, 0.02), len(wave))  # room noise
+    return np.clip(wave, -1.0, 1.0).astype(np.float32)
 
 
 def _pad_frames(feats: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -78,6 +135,7 @@ class SpeechTask(Task):
         self.mel.check()
         check_float(o, "val_fraction", 0.01, 0.9)
         check_float(o, "max_seconds", 0.05, 3600.0)
+        check_int(o, "synthetic_clips", 20, 1_000_000)
         if bool(o.split_field) != bool(o.split_values):
             raise SpecError("data.options.split_values" if o.split_field else "data.options.split_field",
                             "split_field and split_values go together: a field of the label pattern and its "
@@ -86,9 +144,6 @@ class SpeechTask(Task):
 
     # -- data ----------------------------------------------------------------------------
     def _root(self, path: str) -> Path:
-        if not path:
-            raise DataError("data.path", "is empty: speech tasks read a folder of audio clips, labelled by "
-                                         "subfolder or by a pattern on the file name")
         root = resolve_data_path(path)
         if not root.exists():
             raise DataError(root, "no such folder: set data.path to a folder of audio clips (the built-in speech "
@@ -97,8 +152,17 @@ class SpeechTask(Task):
         return root
 
     def _read(self, path: str, classes: list[str] | None = None):
-        """(waves [N_i] float32, labels, held-out flags or None, classes) of a clips folder."""
+        """(waves [N_i] float32, labels, held-out flags or None, classes, paths) of a clips
+        folder; with no path, of synthetic spoken digits (the last val_fraction held out)."""
         o = self.options
+        if not path:
+            rng = np.random.default_rng([self.seed, 17])
+            names = list(SYNTHETIC_WORDS)
+            labels = [i % len(names) for i in range(o.synthetic_clips)]
+            waves = [synthetic_word(names[y], rng, self.mel.sample_rate) for y in labels]
+            n_val = max(int(round(o.synthetic_clips * o.val_fraction)), 1)
+            held = [i >= o.synthetic_clips - n_val for i in range(o.synthetic_clips)]
+            return waves, labels, held, names, []
         clips = scan_clips(self._root(path), o.label_pattern, o.split_field, o.split_values, classes)
         limit = int(o.max_seconds * self.mel.sample_rate)
         waves = [read_audio(p, self.mel.sample_rate)[:limit] for p in clips.paths]
