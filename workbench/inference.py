@@ -16,6 +16,8 @@ the GUI's worker thread can hand results to widgets and the CLI can print them a
     video_classify   ``video_outputs()`` -> a probability vector per frame (clip by clip)
     next_frame       ``video_outputs()`` -> predicted next frames beside the real ones
     forecast, adding ``numbers()`` -> the forecast / the predicted sum
+    speech           ``audio_outputs()`` -> waveform, spectrogram, per-frame probabilities,
+                     the word (many-to-one) or the CTC decodings and path, saliency
   Video is decoded on demand (``VideoFrames`` for display, io.video's iterator and cache
   for the model's own small frames).
 - Inside the network: ``inside()`` -> per recurrent layer the hidden state [units, T] and
@@ -562,8 +564,9 @@ def video_outputs(session: Session, path: str | Path, max_frames: int = 0) -> di
 # ----------------------------------------------------------------------------- one-shot answers
 # Each mode's ``answer`` (workbench.tryout_modes): (session, request) -> (result as plain
 # data, the request that looks inside the network for the same input). ``request``: "text"
-# | "image" (a path) | "video" (a path), and "temperature", "top_k", "length", "seed",
-# "max_frames" where the mode uses them (`workbench try` passes its options).
+# | "image" (a path) | "video" (a path) | "audio" (a path), and "temperature", "top_k",
+# "length", "seed", "max_frames", "beam" where the mode uses them (`workbench try` passes
+# its options).
 
 
 def answer_generate(session: Session, request: dict) -> tuple[dict, dict]:
