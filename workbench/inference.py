@@ -650,7 +650,7 @@ def prepare_audio(session: Session, request: dict) -> _Prepared:
 
 def answer_audio(session: Session, request: dict) -> tuple[dict, dict]:
     out = audio_outputs(session, request["audio"], beam_width=request.get("beam") or 8)
-    for bulky in ("wave", "wave_times", "spectrogram", "probabilities"):  # for the window, not for JSON
+    for bulky in ("wave", "wave_times", "spectrogram", "probabilities", "mel_hz"):  # for the window, not JSON
         out.pop(bulky)
     out["frames"] = len(out["saliency"])
     return out, {"audio": request["audio"]}
@@ -665,6 +665,7 @@ def audio_outputs(session: Session, path: str | Path, beam_width: int = 8) -> di
      (the normalised log-mel frames the model reads), "labels" (the output columns:
      the classes; for CTC "blank" first), "probabilities" [T, K] (many-to-one: row t is
      the answer for the clip cut after frame t; CTC: the per-frame distribution),
+     "mel_hz" [n_mels] (each mel bin's centre frequency),
      "saliency" [T] (||d answer / d x_t|| as ``inside()`` computes it: the answer is the
      predicted class's log probability, for CTC the best path's), and
      speech_classify: "classes" ranked [(class, p)], "predicted";
@@ -680,13 +681,14 @@ def audio_outputs(session: Session, path: str | Path, beam_width: int = 8) -> di
     times, env = _envelope(np.asarray(wave))
     out: dict = {"path": str(path), "sample_rate": rate, "seconds": len(wave) / rate, "hop_s": task.mel.hop / rate,
                  "window_s": task.mel.n_fft / rate, "wave_times": times / rate, "wave": env,
+                 "mel_hz": task.mel.centres_hz(),
                  "spectrogram": feats.numpy()}
     ctc = task.name == "speech_connected"
     prepared = prepare_audio(session, {"audio": path})
     out["saliency"] = _saliency(session, prepared, {"step": "all"} if ctc else {})["values"]
     if ctc:
         decoded = task.transcribe(model, feats, beam_width)
-        out.update({"labels": ["blank"] + list(task.classes), "probabilities": decoded["probabilities"].numpy(),
+        out.update({"labels": task.class_names, "probabilities": decoded["probabilities"].numpy(),
                     "ctc_path": decoded["path"], "greedy": decoded["greedy"], "beam": decoded.get("beam", ""),
                     "beams": decoded.get("beams", [])})
         return out

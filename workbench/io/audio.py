@@ -86,6 +86,11 @@ class MelSettings:
     def top_hz(self) -> float:
         return self.fmax or self.sample_rate / 2
 
+    def centres_hz(self) -> list[float]:
+        """Each mel filter's centre frequency (Hz), lowest first."""
+        mels = np.linspace(hz_to_mel(self.fmin), hz_to_mel(self.top_hz), self.n_mels + 2)[1:-1]
+        return [float(f) for f in mel_to_hz(mels)]
+
     def frames_for(self, samples: int) -> int:
         """Spectrogram frames of a clip of ``samples`` samples."""
         return 1 + max(0, samples - self.n_fft) // self.hop

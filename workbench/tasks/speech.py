@@ -470,6 +470,11 @@ class ConnectedSpeechTask(SpeechTask):
         return {"word_error_rate": edits / max(total, 1), "empty_word_error_rate": 1.0}
 
     # -- inference (try-out) -------------------------------------------------------------
+    @property
+    def class_names(self) -> list[str]:
+        """The output columns' names: the blank, then the classes (output k + 1 is class k)."""
+        return ["blank"] + list(self.classes)
+
     def label_string(self, labels: Sequence[int]) -> str:
         """Output ids (class + 1) -> "3 1 4"."""
         return " ".join(self.classes[i - 1] for i in labels)

@@ -834,11 +834,13 @@ class AudioView(ModeView):
         self.wave_plot.setLabel("bottom", "seconds")
         self.wave_plot.setLabel("left", "amplitude")
         self.wave_plot.setMouseEnabled(x=False, y=False)
+        for side in ("left", "bottom"):
+            self.wave_plot.getAxis(side).enableAutoSIPrefix(False)  # seconds stay seconds
         self.wave_cursor = pg.InfiniteLine(angle=90, pen=pg.mkPen(HIGHLIGHT, width=2))
         self.wave_cursor.hide()
-        self.spectrogram = Heatmap(colormap="viridis")
+        self.spectrogram = Heatmap(colormap="magma")
         self.spectrogram.setObjectName("audioSpectrogram")
-        self.probabilities = Heatmap(colormap="CET-L1")
+        self.probabilities = Heatmap(colormap="viridis")
         self.probabilities.setObjectName("audioProbabilities")
         self.saliency = StepBars()
         self.saliency.setObjectName("audioSaliency")
@@ -848,8 +850,8 @@ class AudioView(ModeView):
         self.path_text.setVisible(self.ctc)
         what = ("Per frame: p(word or blank) (CTC)" if self.ctc else
                 "Per frame: p(class) of the clip cut there")
-        for title, widget in (("Waveform", self.wave_plot), ("Log-mel spectrogram (what the model reads; "
-                              "low bins at the bottom)", self.spectrogram), (what, self.probabilities),
+        for title, widget in (("Waveform", self.wave_plot), ("Log-mel spectrogram (what the model reads: mel bins by "
+                              "their centre frequency, normalised per utterance)", self.spectrogram), (what, self.probabilities),
                               ("Saliency over time: |d answer / d frame|", self.saliency)):
             lay.addWidget(Titled(title, widget), 1)
         lay.addWidget(self.path_text)
@@ -898,6 +900,9 @@ class AudioView(ModeView):
         self.wave_plot.setXRange(0, max(data["seconds"], 1e-3), padding=0)
         spec = np.asarray(data["spectrogram"]).T[::-1]  # [M, T], the highest bin on top
         self.spectrogram.set_matrix(spec, steps, None)
+        hz = list(data["mel_hz"])
+        M, every = len(hz), max(1, len(hz) // 5)  # a few frequencies on the axis, the lowest bin's among them
+        self.spectrogram.getAxis("left").setTicks([[(M - 1 - i + 0.5, f"{hz[i]:.0f} Hz") for i in range(0, M, every)]])
         probs = np.asarray(data["probabilities"]).T  # [K, T]
         self.probabilities.set_matrix(probs, steps, list(data["labels"]), levels=(0.0, 1.0))
         self.saliency.set_values(data["saliency"], steps)
