@@ -369,6 +369,68 @@ def bench_chatbot(args) -> tuple[str, list[dict]]:
             f"{args.device}, {_threads()} torch threads; decoding and scoring took {decode_s:.0f} s"), rows
 
 
+# ----------------------------------------------------------------------------- speech
+
+
+def _speech_eval(task, model, batch_size: int, decode: bool = False) -> dict:
+    """The task's metrics over all of its held-out data; with ``decode`` also those that
+    need beam search (task.decode_metrics)."""
+    import torch
+
+    model.eval()
+    sums: dict[str, list[float]] = {}
+    with torch.no_grad():
+        for batch in task.val_batches(batch_size, 10**9):
+            found = dict(task.metric_sums(model(batch.x, None, batch.lengths), batch))
+            if decode:
+                found.update(task.decode_metrics(model, batch))
+            for name, (s, c) in found.items():
+                acc = sums.setdefault(name, [0.0, 0.0])
+                acc[0] += s
+                acc[1] += c
+    return {k: s / c for k, (s, c) in sums.items() if c}
+
+
+def bench_speech(args) -> tuple[str, list[dict]]:
+    """FSDD: speech_digits_gru (isolated digits, many-to-one) and speech_connected_ctc
+    (2-5 joined digits, CTC) at their step budgets, trained on FSDD's customary training
+    split (recordings 5-49) and scored on all of the test split (recordings 0-4; the
+    connected-digit utterances are joined from test clips only): accuracy against the
+    majority class, digit error rate (greedy and prefix beam search) against the most
+    frequent digit repeated and the empty answer."""
+    from workbench import presets
+    from workbench.spec import with_overrides
+
+    path = _shared("speech", "fsdd", "recordings")
+    rows = []
+    preset = with_overrides(presets.load_builtin("speech_digits_gru"), [f"data.path={path}"] + args.speech_set)
+    task, model, seconds, _ = train_preset(preset, args.device)
+    acc = _speech_eval(task, model, 256)["accuracy"]
+    base = task.baseline()["accuracy"]
+    print(f"  speech_digits_gru: accuracy {acc:.4f} in {seconds / 60:.1f} min", flush=True)
+    rows.append({"task": f"isolated digits ({len(task.val_set)} test clips)", "model": "speech_digits_gru",
+                 "steps": preset.train.steps, "metric": "accuracy", "model's": f"{acc:.4f}",
+                 "baseline's": f"{base:.4f} (majority class)", "minutes": seconds / 60})
+    preset = with_overrides(presets.load_builtin("speech_connected_ctc"), [f"data.path={path}"] + args.speech_set)
+    task, model, seconds, _ = train_preset(preset, args.device)
+    m = _speech_eval(task, model, 64, decode=True)
+    base = task.baseline()
+    print(f"  speech_connected_ctc: digit error rate {m['word_error_rate']:.4f} greedy, "
+          f"{m['beam_word_error_rate']:.4f} beam in {seconds / 60:.1f} min", flush=True)
+    what = f"connected digits ({len(task.val_set)} test utterances)"
+    rows.append({"task": what, "model": "speech_connected_ctc, greedy", "steps": preset.train.steps,
+                 "metric": "digit error rate", "model's": f"{m['word_error_rate']:.4f}",
+                 "baseline's": f"{base['word_error_rate']:.4f} (most frequent digit x mean count)",
+                 "minutes": seconds / 60})
+    rows.append({"task": what, "model": f"speech_connected_ctc, beam {task.options.beam_width}",
+                 "steps": preset.train.steps, "metric": "digit error rate", "model's": f"{m['beam_word_error_rate']:.4f}",
+                 "baseline's": "1.0 (empty answer)"})
+    rows.append({"task": what, "model": "speech_connected_ctc, greedy", "metric": "utterances exact",
+                 "model's": f"{m['utterance_accuracy']:.4f}", "baseline's": "0"})
+    return (f"Speech, FSDD (train: recordings 5-49, test: 0-4 of every digit and speaker), on {args.device}, "
+            f"{_threads()} torch threads"), rows
+
+
 def _threads() -> int:
     import torch
 
@@ -387,6 +449,7 @@ BENCHMARKS: dict[str, Callable[[argparse.Namespace], tuple[str, list[dict]]]] = 
     "adding": bench_adding,
     "translation": bench_translation,
     "chatbot": bench_chatbot,
+    "speech": bench_speech,
 }
 
 
@@ -403,6 +466,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--adding-steps", type=int, default=3000,
                         help="adding: the step budget per length and cell")
     parser.add_argument("--lengths", default="", help="adding: comma-separated sequence lengths (default 50,100,200,400)")
+    parser.add_argument("--speech-set", action="append", default=[], metavar="FIELD=VALUE",
+                        help="speech: a preset override for both speech presets (repeatable)")
     args = parser.parse_args(argv)
     names = [n.strip() for n in args.only.split(",") if n.strip()] or list(BENCHMARKS)
     unknown = [n for n in names if n not in BENCHMARKS]

@@ -18,6 +18,8 @@ the GUI's worker thread can hand results to widgets and the CLI can print them a
     video_classify   ``video_outputs()`` -> a probability vector per frame (clip by clip)
     next_frame       ``video_outputs()`` -> predicted next frames beside the real ones
     forecast, adding ``numbers()`` -> the forecast / the predicted sum
+    speech           ``audio_outputs()`` -> waveform, spectrogram, per-frame probabilities,
+                     the word (many-to-one) or the CTC decodings and path, saliency
   Video is decoded on demand (``VideoFrames`` for display, io.video's iterator and cache
   for the model's own small frames).
 - Inside the network: ``inside()`` -> per recurrent layer the hidden state [units, T] and
@@ -60,6 +62,7 @@ SALIENCY_PROBES = 16
 # The modes are described in workbench.tryout_modes (one Mode each); these are read off it.
 TEXT_MODES = tryout_modes.of_input("text")
 VIDEO_MODES = tryout_modes.of_input("video")
+AUDIO_MODES = tryout_modes.of_input("audio")
 MODE_OF_TASK = {task: m.name for m in tryout_modes.MODES for task in m.tasks}
 MODE_TITLES = {m.name: m.title for m in tryout_modes.MODES}
 
@@ -664,7 +667,7 @@ def video_outputs(session: Session, path: str | Path, max_frames: int = 0) -> di
 # ----------------------------------------------------------------------------- one-shot answers
 # Each mode's ``answer`` (workbench.tryout_modes): (session, request) -> (result as plain
 # data, the request that looks inside the network for the same input). ``request``: "text"
-# | "image" (a path) | "video" (a path), and "temperature", "top_k", "length", "seed",
+# | "image" (a path) | "video" (a path) | "audio" (a path), and "temperature", "top_k", "length", "seed",
 # "max_frames", "beam", "sample", "previous" where the mode uses them (`workbench try`
 # passes its options).
 
@@ -726,6 +729,89 @@ def answer_numbers(session: Session, request: dict) -> tuple[dict, dict]:
 def answer(session: Session, request: dict) -> tuple[dict, dict]:
     """The session's mode's answer (workbench.tryout_modes: Mode.answer)."""
     return globals()[tryout_modes.get(session.mode).answer](session, request)
+
+
+# ----------------------------------------------------------------------------- audio
+
+# Waveform points handed to the window at most: a min/max envelope beyond this.
+MAX_WAVE_POINTS = 4000
+
+
+def _envelope(wave: np.ndarray, points: int = MAX_WAVE_POINTS) -> tuple[np.ndarray, np.ndarray]:
+    """(times [P], min/max envelope [P, 2]) of samples [N]: two values per bucket, so a
+    long recording draws as fast as a short one and its peaks still show."""
+    n = len(wave)
+    buckets = max(1, min(points, n))
+    edges = np.linspace(0, n, buckets + 1).astype(np.int64)
+    lo = np.minimum.reduceat(wave, edges[:-1]) if n else np.zeros(0, np.float32)
+    hi = np.maximum.reduceat(wave, edges[:-1]) if n else np.zeros(0, np.float32)
+    return edges[:-1].astype(np.float64), np.stack([lo, hi], axis=1)
+
+
+def prepare_audio(session: Session, request: dict) -> _Prepared:
+    """The look inside for an audio file: its spectrogram frames, labelled by time."""
+    if "audio" not in request:
+        raise InputError("this run reads audio: give {'audio': path}")
+    try:
+        _wave, feats = session.task.audio_features(request["audio"])
+    except Exception as exc:  # DataError: a bad file, in one line
+        raise InputError(str(exc)) from None
+    feats = feats[:MAX_INSIDE_STEPS]  # [T, n_mels]
+    hop = session.task.mel.hop / session.task.mel.sample_rate
+    return _Prepared(feats[None], None, None, [f"{t * hop:.2f} s" for t in range(len(feats))], [])
+
+
+def answer_audio(session: Session, request: dict) -> tuple[dict, dict]:
+    out = audio_outputs(session, request["audio"], beam_width=request.get("beam") or 8)
+    for bulky in ("wave", "wave_times", "spectrogram", "probabilities", "mel_hz"):  # for the window, not JSON
+        out.pop(bulky)
+    out["frames"] = len(out["saliency"])
+    return out, {"audio": request["audio"]}
+
+
+def audio_outputs(session: Session, path: str | Path, beam_width: int = 8) -> dict:
+    """What a speech model hears and answers for an audio file (read as in training:
+    mono, resampled, at most the task's max_seconds):
+
+    {"path", "sample_rate", "seconds", "hop_s" (seconds per spectrogram frame),
+     "wave_times" [P] (s), "wave" [P, 2] (min/max envelope), "spectrogram" [T, n_mels]
+     (the normalised log-mel frames the model reads), "labels" (the output columns:
+     the classes; for CTC "blank" first), "probabilities" [T, K] (many-to-one: row t is
+     the answer for the clip cut after frame t; CTC: the per-frame distribution),
+     "mel_hz" [n_mels] (each mel bin's centre frequency),
+     "saliency" [T] (||d answer / d x_t|| as ``inside()`` computes it: the answer is the
+     predicted class's log probability, for CTC the best path's), and
+     speech_classify: "classes" ranked [(class, p)], "predicted";
+     speech_connected: "greedy", "beam", "beams" [(words, log p)], "ctc_path" [T] (the
+     greedy path's output ids, 0 = blank)}."""
+    _require(session, *AUDIO_MODES)
+    task, model = session.task, session.model
+    try:
+        wave, feats = task.audio_features(path)
+    except Exception as exc:  # DataError: a bad file, in one line
+        raise InputError(str(exc)) from None
+    rate = task.mel.sample_rate
+    times, env = _envelope(np.asarray(wave))
+    out: dict = {"path": str(path), "sample_rate": rate, "seconds": len(wave) / rate, "hop_s": task.mel.hop / rate,
+                 "window_s": task.mel.n_fft / rate, "wave_times": times / rate, "wave": env,
+                 "mel_hz": task.mel.centres_hz(),
+                 "spectrogram": feats.numpy()}
+    ctc = task.name == "speech_connected"
+    prepared = prepare_audio(session, {"audio": path})
+    out["saliency"] = _saliency(session, prepared, {"step": "all"} if ctc else {})["values"]
+    if ctc:
+        decoded = task.transcribe(model, feats, beam_width)
+        out.update({"labels": task.class_names, "probabilities": decoded["probabilities"].numpy(),
+                    "ctc_path": decoded["path"], "greedy": decoded["greedy"], "beam": decoded.get("beam", ""),
+                    "beams": decoded.get("beams", [])})
+        return out
+    logits = task.frame_logits(model, feats)  # [T, K]
+    probs = torch.softmax(logits, dim=-1)
+    last = probs[-1]
+    ranked = sorted(zip(task.classes, last.tolist()), key=lambda item: -item[1])
+    out.update({"labels": list(task.classes), "probabilities": probs.numpy(),
+                "classes": [(c, float(p)) for c, p in ranked], "predicted": ranked[0][0]})
+    return out
 
 
 # ----------------------------------------------------------------------------- inside the network
@@ -855,7 +941,8 @@ def inside(session: Session, request: dict, target: dict | None = None, saliency
       for an encoder-decoder's decoded output); {"image": array | "path": file,
       "output_ids": [...]} for the captioner; {"video": path, "start", "count"} for video.
     target: {"step": t, "class": k} picks the output whose saliency is shown (default:
-      the last output step and the class the model predicts there).
+      the last output step and the class the model predicts there); {"step": "all"}: the
+      sum over every output step of the log probability of its predicted class.
 
     Returns {"in_steps", "out_steps": labels of the time axes ("out_produced": the
     token each output step wrote), "layers": [{"name",
@@ -917,6 +1004,16 @@ def _saliency(session: Session, p: _Prepared, target: dict) -> dict:
             if out.dim() == 2:
                 out = out[:, None]  # many_to_one: one output step
             steps = out.shape[1]
+            if target.get("step") == "all" and not regression:
+                # every output step's own answer at once: sum_t log p(predicted class at t),
+                # e.g. a CTC model's best path (blanks included) or a tagger's whole tagging
+                logp = torch.log_softmax(out[0].float(), dim=-1)  # [T, O]
+                scalar = logp.max(dim=-1).values.sum()
+                (grad,) = torch.autograd.grad(scalar, seen[0])
+                norms = grad.float().pow(2).sum(-1).mean(0).sqrt()  # [T]
+                return {"values": norms.detach().cpu().numpy(), "axis": "in", "target_step": -1,
+                        "target_label": "every output step", "target_class": None,
+                        "what": "||d sum_t log p(best at t)/dx_t||", "output_steps": steps}
             t = int(target.get("step", steps - 1))
             if not -steps <= t < steps:
                 raise InputError(f"output step {t} is outside 0..{steps - 1}")

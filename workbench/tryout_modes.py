@@ -7,13 +7,14 @@ views a mode names are looked up by name where they are used:
   answer   a function of workbench.inference, ``answer(session, request) -> (result,
            inside request)``: the mode's one-shot answer as plain data (the CLI prints it
            as JSON) and the request that looks inside the network for the same input.
-           ``request`` holds what the CLI was given: "text" | "image" | "video" (the
-           mode's ``input``), "temperature", "top_k", "length", "seed", "max_frames".
+           ``request`` holds what the CLI was given: "text" | "image" | "video" | "audio"
+           (the mode's ``input``), "temperature", "top_k", "length", "seed", "max_frames",
+           "beam".
   prepare  a function of workbench.inference, ``prepare(session, request) -> _Prepared``:
            one input as the model reads it, with labels for its steps (the look inside).
   view     a class of workbench.gui.tryout.views, built with the session's describe().
   outputs  what names the model's outputs: "classes", or the task's vocabulary attribute.
-  input    what the mode reads: "text", "image" or "video" (the CLI's --text, --image or
+  input    what the mode reads: "text", "image", "video" or "audio" (the CLI's --text, --image, --audio or
            --video; the panel's input widgets).
   hint     (task) -> the line the panel shows above the input.
   extras   (task) -> what describe() adds for the view (a video model's clip length...).
@@ -33,7 +34,7 @@ class Mode:
     name: str
     title: str
     tasks: tuple[str, ...]  # the tasks (data.task) whose runs this mode tries
-    input: str  # "text" | "image" | "video"
+    input: str  # "text" | "image" | "video" | "audio"
     answer: str  # function name in workbench.inference
     prepare: str  # function name in workbench.inference: the input for the look inside
     view: str  # class name in workbench.gui.tryout.views
@@ -102,6 +103,11 @@ MODES: tuple[Mode, ...] = (
     Mode("adding", "Add marked numbers", tasks=("adding",), input="text", answer="answer_numbers",
          prepare="prepare_adding", view="NumbersView",
          hint=lambda task: "Type numbers in [0, 1]; mark the two to add with *: 0.2 0.7* 0.1 0.4* 0.9"),
+    Mode("speech", "Listen to audio", tasks=("speech_classify", "speech_connected"), input="audio",
+         answer="answer_audio", prepare="prepare_audio", view="AudioView",
+         hint=lambda task: "Open an audio file (WAV, FLAC, MP3, OGG) or drop one here.",
+         extras=lambda task: {"sample_rate": int(task.mel.sample_rate),
+                              "hop_s": task.mel.hop / task.mel.sample_rate}),
 )
 
 BY_NAME: dict[str, Mode] = {m.name: m for m in MODES}
@@ -117,5 +123,5 @@ def for_task(task: str) -> Mode | None:
 
 
 def of_input(kind: str) -> tuple[str, ...]:
-    """The names of the modes that read this input ("text", "image", "video")."""
+    """The names of the modes that read this input ("text", "image", "video", "audio")."""
     return tuple(m.name for m in MODES if m.input == kind)

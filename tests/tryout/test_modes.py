@@ -17,7 +17,7 @@ def test_every_task_has_exactly_one_mode_and_every_name_resolves():
     for mode in tryout_modes.MODES:
         assert set(mode.tasks) <= set(TASKS), mode.name
         assert callable(getattr(inference, mode.answer)) and callable(getattr(inference, mode.prepare)), mode.name
-        assert mode.input in ("text", "image", "video") and mode.flag == f"--{mode.input}"
+        assert mode.input in ("text", "image", "video", "audio") and mode.flag == f"--{mode.input}"
         assert mode.outputs in ("classes", "vocab", "target_vocab")
     assert inference.VIDEO_MODES == ("video_classify", "next_frame")
     assert inference.MODE_TITLES["caption"] == "Caption an image"

@@ -1,10 +1,11 @@
-"""`workbench eval RUN_DIR [--data FILE]`: a finished run's metrics, as JSON on stdout.
+"""`workbench eval RUN_DIR [--data PATH]`: a finished run's metrics, as JSON on stdout.
 
 The run is reopened from its folder (preset.json, task.json, the weights; see
 workbench.export.runfolder). Without --data it is evaluated on the whole of its task's
 validation data: generated tasks regenerate it from the run's seed, file tasks read
-their file again but keep the run's vocabularies. With --data FILE the whole file (in
-the task's format) is the evaluation set, e.g. a treebank's test split for a tagger.
+their file again but keep the run's vocabularies. With --data PATH the whole file or
+folder (in the task's format) is the evaluation set, e.g. a treebank's test split for a
+tagger, or a folder of audio clips labelled like the training clips for a speech model.
 
 Besides the task's averaged metrics (the same the trainer reports, over all batches,
 not a sample) it adds the task's derived metrics (e.g. perplexity) and those that need
@@ -104,14 +105,15 @@ def _positive(text: str) -> int:
 def register(subparsers) -> None:
     p = subparsers.add_parser("eval", help="evaluate a finished run on its validation data or a file; prints JSON")
     p.add_argument("run_dir", help="a run folder written by `workbench train`")
-    p.add_argument("--data", help="evaluate on the whole of this file (in the task's format) instead")
+    p.add_argument("--data", help="evaluate on the whole of this file or folder (in the task's format: e.g. a "
+                                  "folder of audio clips for a speech model) instead")
     p.add_argument("--batch-size", type=_positive, help="evaluation batch size (default: the run's)")
     p.add_argument("--max-batches", type=_positive, default=0, help="stop after this many batches (default: all)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"], default="auto")
     p.add_argument("--threads", type=_positive, help="torch CPU threads (default: the cores less one, at least one; "
                    "or WORKBENCH_THREADS)")
     p.add_argument("--no-decode", action="store_true",
-                   help="skip metrics that need free-running decoding (greedy exact match, BLEU, chrF)")
+                   help="skip metrics that need free-running decoding (greedy exact match, BLEU, chrF, CTC beam search)")
     p.add_argument("--beam", type=_positive, default=4,
                    help="beam width for the beam-search scores of text-writing tasks (1: greedy only); default 4")
     p.set_defaults(func=cmd_eval)

@@ -1,12 +1,14 @@
-"""`workbench try RUN_DIR --text "..."` / `--video FILE` / `--image FILE`: try a trained
+"""`workbench try RUN_DIR --text "..."` / `--video FILE` / `--image FILE` / `--audio FILE`: try a trained
 model headless and print what it answers as JSON on stdout.
 
 The same inference as the window's "Try it" panel (workbench.inference): a language
 model continues the text, a tagger tags each word, a classifier gives class
 probabilities, an encoder-decoder decodes greedily, by sampling and (--beam N) by beam
 search (with its attention matrix), a chatbot replies to the message (greedy, or beam
-search with --beam N, or sampled with --temperature T > 0 and --sample), a captioner captions a new generated image (or --image FILE), a video model
-gives a probability vector per frame or its next-frame error per frame, a forecaster
+search with --beam N, or sampled with --temperature T > 0 and --sample), a captioner
+captions a new generated image (or --image FILE), a video model gives a probability
+vector per frame or its next-frame error per frame, a speech model names the word of an
+audio clip or transcribes it (CTC: greedy and beam search), a forecaster
 forecasts after the values typed. --saliency adds ||dy/dx_t|| over the input steps;
 --states FILE.npz saves every layer's hidden states and gate activations.
 """
@@ -44,18 +46,20 @@ def _non_negative_float(text: str) -> float:
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("try", help="try a trained run on your text, image or video; prints JSON",
+    p = subparsers.add_parser("try", help="try a trained run on your text, image, video or audio; prints JSON",
                               description=__doc__.split("\n\n")[0].replace("\n", " "))
     p.add_argument("run_dir", help="a run folder (preset.json, task.json, model.safetensors)")
     what = p.add_mutually_exclusive_group()
     what.add_argument("--text", help="the text: a prompt, a sentence, a source, numbers (per the run's task)")
     what.add_argument("--video", metavar="FILE", help="a video file or a folder of frame images")
     what.add_argument("--image", metavar="FILE", help="captioning: an image file (default: a new generated image)")
+    what.add_argument("--audio", metavar="FILE", help="speech: an audio file (WAV, FLAC, MP3, OGG)")
     p.add_argument("--temperature", type=_non_negative_float, default=1.0,
                    help="sampling temperature (0: greedy); default 1")
     p.add_argument("--top-k", type=_non_negative_int, default=0, help="sample among the k likeliest tokens (0: all)")
-    p.add_argument("--beam", type=_positive, default=1,
-                   help="encoder-decoders and chatbots: beam-search width (1: greedy only); default 1")
+    p.add_argument("--beam", type=_positive,
+                   help="beam-search width: encoder-decoders and chatbots (default 1: greedy only), speech with "
+                   "CTC (prefix beam search; default 8)")
     p.add_argument("--sample", action="store_true", help="chatbots: sample the reply at --temperature instead")
     p.add_argument("--previous", default="",
                    help="chatbots trained with the previous turn as context: the turn before the message")
@@ -103,14 +107,16 @@ def _run(inference, session, args) -> tuple[dict, dict]:
 
     mode = tryout_modes.get(session.mode)
     task = session.preset.data.task
-    others = [f"--{kind}" for kind in ("text", "image", "video") if kind != mode.input and getattr(args, kind)]
+    others = [f"--{kind}" for kind in ("text", "image", "video", "audio")
+              if kind != mode.input and getattr(args, kind)]
     if mode.input == "image":  # nothing: a new generated image
         if others or args.text is not None:
             raise UsageError("this run captions images: pass --image FILE, or nothing for a new generated image")
     elif not getattr(args, mode.input) and not (mode.input == "text" and args.text is not None):
         example = '"..."' if mode.input == "text" else "FILE"
         raise UsageError(f"this run ({task}) reads {mode.input}: pass {mode.flag} {example}")
-    request = {"text": args.text, "image": args.image, "video": args.video, "temperature": args.temperature,
+    request = {"text": args.text, "image": args.image, "video": args.video, "audio": args.audio,
+               "temperature": args.temperature,
                "top_k": args.top_k, "length": args.length, "seed": args.seed, "max_frames": args.max_frames,
                "beam": args.beam, "sample": args.sample, "previous": args.previous}
     return inference.answer(session, request)

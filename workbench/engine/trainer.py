@@ -328,6 +328,9 @@ class Trainer:
             if any(layer.bidirectional for layer in self.preset.model.layers):
                 raise SpecError("train.tbptt", "bidirectional layers read each sequence from its end, which a "
                                 "chunk does not have: set train.tbptt to 0 or make the layers one-directional")
+            if not self.task.step_aligned:
+                raise SpecError("train.tbptt", f"task {self.task.name!r} has no target per input step (one label "
+                                f"string per sequence), so a chunk has no targets of its own: set train.tbptt to 0")
         if t.epochs and self.task.epoch_size(t.batch_size) is None:
             raise SpecError("train.epochs", f"task {self.task.name!r} generates endless data, so it has no epochs: "
                             f"set train.epochs to 0 and give the budget in train.steps")

@@ -59,6 +59,7 @@ class DiagramModel:
     """What the diagram shows, computed without Qt so tests can read it."""
 
     topology: str
+    title: str = ""
     rows: list[str] = field(default_factory=list)  # row labels, bottom to top, per stack
     columns: list[str] = field(default_factory=list)
     decoder_columns: list[str] = field(default_factory=list)
@@ -146,7 +147,9 @@ class DiagramScene(QGraphicsScene):
         dec_layers = [l for l in report.layers if l.name.startswith("decoder_layers")]
         inp_label = self._input_label(preset, io, report)
 
-        title = f"{preset.name} — {spec.TOPOLOGY_LABELS.get(m.topology, m.topology)}"
+        from workbench.tasks import topology_label  # the registry only: no task module, no torch
+
+        title = model.title = f"{preset.name} — {topology_label(m.topology, preset.data.task)}"
         self._text(title, 0, -18, self._bold, align="left")
 
         x0 = LABEL_W  # x of the first column's centre minus half a gap

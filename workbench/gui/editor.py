@@ -646,7 +646,10 @@ class ArchitectureEditor(QScrollArea):
         self._refresh_options(preset)
         self._refresh_topologies(preset)
         m = preset.model
-        self.topology_hint.setText(TOPOLOGY_HINTS.get(m.topology, ""))
+        from workbench.tasks import TOPOLOGY_NOTES
+
+        note = TOPOLOGY_NOTES.get(preset.data.task) if m.topology == "many_to_many" else None
+        self.topology_hint.setText(" ".join(t for t in (TOPOLOGY_HINTS.get(m.topology, ""), note and note[1]) if t))
         kind = m.input.kind
         self.embedding_dim.setEnabled(kind in ("embedding", "embedding_chars")
                                       or m.topology in ("encoder_decoder", "one_to_many"))

@@ -19,7 +19,26 @@ TASKS: dict[str, str] = {
     "dialogue": "workbench.tasks.dialogue:DialogueTask",
     "captioning": "workbench.tasks.captioning:CaptionTask",
     "textclass": "workbench.tasks.textclass:TextClassTask",
+    "speech_classify": "workbench.tasks.speech:SpeechClassifyTask",
+    "speech_connected": "workbench.tasks.speech:ConnectedSpeechTask",
 }
+
+# Tasks whose per-step outputs are read without an alignment to their targets: the short
+# note the diagram adds to the topology's name, and the sentence the designer shows.
+TOPOLOGY_NOTES: dict[str, tuple[str, str]] = {
+    "speech_connected": ("CTC", "Trained with CTC: at every input step the model emits a label or a blank, and "
+                                "the loss sums over every alignment of the utterance's label string to its steps, "
+                                "so no per-step targets are needed; decoding merges repeats and drops blanks."),
+}
+
+
+def topology_label(topology: str, task: str = "") -> str:
+    """"Many-to-many", or "Many-to-many (CTC)" for a task in TOPOLOGY_NOTES."""
+    from workbench.spec import TOPOLOGY_LABELS
+
+    label = TOPOLOGY_LABELS.get(topology, topology)
+    note = TOPOLOGY_NOTES.get(task)
+    return f"{label} ({note[0]})" if note and topology == "many_to_many" else label
 
 
 def task_class(name: str):

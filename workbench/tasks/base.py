@@ -69,6 +69,10 @@ class Task:
     # The metric a user judges this task by, and whether smaller is better.
     main_metric: ClassVar[str] = "loss"
     lower_is_better: ClassVar[bool] = True
+    # Whether a per-step task's targets line up with its input steps (y[:, t] belongs to
+    # x[:, t]); False for CTC, whose targets are a label string per row. Truncated BPTT
+    # cuts x and y at the same steps, so it needs aligned targets.
+    step_aligned: ClassVar[bool] = True
 
     def __init__(self, options: dict, path: str = "", seed: int = 0):
         """Validate options only; cheap. Data is read by prepare()."""

@@ -16,8 +16,8 @@ from PySide6.QtWidgets import (QDoubleSpinBox, QFileDialog, QFormLayout, QGridLa
                                QWidget)
 
 from workbench import tryout_modes
-from workbench.gui.tryout.widgets import (HIGHLIGHT, PALETTE, Heatmap, ImageView, ProbabilityBars, TokenChips,
-                                          Titled, colour_for, plain_axes)
+from workbench.gui.tryout.widgets import (HIGHLIGHT, PALETTE, Heatmap, ImageView, ProbabilityBars, StepBars,
+                                          TokenChips, Titled, colour_for, plain_axes)
 
 GENERATED = "#1f5fbf"
 
@@ -965,6 +965,153 @@ class VideoView(ModeView):
     def shutdown(self) -> None:
         self.play_timer.stop()
         self.inside_timer.stop()
+
+
+def ctc_runs(path: list[int], labels: list[str], hop_s: float) -> str:
+    """A CTC path [T] of output ids as runs: "blank 0.00-0.31 s · 3 0.32-0.45 s · ..."."""
+    runs: list[str] = []
+    start = 0
+    for t in range(1, len(path) + 1):
+        if t == len(path) or path[t] != path[start]:
+            runs.append(f"{labels[path[start]]} {start * hop_s:.2f}–{t * hop_s:.2f} s")
+            start = t
+    return " · ".join(runs)
+
+
+class AudioView(ModeView):
+    """Open an audio file (or drop one here): its waveform, the log-mel spectrogram the
+    model reads, the output at every frame (many-to-one: the class probabilities of the
+    clip cut after that frame; CTC: the per-frame distribution over the words and the
+    blank, with the greedy path), and saliency over time. The look inside the network
+    (hidden states, gates) reads the same frames; hovering a frame anywhere marks it in
+    every plot."""
+
+    def __init__(self, info: dict, parent=None):
+        super().__init__(info, parent)
+        self.setAcceptDrops(True)
+        self.ctc = info.get("task") == "speech_connected"
+        lay = QVBoxLayout(self)
+        lay.addWidget(self.hint)
+        row = QHBoxLayout()
+        self.open_button = QPushButton("Open audio…")
+        self.open_button.setObjectName("openAudioButton")
+        self.path_label = QLabel("(drop a WAV, FLAC, MP3 or OGG file here)")
+        self.path_label.setObjectName("audioPath")
+        row.addWidget(self.open_button)
+        row.addWidget(self.path_label, 1)
+        lay.addLayout(row)
+        self.answer = QLabel("")
+        self.answer.setObjectName("audioAnswer")
+        self.answer.setWordWrap(True)
+        self.answer.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        lay.addWidget(self.answer)
+
+        self.wave_plot = pg.PlotWidget(background="w")
+        self.wave_plot.setObjectName("audioWaveform")
+        self.wave_plot.setMinimumHeight(80)
+        self.wave_plot.setLabel("bottom", "seconds")
+        self.wave_plot.setLabel("left", "amplitude")
+        self.wave_plot.setMouseEnabled(x=False, y=False)
+        for side in ("left", "bottom"):
+            self.wave_plot.getAxis(side).enableAutoSIPrefix(False)  # seconds stay seconds
+        self.wave_cursor = pg.InfiniteLine(angle=90, pen=pg.mkPen(HIGHLIGHT, width=2))
+        self.wave_cursor.hide()
+        self.spectrogram = Heatmap(colormap="magma")
+        self.spectrogram.setObjectName("audioSpectrogram")
+        self.probabilities = Heatmap(colormap="viridis")
+        self.probabilities.setObjectName("audioProbabilities")
+        self.saliency = StepBars()
+        self.saliency.setObjectName("audioSaliency")
+        self.path_text = QLabel("")
+        self.path_text.setObjectName("ctcPath")
+        self.path_text.setWordWrap(True)
+        self.path_text.setVisible(self.ctc)
+        what = ("Per frame: p(word or blank) (CTC)" if self.ctc else
+                "Per frame: p(class) of the clip cut there")
+        for title, widget in (("Waveform", self.wave_plot), ("Log-mel spectrogram (what the model reads: mel bins by "
+                              "their centre frequency, normalised per utterance)", self.spectrogram), (what, self.probabilities),
+                              ("Saliency over time: |d answer / d frame|", self.saliency)):
+            lay.addWidget(Titled(title, widget), 1)
+        lay.addWidget(self.path_text)
+        self.path = ""
+        self.outputs: dict = {}
+        for plot in (self.spectrogram, self.probabilities, self.saliency):
+            plot.hovered.connect(lambda t: self.mark(t))
+        self.open_button.clicked.connect(lambda: self.open_audio())
+
+    # -- opening -------------------------------------------------------------------------
+    def open_audio(self, path: str | None = None) -> None:
+        if path is None:
+            path, _ = QFileDialog.getOpenFileName(self, "Open audio", "", "Audio (*.wav *.flac *.mp3 *.ogg *.oga "
+                                                  "*.opus *.m4a *.aac *.aif *.aiff *.au);;All files (*)")
+            if not path:
+                return
+        self.path = str(path)
+        self.path_label.setText(Path(self.path).name + " (reading…)")
+        self.outputs = {}
+        self.request.emit("audio_outputs", {"path": self.path})
+
+    def dragEnterEvent(self, event) -> None:  # noqa: N802
+        if event.mimeData().hasUrls():
+            event.acceptProposedAction()
+
+    def dropEvent(self, event) -> None:  # noqa: N802
+        urls = [u.toLocalFile() for u in event.mimeData().urls() if u.isLocalFile()]
+        if urls:
+            self.open_audio(urls[0])
+            event.acceptProposedAction()
+
+    # -- results -------------------------------------------------------------------------
+    def on_result(self, kind: str, data) -> None:
+        if kind != "audio_outputs":
+            return
+        self.outputs = self.last_result = data
+        T = len(data["spectrogram"])
+        self.path_label.setText(f"{Path(data['path']).name}: {data['seconds']:.2f} s at {data['sample_rate']} Hz, "
+                                f"{T} frames of {data['hop_s'] * 1000:.0f} ms")
+        steps = [f"{t * data['hop_s']:.2f}" for t in range(T)]
+        self.wave_plot.clear()
+        env = np.asarray(data["wave"])
+        times = np.asarray(data["wave_times"])
+        self.wave_plot.plot(np.repeat(times, 2), env.reshape(-1), pen=pg.mkPen(PALETTE[0], width=1))
+        self.wave_plot.addItem(self.wave_cursor)
+        self.wave_plot.setXRange(0, max(data["seconds"], 1e-3), padding=0)
+        spec = np.asarray(data["spectrogram"]).T[::-1]  # [M, T], the highest bin on top
+        self.spectrogram.set_matrix(spec, steps, None)
+        hz = list(data["mel_hz"])
+        M, every = len(hz), max(1, len(hz) // 5)  # a few frequencies on the axis, the lowest bin's among them
+        self.spectrogram.getAxis("left").setTicks([[(M - 1 - i + 0.5, f"{hz[i]:.0f} Hz") for i in range(0, M, every)]])
+        probs = np.asarray(data["probabilities"]).T  # [K, T]
+        self.probabilities.set_matrix(probs, steps, list(data["labels"]), levels=(0.0, 1.0))
+        self.saliency.set_values(data["saliency"], steps)
+        if self.ctc:
+            self.answer.setText(f"Greedy: <b>{data['greedy'] or '(nothing)'}</b> &nbsp; Beam search: "
+                                f"<b>{data.get('beam') or '(nothing)'}</b>")
+            self.path_text.setText("Greedy path: " + ctc_runs(list(data["ctc_path"]), list(data["labels"]),
+                                                                data["hop_s"]))
+        else:
+            top = ", ".join(f"{c} {p:.0%}" for c, p in data["classes"][:3])
+            self.answer.setText(f"Says <b>{data['predicted']}</b> ({top})")
+        self.inside_request.emit({"audio": self.path})
+
+    def on_failed(self, kind: str, message: str) -> None:
+        if kind == "audio_outputs":
+            self.path_label.setText(message)
+
+    def mark(self, t: int) -> None:
+        """Frame t (-1: none) marked in every plot."""
+        hop = float(self.outputs.get("hop_s", 0.0)) if self.outputs else 0.0
+        for plot in (self.spectrogram, self.probabilities, self.saliency):
+            plot.set_cursor(t if t >= 0 else None)
+        if t >= 0 and hop:
+            self.wave_cursor.setPos(t * hop + 0.5 * float(self.outputs.get("window_s", 0.0)))  # the window's centre
+            self.wave_cursor.show()
+        else:
+            self.wave_cursor.hide()
+
+    def highlight(self, axis: str, t: int) -> None:
+        """Hovering step t of the look inside marks that frame."""
+        self.mark(t if axis == "in" else -1)
 
 
 # mode -> its view, as each mode names it (workbench.tryout_modes: Mode.view)

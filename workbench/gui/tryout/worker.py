@@ -100,6 +100,8 @@ class InferenceWorker(QObject):
             return {"path": str(v.path), "frames": len(v), "fps": v.fps, "width": v.width, "height": v.height}
         if kind == "video_outputs":
             return inference.video_outputs(s, p["path"], max_frames=p.get("max_frames", 0))
+        if kind == "audio_outputs":
+            return inference.audio_outputs(s, p["path"])
         if kind == "frame":
             if self.video is None:
                 raise RuntimeError("no video is open")
