@@ -124,6 +124,10 @@ class InitSpec:
     # If set, recurrent matrices are rescaled to this spectral radius after init
     # (>1 makes gradients explode through time, <1 makes them vanish).
     spectral_radius: float | None = None
+    # LRU layers: their eigenvalues' moduli start uniformly (in area) on the ring
+    # lru_r_min <= |lambda| <= lru_r_max (Orvieto et al. 2023; near 1 for long memory)
+    lru_r_min: float = 0.0
+    lru_r_max: float = 1.0
 
 
 @dataclass
@@ -360,10 +364,28 @@ def validate_model(model: ModelSpec) -> None:
     _float_range("model.init.forget_bias", model.init.forget_bias, -20.0, 20.0)
     if model.init.spectral_radius is not None:
         _float_range("model.init.spectral_radius", model.init.spectral_radius, 0.0, 100.0, lo_open=True)
+    _float_range("model.init.lru_r_min", model.init.lru_r_min, 0.0, 1.0)
+    _float_range("model.init.lru_r_max", model.init.lru_r_max, 0.0, 1.0)
+    if model.init.lru_r_min > model.init.lru_r_max:
+        raise SpecError("model.init.lru_r_min", f"must not exceed model.init.lru_r_max ({model.init.lru_r_max}), "
+                        f"got {model.init.lru_r_min}")
+    without = [l.cell for l in model.layers + model.decoder_layers if not _has_recurrent_matrix(l.cell)]
+    if without and (model.init.recurrent != "default" or model.init.spectral_radius is not None):
+        field = "model.init.recurrent" if model.init.recurrent != "default" else "model.init.spectral_radius"
+        raise SpecError(field, f"{_cells.get(without[0]).label} layers have no recurrent matrix (their "
+                        "recurrence is elementwise and linear), so there is nothing to make orthogonal, "
+                        "the identity or of a spectral radius; use 'default' (the LRU's ring: "
+                        "model.init.lru_r_min, lru_r_max)")
     if model.init.recurrent == "identity":
         if not all(_cells.get(l.cell).identity_init for l in model.layers + model.decoder_layers):
             raise SpecError("model.init.recurrent", "identity recurrent weights (IRNN) are defined for "
                             "vanilla RNN layers only; use 'orthogonal' for LSTM or GRU")
+
+
+def _has_recurrent_matrix(cell: str) -> bool:
+    """Whether the cell has an [G*H, H] W_hh (what model.init.recurrent and spectral_radius act on)."""
+    c = _cells.get(cell)
+    return c.param_shapes(2, 3).get("weight_hh") == (c.gates * 3, 3)
 
 
 def validate_train(train: TrainSpec) -> None:

@@ -6,6 +6,12 @@ PyTorch's own nn.RNNCell / nn.LSTMCell / nn.GRUCell (weights copied in) step by 
 keeping every h_t and the layer's input sequence as graph nodes. One
 torch.autograd.grad(loss, inputs + states) then gives dL/dx_t^l and the total dL/dh_t^l,
 reduced here with plain torch ops in float64.
+
+The linear-recurrence cells (minGRU, minLSTM, LRU) have no nn.*Cell: ``_ModernCell``
+writes their equations out here once more from the papers (the LRU in complex
+arithmetic, where the workbench's step uses real pairs), sharing no code with
+workbench.engine.scan. The LRU's recorded state is its complex s_t (the probe's dL/dh_t
+is dL/ds_t, whose norm is that of the gradient of (Re s_t, Im s_t)).
 """
 from __future__ import annotations
 
@@ -22,6 +28,40 @@ _CELL = {
 }
 
 
+class _ModernCell(nn.Module):
+    """One direction of a minGRU / minLSTM / LRU layer, its parameters copied in:
+    forward(x_t [B, In], state) -> (output [B, H], state); the state is (h,) or, for the
+    LRU, (s,) complex."""
+
+    def __init__(self, rnn: nn.Module, cell: str, sfx: str):
+        super().__init__()
+        self.cell = cell
+        self.p = {name[:-len("_l0" + sfx)]: value.detach().clone()
+                  for name, value in rnn.named_parameters() if name.endswith("_l0" + sfx)}
+        for name, value in self.p.items():  # parameters here, so a dtype cast reaches them
+            self.register_parameter(name, nn.Parameter(value))
+
+    def forward(self, x, state):
+        p = {name: getattr(self, name) for name in self.p}
+        if self.cell == "lru":
+            lam = torch.exp(torch.complex(-torch.exp(p["weight_hh_nu"]), torch.exp(p["weight_hh_theta"])))
+            B = torch.complex(p["weight_ih_re"], p["weight_ih_im"])  # [H, In]
+            C = torch.complex(p["out_re"], p["out_im"])  # [H, H]
+            s = lam * state[0] + torch.exp(p["gamma_log"]) * (x.to(B.dtype) @ B.T)
+            return (s @ C.T).real + x @ p["skip"].T, (s,)
+        H = p["weight_ih"].shape[0] // (2 if self.cell == "mingru" else 3)
+        pre = x @ p["weight_ih"].T + p["bias_ih"]
+        cand_pre = pre[:, -H:]
+        cand = torch.where(cand_pre >= 0, cand_pre + 0.5, torch.sigmoid(cand_pre))
+        if self.cell == "mingru":
+            z = torch.sigmoid(pre[:, :H])
+            h = (1 - z) * state[0] + z * cand
+        else:
+            f, i = torch.sigmoid(pre[:, :H]), torch.sigmoid(pre[:, H:2 * H])
+            h = f / (f + i) * state[0] + i / (f + i) * cand
+        return h, (h,)
+
+
 class CellStepped(nn.Module):
     """Stands in for a single-layer nn.RNN/LSTM/GRU (batch_first): same call, same
     returns, computed with nn.*Cell copies of its weights, one step at a time."""
@@ -33,6 +73,9 @@ class CellStepped(nn.Module):
         self.hidden_size = rnn.hidden_size
         self.cells = nn.ModuleList()
         for sfx in ("", "_reverse") if rnn.bidirectional else ("",):
+            if cell not in _CELL:
+                self.cells.append(_ModernCell(rnn, cell, sfx))
+                continue
             c = _CELL[cell](rnn.input_size, rnn.hidden_size).to(device=rnn.weight_hh_l0.device,
                                                                  dtype=rnn.weight_hh_l0.dtype)
             with torch.no_grad():
@@ -50,6 +93,8 @@ class CellStepped(nn.Module):
         B, T, _ = x.shape
         lengths = None if align is None else align.mask[:, :, 0].sum(dim=1)  # [B]
         D, H = len(self.cells), self.hidden_size
+        if self.cell not in _CELL:
+            return self._modern(x, state, lengths, D, H)
         if state is None:
             h0 = x.new_zeros(D, B, H)
             c0 = x.new_zeros(D, B, H)
@@ -82,6 +127,32 @@ class CellStepped(nn.Module):
         out = torch.cat(outs, dim=-1)
         final = (torch.stack(hn), torch.stack(cn)) if self.cell == "lstm" else torch.stack(hn)
         return out, final
+
+
+    def _modern(self, x, state, lengths, D, H):
+        B, T, _ = x.shape
+        lru = self.cell == "lru"
+        if state is None:
+            zero = x.new_zeros(D, B, H)
+            state = (zero, zero) if lru else zero
+        s0 = torch.complex(state[0], state[1]) if lru else state  # [D, B, H]
+        outs, finals, per_dir = [], [], []
+        for d, cell in enumerate(self.cells):
+            st = (s0[d],)
+            hs, out_t = [None] * T, [None] * T
+            padded = d == 1 and lengths is not None
+            for t in (range(T - 1, -1, -1) if d else range(T)):
+                if padded:  # a row's reverse direction starts at its last real step, from the initial state
+                    st = (torch.where((t + 1 >= lengths)[:, None], s0[d], st[0]),)
+                y, st = cell(x[:, t], st)
+                hs[t] = st[0]
+                out_t[t] = torch.where((t < lengths)[:, None], y, torch.zeros_like(y)) if padded else y
+            per_dir.append(hs)
+            outs.append(torch.stack(out_t, dim=1))
+            finals.append(st[0])
+        self.states.append(per_dir)
+        last = torch.stack(finals)  # [D, B, H]
+        return torch.cat(outs, dim=-1), ((last.real, last.imag) if lru else last)
 
 
 def stepped_copy(model, dtype=torch.float64):
@@ -117,7 +188,8 @@ def reference_norms(model, compute_loss, dtype=torch.float64):
             for h in hs:
                 gh = g_h.pop(0)
                 parts.append(torch.zeros_like(h) if gh is None else gh)
-            sq = torch.stack(parts, dim=1).double().pow(2).sum(-1)  # [B, T]
+            g = torch.stack(parts, dim=1)
+            sq = (g.abs() if g.is_complex() else g).double().pow(2).sum(-1)  # [B, T]
             total = sq if total is None else total + sq
         hidden[name] = total.sqrt().mean(0)
     return taps, hidden

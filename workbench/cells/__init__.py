@@ -77,10 +77,13 @@ BUILTIN_ORDER = ("rnn_tanh", "rnn_relu", "lstm", "gru")
 @dataclass(frozen=True)
 class OnnxRule:
     """How a cell reaches ONNX. ``native``: its layer module is an nn.RNN/LSTM/GRU, which
-    torch.onnx maps to the ONNX op of the same name (dynamic batch and time). Otherwise
+    torch.onnx maps to the ONNX op of the same name (dynamic batch and time). ``loop``:
+    its layer's forward, when traced, runs a TorchScript loop over time, which becomes an
+    ONNX Loop (dynamic batch and time; the scan cells, workbench.engine.scan). Otherwise
     ``reason`` says why it is not exported."""
 
     native: bool = False
+    loop: bool = False
     reason: str = "its unrolled Python loop would trace to a graph fixed to the example's length"
 
 

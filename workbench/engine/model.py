@@ -834,6 +834,9 @@ def initialise(model: RecurrentModel, spec: ModelSpec) -> None:
         cell = cells.get(layer.cell)
         gates = cell.gates
         H = layer.hidden_size
+        own = getattr(cells.ops(layer.cell), "initialise_layer", None)
+        if own is not None:  # a cell whose initialisation reads model.init itself (the LRU's ring)
+            own(rnn, init)
         for sfx in ("", "_reverse") if layer.bidirectional else ("",):
             w_hh = getattr(rnn, f"weight_hh_l0{sfx}", None)  # [G*H, H]
             if w_hh is None or w_hh.shape != (gates * H, H):  # a cell with recurrent weights of its own form

@@ -25,6 +25,7 @@ Parameters come as a dict of one direction's tensors (names below); states as a 
 from __future__ import annotations
 
 import math
+from typing import List, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -127,14 +128,54 @@ def _state(state, i: int = 0) -> torch.Tensor | None:
     return None if state is None else state[i]
 
 
+# ----------------------------------------------------------------------------- the loop form
+# What torch.onnx traces (torch.jit.is_tracing()): the same recurrence as a TorchScript
+# loop over the input's own length, which the exporter turns into an ONNX Loop with a
+# dynamic trip count (a traced Python loop, or the chunked scans, would fix T to the
+# example's). a_t, b_t are computed for all t at once before the loop, as in training.
+
+
+def _loop(a: torch.Tensor, b: torch.Tensor, h: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    """h_t = a_t * h_{t-1} + b_t: a, b [B, T, H], h [B, H] -> (h [B, T, H], h_T)."""
+    outs: List[torch.Tensor] = []
+    for t in range(b.size(1)):
+        h = a[:, t] * h + b[:, t]
+        outs.append(h)
+    return torch.stack(outs, 1), h
+
+
+def _complex_loop(l_re: torch.Tensor, l_im: torch.Tensor, b_re: torch.Tensor, b_im: torch.Tensor,
+                  r: torch.Tensor, i: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """s_t = lambda * s_{t-1} + b_t in real arithmetic (ONNX has no complex type):
+    lambda [H], b [B, T, H], s_0 [B, H] as (re, im) -> (re [B, T, H], im [B, T, H], re_T, im_T)."""
+    res: List[torch.Tensor] = []
+    ims: List[torch.Tensor] = []
+    for t in range(b_re.size(1)):
+        r, i = l_re * r - l_im * i + b_re[:, t], l_re * i + l_im * r + b_im[:, t]
+        res.append(r)
+        ims.append(i)
+    return torch.stack(res, 1), torch.stack(ims, 1), r, i
+
+
+_SCRIPTED: dict = {}
+
+
+def _scripted(fn):
+    """fn compiled by TorchScript, once (on first export, not at import)."""
+    if fn.__name__ not in _SCRIPTED:
+        _SCRIPTED[fn.__name__] = torch.jit.script(fn)
+    return _SCRIPTED[fn.__name__]
+
+
+def _traced_linear(log_a: torch.Tensor, log_b: torch.Tensor, h0: torch.Tensor | None):
+    h0 = h0 if h0 is not None else log_b.new_zeros(log_b.shape[0], log_b.shape[2])
+    return _scripted(_loop)(torch.exp(log_a), torch.exp(log_b), h0)
+
+
 # ----------------------------------------------------------------------------- minGRU
 #   z_t = sigmoid(W_z x_t + b_z),  h~_t = g(W_h x_t + b_h)
 #   h_t = (1 - z_t) * h_{t-1} + z_t * h~_t
-# Parameters: weight_ih [2H, In] (rows: z, h~), bias_ih [2H].
-
-
-def mingru_params(n_in: int, H: int) -> dict[str, tuple[int, ...]]:
-    return {"weight_ih": (2 * H, n_in), "bias_ih": (2 * H,)}
+# Parameters (workbench/cells/mingru.py): weight_ih [2H, In] (rows: z, h~), bias_ih [2H].
 
 
 def mingru_sequence(p: dict, x: torch.Tensor, state=None, probe: bool = False):
@@ -143,6 +184,9 @@ def mingru_sequence(p: dict, x: torch.Tensor, state=None, probe: bool = False):
     log_a = -F.softplus(k)  # log(1 - z)
     log_b = -F.softplus(-k) + log_g(pre_h)  # log(z * h~)
     h0 = _state(state)
+    if torch.jit.is_tracing():
+        h, last = _traced_linear(log_a, log_b, h0)
+        return h, (last,), None
     if not probe:
         h = log_scan(log_a, log_b, h0)
         return h, (h[:, -1],), None
@@ -165,11 +209,7 @@ def mingru_step(p: dict, x_t: torch.Tensor, state=None):
 #   f_t = sigmoid(W_f x_t + b_f), i_t = sigmoid(W_i x_t + b_i), h~_t = g(W_h x_t + b_h)
 #   f'_t = f_t / (f_t + i_t), i'_t = i_t / (f_t + i_t)   (time-independent scale)
 #   h_t = f'_t * h_{t-1} + i'_t * h~_t
-# Parameters: weight_ih [3H, In] (rows: f, i, h~), bias_ih [3H].
-
-
-def minlstm_params(n_in: int, H: int) -> dict[str, tuple[int, ...]]:
-    return {"weight_ih": (3 * H, n_in), "bias_ih": (3 * H,)}
+# Parameters (workbench/cells/minlstm.py): weight_ih [3H, In] (rows: f, i, h~), bias_ih [3H].
 
 
 def _minlstm_logs(kf: torch.Tensor, ki: torch.Tensor):
@@ -184,6 +224,9 @@ def minlstm_sequence(p: dict, x: torch.Tensor, state=None, probe: bool = False):
     log_f, log_i = _minlstm_logs(kf, ki)
     log_b = log_i + log_g(pre_h)
     h0 = _state(state)
+    if torch.jit.is_tracing():
+        h, last = _traced_linear(log_f, log_b, h0)
+        return h, (last,), None
     if not probe:
         h = log_scan(log_f, log_b, h0)
         return h, (h[:, -1],), None
@@ -210,16 +253,11 @@ def minlstm_step(p: dict, x_t: torch.Tensor, state=None):
 #   gamma = exp(gamma_log), initialised to sqrt(1 - |lambda|^2) (the normalisation)
 # The carried state is s_t as two real tensors (re, im); the layer's output is y_t.
 # D is a full [H, In] map where the paper's is diagonal (its In = H always).
-# Parameters: weight_ih_re, weight_ih_im [H, In] (B); weight_ho_re, weight_ho_im [H, H]
-# (C); weight_skip [H, In] (D); nu_log, theta_log, gamma_log [H].
+# Parameters (workbench/cells/lru.py): weight_ih_re, weight_ih_im [H, In] (B); out_re,
+# out_im [H, H] (C); skip [H, In] (D); weight_hh_nu, weight_hh_theta (log nu, log theta),
+# gamma_log [H].
 
 LRU_R_MIN, LRU_R_MAX, LRU_MAX_PHASE = 0.0, 1.0, 2 * math.pi  # the paper's defaults
-
-
-def lru_params(n_in: int, H: int) -> dict[str, tuple[int, ...]]:
-    return {"weight_ih_re": (H, n_in), "weight_ih_im": (H, n_in), "weight_ho_re": (H, H),
-            "weight_ho_im": (H, H), "weight_skip": (H, n_in), "nu_log": (H,), "theta_log": (H,),
-            "gamma_log": (H,)}
 
 
 @torch.no_grad()
@@ -229,29 +267,29 @@ def lru_init(p: dict, r_min: float = LRU_R_MIN, r_max: float = LRU_R_MAX, max_ph
     <= r_max (uniform in area, not in radius) with phases in [0, max_phase]; B, C Glorot-like
     complex normals; gamma = sqrt(1 - |lambda|^2)."""
     H, n_in = p["weight_ih_re"].shape
-    dev, dt = p["nu_log"].device, p["nu_log"].dtype
+    dev, dt = p["weight_hh_nu"].device, p["weight_hh_nu"].dtype
     u1 = torch.rand(H, generator=generator, dtype=torch.float64).to(dev)
     u2 = torch.rand(H, generator=generator, dtype=torch.float64).to(dev)
     nu_log = torch.log(-0.5 * torch.log(u1 * (r_max ** 2 - r_min ** 2) + r_min ** 2))
     theta_log = torch.log(max_phase * u2.clamp_min(1e-12))
     modulus = torch.exp(-torch.exp(nu_log))
-    p["nu_log"].copy_(nu_log.to(dt))
-    p["theta_log"].copy_(theta_log.to(dt))
+    p["weight_hh_nu"].copy_(nu_log.to(dt))
+    p["weight_hh_theta"].copy_(theta_log.to(dt))
     p["gamma_log"].copy_(torch.log(torch.sqrt(1 - modulus ** 2).clamp_min(1e-12)).to(dt))
 
     def normal(shape, std):
         return (torch.randn(shape, generator=generator, dtype=torch.float64) * std).to(device=dev, dtype=dt)
     p["weight_ih_re"].copy_(normal((H, n_in), 1 / math.sqrt(2 * n_in)))
     p["weight_ih_im"].copy_(normal((H, n_in), 1 / math.sqrt(2 * n_in)))
-    p["weight_ho_re"].copy_(normal((H, H), 1 / math.sqrt(H)))
-    p["weight_ho_im"].copy_(normal((H, H), 1 / math.sqrt(H)))
-    p["weight_skip"].copy_(normal((H, n_in), 1 / math.sqrt(n_in)))
+    p["out_re"].copy_(normal((H, H), 1 / math.sqrt(H)))
+    p["out_im"].copy_(normal((H, H), 1 / math.sqrt(H)))
+    p["skip"].copy_(normal((H, n_in), 1 / math.sqrt(n_in)))
 
 
 def lru_eigenvalues(p: dict) -> tuple[torch.Tensor, torch.Tensor]:
     """(Re lambda, Im lambda) [H]."""
-    modulus = torch.exp(-torch.exp(p["nu_log"]))
-    phase = torch.exp(p["theta_log"])
+    modulus = torch.exp(-torch.exp(p["weight_hh_nu"]))
+    phase = torch.exp(p["weight_hh_theta"])
     return modulus * torch.cos(phase), modulus * torch.sin(phase)
 
 
@@ -263,7 +301,7 @@ def _lru_inputs(p: dict, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 def _lru_out(p: dict, s_re: torch.Tensor, s_im: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """y = Re(C s) + D x = C_re s_re - C_im s_im + D x."""
-    return F.linear(s_re, p["weight_ho_re"]) - F.linear(s_im, p["weight_ho_im"]) + F.linear(x, p["weight_skip"])
+    return F.linear(s_re, p["out_re"]) - F.linear(s_im, p["out_im"]) + F.linear(x, p["skip"])
 
 
 def lru_sequence(p: dict, x: torch.Tensor, state=None, probe: bool = False):
@@ -271,6 +309,11 @@ def lru_sequence(p: dict, x: torch.Tensor, state=None, probe: bool = False):
     dL/dz_t = dL/dRe s_t + i dL/dIm s_t, whose modulus per unit is the probe's dL/ds_t)."""
     b_re, b_im = _lru_inputs(p, x)  # [B, T, H]
     l_re, l_im = lru_eigenvalues(p)
+    if torch.jit.is_tracing():
+        zero = b_re.new_zeros(b_re.shape[0], b_re.shape[2])
+        r0, i0 = (zero, zero) if state is None else state
+        s_re, s_im, r, i = _scripted(_complex_loop)(l_re, l_im, b_re, b_im, r0, i0)
+        return _lru_out(p, s_re, s_im, x), (r, i), None
     b = torch.complex(b_re, b_im)
     z = None
     if probe:
@@ -282,23 +325,30 @@ def lru_sequence(p: dict, x: torch.Tensor, state=None, probe: bool = False):
     return _lru_out(p, s_re, s_im, x), (s_re[:, -1], s_im[:, -1]), z
 
 
-def lru_step(p: dict, x_t: torch.Tensor, state=None):
-    """x_t [B, In] -> (y_t [B, H], (s_re, s_im), gates {"modulus": |s_t|}), real arithmetic."""
+def lru_state_step(p: dict, x_t: torch.Tensor, state=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """s_t = lambda * s_{t-1} + gamma * (B x_t) in real arithmetic: x_t [B, In] -> (re, im) [B, H]."""
     b_re, b_im = _lru_inputs(p, x_t)
     if state is None:
-        s_re, s_im = b_re, b_im
-    else:
-        l_re, l_im = lru_eigenvalues(p)
-        r, i = state
-        s_re = l_re * r - l_im * i + b_re
-        s_im = l_re * i + l_im * r + b_im
+        return b_re, b_im
+    l_re, l_im = lru_eigenvalues(p)
+    r, i = state
+    return l_re * r - l_im * i + b_re, l_re * i + l_im * r + b_im
+
+
+def lru_output(p: dict, s_re: torch.Tensor, s_im: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """y = Re(C s) + D x: s [..., H] (re, im), x [..., In] -> [..., H]."""
+    return _lru_out(p, s_re, s_im, x)
+
+
+def lru_step(p: dict, x_t: torch.Tensor, state=None):
+    """x_t [B, In] -> (y_t [B, H], (s_re, s_im), gates {"modulus": |s_t|}), real arithmetic."""
+    s_re, s_im = lru_state_step(p, x_t, state)
     y = _lru_out(p, s_re, s_im, x_t)
     return y, (s_re, s_im), {"modulus": torch.sqrt(s_re ** 2 + s_im ** 2)}
 
 
 SEQUENCE = {"mingru": mingru_sequence, "minlstm": minlstm_sequence, "lru": lru_sequence}
 STEP = {"mingru": mingru_step, "minlstm": minlstm_step, "lru": lru_step}
-PARAMS = {"mingru": mingru_params, "minlstm": minlstm_params, "lru": lru_params}
 
 
 def stepped(cell: str, p: dict, x: torch.Tensor, state=None):
