@@ -8,6 +8,7 @@ import math
 import pytest
 import torch
 
+from workbench import cells
 from workbench.engine import scan
 
 CELLS = ("mingru", "minlstm", "lru")
@@ -16,7 +17,7 @@ CELLS = ("mingru", "minlstm", "lru")
 def params(cell: str, n_in: int, H: int, dtype=torch.float32, seed: int = 0) -> dict:
     gen = torch.Generator().manual_seed(seed)
     p = {name: (torch.randn(shape, generator=gen, dtype=torch.float64) / math.sqrt(shape[-1])).to(dtype)
-         for name, shape in scan.PARAMS[cell](n_in, H).items()}
+         for name, shape in cells.get(cell).param_shapes(n_in, H).items()}
     if cell == "lru":
         scan.lru_init(p, r_min=0.4, r_max=0.999, generator=gen)
     return p
@@ -95,7 +96,7 @@ def test_probe_input_gives_total_dl_dh(cell):
 
 def test_lru_ring_initialisation():
     H = 4000
-    p = {name: torch.empty(shape) for name, shape in scan.lru_params(2, H).items()}
+    p = {name: torch.empty(shape) for name, shape in cells.get("lru").param_shapes(2, H).items()}
     scan.lru_init(p, r_min=0.9, r_max=0.99, generator=torch.Generator().manual_seed(0))
     re, im = scan.lru_eigenvalues(p)
     r = torch.sqrt(re ** 2 + im ** 2)

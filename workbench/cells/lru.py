@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from workbench.cells import Cell, OnnxRule
+from workbench.cells import Cell, Gate, OnnxRule
 
 
 def _ops():
@@ -34,5 +34,5 @@ class _LRUCell(Cell):
 
 
 CELL = _LRUCell(name="lru", label="LRU", short="LRU", colour="#9b5de5",
-                gate_names=("modulus",), states=("re", "im"), gates=2, params=_params, bounded=False,
+                gate_info=(Gate("modulus", "state modulus |s_t|", "free"),), states=("re", "im"), gates=2, params=_params, bounded=False,
                 onnx=OnnxRule(loop=True), ops=_ops)
