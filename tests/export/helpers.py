@@ -4,7 +4,8 @@ from __future__ import annotations
 import torch
 
 from workbench.engine.model import build_model
-from workbench.spec import CELLS, InputSpec, LayerSpec, ModelIO, ModelSpec, validate_model
+from workbench import cells
+from workbench.spec import InputSpec, LayerSpec, ModelIO, ModelSpec, validate_model
 
 SEQUENCE_KINDS = ("embedding", "linear", "frames_linear", "frames_conv", "embedding_chars")
 SINGLE_KINDS = ("embedding", "linear", "frames_linear", "frames_conv")
@@ -60,6 +61,6 @@ def cases():
     out = []
     for t_index, topology in enumerate(TOPOLOGIES):
         kinds = SINGLE_KINDS if topology == "one_to_many" else SEQUENCE_KINDS
-        for c_index, cell in enumerate(CELLS):
+        for c_index, cell in enumerate(cells.names()):  # the built-ins and the scan cells
             out.append((cell, topology, kinds[(c_index + t_index) % len(kinds)]))
     return out

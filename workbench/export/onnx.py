@@ -80,7 +80,7 @@ def check_exportable(model: RecurrentModel) -> None:
     """ExportError naming the first layer whose cell has no ONNX rule (workbench.cells)."""
     for name, layer, _rnn in model.recurrent_layers():
         rule = cells.get(layer.cell).onnx
-        if not rule.native:
+        if not (rule.native or rule.loop):
             raise ExportError(f"model.{name}.cell: the {layer.cell!r} cell is not exported to ONNX ({rule.reason})")
 
 
