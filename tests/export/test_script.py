@@ -70,6 +70,10 @@ MODEL_CASES = [
     ("many_to_one", "embedding", [LayerSpec("rnn_relu", 6)], InitSpec("identity", 1.0, 0.9), 0),
     ("many_to_many", "embedding", [LayerSpec("rnn_tanh", 7, True), LayerSpec("lstm", 5)], InitSpec(), 3),
     ("many_to_many", "linear", [LayerSpec("gru", 6), LayerSpec("gru", 4)], InitSpec("default", 1.0, 1.3), 0),
+    # the scan cells (ScanLayer: the workbench's own scan functions, copied in)
+    ("many_to_one", "linear", [LayerSpec("mingru", 6, True), LayerSpec("lru", 5, True)],
+     InitSpec(lru_r_min=0.5, lru_r_max=0.9), 4),
+    ("many_to_many", "embedding", [LayerSpec("minlstm", 7), LayerSpec("lstm", 5), LayerSpec("lru", 4)], InitSpec(), 0),
 ]
 
 

@@ -95,6 +95,9 @@ class ScriptRule:
 
     module: str
     kwargs: tuple[tuple[str, object], ...] = ()
+    # a template of workbench/export/templates/ that defines ``module`` in the script
+    # (embedded once however many cells share it); "" for torch.nn's own modules
+    source: str = ""
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from workbench.cells import Cell, Gate, OnnxRule
+from workbench.cells import Cell, Gate, OnnxRule, ScriptRule
 
 
 def _ops():
@@ -35,4 +35,4 @@ class _LRUCell(Cell):
 
 CELL = _LRUCell(name="lru", label="LRU", short="LRU", colour="#9b5de5",
                 gate_info=(Gate("modulus", "state modulus |s_t|", "free"),), states=("re", "im"), gates=2, params=_params, bounded=False,
-                onnx=OnnxRule(loop=True), ops=_ops)
+                onnx=OnnxRule(loop=True), script=ScriptRule("ScanLayer", (("cell", "lru"),), "scan_layer.py.txt"), ops=_ops)

@@ -5,7 +5,7 @@ f'_t = f_t / (f_t + i_t), i'_t = i_t / (f_t + i_t), h_t = f'_t h_{t-1} + i'_t g(
 (workbench.engine.scan)."""
 from __future__ import annotations
 
-from workbench.cells import Cell, Gate, OnnxRule
+from workbench.cells import Cell, Gate, OnnxRule, ScriptRule
 
 
 def _ops():
@@ -21,4 +21,4 @@ def _params(n_in: int, H: int) -> dict[str, tuple[int, ...]]:
 CELL = Cell(name="minlstm", label="minLSTM", short="minLSTM", colour="#8ab17d",
             gate_info=(Gate("forget", "normalised forget gate f'_t"), Gate("input", "normalised input gate i'_t"),
                        Gate("candidate", "candidate g(W_h x_t)", "free")), gates=3, params=_params, bounded=False,
-            onnx=OnnxRule(loop=True), ops=_ops)
+            onnx=OnnxRule(loop=True), script=ScriptRule("ScanLayer", (("cell", "minlstm"),), "scan_layer.py.txt"), ops=_ops)

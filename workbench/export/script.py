@@ -143,6 +143,33 @@ def allocator_source() -> str:
     return body[body.index("\n") + 1:].rstrip()
 
 
+def _module_body(path: Path) -> str:
+    """A module's text after its docstring and imports (what a template embeds of it)."""
+    lines = path.read_text(encoding="utf-8").splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("# ----"))
+    return "\n".join(lines[start:]).rstrip() + "\n"
+
+
+def _cell_sources() -> str:
+    """The classes the script's cells need beyond torch.nn (Cell.script.source), each once."""
+    import inspect
+
+    described = [cells.get(name) for name in _script_cells()]
+    out = []
+    for template in dict.fromkeys(c.script.source for c in described if c.script.source):
+        text = (TEMPLATES / template).read_text(encoding="utf-8")
+        if "@@SCAN_MATH@@" in text:
+            scan = Path(__file__).resolve().parents[1] / "engine" / "scan.py"
+            text = text.replace("@@SCAN_MATH@@", _module_body(scan))
+        if "@@SCAN_PARAMS@@" in text:  # each cell's parameter shapes, from its own module
+            users = [c for c in described if c.script.source == template]
+            defs = [inspect.getsource(c.params).replace("def _params(", f"def _params_{c.name}(", 1) for c in users]
+            table = ", ".join(f'"{c.name}": _params_{c.name}' for c in users)
+            text = text.replace("@@SCAN_PARAMS@@", "\n\n".join(defs) + f"\n\nSCAN_PARAMS = {{{table}}}\n")
+        out.append(text.rstrip() + "\n")
+    return "\n\n".join(out)
+
+
 def render(preset: Preset) -> tuple[str, list[str]]:
     """The script's text and its requirements, for a supported preset."""
     pipeline = check_supported(preset)
@@ -151,7 +178,7 @@ def render(preset: Preset) -> tuple[str, list[str]]:
     title = f"Train {preset.name!r}: {preset.description}" if preset.description else f"Train {preset.name!r}."
     replacements = {"@@TITLE@@": title.replace('"""', "'''"), "@@TASK@@": preset.data.task,
                     "@@IMPORTS@@": pipeline.imports, "@@DATA@@": data,
-                    "@@CELLS@@": _cell_tables(), "@@ALLOCATOR@@": allocator_source()}
+                    "@@CELLS@@": _cell_sources() + "\n\n" + _cell_tables(), "@@ALLOCATOR@@": allocator_source()}
     for marker, value in replacements.items():
         text = text.replace(marker, value)
     return text, BASE_REQUIREMENTS + list(pipeline.requirements)
