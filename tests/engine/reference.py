@@ -48,7 +48,7 @@ class _ModernCell(nn.Module):
             B = torch.complex(p["weight_ih_re"], p["weight_ih_im"])  # [H, In]
             C = torch.complex(p["out_re"], p["out_im"])  # [H, H]
             s = lam * state[0] + torch.exp(p["gamma_log"]) * (x.to(B.dtype) @ B.T)
-            return (s @ C.T).real + x @ p["skip"].T, (s,)
+            return torch.nn.functional.gelu((s @ C.T).real + x @ p["skip"].T), (s,)
         H = p["weight_ih"].shape[0] // (2 if self.cell == "mingru" else 3)
         pre = x @ p["weight_ih"].T + p["bias_ih"]
         cand_pre = pre[:, -H:]

@@ -1,6 +1,7 @@
 """The Linear Recurrent Unit (Orvieto et al. 2023, "Resurrecting Recurrent Neural
 Networks for Long Sequences"): a complex diagonal linear recurrence
-s_t = lambda * s_{t-1} + gamma * (B x_t), y_t = Re(C s_t) + D x_t, with the eigenvalues
+s_t = lambda * s_{t-1} + gamma * (B x_t), y_t = GELU(Re(C s_t) + D x_t) (the GELU: the
+position-wise nonlinearity of the paper's block, without which LRU stacks are linear), with the eigenvalues
 lambda = exp(-exp(nu) + i exp(theta)) initialised uniformly on a ring r_min <= |lambda|
 <= r_max (model.init.lru_r_min, lru_r_max) and gamma = sqrt(1 - |lambda|^2)
 (workbench.engine.scan). The layer's output is y_t; it carries s_t as its real and

@@ -249,10 +249,14 @@ def minlstm_step(p: dict, x_t: torch.Tensor, state=None):
 # ----------------------------------------------------------------------------- LRU
 #   lambda = exp(-exp(nu) + i exp(theta))           (|lambda| < 1 for every nu)
 #   s_t = lambda * s_{t-1} + gamma * (B x_t)          s complex [H], B complex [H, In]
-#   y_t = Re(C s_t) + D x_t                           C complex [H, H], D real [H, In]
+#   y_t = GELU(Re(C s_t) + D x_t)                     C complex [H, H], D real [H, In]
 #   gamma = exp(gamma_log), initialised to sqrt(1 - |lambda|^2) (the normalisation)
 # The carried state is s_t as two real tensors (re, im); the layer's output is y_t.
-# D is a full [H, In] map where the paper's is diagonal (its In = H always).
+# D is a full [H, In] map where the paper's is diagonal (its In = H always). The GELU is
+# the position-wise nonlinearity of the paper's block (LRU -> GELU -> GLU/MLP): without
+# one a stack of LRUs is linear in its input and cannot, say, pick the marked numbers
+# of the adding problem (a product of two inputs). The block's GLU/MLP, normalisation
+# and residual are not part of the layer.
 # Parameters (workbench/cells/lru.py): weight_ih_re, weight_ih_im [H, In] (B); out_re,
 # out_im [H, H] (C); skip [H, In] (D); weight_hh_nu, weight_hh_theta (log nu, log theta),
 # gamma_log [H].
@@ -300,8 +304,8 @@ def _lru_inputs(p: dict, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def _lru_out(p: dict, s_re: torch.Tensor, s_im: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """y = Re(C s) + D x = C_re s_re - C_im s_im + D x."""
-    return F.linear(s_re, p["out_re"]) - F.linear(s_im, p["out_im"]) + F.linear(x, p["skip"])
+    """y = GELU(Re(C s) + D x), Re(C s) = C_re s_re - C_im s_im."""
+    return F.gelu(F.linear(s_re, p["out_re"]) - F.linear(s_im, p["out_im"]) + F.linear(x, p["skip"]))
 
 
 def lru_sequence(p: dict, x: torch.Tensor, state=None, probe: bool = False):
@@ -336,7 +340,7 @@ def lru_state_step(p: dict, x_t: torch.Tensor, state=None) -> tuple[torch.Tensor
 
 
 def lru_output(p: dict, s_re: torch.Tensor, s_im: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """y = Re(C s) + D x: s [..., H] (re, im), x [..., In] -> [..., H]."""
+    """y = GELU(Re(C s) + D x): s [..., H] (re, im), x [..., In] -> [..., H]."""
     return _lru_out(p, s_re, s_im, x)
 
 
