@@ -176,7 +176,7 @@ def charlm(args) -> dict:
         path = Path("/work/shared/data/tinyshakespeare/input.txt")
     base = load_builtin("charlm_lstm")
     options = dict(base.data.options, seq_len=args.seq_len)
-    task = task_class("charlm")(options, str(path), 0)
+    task = task_class("charlm")(options, str(path), 0).ensure_prepared()
     io = task.model_io()
     results = {}
     print(f"\nTiny Shakespeare, {args.seconds:.0f} CPU s of training each, B={args.batch}, T={args.seq_len}, "

@@ -43,6 +43,9 @@ TIPS = {
     "model.head.hidden_size": "An extra hidden layer between the recurrent stack and the output (0: none).",
     "model.init.recurrent": "Initial recurrent weights: PyTorch's default, orthogonal, or identity (IRNN, "
                             "vanilla RNNs only).",
+    "model.init.lru_r_min": "LRU layers: their eigenvalues start uniformly on the ring min |λ| ≤ |λ| ≤ max |λ| "
+                            "(Orvieto et al. 2023); near 1 (0.9-0.999) for long memory.",
+    "model.init.lru_r_max": "LRU layers: the ring's outer radius, below 1 (|λ| = 1 would neither forget nor decay).",
     "model.init.forget_bias": "LSTM forget-gate bias at the start; about 1 makes the cell remember by default.",
     "model.init.spectral_radius": "Rescale recurrent matrices to this spectral radius at the start (>1 makes "
                                   "gradients explode through time, <1 vanish).",
@@ -368,6 +371,14 @@ class ArchitectureEditor(QScrollArea):
         self.radius.valueChanged.connect(lambda v: self.doc.set("model.init.spectral_radius", float(v)))
         self.binder.custom("model.init.spectral_radius", radius_row, self._refresh_radius)
         self._row(form, "Spectral radius", radius_row, "model.init.spectral_radius")
+        for path, label in (("model.init.lru_r_min", "LRU ring, min |λ|"), ("model.init.lru_r_max", "LRU ring, max |λ|")):
+            ring = QDoubleSpinBox()
+            ring.setRange(0.0, 1.0)
+            ring.setDecimals(3)
+            ring.setSingleStep(0.01)
+            ring.setToolTip(TIPS[path])
+            self.binder.spin(ring, path)
+            self._row(form, label, ring, path)
         form.addRow(self.errors.register("model.init", ErrorLabel()))
         lay.addWidget(box)
 
