@@ -95,6 +95,10 @@ section engine_checks_cuda 90 "$PY" bench/gpu_checks.py
 section probe_cost 60 "$PY" bench/probe_cost.py --gpu --sizes small,medium --cells lstm,rnn_tanh,gru
 # what reading padded rows correctly costs a bidirectional stack (two kernel calls a layer)
 section padding_cost 30 "$PY" bench/padding_cost.py --gpu --batch 64 --hidden 256
+# the scan cells (minGRU, minLSTM, LRU) against an LSTM and a GRU of the same width and
+# depth at T = 256, 1024, 4096: steps/s and the ratios, one run
+section modern_cells_throughput 60 "$PY" bench/modern_cells.py --json "$LOGDIR/modern_cells.json" throughput \
+  --gpu --sizes 256x2 --batch 64 --steps 10
 
 # --- throughput (the table is printed last) ----------------------------------------------
 # (30 warm-up steps: the engine's first untapped steps time its candidate paths, see
