@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import statistics
 import sys
 import time
@@ -75,7 +74,7 @@ def throughput(args) -> dict:
                 model = adding_model(cell, H, L).to(device)
                 opt = torch.optim.Adam(model.parameters(), lr=1e-3)
 
-                def step(model=model, opt=opt):
+                def step(model=model, opt=opt, x=x, y=y):
                     opt.zero_grad(set_to_none=True)
                     loss = torch.nn.functional.mse_loss(model(x), y)
                     loss.backward()

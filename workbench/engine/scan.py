@@ -25,7 +25,6 @@ Parameters come as a dict of one direction's tensors (names below); states as a 
 from __future__ import annotations
 
 import math
-from typing import List, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -135,9 +134,9 @@ def _state(state, i: int = 0) -> torch.Tensor | None:
 # example's). a_t, b_t are computed for all t at once before the loop, as in training.
 
 
-def _loop(a: torch.Tensor, b: torch.Tensor, h: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+def _loop(a: torch.Tensor, b: torch.Tensor, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """h_t = a_t * h_{t-1} + b_t: a, b [B, T, H], h [B, H] -> (h [B, T, H], h_T)."""
-    outs: List[torch.Tensor] = []
+    outs: list[torch.Tensor] = []
     for t in range(b.size(1)):
         h = a[:, t] * h + b[:, t]
         outs.append(h)
@@ -145,11 +144,11 @@ def _loop(a: torch.Tensor, b: torch.Tensor, h: torch.Tensor) -> Tuple[torch.Tens
 
 
 def _complex_loop(l_re: torch.Tensor, l_im: torch.Tensor, b_re: torch.Tensor, b_im: torch.Tensor,
-                  r: torch.Tensor, i: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+                  r: torch.Tensor, i: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """s_t = lambda * s_{t-1} + b_t in real arithmetic (ONNX has no complex type):
     lambda [H], b [B, T, H], s_0 [B, H] as (re, im) -> (re [B, T, H], im [B, T, H], re_T, im_T)."""
-    res: List[torch.Tensor] = []
-    ims: List[torch.Tensor] = []
+    res: list[torch.Tensor] = []
+    ims: list[torch.Tensor] = []
     for t in range(b_re.size(1)):
         r, i = l_re * r - l_im * i + b_re[:, t], l_re * i + l_im * r + b_im[:, t]
         res.append(r)
