@@ -137,3 +137,20 @@ def test_spec_refuses_recurrent_matrix_inits(cell):
     validate_model(ModelSpec(layers=[LayerSpec(cell=cell)]))
     with pytest.raises(SpecError, match="^model.init.lru_r_min: must not exceed"):
         validate_model(ModelSpec(layers=[LayerSpec(cell=cell)], init=InitSpec(lru_r_min=0.9, lru_r_max=0.5)))
+
+
+@pytest.mark.parametrize("cell", MODERN)
+def test_autocast_bf16_keeps_the_scan_in_float32(cell):
+    """Under bf16 autocast (train.precision) the projections are bf16; the scan itself
+    runs in float32 (the LRU has no complex bf16), and carried states may come in bf16."""
+    model, batch = small_model("many_to_many", layers((cell, True), (cell, False)), dtype=torch.float32)
+    want = model(batch.x)
+    with torch.autocast(DEVICE.type, dtype=torch.bfloat16):
+        out, states = model(batch.x, return_states=True)
+        half = [tuple(s.to(torch.bfloat16) for s in st) if isinstance(st, tuple) else st.to(torch.bfloat16)
+                for st in states]
+        more, _ = model(batch.x, initial_states=half, return_states=True)
+    out.float().pow(2).sum().backward()
+    assert torch.isfinite(more.float()).all()
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+    torch.testing.assert_close(out.float(), want, rtol=0.05, atol=0.05)

@@ -123,8 +123,16 @@ def linear_scan(a: torch.Tensor, b: torch.Tensor, h0: torch.Tensor | None = None
     return out.reshape(B, -1, H)[:, :T]
 
 
-def _state(state, i: int = 0) -> torch.Tensor | None:
-    return None if state is None else state[i]
+def _work(t: torch.Tensor) -> torch.Tensor:
+    """At least float32: the scans' logs, exps and long sums lose too much in bf16/fp16
+    (an autocast pass's projections), and there is no complex bf16 for the LRU."""
+    return t.to(torch.promote_types(t.dtype, torch.float32))
+
+
+def _state(state, i: int = 0, like: torch.Tensor | None = None) -> torch.Tensor | None:
+    if state is None:
+        return None
+    return state[i] if like is None else state[i].to(like.dtype)
 
 
 # ----------------------------------------------------------------------------- the loop form
@@ -179,10 +187,10 @@ def _traced_linear(log_a: torch.Tensor, log_b: torch.Tensor, h0: torch.Tensor | 
 
 def mingru_sequence(p: dict, x: torch.Tensor, state=None, probe: bool = False):
     """x [B, T, In] -> (h [B, T, H], (h_T,), probe z [B, T, H] or None: dL/dz_t = dL/dh_t)."""
-    k, pre_h = F.linear(x, p["weight_ih"], p["bias_ih"]).chunk(2, dim=-1)  # [B, T, H] each
+    k, pre_h = _work(F.linear(x, p["weight_ih"], p["bias_ih"])).chunk(2, dim=-1)  # [B, T, H] each
     log_a = -F.softplus(k)  # log(1 - z)
     log_b = -F.softplus(-k) + log_g(pre_h)  # log(z * h~)
-    h0 = _state(state)
+    h0 = _state(state, like=log_b)
     if torch.jit.is_tracing():
         h, last = _traced_linear(log_a, log_b, h0)
         return h, (last,), None
@@ -219,10 +227,10 @@ def _minlstm_logs(kf: torch.Tensor, ki: torch.Tensor):
 
 
 def minlstm_sequence(p: dict, x: torch.Tensor, state=None, probe: bool = False):
-    kf, ki, pre_h = F.linear(x, p["weight_ih"], p["bias_ih"]).chunk(3, dim=-1)  # [B, T, H] each
+    kf, ki, pre_h = _work(F.linear(x, p["weight_ih"], p["bias_ih"])).chunk(3, dim=-1)  # [B, T, H] each
     log_f, log_i = _minlstm_logs(kf, ki)
     log_b = log_i + log_g(pre_h)
-    h0 = _state(state)
+    h0 = _state(state, like=log_b)
     if torch.jit.is_tracing():
         h, last = _traced_linear(log_f, log_b, h0)
         return h, (last,), None
@@ -310,8 +318,9 @@ def _lru_out(p: dict, s_re: torch.Tensor, s_im: torch.Tensor, x: torch.Tensor) -
 def lru_sequence(p: dict, x: torch.Tensor, state=None, probe: bool = False):
     """x [B, T, In] -> (y [B, T, H], (s_re_T, s_im_T), probe z [B, T, H] complex or None:
     dL/dz_t = dL/dRe s_t + i dL/dIm s_t, whose modulus per unit is the probe's dL/ds_t)."""
-    b_re, b_im = _lru_inputs(p, x)  # [B, T, H]
-    l_re, l_im = lru_eigenvalues(p)
+    b_re, b_im = (_work(b) for b in _lru_inputs(p, x))  # [B, T, H]
+    l_re, l_im = (_work(v) for v in lru_eigenvalues(p))
+    state = None if state is None else tuple(s.to(b_re.dtype) for s in state)
     if torch.jit.is_tracing():
         zero = b_re.new_zeros(b_re.shape[0], b_re.shape[2])
         r0, i0 = (zero, zero) if state is None else state
