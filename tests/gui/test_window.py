@@ -436,3 +436,23 @@ def test_throughput_after_continue_counts_only_the_continued_steps(window, monke
     window.current_run = None
     assert window.speed_label.text().startswith("10.0 steps/s"), window.speed_label.text()
     assert "ETA 01:30" in window.time_label.text(), window.time_label.text()
+
+
+def test_scan_cells_are_chosen_per_layer_and_their_limits_shown_under_the_field(qtbot, window):
+    """minGRU / minLSTM / LRU in the layer's cell list; orthogonal init has no recurrent
+    matrix to act on there (said under the field); the LRU's ring fields are bound."""
+    combo = window.editor.layers.rows[0].cell
+    assert {combo.itemData(i) for i in range(combo.count())} >= {"mingru", "minlstm", "lru"}
+    window.doc.set("model.layers.0.cell", "lru")
+    assert "LRU" in window.diagram.diagram.model.rows[1]
+    init = window.editor.init_kind
+    init.setCurrentIndex(init.findData("orthogonal"))
+    label = window.editor.errors.labels["model.init.recurrent"]
+    assert label.isVisible() and "no recurrent matrix" in label.text()
+    assert not window.act_train.isEnabled()
+    window.act_undo.trigger()
+    assert not label.isVisible() and window.act_train.isEnabled()
+    window.doc.set("model.init.lru_r_min", 0.95)
+    window.doc.set("model.init.lru_r_max", 0.9)
+    ring = window.editor.errors.labels["model.init.lru_r_min"]
+    assert ring.isVisible() and "must not exceed" in ring.text()
