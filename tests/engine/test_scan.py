@@ -30,14 +30,23 @@ def initial(cell: str, B: int, H: int, dtype, seed: int = 1):
     return (s, -0.5 * s) if cell == "lru" else (s,)
 
 
-@pytest.mark.parametrize("cell", CELLS)
+FORMS = [("mingru", "log"), ("mingru", "linear"), ("minlstm", "log"), ("minlstm", "linear"), ("lru", "")]
+
+
+def sequence(cell: str, form: str):
+    """The cell's parallel form, the gated cells' in the form asked for (both are used:
+    scan.FORM picks one per device)."""
+    return (lambda *a, **k: scan.SEQUENCE[cell](*a, form=form, **k)) if form else scan.SEQUENCE[cell]
+
+
+@pytest.mark.parametrize("cell,form", FORMS)
 @pytest.mark.parametrize("with_state", [False, True])
-def test_parallel_equals_sequential_float32_long(cell, with_state):
+def test_parallel_equals_sequential_float32_long(cell, form, with_state):
     B, T, n_in, H = 3, 1200, 5, 8
     p = params(cell, n_in, H)
     x = torch.randn(B, T, n_in, generator=torch.Generator().manual_seed(2))
     state = initial(cell, B, H, torch.float32) if with_state else None
-    out, final, _ = scan.SEQUENCE[cell](p, x, state)
+    out, final, _ = sequence(cell, form)(p, x, state)
     ref, ref_final, _ = scan.stepped(cell, p, x, state)
     assert out.shape == (B, T, H)
     assert float(ref.abs().amax(dim=(0, 2))[-100:].min()) > 1e-2  # the late steps still carry signal
@@ -46,15 +55,15 @@ def test_parallel_equals_sequential_float32_long(cell, with_state):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
 
 
-@pytest.mark.parametrize("cell", ("mingru", "minlstm"))
-def test_log_scan_precise_at_4096_against_float64(cell):
-    """Chunked, the log-space scan's float32 error does not grow with T."""
+@pytest.mark.parametrize("cell,form", FORMS[:4])
+def test_gated_scans_precise_at_4096_against_float64(cell, form):
+    """Chunked, neither form's float32 error grows with T."""
     B, T, n_in, H = 2, 4096, 3, 4
     p64 = params(cell, n_in, H, torch.float64)
     p32 = {k: v.float() for k, v in p64.items()}
     x = torch.randn(B, T, n_in, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
-    out32, _, _ = scan.SEQUENCE[cell](p32, x.float())
-    out64, _, _ = scan.SEQUENCE[cell](p64, x)
+    out32, _, _ = sequence(cell, form)(p32, x.float())
+    out64, _, _ = scan.SEQUENCE[cell](p64, x, form="log")
     torch.testing.assert_close(out32.double(), out64, rtol=2e-5, atol=1e-6)
 
 

@@ -6,7 +6,8 @@ Neural Networks for Long Sequences"), each in two forms that compute the same nu
   evaluation. All three are diagonal linear recurrences h_t = a_t * h_{t-1} + b_t whose
   a_t, b_t depend on the input only, so the T steps need no loop over t:
     minGRU/minLSTM: the paper's scan in log space (``log_scan``: a cumulative sum of
-      log a_t and a log-cumsum-exp of log b_t), run within chunks of CHUNK steps;
+      log a_t and a log-cumsum-exp of log b_t), run within chunks of CHUNK steps; on
+      the CPU, where it measured several times faster, ``linear_scan`` (FORM);
     LRU: a complex a_t = lambda (constant), ``linear_scan`` (chunked, see there).
 - the sequential form (``*_step``): one step from the carried state, for generation,
   streaming try-out, the standalone script and the ONNX loop; written in real arithmetic
@@ -38,6 +39,14 @@ import torch.nn.functional as F
 # loop of T / CHUNK steps.
 CHUNK = 64
 
+# Which parallel form minGRU/minLSTM train with, by device type: "log" (the paper's
+# log-space scan: a cumulative sum and a log-cumsum-exp, a few wide kernels, what a GPU
+# wants) or "linear" (``linear_scan``: 2*sqrt(T) narrow steps of plain multiply-adds).
+# Both are stable and agree to float32 rounding (tests/engine/test_scan.py). On the CPU
+# the linear form is several times faster: PyTorch's CPU logcumsumexp costs ~35 ns an
+# element, forward and backward (bench/modern_cells.py scan: 4-7x at T = 256-4096).
+FORM = {"cpu": "linear"}
+
 
 def g(x: torch.Tensor) -> torch.Tensor:
     """The paper's positive activation for the candidate state: x + 0.5 for x >= 0,
@@ -65,9 +74,11 @@ def _carry(decay: torch.Tensor, local_end: torch.Tensor, h0: torch.Tensor | None
     B, n, H = decay.shape
     carry = h0 if h0 is not None else decay.new_zeros(B, H)
     entering = []
-    for k in range(n):  # n = T / chunk steps; each one multiply-add
+    # unbind, not [:, k]: the backward of n selects would build n zero tensors of the
+    # whole input's size (quadratic in T); unbind's stacks the n gradients once
+    for d_k, end_k in zip(decay.unbind(1), local_end.unbind(1)):  # n = T / chunk steps
         entering.append(carry)
-        carry = decay[:, k] * carry + local_end[:, k]
+        carry = d_k * carry + end_k
     return torch.stack(entering, dim=1)
 
 
@@ -111,9 +122,9 @@ def linear_scan(a: torch.Tensor, b: torch.Tensor, h0: torch.Tensor | None = None
     h = bb.new_zeros(B, n, H)
     prod = torch.ones_like(h)
     local, decay = [], []
-    for c in range(C):
-        h = aa[:, :, c] * h + bb[:, :, c]
-        prod = prod * aa[:, :, c]
+    for a_c, b_c in zip(aa.unbind(2), bb.unbind(2)):  # C steps (unbind: see _carry)
+        h = a_c * h + b_c
+        prod = prod * a_c
         local.append(h)
         decay.append(prod)
     local_t = torch.stack(local, dim=2)  # [B, n, C, H]
@@ -185,21 +196,28 @@ def _traced_linear(log_a: torch.Tensor, log_b: torch.Tensor, h0: torch.Tensor | 
 # Parameters (workbench/cells/mingru.py): weight_ih [2H, In] (rows: z, h~), bias_ih [2H].
 
 
-def mingru_sequence(p: dict, x: torch.Tensor, state=None, probe: bool = False):
+def mingru_sequence(p: dict, x: torch.Tensor, state=None, probe: bool = False, form: str = ""):
     """x [B, T, In] -> (h [B, T, H], (h_T,), probe z [B, T, H] or None: dL/dz_t = dL/dh_t)."""
     k, pre_h = _work(F.linear(x, p["weight_ih"], p["bias_ih"])).chunk(2, dim=-1)  # [B, T, H] each
     log_a = -F.softplus(k)  # log(1 - z)
     log_b = -F.softplus(-k) + log_g(pre_h)  # log(z * h~)
-    h0 = _state(state, like=log_b)
+    return _gated_scan(log_a, log_b, _state(state, like=log_b), probe, form)
+
+
+def _gated_scan(log_a: torch.Tensor, log_b: torch.Tensor, h0: torch.Tensor | None, probe: bool, form: str = ""):
+    """minGRU/minLSTM's recurrence from its logs: -> (h [B, T, H], (h_T,), probe z or None).
+    ``form``: "log" or "linear" (default: FORM by device); the probe always takes the
+    linear form, where its zero input enters b_t additively."""
     if torch.jit.is_tracing():
         h, last = _traced_linear(log_a, log_b, h0)
         return h, (last,), None
-    if not probe:
-        h = log_scan(log_a, log_b, h0)
-        return h, (h[:, -1],), None
-    z = torch.zeros_like(log_b, requires_grad=True)
-    h = linear_scan(torch.exp(log_a), torch.exp(log_b) + z, h0)
-    return h, (h[:, -1],), z
+    form = form or FORM.get(log_b.device.type, "log")
+    if probe or form == "linear":
+        z = torch.zeros_like(log_b, requires_grad=True) if probe else None
+        h = linear_scan(torch.exp(log_a), torch.exp(log_b) + z if probe else torch.exp(log_b), h0)
+        return h, (h[:, -1],), z
+    h = log_scan(log_a, log_b, h0)
+    return h, (h[:, -1],), None
 
 
 def mingru_step(p: dict, x_t: torch.Tensor, state=None):
@@ -226,20 +244,11 @@ def _minlstm_logs(kf: torch.Tensor, ki: torch.Tensor):
     return -F.softplus(d), -F.softplus(-d)
 
 
-def minlstm_sequence(p: dict, x: torch.Tensor, state=None, probe: bool = False):
+def minlstm_sequence(p: dict, x: torch.Tensor, state=None, probe: bool = False, form: str = ""):
     kf, ki, pre_h = _work(F.linear(x, p["weight_ih"], p["bias_ih"])).chunk(3, dim=-1)  # [B, T, H] each
     log_f, log_i = _minlstm_logs(kf, ki)
     log_b = log_i + log_g(pre_h)
-    h0 = _state(state, like=log_b)
-    if torch.jit.is_tracing():
-        h, last = _traced_linear(log_f, log_b, h0)
-        return h, (last,), None
-    if not probe:
-        h = log_scan(log_f, log_b, h0)
-        return h, (h[:, -1],), None
-    z = torch.zeros_like(log_b, requires_grad=True)
-    h = linear_scan(torch.exp(log_f), torch.exp(log_b) + z, h0)
-    return h, (h[:, -1],), z
+    return _gated_scan(log_f, log_b, _state(state, like=log_b), probe, form)
 
 
 def minlstm_step(p: dict, x_t: torch.Tensor, state=None):
