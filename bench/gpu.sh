@@ -99,6 +99,7 @@ section padding_cost 30 "$PY" bench/padding_cost.py --gpu --batch 64 --hidden 25
 # depth at T = 256, 1024, 4096: steps/s and the ratios, one run
 section modern_cells_throughput 60 "$PY" bench/modern_cells.py --json "$LOGDIR/modern_cells.json" throughput \
   --gpu --sizes 256x2 --batch 64 --steps 10
+section modern_cells_scan_forms 30 "$PY" bench/modern_cells.py scan --gpu --batch 64 --hidden 256
 
 # --- throughput (the table is printed last) ----------------------------------------------
 # (30 warm-up steps: the engine's first untapped steps time its candidate paths, see

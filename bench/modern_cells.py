@@ -20,7 +20,12 @@ Three measurements, each in one run so that its ratios compare like with like:
               validation loss (nats/char) over the held-out text. charlm_lstm's shape
               (2 x 256 LSTM, T=128) against 2 x 256 stacks of minGRU, minLSTM and LRU.
 
+  scan        the minGRU recurrence alone, forward + backward: the paper's log-space scan
+              against the chunked linear scan (what workbench.engine.scan.FORM chooses
+              between per device), as a ratio.
+
   python bench/modern_cells.py throughput [--gpu] [--sizes 64x2] [--lengths 256,1024,4096]
+  python bench/modern_cells.py scan [--gpu]
   python bench/modern_cells.py longrange [--budget 600] [--lengths 400,1000,2000]
   python bench/modern_cells.py charlm [--seconds 120]
 """
@@ -103,6 +108,45 @@ def throughput(args) -> dict:
             print(f"  {'cell':8s} {'steps/s':>9s} {'vs LSTM':>8s} {'vs GRU':>8s}")
             for cell, r in row.items():
                 print(f"  {cell:8s} {r['steps_per_s']:9.2f} {r['vs_lstm']:8.2f} {r['vs_gru']:8.2f}", flush=True)
+    return results
+
+
+# ----------------------------------------------------------------------------- scan forms
+
+
+def scan_forms(args) -> dict:
+    """minGRU's recurrence alone, forward + backward: the paper's log-space scan against
+    the chunked linear scan (workbench.engine.scan.FORM picks one per device)."""
+    from workbench.engine import scan
+
+    device = torch.device("cuda" if args.gpu else "cpu")
+    results = {}
+    print(f"\nminGRU recurrence, B={args.batch}, H={args.hidden}, forward + backward, median of {args.steps}")
+    print(f"  {'T':>6s} {'log ms':>8s} {'linear ms':>10s} {'log / linear':>13s}")
+    for T in (int(t) for t in args.lengths.split(",")):
+        g = torch.Generator().manual_seed(0)
+        k = torch.randn(args.batch, T, args.hidden, generator=g).to(device).requires_grad_()
+        pre = torch.randn(args.batch, T, args.hidden, generator=g).to(device).requires_grad_()
+
+        def run(form, k=k, pre=pre):
+            log_a, log_b = -torch.nn.functional.softplus(k), -torch.nn.functional.softplus(-k) + scan.log_g(pre)
+            h, _, _ = scan._gated_scan(log_a, log_b, None, False, form)
+            h.sum().backward()
+        spent = {"log": [], "linear": []}
+        for form in spent:
+            run(form)  # warm-up
+        for _ in range(args.steps):
+            for form in spent:  # turns
+                if args.gpu:
+                    torch.cuda.synchronize()
+                t0 = time.perf_counter() if args.gpu else time.process_time()
+                run(form)
+                if args.gpu:
+                    torch.cuda.synchronize()
+                spent[form].append((time.perf_counter() if args.gpu else time.process_time()) - t0)
+        log_ms, lin_ms = (1000 * statistics.median(spent[f]) for f in ("log", "linear"))
+        results[f"T={T}"] = {"log_ms": log_ms, "linear_ms": lin_ms, "log_over_linear": log_ms / lin_ms}
+        print(f"  {T:6d} {log_ms:8.1f} {lin_ms:10.1f} {log_ms / lin_ms:13.2f}", flush=True)
     return results
 
 
@@ -232,6 +276,12 @@ def main(argv=None) -> int:
     t.add_argument("--lengths", default="256,1024,4096")
     t.add_argument("--batch", type=int, default=16)
     t.add_argument("--steps", type=int, default=6, help="timed steps per cell at T=256 (fewer when longer, CPU)")
+    f = sub.add_parser("scan")
+    f.add_argument("--gpu", action="store_true")
+    f.add_argument("--lengths", default="256,1024,4096")
+    f.add_argument("--batch", type=int, default=16)
+    f.add_argument("--hidden", type=int, default=128)
+    f.add_argument("--steps", type=int, default=5)
     r = sub.add_parser("longrange")
     r.add_argument("--cells", default="rnn_tanh,lstm,mingru,minlstm,lru")
     r.add_argument("--lengths", default="400,1000,2000")
@@ -256,7 +306,7 @@ def main(argv=None) -> int:
     ap.add_argument("--json", default="", help="also write the results here")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
-    results = {"throughput": throughput, "longrange": longrange, "charlm": charlm}[args.what](args)
+    results = {"throughput": throughput, "scan": scan_forms, "longrange": longrange, "charlm": charlm}[args.what](args)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))
     return 0
