@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import torch
 
-from workbench.engine.model import build_model
 from workbench import cells
+from workbench.engine.model import build_model
 from workbench.spec import InputSpec, LayerSpec, ModelIO, ModelSpec, validate_model
 
 SEQUENCE_KINDS = ("embedding", "linear", "frames_linear", "frames_conv", "embedding_chars")
