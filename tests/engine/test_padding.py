@@ -14,7 +14,7 @@ import torch
 from tests.engine.helpers import DEVICE, layers, small_model
 from workbench.engine.model import RowAlignment
 
-CELLS = ("rnn_tanh", "rnn_relu", "lstm", "gru")
+CELLS = ("rnn_tanh", "rnn_relu", "lstm", "gru", "mingru", "minlstm", "lru")  # the built-ins and the scan cells
 LENGTHS = (7, 4, 6)  # T = 7
 
 
