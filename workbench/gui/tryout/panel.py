@@ -42,6 +42,7 @@ class TryoutPanel(QWidget):
         self.inside_data: dict | None = None
         self.error = ""
         self._open_job = 0
+        self._opening = False  # a run is being opened: the current view belongs to the one before
         self._latest: dict[str, int] = {}
         self._inside_request: dict | None = None
 
@@ -108,6 +109,12 @@ class TryoutPanel(QWidget):
     def _begin_open(self, text: str) -> None:
         if getattr(self.view, "streaming", False):  # a language model's or a chatbot's stream
             self.client.stop_stream()
+        # The open view's requests are for the run open now: its timers (a video view asks
+        # for a look inside 250 ms after a frame) must not fire a request at the next run,
+        # which would answer with that run's error (tests/tryout/test_window.py saw it).
+        self._opening = True
+        if self.view is not None:
+            self.view.shutdown()
         self.status.setText(text)
         self.error = ""
 
@@ -136,14 +143,22 @@ class TryoutPanel(QWidget):
             self._latest[kind] = job
         return job
 
+    def _from_open_view(self) -> bool:
+        """A view's request counts only when it comes from the view of the run open now."""
+        return not self._opening and self.sender() is self.view
+
     def _on_view_request(self, kind: str, params: dict) -> None:
         if kind == "stop":
             self.client.stop_stream()
+            return
+        if not self._from_open_view():
             return
         self.status.setText("working…" if kind not in ("frame",) else self.status.text())
         self._submit(kind, **params)
 
     def _on_inside_request(self, request: dict) -> None:
+        if not self._from_open_view():
+            return
         self._inside_request = request
         self._submit("inside", request=request)
 
@@ -160,6 +175,8 @@ class TryoutPanel(QWidget):
         if self._stale(job_id, kind):
             return
         if kind in ("open", "session"):
+            self._opening = False
+            self._inside_request = None
             self.info = data
             run = data.get("run_dir") or data.get("name", "")
             self.title.setText(f"<b>{data['name']}</b> · {data['task_title'] or data['task']} · "
@@ -196,6 +213,8 @@ class TryoutPanel(QWidget):
     def _on_failed(self, job_id: int, kind: str, message: str) -> None:
         if self._stale(job_id, kind):
             return
+        if kind in ("open", "session"):
+            self._opening = False  # the run before stays open
         self.error = message
         self.status.setText(f"<span style='color:#c0392b'>⚠ {message}</span>")
         if self.view is not None:
