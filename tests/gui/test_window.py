@@ -361,7 +361,7 @@ def test_a_stopped_run_continues_from_its_checkpoint_and_a_finished_one_trains_f
     # continue the stopped run, but only to a budget just above where it stopped
     preset = spec.load(folder / "preset.json")
     (folder / "preset.json").write_text(spec.with_overrides(preset, [f"train.steps={stopped_at + 15}"]).to_json())
-    window.runs_panel.list.setCurrentRow(window.runs.index(run))
+    window.runs_panel.select_data(run)
     assert window.runs_panel.resume.isEnabled()
     window.runs_panel.resume.click()
     assert window.training_active and window.current_run is run
@@ -417,22 +417,18 @@ def test_throughput_after_continue_counts_only_the_continued_steps(window, monke
     """A run continued from step 1000 that did 100 steps in 10 s trains at 10 steps/s
     (not 1100 / 10), and its ETA follows from that."""
     from workbench.engine.records import Start, Step
-    from workbench.gui import main_window as module
     from workbench.gui.rundata import RunData
 
     run = RunData(name="continued", live=True)
     window.current_run = run
     clock = [100.0]
     with monkeypatch.context() as m:
-        m.setattr(module.time, "perf_counter", lambda: clock[0])
+        m.setattr(window.trainer, "clock", lambda: clock[0])
         window._on_records([Start(step=1000, total_steps=2000, device="cpu", layers=["layers.0"])])
         run.add([Step(step=s, loss=1.0) for s in range(1001, 1101)])
         clock[0] = 110.0
-        window._thread = object()  # as while a worker trains
-        try:
-            window._update_progress()
-        finally:
-            window._thread = None
+        m.setattr(type(window.trainer), "active", property(lambda _self: True))  # as while a worker trains
+        window._update_progress()
     window.current_run = None
     assert window.speed_label.text().startswith("10.0 steps/s"), window.speed_label.text()
     assert "ETA 01:30" in window.time_label.text(), window.time_label.text()

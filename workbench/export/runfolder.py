@@ -68,3 +68,21 @@ def load_run(run_dir: str | Path, with_weights: bool = True) -> LoadedRun:
         load_weights(weights, model)
     model.eval()
     return LoadedRun(run_dir=run_dir, preset=preset, artifacts=artifacts, task=task, model=model, weights=weights)
+
+
+def export_weights(run_dir: str | Path, path: str | Path) -> list[Path]:
+    """The run's trained weights as one safetensors file at ``path`` (a copy of
+    model.safetensors, or of the latest checkpoint's weights for a run killed before its
+    end); its metadata keeps the preset, so the file alone says what it fits."""
+    import shutil
+
+    run_dir = Path(run_dir)
+    if not (run_dir / "preset.json").is_file():
+        raise FileNotFoundError(f"{run_dir} is not a run folder (it has no preset.json)")
+    source = weights_path(run_dir)
+    target = Path(path)
+    if target.suffix != ".safetensors":
+        target = target.with_name(target.name + ".safetensors")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(source, target)
+    return [target]

@@ -13,8 +13,8 @@ import shutil
 import time
 from pathlib import Path
 
-from PySide6.QtCore import QByteArray, QSettings, QStandardPaths, Qt, QThread, QTimer, QUrl, Slot
-from PySide6.QtGui import QAction, QDesktopServices, QIcon, QKeySequence
+from PySide6.QtCore import QByteArray, QSettings, QStandardPaths, Qt, QTimer, QUrl, Slot
+from PySide6.QtGui import QDesktopServices, QIcon, QKeySequence
 from PySide6.QtWidgets import (QComboBox, QDockWidget, QFileDialog, QFrame, QHBoxLayout, QInputDialog, QLabel,
                                QMainWindow, QMessageBox, QProgressBar, QPushButton, QToolButton, QVBoxLayout,
                                QWidget)
@@ -22,16 +22,21 @@ from PySide6.QtWidgets import (QComboBox, QDockWidget, QFileDialog, QFrame, QHBo
 from workbench import presets as builtin_presets
 from workbench import builtin, spec
 from workbench.fileio import complete_checkpoints
+from workbench.gui import actions as action_table
 from workbench.gui.diagram import DiagramView
 from workbench.gui.document import Change, PresetDocument
 from workbench.gui.editor import ArchitectureEditor
+from workbench.gui.exporter import KINDS as EXPORT_KINDS
+from workbench.gui.exporter import RunExporter
 from workbench.gui.plots import GradientPanel, LossPanel, NormPanel, PaintClock, PlotPanel
 from workbench.gui.resolver import Resolver, fallback_io
-from workbench.gui.rundata import RunData, load_run_folder
+from workbench.gui.rundata import RunData
+from workbench.gui.runs_model import RunEntry, RunsEvent, RunsModel
 from workbench.gui.runs_panel import RunsPanel
 from workbench.gui.training_panel import DEVICE_LABELS, TrainingPanel, set_device_availability
+from workbench.gui.training_controller import TrainingController
 from workbench.gui.tryout import TryoutPanel
-from workbench.gui.worker import TrainWorker, preset_for_gui
+from workbench.gui.worker import preset_for_gui
 from workbench.spec import Preset, SpecError
 
 APP_TITLE = "RNN Workbench"
@@ -143,21 +148,19 @@ class Welcome(QFrame):
 
 class MainWindow(QMainWindow):
     def __init__(self, settings: QSettings | None = None, data_dir: str | Path | None = None,
-                 open_default: bool = True):
+                 open_default: bool = True, history=None):
+        """``history``: the workbench.runs.RunHistory the Runs panel lists (default: the
+        user's)."""
         super().__init__()
         self.settings = settings if settings is not None else QSettings()
         self.data_dir = Path(data_dir) if data_dir else default_data_dir()
         self.doc = PresetDocument()
         self.resolver = Resolver(self)
-        self.runs: list[RunData] = []  # what the plots show, in drawing order
+        self.runs_model = RunsModel(history)  # the history's runs and this session's (Qt-free)
         self._session_runs: list[RunData] = []  # runs trained in this window (the oldest go past a limit)
         self.current_run: RunData | None = None
-        self._thread: QThread | None = None
-        self._worker: TrainWorker | None = None
-        self._run_started_at = 0.0
-        self._segment_first_step = 0  # the step the running session started from (> 0 when continued)
-        self._paused_since: float | None = None
-        self._paused_total = 0.0
+        self.trainer = TrainingController(self)  # the training thread's lifecycle
+        self.exporter = RunExporter(self)
         self._colour_index = 0
         self._close_pending = False
         self._discard_on_close = False
@@ -178,20 +181,31 @@ class MainWindow(QMainWindow):
         self.setDockNestingEnabled(True)
         self._build_central()
         self._build_docks()
-        self._build_actions()
-        self._build_menus()
-        self._build_toolbar()
+        self.actions = action_table.build(self, icon=icon)
+        self._build_toolbar_widgets()
         self._build_statusbar()
+        self.loss_panel.log_box.toggled.connect(self.act_log_loss.setChecked)
 
         self.doc.subscribe(self._on_doc_change)
         self.resolver.task_info_ready.connect(self._on_task_info)
         self.resolver.io_ready.connect(lambda _key: self._update_derived())
         self.resolver.devices_ready.connect(self._on_devices)
         self.editor.browse_requested.connect(self.browse_data)
-        self.runs_panel.changed.connect(self._plots_changed)
         self.runs_panel.load_requested.connect(lambda: self.load_run_folder())
         self.runs_panel.remove_requested.connect(self.remove_run)
-        self.runs_panel.continue_requested.connect(self._continue_selected)
+        self.runs_panel.continue_requested.connect(self.continue_selected)
+        self.runs_panel.overlay_requested.connect(self.overlay_entry)
+        self.runs_panel.try_requested.connect(lambda entry: self._try_run(entry.run_dir, show=True))
+        self.runs_panel.export_requested.connect(lambda kind: self.export_selected(kind))
+        self.runs_model.subscribe(self._on_runs_event)
+        self.trainer.records.connect(self._on_records)
+        self.trainer.started.connect(self._on_worker_started)
+        self.trainer.failed.connect(self._on_worker_failed)
+        self.trainer.finished.connect(self._on_worker_finished)
+        self.trainer.thread_finished.connect(self._on_thread_finished)
+        self.trainer.state_changed.connect(lambda _state: self._set_running_ui())
+        self.exporter.done.connect(self._on_exported)
+        self.exporter.failed.connect(self._on_export_failed)
         for panel in self.panels:
             panel.export_requested.connect(lambda kind, p=panel: self.export_panel(p, kind))
 
@@ -201,6 +215,8 @@ class MainWindow(QMainWindow):
         self.frame_timer.start()
 
         self._restore_settings()
+        self.runs_model.load_history()  # the Runs panel lists the history's runs from the start
+        self._set_running_ui()
         if open_default:
             self._open_start_preset()
         else:
@@ -238,7 +254,7 @@ class MainWindow(QMainWindow):
         left, bottom = Qt.DockWidgetArea.LeftDockWidgetArea, Qt.DockWidgetArea.BottomDockWidgetArea
         self.editor = ArchitectureEditor(self.doc)
         self.training = TrainingPanel(self.doc)
-        self.runs_panel = RunsPanel()
+        self.runs_panel = RunsPanel(self.runs_model)
         self.loss_panel = LossPanel()
         self.grad_panel = GradientPanel()
         self.norm_panel = NormPanel()
@@ -280,149 +296,78 @@ class MainWindow(QMainWindow):
         if self.isVisible():
             self.resize(size)  # a reset rearranges the panels, never the window
 
-    def _action(self, text: str, slot, shortcut=None, tip: str = "", icon_name: str = "",
-                checkable: bool = False) -> QAction:
-        act = QAction(text, self)
-        if icon_name:
-            act.setIcon(icon(icon_name))
-        if shortcut is not None:
-            if isinstance(shortcut, (list, tuple)):
-                act.setShortcuts([QKeySequence(s) for s in shortcut])
-            else:
-                act.setShortcut(QKeySequence(shortcut))
-        if tip:
-            act.setStatusTip(tip)
-            act.setToolTip(f"{text.replace('&', '').rstrip('…')} ({act.shortcut().toString()})"
-                           if not act.shortcut().isEmpty() else tip)
-        act.setCheckable(checkable)
-        act.triggered.connect(slot)
-        self.addAction(act)
-        return act
-
-    def _build_actions(self) -> None:
-        K = QKeySequence.StandardKey
-        self.act_new = self._action("&New", self.new_preset, K.New, "Start a new preset (from adding_lstm)", "new")
-        self.act_open = self._action("&Open preset…", lambda: self.open_preset(), K.Open, "Open a preset file",
-                                     "open")
-        self.act_save = self._action("&Save", lambda: self.save(), K.Save, "Save the preset", "save")
-        self.act_save_as = self._action("Save &as…", lambda: self.save_as(), K.SaveAs,
-                                        "Save the preset under a new name")
-        self.act_compare = self._action("Compare with run folder…", lambda: self.load_run_folder(),
-                                        "Ctrl+Shift+O", "Overlay a finished run's curves on the plots", "compare")
-        self.act_quit = self._action("&Quit", self.close, K.Quit, "Close the window")
-        self.act_undo = self._action("&Undo", self.doc.undo, K.Undo, "Undo the last edit", "undo")
-        self.act_redo = self._action("&Redo", self.doc.redo, [QKeySequence(K.Redo).toString() or "Ctrl+Shift+Z",
-                                                              "Ctrl+Y"], "Redo the edit undone last", "redo")
-        self.act_add_layer = self._action("Add layer", lambda: self.doc.add_layer("layers"), "Ctrl+Shift+=",
-                                          "Add a recurrent layer on top of the stack")
-        self.act_remove_layer = self._action(
-            "Remove top layer", lambda: self.doc.remove_layer("layers", len(self.doc.preset.model.layers) - 1)
-            if len(self.doc.preset.model.layers) > 1 else None, "Ctrl+Shift+-", "Remove the top recurrent layer")
-        self.act_train = self._action("&Train", self.start_training, ["F5", "Ctrl+Return"],
-                                      "Train the preset in the background", "train")
-        self.act_pause = self._action("&Pause", self.toggle_pause, "F6", "Pause or resume training", "pause")
-        self.act_stop = self._action("&Stop", self.stop_training, "Shift+F5", "Stop training (the weights are kept)",
-                                     "stop")
-        self.act_runs_folder = self._action("Open runs folder", self.open_runs_folder, None,
-                                            "Show the folder where runs are saved")
-        self.act_clear_runs = self._action("Clear earlier runs", self.clear_runs, None,
-                                           "Remove all but the current run from the plots")
-        self.act_reset_layout = self._action("Reset layout", self._default_layout, None,
-                                             "Put every panel back where it started")
-        self.act_log_loss = self._action("Log-scale loss", lambda on: self.loss_panel.log_box.setChecked(on),
-                                         "Ctrl+Shift+L", "Show the loss on a log axis", checkable=True)
-        self.act_welcome = self._action("Getting started", self.show_welcome, K.HelpContents,
-                                        "What to try first")
-        self.act_shortcuts = self._action("Keyboard shortcuts", self.show_shortcuts, None, "List the shortcuts")
-        self.act_about = self._action("About RNN Workbench", self.show_about, None, "Version and licence")
-        self.act_export_diagram = self._action("Diagram as PNG/SVG…", lambda: self.export_diagram(), "Ctrl+E",
-                                               "Save the network diagram as an image")
-        self.act_export_preset = self._action("Preset copy as JSON…", lambda: self.export_preset(), None,
-                                              "Write a copy of the preset without changing the open file")
-        self.loss_panel.log_box.toggled.connect(self.act_log_loss.setChecked)
-        self.act_pause.setEnabled(False)
-        self.act_stop.setEnabled(False)
-
-    def _build_menus(self) -> None:
-        bar = self.menuBar()
-        m = bar.addMenu("&File")
-        m.addAction(self.act_new)
-        self.builtin_menu = m.addMenu("New from built-in preset")
+    # ---------------------------------------------------------------- actions (workbench/gui/actions.py)
+    def fill_builtin_menu(self, menu) -> None:
         for name in builtin_presets.builtin_names():
-            self.builtin_menu.addAction(name, lambda n=name: self.open_builtin(n))
-        m.addAction(self.act_open)
-        self.recent_menu = m.addMenu("Open &recent")
-        m.addSeparator()
-        m.addAction(self.act_save)
-        m.addAction(self.act_save_as)
-        m.addSeparator()
-        export = m.addMenu("&Export")
-        export.addAction(self.act_export_diagram)
+            menu.addAction(name, lambda n=name: self.open_builtin(n))
+
+    def fill_recent_menu(self, menu) -> None:
+        self.recent_menu = menu  # filled from the settings once they are read (_rebuild_recent_menu)
+
+    def fill_export_panels(self, menu) -> None:
         for panel in self.panels:
-            export.addAction(f"{panel.title} as PNG/SVG…", lambda p=panel: self.export_panel(p, "image"))
-            export.addAction(f"{panel.title} data as CSV…", lambda p=panel: self.export_panel(p, "csv"))
-        export.addAction(self.act_export_preset)
-        m.addAction(self.act_compare)
-        m.addSeparator()
-        m.addAction(self.act_quit)
-        m = bar.addMenu("&Edit")
-        m.addAction(self.act_undo)
-        m.addAction(self.act_redo)
-        m.addSeparator()
-        m.addAction(self.act_add_layer)
-        m.addAction(self.act_remove_layer)
-        m = bar.addMenu("&Run")
-        m.addAction(self.act_train)
-        m.addAction(self.act_pause)
-        m.addAction(self.act_stop)
-        m.addSeparator()
-        self.device_menu = m.addMenu("Device")
+            menu.addAction(f"{panel.title} as PNG/SVG…", lambda p=panel: self.export_panel(p, "image"))
+            menu.addAction(f"{panel.title} data as CSV…", lambda p=panel: self.export_panel(p, "csv"))
+
+    def fill_device_menu(self, menu) -> None:
         self.device_actions = {}
         for name in spec.DEVICES:
-            act = self.device_menu.addAction(DEVICE_LABELS[name],
-                                             lambda n=name: self.doc.set("train.device", n, merge=False))
+            act = menu.addAction(DEVICE_LABELS[name], lambda n=name: self.doc.set("train.device", n, merge=False))
             act.setCheckable(True)
             self.device_actions[name] = act
-        m.addAction(self.act_runs_folder)
-        m.addAction(self.act_clear_runs)
-        m = bar.addMenu("&View")
-        for i, d in enumerate(self.docks, start=1):
-            act = d.toggleViewAction()
-            act.setShortcut(QKeySequence(f"Alt+{i}"))
-            m.addAction(act)
-        m.addSeparator()
-        m.addAction(self.act_log_loss)
-        m.addAction(self.act_reset_layout)
-        m = bar.addMenu("&Help")
-        m.addAction(self.act_welcome)
-        m.addAction(self.act_shortcuts)
-        m.addAction(self.act_about)
 
-    def _build_toolbar(self) -> None:
-        tb = self.addToolBar("File")
-        tb.setObjectName("fileToolbar")
-        tb.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonIconOnly)
-        for act in (self.act_new, self.act_open, self.act_save):
-            tb.addAction(act)
-        tb.addSeparator()
-        tb.addAction(self.act_undo)
-        tb.addAction(self.act_redo)
-        tb.addSeparator()
-        tb.addAction(self.act_compare)
-        tb = self.addToolBar("Run")
-        tb.setObjectName("runToolbar")
-        tb.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
-        tb.addWidget(QLabel(" Preset "))
+    def add_layer(self) -> None:
+        self.doc.add_layer("layers")
+
+    def remove_top_layer(self) -> None:
+        if len(self.doc.preset.model.layers) > 1:
+            self.doc.remove_layer("layers", len(self.doc.preset.model.layers) - 1)
+
+    def set_log_loss(self, on: bool) -> None:
+        self.loss_panel.log_box.setChecked(on)
+
+    # when the actions are enabled (the table's ``enabled`` column)
+    @property
+    def can_undo(self) -> bool:
+        return self.doc.can_undo
+
+    @property
+    def can_redo(self) -> bool:
+        return self.doc.can_redo
+
+    @property
+    def can_train(self) -> bool:
+        return not self._errors and not self.trainer.active
+
+    @property
+    def can_pause(self) -> bool:
+        return self.trainer.active and self.trainer.state != "stopping"
+
+    @property
+    def can_continue(self) -> bool:
+        return not self.trainer.active and RunsPanel.can_continue(self.runs_model.selected)
+
+    @property
+    def selected_has_weights(self) -> bool:
+        entry = self.runs_model.selected
+        return entry is not None and entry.has_weights() and not (entry.data is not None and entry.data.live)
+
+    def _refresh_actions(self) -> None:
+        action_table.refresh_enabled(self, self.actions)
+
+    def _build_toolbar_widgets(self) -> None:
+        """The Run toolbar's preset and device pickers (widgets, beside the table's actions)."""
+        tb = self.toolbars["Run"]
+        first = self.act_train
+        tb.insertWidget(first, QLabel(" Preset "))
         self.preset_combo = QComboBox()
         self.preset_combo.setToolTip("Open a built-in preset")
         self.preset_combo.addItem("built-in…", None)
         for name in builtin_presets.builtin_names():
             self.preset_combo.addItem(name, name)
         self.preset_combo.activated.connect(self._on_preset_combo)
-        tb.addWidget(self.preset_combo)
-        tb.addSeparator()
-        for act in (self.act_train, self.act_pause, self.act_stop):
-            tb.addAction(act)
+        tb.insertWidget(first, self.preset_combo)
+        tb.insertSeparator(first)
         tb.addWidget(QLabel(" Device "))
         self.device_combo = QComboBox()
         self.device_combo.setToolTip("Where to train: auto picks a GPU when there is one, else the CPU")
@@ -550,8 +495,6 @@ class MainWindow(QMainWindow):
         self.device_combo.blockSignals(False)
         for name, act in self.device_actions.items():
             act.setChecked(name == preset.train.device)
-        self.act_undo.setEnabled(self.doc.can_undo)
-        self.act_redo.setEnabled(self.doc.can_redo)
         self.act_undo.setText(f"&Undo {self.doc.undo_text}" if self.doc.can_undo else "&Undo")
         self.act_redo.setText(f"&Redo {self.doc.redo_text}" if self.doc.can_redo else "&Redo")
         self._sync_preset_combo()
@@ -593,8 +536,7 @@ class MainWindow(QMainWindow):
         if rest:
             self.editor.general_error.show_error("; ".join(str(e) for e in rest))
         self._redraw_diagram(preset, errors)
-        running = self._thread is not None
-        self.act_train.setEnabled(not errors and not running)
+        self._refresh_actions()
         if errors:
             self.act_train.setToolTip(f"Fix first: {errors[0]}")
             self.statusBar().showMessage(f"⚠ {errors[0]}")
@@ -653,6 +595,9 @@ class MainWindow(QMainWindow):
 
         infos = {n: self.resolver.task_info(n) for n in TASKS}
         self.editor.set_task_infos({k: v for k, v in infos.items() if v is not None})
+        # the Runs list names each task's main metric (a tagger's accuracy, a language model's nats per char)
+        self.runs_model.set_metric_names({name: str(getattr(info.cls, "main_metric", "") or "")
+                                          for name, info in infos.items() if info is not None and info.cls})
         self._update_derived()
 
     @Slot(list)
@@ -841,45 +786,113 @@ class MainWindow(QMainWindow):
         self.statusBar().showMessage(f"Data file set to {path}", 5000)
         return "data"
 
-    # ================================================================== runs and overlays
+    # ================================================================== runs (the RunsModel) and overlays
+    @property
+    def runs(self) -> list[RunData]:
+        """The curves in the plots, in drawing order (the runs model's list)."""
+        return self.runs_model.plotted
+
+    @property
+    def training_active(self) -> bool:
+        return self.trainer.active
+
+    @property
+    def paused(self) -> bool:
+        return self.trainer.paused
+
+    @property
+    def _worker(self):  # the running TrainWorker (tests stop it directly)
+        return self.trainer.worker
+
     def _next_colour(self) -> str:
         colour = PALETTE[self._colour_index % len(PALETTE)]
         self._colour_index += 1
         return colour
 
+    def _on_runs_event(self, event: RunsEvent) -> None:
+        if event.kind in ("select", "reset"):
+            self._refresh_actions()
+
     def load_run_folder(self, path: str | Path | None = None) -> RunData | None:
+        """"Open run…": a run folder's curves into the plots (the dialog starts in the
+        runs folder); the run is selected in the Runs panel and opened in Try it."""
         if path is None:
-            path = QFileDialog.getExistingDirectory(self, "Compare with run folder", str(self.data_dir / "runs"))
+            runs_root = self.data_dir / "runs"
+            runs_root.mkdir(parents=True, exist_ok=True)
+            path = QFileDialog.getExistingDirectory(self, "Open run", str(runs_root))
             if not path:
                 return None
-        try:
-            run = load_run_folder(path, self._next_colour())
-        except (OSError, ValueError) as exc:
-            self.info.show_message(f"Cannot load run: {exc}", "error")
-            return None
-        except Exception as exc:  # noqa: BLE001 - a hostile metrics file must cost a message, not the window
-            self.info.show_message(f"Cannot load run {path}: its metrics.jsonl holds malformed records "
-                                   f"({type(exc).__name__}: {exc})", "error")
-            return None
-        self.runs.append(run)
+        entry = self.runs_model.find(run_dir=path)
+        if entry is not None and entry.data is None:  # a history row: its curves join the plots
+            if self.overlay_entry(entry, True) is None:
+                return None
+        else:  # a folder not listed yet, or one already in the plots: opened (again) beside them
+            data = self._read_run(path)
+            if data is None:
+                return None
+            entry = self.runs_model.add_run(data, session=True, merge=entry is None)
+        run = entry.data
         self._plots_changed()
+        self.runs_model.select(entry)
         self.statusBar().showMessage(f"Overlaying {run.name} ({run.last_step} steps)", 5000)
         self._try_run(run.run_dir)
         return run
 
-    def _try_run(self, run_dir: str | Path) -> None:
-        """Hand a run folder that holds trained weights to the Try it panel."""
+    def _read_run(self, path: str | Path) -> RunData | None:
+        from workbench.gui.rundata import load_run_folder
+
+        try:
+            return load_run_folder(path, self._next_colour())
+        except (OSError, ValueError) as exc:
+            self.info.show_message(f"Cannot load run: {exc}", "error")
+        except Exception as exc:  # noqa: BLE001 - a hostile metrics file must cost a message, not the window
+            self.info.show_message(f"Cannot load run {path}: its metrics.jsonl holds malformed records "
+                                   f"({type(exc).__name__}: {exc})", "error")
+        return None
+
+    def overlay_entry(self, entry: RunEntry, shown: bool = True) -> RunData | None:
+        """Tick (Compare) or untick a run in the Runs panel: its curves in or out of the plots."""
+        if not shown:
+            self.runs_model.set_visible(entry, False)
+            self._plots_changed()
+            return entry.data
+        if entry.data is None:
+            if not entry.can_overlay():
+                self.info.show_message(f"Cannot compare {entry.name}: its run folder {entry.run_dir or '?'} holds "
+                                       f"no metrics.jsonl", "error")
+                self.runs_model.changed(entry)  # untick it again
+                return None
+            try:
+                self.runs_model.overlay(entry, self._next_colour())
+            except (OSError, ValueError) as exc:
+                self.info.show_message(f"Cannot load run: {exc}", "error")
+                self.runs_model.changed(entry)
+                return None
+            except Exception as exc:  # noqa: BLE001 - a hostile metrics file must cost a message, not the window
+                self.info.show_message(f"Cannot load run {entry.run_dir}: its metrics.jsonl holds malformed "
+                                       f"records ({type(exc).__name__}: {exc})", "error")
+                self.runs_model.changed(entry)
+                return None
+        else:
+            self.runs_model.set_visible(entry, True)
+        self._plots_changed()
+        return entry.data
+
+    def _try_run(self, run_dir: str | Path, show: bool = False) -> None:
+        """Hand a run folder that holds trained weights to the Try it panel (``show``: and raise it)."""
         folder = Path(run_dir) if run_dir else None
         if folder is not None and (folder / "preset.json").is_file() and (
                 (folder / "model.safetensors").is_file() or any((folder / "checkpoints").glob("*.safetensors"))):
             self.tryout.open_run(folder)
+            if show:
+                self.tryout_dock.show()
+                self.tryout_dock.raise_()
 
     def remove_run(self, run: RunData) -> None:
-        if run is self.current_run and self._thread is not None:
+        if run is self.current_run and self.trainer.active:
             self.statusBar().showMessage("The running run stays; stop it first", 4000)
             return
-        if run in self.runs:
-            self.runs.remove(run)
+        self.runs_model.unplot(run)
         if run in self._session_runs:
             self._session_runs.remove(run)
         if run is self.current_run:
@@ -887,8 +900,10 @@ class MainWindow(QMainWindow):
         self._plots_changed()
 
     def clear_runs(self) -> None:
-        keep = self.current_run if self._thread is not None else None
-        self.runs = [keep] if keep is not None else []
+        keep = self.current_run if self.trainer.active else None
+        for run in list(self.runs):
+            if run is not keep:
+                self.runs_model.unplot(run)
         self._session_runs = [r for r in self._session_runs if r is keep]
         self.current_run = keep
         self._plots_changed()
@@ -901,7 +916,6 @@ class MainWindow(QMainWindow):
     def _plots_changed(self) -> None:
         for panel in self.panels:
             panel._drawn.clear()
-        self.runs_panel.set_runs(self.runs)
         self._on_frame(force=True)
 
     def _new_run_dir(self, name: str) -> Path:
@@ -914,13 +928,55 @@ class MainWindow(QMainWindow):
             path = base.with_name(f"{base.name}-{n}")
         return path
 
-    # ================================================================== training
-    @property
-    def training_active(self) -> bool:
-        return self._thread is not None
+    # ---------------------------------------------------------------- export (the selected run)
+    def export_selected_weights(self) -> None:
+        self.export_selected("weights")
 
+    def export_selected_onnx(self) -> None:
+        self.export_selected("onnx")
+
+    def export_selected_script(self) -> None:
+        self.export_selected("script")
+
+    def export_selected(self, kind: str, target: str | Path | None = None) -> bool:
+        """Export the Runs panel's selected run as ``kind`` (weights / onnx / script), off
+        the GUI thread (workbench/gui/exporter.py); ``target``: the file (the script: a
+        folder), else asked for."""
+        entry = self.runs_model.selected
+        if entry is None or not entry.has_weights():
+            self.statusBar().showMessage("Select a run with trained weights to export", 4000)
+            return False
+        return self.export_run(entry.run_dir, kind, target)
+
+    def export_run(self, run_dir: str | Path, kind: str, target: str | Path | None = None) -> bool:
+        label, filt = EXPORT_KINDS[kind]
+        name = Path(run_dir).name
+        if target is None:
+            start = Path(self._last_dir())
+            if kind == "script":
+                target = QFileDialog.getExistingDirectory(self, f"Export {name}: {label} into", str(start))
+            else:
+                suffix = ".safetensors" if kind == "weights" else ".onnx"
+                target, _ = QFileDialog.getSaveFileName(self, f"Export {name}: {label}",
+                                                        str(start / f"{name}{suffix}"), filt)
+            if not target:
+                return False
+        self.exporter.submit(kind, run_dir, target)
+        self.statusBar().showMessage(f"Exporting {name}: {label.lower()}…")
+        return True
+
+    @Slot(str, list)
+    def _on_exported(self, kind: str, paths: list) -> None:
+        where = paths[0] if len(paths) == 1 else f"{len(paths)} files in {Path(paths[0]).parent}" if paths else "?"
+        self.statusBar().showMessage(f"Exported {EXPORT_KINDS[kind][0].lower()}: {where}", 10000)
+
+    @Slot(str, str)
+    def _on_export_failed(self, kind: str, message: str) -> None:
+        self.info.show_message(f"Not exported ({EXPORT_KINDS[kind][0].lower()}): {message}", "error")
+
+    # ================================================================== training (a TrainingController)
     def start_training(self) -> bool:
-        if self._thread is not None:
+        if self.trainer.active:
             return False
         errors = self.validation_errors()
         if errors:
@@ -933,15 +989,13 @@ class MainWindow(QMainWindow):
         for r in self.runs:
             r.live = False
         while len(self._session_runs) >= MAX_SESSION_RUNS:
-            oldest = self._session_runs.pop(0)
-            if oldest in self.runs:
-                self.runs.remove(oldest)
+            self.runs_model.unplot(self._session_runs.pop(0))
         number = sum(1 for r in self.runs if r.name.startswith(preset.name)) + 1
         run = RunData(name=f"{preset.name}" + (f" #{number}" if number > 1 else ""), colour=self._next_colour(),
                       live=True, run_dir=str(run_dir), status="starting", clip=preset.train.clip,
                       clip_value=preset.train.clip_value, total_steps=preset.train.steps, task=preset.data.task)
-        self.runs.append(run)
         self._session_runs.append(run)
+        self.runs_model.select(self.runs_model.add_run(run))
         self._launch(preset, run, resume=False)
         return True
 
@@ -950,7 +1004,7 @@ class MainWindow(QMainWindow):
         going on where they stopped: to its preset's step budget (a stopped or failed run),
         or to ``total_steps`` when that is more (a finished run trained further). The
         preset is the folder's own, with this window's device and thread settings."""
-        if self._thread is not None:
+        if self.trainer.active:
             self.statusBar().showMessage("A run is training; stop it first", 4000)
             return False
         folder = Path(run.run_dir) if run.run_dir else None
@@ -978,17 +1032,19 @@ class MainWindow(QMainWindow):
             other.live = False
         run.live, run.status, run.visible = True, "starting", True
         run.total_steps = steps
-        if run not in self.runs:
-            self.runs.append(run)
+        self.runs_model.add_run(run)
         self._launch(preset, run, resume=True)
         return True
 
-    def _continue_selected(self) -> None:
-        """The runs panel's Continue: a stopped run goes on to its budget; a finished one
-        asks how far."""
-        run = self.runs_panel.selected()
-        if run is None:
+    def continue_selected(self) -> None:
+        """The Runs panel's Continue: a stopped run goes on to its budget; a finished one
+        asks how far. A history row's curves are read from its folder first."""
+        entry = self.runs_model.selected
+        if entry is None:
             self.statusBar().showMessage("Select a run to continue", 4000)
+            return
+        run = entry.data if entry.data is not None else self.overlay_entry(entry, True)
+        if run is None:
             return
         total = None
         if run.status == "finished":
@@ -999,6 +1055,8 @@ class MainWindow(QMainWindow):
                 return
             total = answer
         self.continue_run(run, total)
+
+    _continue_selected = continue_selected
 
     def _ask_number(self, kind: str, title: str, text: str, default: int, lo: int, hi: int) -> int | None:
         """A whole number from the user; ``dialog_answers[kind]`` answers it without a dialog."""
@@ -1011,74 +1069,43 @@ class MainWindow(QMainWindow):
         """Start the worker thread that trains ``preset`` into ``run`` (its folder)."""
         self.current_run = run
         self.info.hide()
-        run_dir = Path(run.run_dir)
-        thread = QThread(self)
-        thread.setObjectName("workbench-trainer")
-        worker = TrainWorker(preset, run_dir, resume=resume)
-        worker.moveToThread(thread)
-        thread.started.connect(worker.run)
-        queued = Qt.ConnectionType.QueuedConnection
-        worker.records.connect(self._on_records, queued)
-        worker.started.connect(self._on_worker_started, queued)
-        worker.failed.connect(self._on_worker_failed, queued)
-        worker.finished.connect(self._on_worker_finished, queued)
-        worker.finished.connect(thread.quit)
-        thread.finished.connect(self._on_thread_finished, queued)
-        self._thread, self._worker = thread, worker  # keep references: Qt must not outlive them
-        self._run_started_at = time.perf_counter()
-        self._paused_total, self._paused_since = 0.0, None
-        self._segment_first_step = 0
         self.progress.setRange(0, max(preset.train.steps, 1))
         self.progress.setValue(0)
         self.progress.setFormat("%v / %m steps")
         self.device_label.setText(f"device: {preset.train.device} (starting…)")
-        self._set_running_ui(True)
         self.statusBar().showMessage(f"{'Continuing' if resume else 'Training'} {preset.name}: preparing the task…")
+        self.trainer.start(preset, run.run_dir, resume=resume)
         self._plots_changed()
-        thread.start()
 
     def toggle_pause(self) -> None:
-        if self._worker is None:
+        if not self.trainer.active:
             return
-        if self._worker.paused:
-            self._worker.resume()
-            if self._paused_since is not None:
-                self._paused_total += time.perf_counter() - self._paused_since
-            self._paused_since = None
-            self.act_pause.setText("&Pause")
-            self.act_pause.setIcon(icon("pause"))
-            self.statusBar().showMessage("Training resumed", 3000)
-            if self.current_run is not None:
-                self.current_run.status = "running"
-        else:
-            self._worker.pause()
-            self._paused_since = time.perf_counter()
-            self.act_pause.setText("&Resume")
-            self.act_pause.setIcon(icon("train"))
-            self.statusBar().showMessage("Training paused (F6 resumes)")
-            if self.current_run is not None:
-                self.current_run.status = "paused"
-        self.runs_panel.set_runs(self.runs)
-
-    @property
-    def paused(self) -> bool:
-        return self._worker is not None and self._worker.paused
+        self.trainer.toggle_pause()
+        paused = self.trainer.paused
+        self.statusBar().showMessage("Training paused (F6 resumes)" if paused else "Training resumed",
+                                     0 if paused else 3000)
+        if self.current_run is not None:
+            self.current_run.status = "paused" if paused else "running"
+            self._run_changed(self.current_run)
 
     def stop_training(self) -> None:
-        if self._worker is None:
+        if not self.trainer.active:
             return
-        self._worker.stop()
-        self.act_stop.setEnabled(False)
-        self.act_pause.setEnabled(False)
+        self.trainer.stop()
         self.statusBar().showMessage("Stopping after this step (the final weights are saved)…")
 
-    def _set_running_ui(self, running: bool) -> None:
-        self.act_train.setEnabled(not running and not self._errors)
-        self.act_pause.setEnabled(running)
-        self.act_stop.setEnabled(running)
-        self.runs_panel.resume.setEnabled(not running)  # one run trains at a time
-        self.act_pause.setText("&Pause")
-        self.act_pause.setIcon(icon("pause"))
+    def _set_running_ui(self) -> None:
+        """The actions and the Runs panel follow the trainer's state."""
+        paused = self.trainer.state == "paused"
+        self.act_pause.setText("&Resume" if paused else "&Pause")
+        self.act_pause.setIcon(icon("train" if paused else "pause"))
+        self.runs_panel.set_training(self.trainer.active)  # one run trains at a time
+        self._refresh_actions()
+
+    def _run_changed(self, run: RunData | None) -> None:
+        entry = self.runs_model.find(data=run) if run is not None else None
+        if entry is not None:
+            self.runs_model.changed(entry)
 
     @Slot(dict)
     def _on_worker_started(self, info: dict) -> None:
@@ -1100,13 +1127,7 @@ class MainWindow(QMainWindow):
                                           + (f" · {threads} torch thread{'s' if threads != 1 else ''}"
                                              if r.device.startswith("cpu") else ""))
                 self.progress.setRange(0, max(r.total_steps, 1))
-                # throughput and ETA count this session's steps from here (a continued
-                # run starts at its checkpoint's step, not at 0)
-                self._run_started_at = time.perf_counter()
-                self._paused_total = 0.0
-                if self._paused_since is not None:  # paused before the set-up ended
-                    self._paused_since = time.perf_counter()
-                self._segment_first_step = r.step
+                self.trainer.segment_started(r.step)
                 self.statusBar().showMessage(f"Training on {r.device}: {r.parameters:,} parameters", 5000)
             elif isinstance(r, NonFinite):
                 self.statusBar().showMessage(f"⚠ non-finite {r.what}: {r.message}", 10000)
@@ -1120,6 +1141,7 @@ class MainWindow(QMainWindow):
     def _on_worker_failed(self, message: str) -> None:
         if self.current_run is not None:
             self.current_run.status = "failed"
+            self._run_changed(self.current_run)
         self.info.show_message(f"Training failed: {message}", "error")
         self.statusBar().showMessage(f"⚠ training failed: {message}", 15000)
 
@@ -1131,23 +1153,18 @@ class MainWindow(QMainWindow):
             run.live = False
             if run.status in ("running", "paused", "starting"):
                 run.status = end.status if end is not None else "failed"
-        self._set_running_ui(False)
+            self._run_changed(run)
 
     @Slot()
     def _on_thread_finished(self) -> None:
-        thread, worker = self._thread, self._worker
-        if thread is not None:
-            thread.wait()
-        self._thread, self._worker = None, None
-        if worker is not None:
-            worker.deleteLater()
-        if thread is not None:
-            thread.deleteLater()
-        self._set_running_ui(False)
         self._update_derived()
         self._plots_changed()
+        entry = self.runs_model.find(data=self.current_run) if self.current_run is not None else None
+        if entry is not None and not self._discard_on_close:
+            self.runs_model.refresh_row(entry)  # the row the run session wrote: status, time, metrics
         if not self._close_pending and self.current_run is not None:
             self._try_run(self.current_run.run_dir)
+        self._set_running_ui()
         if self._close_pending:
             if self._discard_on_close and self.current_run is not None:
                 self._discard_run_dir(Path(self.current_run.run_dir))
@@ -1161,7 +1178,7 @@ class MainWindow(QMainWindow):
                 from workbench.runs import HistoryError, RunHistory
 
                 try:  # the run session recorded it from its start: a discarded run leaves no row
-                    history = RunHistory()
+                    history = self.runs_model.history or RunHistory()
                     for info in history.list(run_dir=folder):
                         history.delete(info.id)
                 except HistoryError:
@@ -1198,8 +1215,8 @@ class MainWindow(QMainWindow):
         if drew:
             self._frame_update = time.perf_counter() - t0
         self._update_progress()
-        if drew or force:
-            self.runs_panel.set_runs(self.runs)
+        if (drew or force) and self.current_run is not None:
+            self._run_changed(self.current_run)  # its line in the Runs panel: steps, status, metric
 
     def _update_progress(self) -> None:
         run = self.current_run
@@ -1210,19 +1227,14 @@ class MainWindow(QMainWindow):
         self.progress.setFormat("%v / %m steps")
         self.progress.setMaximum(total)
         self.progress.setValue(min(step, total))
-        if self._thread is None:
+        if not self.trainer.active:
             # Stopped or finished: an ETA and a rate would describe a run that no longer trains.
             text = self.time_label.text()
             if "ETA" in text:
                 self.time_label.setText(text.split(" · ETA")[0].replace("elapsed", "trained for"))
                 self.speed_label.setText("")
             return
-        now = time.perf_counter()
-        paused = self._paused_total + ((now - self._paused_since) if self._paused_since else 0.0)
-        elapsed = now - self._run_started_at - paused
-        done = step - self._segment_first_step  # this session's steps: a continued run began at its checkpoint
-        rate = done / elapsed if elapsed > 0 and done > 0 else 0.0
-        eta = (total - step) / rate if rate > 0 else math.nan
+        elapsed, rate, eta = self.trainer.rates(step, total)  # this segment's steps, pauses left out
         self.time_label.setText(f"elapsed {_duration(elapsed)} · ETA {_duration(eta)}")
         ups = run.units_per_s.view()
         recent = ups[-50:]
@@ -1235,9 +1247,9 @@ class MainWindow(QMainWindow):
 
     def show_shortcuts(self) -> None:
         lines = []
-        for act in (self.act_new, self.act_open, self.act_save, self.act_save_as, self.act_undo, self.act_redo,
-                    self.act_train, self.act_pause, self.act_stop, self.act_compare, self.act_export_diagram,
-                    self.act_add_layer, self.act_remove_layer, self.act_log_loss, self.act_welcome):
+        for act in self.actions.values():
+            if act.shortcut().isEmpty():
+                continue
             keys = ", ".join(s.toString(QKeySequence.SequenceFormat.NativeText) for s in act.shortcuts())
             lines.append(f"<tr><td>{act.text().replace('&', '')}</td><td><b>{keys}</b></td></tr>")
         lines.append(f"<tr><td>Show/hide panels</td><td><b>Alt+1 … Alt+{len(self.docks)}</b></td></tr>")
@@ -1282,7 +1294,7 @@ class MainWindow(QMainWindow):
 
     # ================================================================== close
     def closeEvent(self, event) -> None:  # noqa: N802
-        if self._thread is not None:
+        if self.trainer.active:
             if not self._close_pending:
                 answer = self._ask("keep_run", "Training is running",
                                    "Training is still running. Stop it and close the window?\n\n"
@@ -1296,8 +1308,7 @@ class MainWindow(QMainWindow):
                     return
                 self._close_pending = True
                 self._discard_on_close = answer == "discard"
-                self._worker.resume()  # a paused trainer must wake to see the stop
-                self._worker.stop()
+                self.trainer.stop()  # wakes a paused trainer to see the stop
                 self.statusBar().showMessage("Stopping training before closing…")
             # The window closes when the worker thread has finished (_on_thread_finished).
             event.ignore()
@@ -1313,5 +1324,6 @@ class MainWindow(QMainWindow):
         self._closed = True
         self.frame_timer.stop()
         self.resolver.shutdown(wait=True)
+        self.exporter.shutdown(wait=True)
         self.tryout.shutdown()
         event.accept()

@@ -1,0 +1,193 @@
+"""The window's actions as data: one row per action (id, text, shortcut, tip, icon, menu
+path, slot, when it is enabled, toolbar), built into QActions, menus and toolbars by
+one function. A menu item is a row here, never a line of widget code in the window.
+
+Menu paths are "File", "File/Export"...; items go in the table's order, a row with
+``separator_before`` starts a new group. A row of kind "submenu" names a window method
+that fills its menu (the built-in presets, the recent files, the devices); a row of
+kind "docks" lists the panels' show/hide actions (Alt+1...). ``slot`` and ``enabled``
+name window attributes: ``slot`` a method (or "doc.undo": an attribute path),
+``enabled`` a property read by ``refresh_enabled``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QAction, QKeySequence
+
+K = QKeySequence.StandardKey
+
+
+@dataclass(frozen=True)
+class ActionSpec:
+    id: str  # the window gets it as act_<id>
+    text: str
+    slot: str = ""  # a window method (dotted: an attribute path), called without arguments
+    shortcut: object = None  # a string, a QKeySequence.StandardKey, or a tuple of them
+    tip: str = ""
+    icon: str = ""
+    menu: str = ""  # "File", "File/Export"; "" for none
+    enabled: str = ""  # a window property that says whether the action is enabled; "" always
+    toolbar: str = ""  # "File" / "Run"
+    checkable: bool = False
+    separator_before: bool = False
+    kind: str = "action"  # "action", "submenu" (slot fills a QMenu), "docks"
+
+
+MENUS = ("File", "Edit", "Run", "View", "Help")
+MENU_TITLES = {"File": "&File", "Edit": "&Edit", "Run": "&Run", "View": "&View", "Help": "&Help",
+               "File/Export": "&Export", "File/Export run": "Export &run"}
+
+ACTIONS: tuple[ActionSpec, ...] = (
+    # File
+    ActionSpec("new", "&New", "new_preset", K.New, "Start a new preset (from adding_lstm)", "new", "File",
+               toolbar="File"),
+    ActionSpec("builtin_menu", "New from built-in preset", "fill_builtin_menu", menu="File", kind="submenu"),
+    ActionSpec("open", "&Open preset…", "open_preset", K.Open, "Open a preset file", "open", "File",
+               toolbar="File"),
+    ActionSpec("recent_menu", "Open &recent", "fill_recent_menu", menu="File", kind="submenu"),
+    ActionSpec("open_run", "Open &run…", "load_run_folder", "Ctrl+Shift+O",
+               "Open a run folder (from the runs folder) and overlay its curves", "compare", "File",
+               toolbar="File"),
+    ActionSpec("save", "&Save", "save", K.Save, "Save the preset", "save", "File", toolbar="File",
+               separator_before=True),
+    ActionSpec("save_as", "Save &as…", "save_as", K.SaveAs, "Save the preset under a new name", menu="File"),
+    ActionSpec("export_diagram", "Diagram as PNG/SVG…", "export_diagram", "Ctrl+E",
+               "Save the network diagram as an image", menu="File/Export", separator_before=True),
+    ActionSpec("export_panels", "Plots", "fill_export_panels", menu="File/Export", kind="submenu"),
+    ActionSpec("export_preset", "Preset copy as JSON…", "export_preset", None,
+               "Write a copy of the preset without changing the open file", menu="File/Export"),
+    ActionSpec("export_weights", "Weights (safetensors)…", "export_selected_weights", None,
+               "Save the selected run's trained weights", menu="File/Export run", enabled="selected_has_weights"),
+    ActionSpec("export_onnx", "ONNX model…", "export_selected_onnx", None,
+               "Export the selected run's model for onnxruntime", menu="File/Export run",
+               enabled="selected_has_weights"),
+    ActionSpec("export_script", "Standalone training script…", "export_selected_script", None,
+               "Write a plain PyTorch script that trains the selected run's network", menu="File/Export run",
+               enabled="selected_has_weights"),
+    ActionSpec("quit", "&Quit", "close", K.Quit, "Close the window", menu="File", separator_before=True),
+    # Edit
+    ActionSpec("undo", "&Undo", "doc.undo", K.Undo, "Undo the last edit", "undo", "Edit", enabled="can_undo",
+               toolbar="File", separator_before=True),
+    ActionSpec("redo", "&Redo", "doc.redo", (K.Redo, "Ctrl+Shift+Z", "Ctrl+Y"), "Redo the edit undone last",
+               "redo", "Edit", enabled="can_redo", toolbar="File"),
+    ActionSpec("add_layer", "Add layer", "add_layer", "Ctrl+Shift+=", "Add a recurrent layer on top of the stack",
+               menu="Edit", separator_before=True),
+    ActionSpec("remove_layer", "Remove top layer", "remove_top_layer", "Ctrl+Shift+-",
+               "Remove the top recurrent layer", menu="Edit"),
+    # Run
+    ActionSpec("train", "&Train", "start_training", ("F5", "Ctrl+Return"), "Train the preset in the background",
+               "train", "Run", enabled="can_train", toolbar="Run"),
+    ActionSpec("pause", "&Pause", "toggle_pause", "F6", "Pause or resume training", "pause", "Run",
+               enabled="can_pause", toolbar="Run"),
+    ActionSpec("stop", "&Stop", "stop_training", "Shift+F5", "Stop training (the weights are kept)", "stop", "Run",
+               enabled="can_pause", toolbar="Run"),
+    ActionSpec("continue_run", "&Continue selected run", "continue_selected", None,
+               "Train the selected run on from its last checkpoint", menu="Run", enabled="can_continue"),
+    ActionSpec("device_menu", "Device", "fill_device_menu", menu="Run", kind="submenu", separator_before=True),
+    ActionSpec("runs_folder", "Open runs folder", "open_runs_folder", None, "Show the folder where runs are saved",
+               menu="Run"),
+    ActionSpec("clear_runs", "Clear earlier runs", "clear_runs", None, "Remove all but the current run from the plots",
+               menu="Run"),
+    # View
+    ActionSpec("docks", "Panels", menu="View", kind="docks"),
+    ActionSpec("log_loss", "Log-scale loss", "set_log_loss", "Ctrl+Shift+L", "Show the loss on a log axis",
+               menu="View", checkable=True, separator_before=True),
+    ActionSpec("reset_layout", "Reset layout", "_default_layout", None, "Put every panel back where it started",
+               menu="View"),
+    # Help
+    ActionSpec("welcome", "Getting started", "show_welcome", K.HelpContents, "What to try first", menu="Help"),
+    ActionSpec("shortcuts", "Keyboard shortcuts", "show_shortcuts", None, "List the shortcuts", menu="Help"),
+    ActionSpec("about", "About RNN Workbench", "show_about", None, "Version and licence", menu="Help"),
+)
+
+
+def _sequences(shortcut) -> list[QKeySequence]:
+    items = shortcut if isinstance(shortcut, tuple) else (shortcut,)
+    out: list[QKeySequence] = []
+    for s in items:
+        seq = QKeySequence(s)
+        if not seq.isEmpty() and seq not in out:  # a platform may have no key for a standard one
+            out.append(seq)
+    return out
+
+
+def _resolve(window, dotted: str):
+    target = window
+    for part in dotted.split("."):
+        target = getattr(target, part)
+    return target
+
+
+def build(window, specs: tuple[ActionSpec, ...] = ACTIONS, icon=None) -> dict[str, QAction]:
+    """Make every action of ``specs`` on ``window`` (as ``window.act_<id>``), its menus in
+    the menu bar and its toolbars; returns {id: QAction}. Submenus are ``window.<id>``."""
+    actions: dict[str, QAction] = {}
+    menus: dict[str, object] = {}
+    bar = window.menuBar()
+
+    def menu_for(path: str):
+        if path not in menus:
+            parent, _, _leaf = path.rpartition("/")
+            owner = menu_for(parent) if parent else bar
+            menus[path] = owner.addMenu(MENU_TITLES.get(path, path.rpartition("/")[2]))
+        return menus[path]
+
+    for top in MENUS:
+        menu_for(top)
+    toolbars: dict[str, object] = {}
+    for spec in specs:
+        menu = menu_for(spec.menu) if spec.menu else None
+        if menu is not None and spec.separator_before and not menu.isEmpty():
+            menu.addSeparator()
+        if spec.kind == "submenu":
+            sub = menu.addMenu(spec.text)
+            setattr(window, spec.id, sub)
+            _resolve(window, spec.slot)(sub)
+            continue
+        if spec.kind == "docks":
+            for i, dock in enumerate(window.docks, start=1):
+                act = dock.toggleViewAction()
+                act.setShortcut(QKeySequence(f"Alt+{i}"))
+                menu.addAction(act)
+            continue
+        act = QAction(spec.text, window)
+        if spec.icon and icon is not None:
+            act.setIcon(icon(spec.icon))
+        if spec.shortcut is not None:
+            act.setShortcuts(_sequences(spec.shortcut))
+        if spec.tip:
+            act.setStatusTip(spec.tip)
+            keys = act.shortcut().toString()
+            act.setToolTip(f"{spec.text.replace('&', '').rstrip('…')} ({keys})" if keys else spec.tip)
+        act.setCheckable(spec.checkable)
+        if spec.slot:
+            slot = _resolve(window, spec.slot)
+            # triggered(bool): a checkable action's slot takes the state, the others nothing
+            act.triggered.connect(slot if spec.checkable else (lambda _checked=False, s=slot: s()))
+        window.addAction(act)
+        if menu is not None:
+            menu.addAction(act)
+        if spec.toolbar:
+            if spec.toolbar not in toolbars:
+                tb = window.addToolBar(spec.toolbar)
+                tb.setObjectName(f"{spec.toolbar.lower()}Toolbar")
+                tb.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonIconOnly if spec.toolbar == "File"
+                                      else Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
+                toolbars[spec.toolbar] = tb
+            elif spec.separator_before:
+                toolbars[spec.toolbar].addSeparator()
+            toolbars[spec.toolbar].addAction(act)
+        actions[spec.id] = act
+        setattr(window, f"act_{spec.id}", act)
+    window.toolbars = toolbars
+    window.menus = menus
+    return actions
+
+
+def refresh_enabled(window, actions: dict[str, QAction], specs: tuple[ActionSpec, ...] = ACTIONS) -> None:
+    """Enable each action whose ``enabled`` property of the window holds."""
+    for spec in specs:
+        if spec.enabled and spec.id in actions:
+            actions[spec.id].setEnabled(bool(getattr(window, spec.enabled)))
