@@ -38,6 +38,25 @@ def export(kind: str, run_dir: str | Path, target: str | Path) -> list[Path]:
     raise ValueError(f"unknown export kind {kind!r} (known: {', '.join(KINDS)})")
 
 
+def ask_export_target(parent, run_dir: str | Path, kind: str, start: str) -> str:
+    """The file (the script: the folder) to export ``run_dir`` as ``kind`` to; "" when cancelled."""
+    from PySide6.QtWidgets import QFileDialog
+
+    label, filt = KINDS[kind]
+    name = Path(run_dir).name
+    if kind == "script":
+        return QFileDialog.getExistingDirectory(parent, f"Export {name}: {label} into", start)
+    suffix = ".safetensors" if kind == "weights" else ".onnx"
+    target, _ = QFileDialog.getSaveFileName(parent, f"Export {name}: {label}", str(Path(start) / f"{name}{suffix}"),
+                                            filt)
+    return target
+
+
+def done_message(kind: str, paths: list) -> str:
+    where = paths[0] if len(paths) == 1 else (f"{len(paths)} files in {Path(paths[0]).parent}" if paths else "?")
+    return f"Exported {KINDS[kind][0].lower()}: {where}"
+
+
 class RunExporter(QObject):
     done = Signal(str, list)  # kind, [written paths]
     failed = Signal(str, str)  # kind, one-line reason

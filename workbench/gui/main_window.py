@@ -8,16 +8,14 @@ imports torch, or touches a widget from another thread.
 """
 from __future__ import annotations
 
-import math
 import shutil
 import time
 from pathlib import Path
 
-from PySide6.QtCore import QByteArray, QSettings, QStandardPaths, Qt, QTimer, QUrl, Slot
-from PySide6.QtGui import QDesktopServices, QIcon, QKeySequence
-from PySide6.QtWidgets import (QComboBox, QDockWidget, QFileDialog, QFrame, QHBoxLayout, QInputDialog, QLabel,
-                               QMainWindow, QMessageBox, QProgressBar, QPushButton, QToolButton, QVBoxLayout,
-                               QWidget)
+from PySide6.QtCore import QSettings, QStandardPaths, Qt, QTimer, QUrl, Slot
+from PySide6.QtGui import QDesktopServices, QIcon
+from PySide6.QtWidgets import (QComboBox, QDockWidget, QFileDialog, QInputDialog, QLabel, QMainWindow, QMessageBox,
+                               QVBoxLayout, QWidget)
 
 from workbench import presets as builtin_presets
 from workbench import builtin, spec
@@ -27,27 +25,24 @@ from workbench.gui.diagram import DiagramView
 from workbench.gui.document import Change, PresetDocument
 from workbench.gui.editor import ArchitectureEditor
 from workbench.gui.exporter import KINDS as EXPORT_KINDS
-from workbench.gui.exporter import RunExporter
+from workbench.gui.exporter import RunExporter, ask_export_target, done_message
 from workbench.gui.plots import GradientPanel, LossPanel, NormPanel, PaintClock, PlotPanel
-from workbench.gui.resolver import Resolver, fallback_io
+from workbench.gui.resolver import Resolver, fallback_io, input_lengths
 from workbench.gui.rundata import RunData
 from workbench.gui.runs_model import RunEntry, RunsEvent, RunsModel
 from workbench.gui.runs_panel import RunsPanel
 from workbench.gui.training_panel import DEVICE_LABELS, TrainingPanel, set_device_availability
 from workbench.gui.training_controller import TrainingController
 from workbench.gui.tryout import TryoutPanel
+from workbench.gui.window_parts import InfoBar, StatusLine, Welcome, _duration
+from workbench.gui.window_settings import FIRST_PRESET, WindowSettings  # noqa: F401 - FIRST_PRESET: tests
 from workbench.gui.worker import preset_for_gui
 from workbench.spec import Preset, SpecError
 
 APP_TITLE = "RNN Workbench"
 PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22"]
-FIRST_PRESET = "adding_rnn_tanh"  # the newcomer trains this, then adding_lstm, and compares
-VANISHING_PAIR = ("adding_rnn_tanh", "adding_lstm")
-EXPLODING_PAIR = ("exploding_relu_noclip", "exploding_relu_clip")
-MAX_RECENT = 8
 MAX_SESSION_RUNS = 8  # earlier in-app runs kept for overlay
 FRAME_MS = 33  # the plot timer: <= 30 Hz
-STATE_VERSION = 4  # bump when the dock layout changes, so an old saved layout is not restored
 
 
 def icon(name: str) -> QIcon:
@@ -67,85 +62,6 @@ def default_data_dir() -> Path:
     return data_dir()
 
 
-def _duration(seconds: float) -> str:
-    if not math.isfinite(seconds):
-        return "?"
-    seconds = int(max(seconds, 0))
-    h, rem = divmod(seconds, 3600)
-    m, s = divmod(rem, 60)
-    return f"{h}:{m:02d}:{s:02d}" if h else f"{m:02d}:{s:02d}"
-
-
-class InfoBar(QFrame):
-    """A dismissible line above the diagram for problems and hints (never modal)."""
-
-    def __init__(self, parent=None):
-        super().__init__(parent)
-        self.setObjectName("infoBar")
-        lay = QHBoxLayout(self)
-        lay.setContentsMargins(8, 3, 4, 3)
-        self.label = QLabel()
-        self.label.setWordWrap(True)
-        self.label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        close = QToolButton()
-        close.setText("✕")
-        close.setAutoRaise(True)
-        close.clicked.connect(self.hide)
-        lay.addWidget(self.label, 1)
-        lay.addWidget(close)
-        self.hide()
-
-    def show_message(self, text: str, kind: str = "info") -> None:
-        self.setProperty("kind", kind)
-        self.style().unpolish(self)
-        self.style().polish(self)
-        self.label.setText(text)
-        self.show()
-
-
-class Welcome(QFrame):
-    """First start: what to try first (the vanishing and exploding gradient pairs)."""
-
-    def __init__(self, open_builtin, parent=None):
-        super().__init__(parent)
-        self.setObjectName("welcome")
-        lay = QVBoxLayout(self)
-        lay.setContentsMargins(10, 6, 6, 6)
-        lay.setSpacing(4)
-        top = QHBoxLayout()
-        text = QLabel(
-            "<b>New here?</b> Press <b>Train</b> (F5) to train this vanilla RNN on the adding problem and watch the "
-            "gradient through time vanish toward early steps; then open <b>adding_lstm</b> and train it: the first "
-            "run stays in the plots for comparison. For <b>exploding</b> gradients, compare "
-            "<b>exploding_relu_noclip</b> with <b>exploding_relu_clip</b>.")
-        text.setWordWrap(True)
-        close = QToolButton()
-        close.setText("✕")
-        close.setAutoRaise(True)
-        close.setToolTip("Hide (Help ▸ Getting started shows it again)")
-        close.clicked.connect(self.hide)
-        top.addWidget(text, 1)
-        top.addWidget(close, 0, Qt.AlignmentFlag.AlignTop)
-        lay.addLayout(top)
-        row = QHBoxLayout()
-        row.addWidget(QLabel("Vanishing:"))
-        for name in VANISHING_PAIR:
-            row.addWidget(self._button(name, open_builtin))
-        row.addSpacing(12)
-        row.addWidget(QLabel("Exploding:"))
-        for name in EXPLODING_PAIR:
-            row.addWidget(self._button(name, open_builtin))
-        row.addStretch(1)
-        lay.addLayout(row)
-
-    @staticmethod
-    def _button(name: str, open_builtin) -> QPushButton:
-        b = QPushButton(name)
-        b.setToolTip(f"Open the built-in preset {name}")
-        b.clicked.connect(lambda: open_builtin(name))
-        return b
-
-
 class MainWindow(QMainWindow):
     def __init__(self, settings: QSettings | None = None, data_dir: str | Path | None = None,
                  open_default: bool = True, history=None):
@@ -153,6 +69,7 @@ class MainWindow(QMainWindow):
         user's)."""
         super().__init__()
         self.settings = settings if settings is not None else QSettings()
+        self.prefs = WindowSettings(self, self.settings)
         self.data_dir = Path(data_dir) if data_dir else default_data_dir()
         self.doc = PresetDocument()
         self.resolver = Resolver(self)
@@ -199,13 +116,15 @@ class MainWindow(QMainWindow):
         self.runs_panel.export_requested.connect(lambda kind: self.export_selected(kind))
         self.runs_model.subscribe(self._on_runs_event)
         self.trainer.records.connect(self._on_records)
-        self.trainer.started.connect(self._on_worker_started)
+        self.trainer.started.connect(lambda info: self.statusBar().showMessage(
+            f"Training… run folder {info.get('run_dir')}", 5000))
         self.trainer.failed.connect(self._on_worker_failed)
         self.trainer.finished.connect(self._on_worker_finished)
         self.trainer.thread_finished.connect(self._on_thread_finished)
         self.trainer.state_changed.connect(lambda _state: self._set_running_ui())
-        self.exporter.done.connect(self._on_exported)
-        self.exporter.failed.connect(self._on_export_failed)
+        self.exporter.done.connect(lambda kind, paths: self.statusBar().showMessage(done_message(kind, paths), 10000))
+        self.exporter.failed.connect(lambda kind, message: self.info.show_message(
+            f"Not exported ({EXPORT_KINDS[kind][0].lower()}): {message}", "error"))
         for panel in self.panels:
             panel.export_requested.connect(lambda kind, p=panel: self.export_panel(p, kind))
 
@@ -214,11 +133,11 @@ class MainWindow(QMainWindow):
         self.frame_timer.timeout.connect(self._on_frame)
         self.frame_timer.start()
 
-        self._restore_settings()
+        self.prefs.restore()
         self.runs_model.load_history()  # the Runs panel lists the history's runs from the start
         self._set_running_ui()
         if open_default:
-            self._open_start_preset()
+            self.prefs.open_start_preset()
         else:
             self._on_doc_change(Change("replace"))
         # Heavy imports (the task modules load torch) start once the window is up.
@@ -297,60 +216,16 @@ class MainWindow(QMainWindow):
             self.resize(size)  # a reset rearranges the panels, never the window
 
     # ---------------------------------------------------------------- actions (workbench/gui/actions.py)
-    def fill_builtin_menu(self, menu) -> None:
-        for name in builtin_presets.builtin_names():
-            menu.addAction(name, lambda n=name: self.open_builtin(n))
-
-    def fill_recent_menu(self, menu) -> None:
-        self.recent_menu = menu  # filled from the settings once they are read (_rebuild_recent_menu)
-
-    def fill_export_panels(self, menu) -> None:
-        for panel in self.panels:
-            menu.addAction(f"{panel.title} as PNG/SVG…", lambda p=panel: self.export_panel(p, "image"))
-            menu.addAction(f"{panel.title} data as CSV…", lambda p=panel: self.export_panel(p, "csv"))
-
-    def fill_device_menu(self, menu) -> None:
-        self.device_actions = {}
-        for name in spec.DEVICES:
-            act = menu.addAction(DEVICE_LABELS[name], lambda n=name: self.doc.set("train.device", n, merge=False))
-            act.setCheckable(True)
-            self.device_actions[name] = act
-
-    def add_layer(self) -> None:
-        self.doc.add_layer("layers")
-
-    def remove_top_layer(self) -> None:
-        if len(self.doc.preset.model.layers) > 1:
-            self.doc.remove_layer("layers", len(self.doc.preset.model.layers) - 1)
-
-    def set_log_loss(self, on: bool) -> None:
-        self.loss_panel.log_box.setChecked(on)
-
-    # when the actions are enabled (the table's ``enabled`` column)
-    @property
-    def can_undo(self) -> bool:
-        return self.doc.can_undo
-
-    @property
-    def can_redo(self) -> bool:
-        return self.doc.can_redo
-
-    @property
-    def can_train(self) -> bool:
-        return not self._errors and not self.trainer.active
-
-    @property
-    def can_pause(self) -> bool:
-        return self.trainer.active and self.trainer.state != "stopping"
-
-    @property
-    def can_continue(self) -> bool:
-        return not self.trainer.active and RunsPanel.can_continue(self.runs_model.selected)
-
-    @property
-    def selected_has_weights(self) -> bool:
-        entry = self.runs_model.selected
-        return entry is not None and entry.has_weights() and not (entry.data is not None and entry.data.live)
+    def conditions(self) -> dict[str, bool]:
+        """When the actions are enabled: the table's ``enabled`` column names these."""
+        selected = self.runs_model.selected
+        weights = selected is not None and selected.has_weights() and not (selected.data is not None
+                                                                            and selected.data.live)
+        return {"can_undo": self.doc.can_undo, "can_redo": self.doc.can_redo,
+                "can_train": not self._errors and not self.trainer.active,
+                "can_pause": self.trainer.active and self.trainer.state != "stopping",
+                "can_continue": not self.trainer.active and RunsPanel.can_continue(selected),
+                "selected_has_weights": weights}
 
     def _refresh_actions(self) -> None:
         action_table.refresh_enabled(self, self.actions)
@@ -389,101 +264,11 @@ class MainWindow(QMainWindow):
         self.preset_combo.setItemText(0, "built-in…" if i > 0 else self.doc.title)
         self.preset_combo.setCurrentIndex(max(i, 0))
 
-    def _show_budget(self) -> None:
-        """Before a run: the preset's step budget (the progress bar had said 0 / 1)."""
-        steps = max(int(self.doc.preset.train.steps), 1)
-        self.progress.setRange(0, steps)
-        self.progress.setValue(0)
-        self.progress.setFormat(f"{steps:,} steps to train")
-
     def _build_statusbar(self) -> None:
-        sb = self.statusBar()
-        self.device_label = QLabel("device: —")
-        self.device_label.setToolTip("The device the current run trains on")
-        self.progress = QProgressBar()
-        self.progress.setFixedWidth(200)
-        self.progress.setRange(0, 1)
-        self.progress.setValue(0)
-        self.progress.setFormat("%v / %m steps")
-        self.time_label = QLabel("")
-        self.speed_label = QLabel("")
-        self.speed_label.setToolTip("Throughput: optimizer steps, and sequence elements (tokens, frames or time "
-                                    "steps) per second")
-        for w in (self.device_label, self.progress, self.time_label, self.speed_label):
-            sb.addPermanentWidget(w)
-
-    # ================================================================== settings
-    def _restore_settings(self) -> None:
-        s = self.settings
-        geometry = s.value("window/geometry")
-        if isinstance(geometry, (QByteArray, bytes)) and geometry:
-            self.restoreGeometry(geometry)
-        else:
-            self.resize(1280, 800)
-        state = s.value("window/state")
-        if isinstance(state, (QByteArray, bytes)) and state:
-            self.restoreState(state, STATE_VERSION)
-        smooth = s.value("plots/smoothing")
-        if smooth is not None:
-            try:
-                self.loss_panel.smooth.setValue(int(smooth))
-            except (TypeError, ValueError):
-                pass
-        self.loss_panel.log_box.setChecked(str(s.value("plots/logLoss", "false")).lower() == "true")
-        self._rebuild_recent_menu()
-
-    def _save_settings(self) -> None:
-        s = self.settings
-        s.setValue("window/geometry", self.saveGeometry())
-        s.setValue("window/state", self.saveState(STATE_VERSION))
-        s.setValue("plots/smoothing", self.loss_panel.smooth.value())
-        s.setValue("plots/logLoss", self.loss_panel.log_box.isChecked())
-        if self.doc.path is not None:
-            s.setValue("session/lastPreset", str(self.doc.path))
-        elif self.doc.builtin:
-            s.setValue("session/lastPreset", f"builtin:{self.doc.builtin}")
-        s.sync()
-
-    def recent_files(self) -> list[str]:
-        value = self.settings.value("recentFiles", [])
-        if isinstance(value, str):
-            value = [value]
-        return [str(v) for v in (value or [])]
-
-    def _add_recent(self, path: Path) -> None:
-        files = [str(path)] + [f for f in self.recent_files() if f != str(path)]
-        self.settings.setValue("recentFiles", files[:MAX_RECENT])
-        self._rebuild_recent_menu()
-
-    def _rebuild_recent_menu(self) -> None:
-        self.recent_menu.clear()
-        files = self.recent_files()
-        for i, f in enumerate(files, start=1):
-            self.recent_menu.addAction(f"&{i} {Path(f).name}", lambda p=f: self.open_preset(p)).setToolTip(f)
-        if not files:
-            self.recent_menu.addAction("(none yet)").setEnabled(False)
-        else:
-            self.recent_menu.addSeparator()
-            self.recent_menu.addAction("Clear list", self._clear_recent)
-
-    def _clear_recent(self) -> None:
-        self.settings.setValue("recentFiles", [])
-        self._rebuild_recent_menu()
-
-    def _open_start_preset(self) -> None:
-        first = not bool(self.settings.value("session/started", False))
-        last = str(self.settings.value("session/lastPreset", "") or "")
-        opened = False
-        if not first and last:
-            if last.startswith("builtin:"):
-                opened = self.open_builtin(last.removeprefix("builtin:"), quiet=True)
-            elif Path(last).is_file():
-                opened = self.open_preset(last, quiet=True)
-        if not opened:
-            self.open_builtin(FIRST_PRESET, quiet=True)
-        if first:
-            self.welcome.show()
-            self.settings.setValue("session/started", True)
+        self.status_line = StatusLine(self.statusBar())
+        line = self.status_line  # the window's names for its widgets (tests and benchmarks read them)
+        self.device_label, self.progress, self.time_label, self.speed_label = (
+            line.device_label, line.progress, line.time_label, line.speed_label)
 
     # ================================================================== document
     def _on_doc_change(self, change: Change) -> None:
@@ -499,7 +284,7 @@ class MainWindow(QMainWindow):
         self.act_redo.setText(f"&Redo {self.doc.redo_text}" if self.doc.can_redo else "&Redo")
         self._sync_preset_combo()
         if self.current_run is None:
-            self._show_budget()
+            self.status_line.show_budget(self.doc.preset.train.steps)
         self._update_title()
         self._update_derived()
 
@@ -547,24 +332,6 @@ class MainWindow(QMainWindow):
                 self.statusBar().clearMessage()
                 self._last_message = ""
 
-    def _lengths(self, preset: Preset) -> tuple[int | None, int | None]:
-        info = self.resolver.task_info(preset.data.task)
-        options = dict(info.options) if info is not None else {}
-        options.update(preset.data.options)
-
-        def first(*keys):
-            for k in keys:
-                v = options.get(k)
-                if isinstance(v, int) and not isinstance(v, bool) and v > 0:
-                    return v
-            return None
-
-        # The input length under the names the tasks use (a series' "length" is not it).
-        seq = first("seq_len", "clip_len", "window", "max_len", "src_len", "context", "num_frames")
-        out = first("out_len", "target_len", "tgt_len", "output_len", "max_target_len", "caption_len", "gen_len",
-                    "horizon")
-        return seq, out
-
     def _redraw_diagram(self, preset: Preset, errors: list[SpecError]) -> None:
         """Draw the design even when it has errors (with the first one in the footer);
         sizes come from the task's ModelIO when its data is ready, else an estimate."""
@@ -578,7 +345,7 @@ class MainWindow(QMainWindow):
                     else "sizes estimated: the task could not prepare its data")
         if errors:
             note += f"   ⚠ {errors[0]}"
-        seq, out = self._lengths(preset)
+        seq, out = input_lengths(preset, self.resolver.task_info(preset.data.task))
         try:
             report = spec.parameter_report(preset.model, io)
             self.diagram.diagram.rebuild(preset, report, io, seq, out, note)
@@ -642,7 +409,7 @@ class MainWindow(QMainWindow):
 
     def open_preset(self, path: str | Path | None = None, quiet: bool = False) -> bool:
         if path is None:
-            path, _ = QFileDialog.getOpenFileName(self, "Open preset", self._last_dir(), "Presets (*.json);;All (*)")
+            path, _ = QFileDialog.getOpenFileName(self, "Open preset", self.prefs.last_dir(), "Presets (*.json);;All (*)")
             if not path:
                 return False
         if not quiet and not self._confirm_discard_changes():
@@ -659,13 +426,13 @@ class MainWindow(QMainWindow):
             self.doc.replace(preset, builtin=builtin)
         else:
             self.doc.replace(preset, path=path)
-            self._add_recent(Path(path).resolve())
+            self.prefs.add_recent(Path(path).resolve())
         self.settings.setValue("session/lastDir", str(Path(path).resolve().parent))
         self.statusBar().showMessage(f"Opened {path}", 5000)
         return True
 
-    def _last_dir(self) -> str:
-        return str(self.settings.value("session/lastDir", str(Path.home())))
+    def recent_files(self) -> list[str]:
+        return self.prefs.recent_files()
 
     def save(self) -> bool:
         if self.doc.path is None:
@@ -674,7 +441,7 @@ class MainWindow(QMainWindow):
 
     def save_as(self, path: str | Path | None = None) -> bool:
         if path is None:
-            suggestion = str(Path(self._last_dir()) / f"{self.doc.preset.name or 'preset'}.json")
+            suggestion = str(Path(self.prefs.last_dir()) / f"{self.doc.preset.name or 'preset'}.json")
             path, _ = QFileDialog.getSaveFileName(self, "Save preset as", suggestion, "Presets (*.json)")
             if not path:
                 return False
@@ -689,14 +456,14 @@ class MainWindow(QMainWindow):
             self.info.show_message(f"Not saved: {exc}", "error")
             self.statusBar().showMessage(f"⚠ not saved: {exc}", 10000)
             return False
-        self._add_recent(Path(path).resolve())
+        self.prefs.add_recent(Path(path).resolve())
         self.settings.setValue("session/lastDir", str(Path(path).resolve().parent))
         self.statusBar().showMessage(f"Saved {path}", 5000)
         return True
 
     def export_preset(self, path: str | Path | None = None) -> bool:
         if path is None:
-            path, _ = QFileDialog.getSaveFileName(self, "Export preset copy", self._last_dir(), "Presets (*.json)")
+            path, _ = QFileDialog.getSaveFileName(self, "Export preset copy", self.prefs.last_dir(), "Presets (*.json)")
             if not path:
                 return False
         try:
@@ -709,14 +476,14 @@ class MainWindow(QMainWindow):
 
     def browse_data(self, path: str | None = None) -> None:
         if path is None:
-            path, _ = QFileDialog.getOpenFileName(self, "Choose a data file", self._last_dir(), "All files (*)")
+            path, _ = QFileDialog.getOpenFileName(self, "Choose a data file", self.prefs.last_dir(), "All files (*)")
             if not path:
                 return
         self.doc.set("data.path", str(path), text="Set data file", merge=False)
 
     def export_diagram(self, path: str | Path | None = None) -> Path | None:
         if path is None:
-            suggestion = str(Path(self._last_dir()) / f"{self.doc.preset.name}-diagram.png")
+            suggestion = str(Path(self.prefs.last_dir()) / f"{self.doc.preset.name}-diagram.png")
             path, _ = QFileDialog.getSaveFileName(self, "Export diagram", suggestion, "PNG image (*.png);;SVG (*.svg)")
             if not path:
                 return None
@@ -730,7 +497,7 @@ class MainWindow(QMainWindow):
 
     def export_panel(self, panel: PlotPanel, kind: str, path: str | Path | None = None) -> Path | None:
         if path is None:
-            base = Path(self._last_dir()) / (panel.csv_name if kind == "csv" else
+            base = Path(self.prefs.last_dir()) / (panel.csv_name if kind == "csv" else
                                              panel.csv_name.replace(".csv", ".png"))
             filt = "CSV (*.csv)" if kind == "csv" else "PNG image (*.png);;SVG (*.svg)"
             path, _ = QFileDialog.getSaveFileName(self, f"Save {panel.title}", str(base), filt)
@@ -857,22 +624,14 @@ class MainWindow(QMainWindow):
             self._plots_changed()
             return entry.data
         if entry.data is None:
-            if not entry.can_overlay():
-                self.info.show_message(f"Cannot compare {entry.name}: its run folder {entry.run_dir or '?'} holds "
-                                       f"no metrics.jsonl", "error")
+            data = self._read_run(entry.run_dir) if entry.can_overlay() else None
+            if data is None:
+                if not entry.can_overlay():
+                    self.info.show_message(f"Cannot compare {entry.name}: its run folder {entry.run_dir or '?'} "
+                                           f"holds no metrics.jsonl", "error")
                 self.runs_model.changed(entry)  # untick it again
                 return None
-            try:
-                self.runs_model.overlay(entry, self._next_colour())
-            except (OSError, ValueError) as exc:
-                self.info.show_message(f"Cannot load run: {exc}", "error")
-                self.runs_model.changed(entry)
-                return None
-            except Exception as exc:  # noqa: BLE001 - a hostile metrics file must cost a message, not the window
-                self.info.show_message(f"Cannot load run {entry.run_dir}: its metrics.jsonl holds malformed "
-                                       f"records ({type(exc).__name__}: {exc})", "error")
-                self.runs_model.changed(entry)
-                return None
+            self.runs_model.attach(entry, data)
         else:
             self.runs_model.set_visible(entry, True)
         self._plots_changed()
@@ -929,15 +688,6 @@ class MainWindow(QMainWindow):
         return path
 
     # ---------------------------------------------------------------- export (the selected run)
-    def export_selected_weights(self) -> None:
-        self.export_selected("weights")
-
-    def export_selected_onnx(self) -> None:
-        self.export_selected("onnx")
-
-    def export_selected_script(self) -> None:
-        self.export_selected("script")
-
     def export_selected(self, kind: str, target: str | Path | None = None) -> bool:
         """Export the Runs panel's selected run as ``kind`` (weights / onnx / script), off
         the GUI thread (workbench/gui/exporter.py); ``target``: the file (the script: a
@@ -949,30 +699,12 @@ class MainWindow(QMainWindow):
         return self.export_run(entry.run_dir, kind, target)
 
     def export_run(self, run_dir: str | Path, kind: str, target: str | Path | None = None) -> bool:
-        label, filt = EXPORT_KINDS[kind]
-        name = Path(run_dir).name
-        if target is None:
-            start = Path(self._last_dir())
-            if kind == "script":
-                target = QFileDialog.getExistingDirectory(self, f"Export {name}: {label} into", str(start))
-            else:
-                suffix = ".safetensors" if kind == "weights" else ".onnx"
-                target, _ = QFileDialog.getSaveFileName(self, f"Export {name}: {label}",
-                                                        str(start / f"{name}{suffix}"), filt)
-            if not target:
-                return False
+        target = target or ask_export_target(self, run_dir, kind, self.prefs.last_dir())
+        if not target:
+            return False
         self.exporter.submit(kind, run_dir, target)
-        self.statusBar().showMessage(f"Exporting {name}: {label.lower()}…")
+        self.statusBar().showMessage(f"Exporting {Path(run_dir).name}: {EXPORT_KINDS[kind][0].lower()}…")
         return True
-
-    @Slot(str, list)
-    def _on_exported(self, kind: str, paths: list) -> None:
-        where = paths[0] if len(paths) == 1 else f"{len(paths)} files in {Path(paths[0]).parent}" if paths else "?"
-        self.statusBar().showMessage(f"Exported {EXPORT_KINDS[kind][0].lower()}: {where}", 10000)
-
-    @Slot(str, str)
-    def _on_export_failed(self, kind: str, message: str) -> None:
-        self.info.show_message(f"Not exported ({EXPORT_KINDS[kind][0].lower()}): {message}", "error")
 
     # ================================================================== training (a TrainingController)
     def start_training(self) -> bool:
@@ -1069,10 +801,7 @@ class MainWindow(QMainWindow):
         """Start the worker thread that trains ``preset`` into ``run`` (its folder)."""
         self.current_run = run
         self.info.hide()
-        self.progress.setRange(0, max(preset.train.steps, 1))
-        self.progress.setValue(0)
-        self.progress.setFormat("%v / %m steps")
-        self.device_label.setText(f"device: {preset.train.device} (starting…)")
+        self.status_line.starting(preset.train.device, preset.train.steps)
         self.statusBar().showMessage(f"{'Continuing' if resume else 'Training'} {preset.name}: preparing the task…")
         self.trainer.start(preset, run.run_dir, resume=resume)
         self._plots_changed()
@@ -1107,10 +836,6 @@ class MainWindow(QMainWindow):
         if entry is not None:
             self.runs_model.changed(entry)
 
-    @Slot(dict)
-    def _on_worker_started(self, info: dict) -> None:
-        self.statusBar().showMessage(f"Training… run folder {info.get('run_dir')}", 5000)
-
     @Slot(list)
     def _on_records(self, records: list) -> None:
         from workbench.engine.records import End, NonFinite, Record, Start, from_json
@@ -1122,11 +847,7 @@ class MainWindow(QMainWindow):
         run.add(records)
         for r in records:
             if isinstance(r, Start):
-                threads = r.torch_threads
-                self.device_label.setText(f"device: {r.device}"
-                                          + (f" · {threads} torch thread{'s' if threads != 1 else ''}"
-                                             if r.device.startswith("cpu") else ""))
-                self.progress.setRange(0, max(r.total_steps, 1))
+                self.status_line.started(r)
                 self.trainer.segment_started(r.step)
                 self.statusBar().showMessage(f"Training on {r.device}: {r.parameters:,} parameters", 5000)
             elif isinstance(r, NonFinite):
@@ -1219,54 +940,9 @@ class MainWindow(QMainWindow):
             self._run_changed(self.current_run)  # its line in the Runs panel: steps, status, metric
 
     def _update_progress(self) -> None:
-        run = self.current_run
-        if run is None or not len(run.steps):
-            return
-        step = run.last_step
-        total = max(run.total_steps, 1)
-        self.progress.setFormat("%v / %m steps")
-        self.progress.setMaximum(total)
-        self.progress.setValue(min(step, total))
-        if not self.trainer.active:
-            # Stopped or finished: an ETA and a rate would describe a run that no longer trains.
-            text = self.time_label.text()
-            if "ETA" in text:
-                self.time_label.setText(text.split(" · ETA")[0].replace("elapsed", "trained for"))
-                self.speed_label.setText("")
-            return
-        elapsed, rate, eta = self.trainer.rates(step, total)  # this segment's steps, pauses left out
-        self.time_label.setText(f"elapsed {_duration(elapsed)} · ETA {_duration(eta)}")
-        ups = run.units_per_s.view()
-        recent = ups[-50:]
-        units = float(recent[recent > 0].mean()) if (recent > 0).any() else 0.0
-        self.speed_label.setText(f"{rate:.1f} steps/s · {units:,.0f} elements/s")
+        self.status_line.update(self.current_run, self.trainer)
 
     # ================================================================== help
-    def show_welcome(self) -> None:
-        self.welcome.show()
-
-    def show_shortcuts(self) -> None:
-        lines = []
-        for act in self.actions.values():
-            if act.shortcut().isEmpty():
-                continue
-            keys = ", ".join(s.toString(QKeySequence.SequenceFormat.NativeText) for s in act.shortcuts())
-            lines.append(f"<tr><td>{act.text().replace('&', '')}</td><td><b>{keys}</b></td></tr>")
-        lines.append(f"<tr><td>Show/hide panels</td><td><b>Alt+1 … Alt+{len(self.docks)}</b></td></tr>")
-        self._info_dialog("Keyboard shortcuts", "<table>" + "".join(lines) + "</table>")
-
-    def show_about(self) -> None:
-        from importlib.metadata import PackageNotFoundError, version
-
-        try:
-            ver = version("rnn-workbench")
-        except PackageNotFoundError:
-            ver = "development"
-        self._info_dialog("About RNN Workbench",
-                          f"<b>RNN Workbench</b> {ver}<br>Design, train and inspect recurrent neural networks, with "
-                          f"the gradients through time plotted live.<br>MIT licence.<br>Runs are saved in "
-                          f"{self.data_dir / 'runs'}")
-
     def _info_dialog(self, title: str, html: str) -> None:
         if "info" in self.dialog_answers:
             return
@@ -1320,7 +996,7 @@ class MainWindow(QMainWindow):
             self._close_pending = False
             event.ignore()
             return
-        self._save_settings()
+        self.prefs.save()
         self._closed = True
         self.frame_timer.stop()
         self.resolver.shutdown(wait=True)

@@ -62,6 +62,25 @@ def fallback_io(preset: Preset) -> ModelIO:
     return io
 
 
+def input_lengths(preset: Preset, info: TaskInfo | None) -> tuple[int | None, int | None]:
+    """(input length, output length) for the diagram, from the options under the names
+    the tasks use (a series' "length" is not it), else the task's defaults."""
+    options = dict(info.options) if info is not None else {}
+    options.update(preset.data.options)
+
+    def first(*keys):
+        for k in keys:
+            v = options.get(k)
+            if isinstance(v, int) and not isinstance(v, bool) and v > 0:
+                return v
+        return None
+
+    seq = first("seq_len", "clip_len", "window", "max_len", "src_len", "context", "num_frames")
+    out = first("out_len", "target_len", "tgt_len", "output_len", "max_target_len", "caption_len", "gen_len",
+                "horizon")
+    return seq, out
+
+
 class Resolver(QObject):
     task_info_ready = Signal()  # task classes loaded (titles, topologies, option defaults)
     io_ready = Signal(str)  # io_key whose result arrived

@@ -277,13 +277,22 @@ class RunsModel:
         self._notify(kind, entry)
         return entry
 
+    def attach(self, entry: RunEntry, data: RunData) -> RunData:
+        """Put ``data`` (the entry's curves, read from its folder) in the plots."""
+        entry.data = data
+        if entry.info is not None:
+            data.name = entry.info.name
+        data.visible = True
+        if not any(r is data for r in self.plotted):
+            self.plotted.append(data)
+        self._notify("update", entry)
+        return data
+
     def overlay(self, entry: RunEntry, colour: str) -> RunData:
         """Put ``entry``'s curves in the plots, reading its metrics.jsonl the first time.
         Raises what load_run_folder raises (a missing or malformed file, named)."""
         if entry.data is None:
-            entry.data = load_run_folder(entry.run_dir, colour)
-            if entry.info is not None:
-                entry.data.name = entry.info.name
+            return self.attach(entry, load_run_folder(entry.run_dir, colour))
         entry.data.visible = True
         if not any(r is entry.data for r in self.plotted):
             self.plotted.append(entry.data)

@@ -111,7 +111,7 @@ class RunsPanel(QWidget):
         self.list.blockSignals(True)
         self.list.clear()
         self._texts.clear()
-        for entry in shown:
+        for _entry in shown:
             item = QListWidgetItem()
             item.setFlags(item.flags() | Qt.ItemFlag.ItemIsUserCheckable)
             self.list.addItem(item)
