@@ -113,7 +113,7 @@ ACTIONS: tuple[ActionSpec, ...] = (
     ActionSpec("export_script", "Standalone training script…", lambda w: w.export_selected("script"), None,
                "Write a plain PyTorch script that trains the selected run's network", menu="File/Export run",
                enabled="selected_has_weights"),
-    ActionSpec("quit", "&Quit", "close", K.Quit, "Close the window", menu="File", separator_before=True),
+    ActionSpec("quit", "&Quit", "close", (K.Quit, "Ctrl+Q"), "Close the window", menu="File", separator_before=True),
     # Edit
     ActionSpec("undo", "&Undo", "doc.undo", K.Undo, "Undo the last edit", "undo", "Edit", enabled="can_undo",
                toolbar="File", separator_before=True),
@@ -214,8 +214,12 @@ def build(window, specs: tuple[ActionSpec, ...] = ACTIONS, icon=None) -> dict[st
         act.setCheckable(spec.checkable)
         if spec.slot:
             slot = _resolve(window, spec.slot)
-            # triggered(bool): a checkable action's slot takes the state, the others nothing
-            act.triggered.connect(slot if spec.checkable else (lambda _checked=False, s=slot: s()))
+            # triggered(bool): a checkable action's slot takes the state, the others nothing (the
+            # parameters spelled out: PySide passes a signal's arguments by the slot's signature)
+            if spec.checkable:
+                act.triggered.connect(lambda checked, s=slot: s(checked))
+            else:
+                act.triggered.connect(lambda _checked=False, s=slot: s())
         window.addAction(act)
         if menu is not None:
             menu.addAction(act)

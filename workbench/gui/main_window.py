@@ -803,7 +803,7 @@ class MainWindow(QMainWindow):
         self.info.hide()
         self.status_line.starting(preset.train.device, preset.train.steps)
         self.statusBar().showMessage(f"{'Continuing' if resume else 'Training'} {preset.name}: preparing the task…")
-        self.trainer.start(preset, run.run_dir, resume=resume)
+        self.trainer.start(preset, run.run_dir, resume=resume, history=self.runs_model.history)
         self._plots_changed()
 
     def toggle_pause(self) -> None:

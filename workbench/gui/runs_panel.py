@@ -143,10 +143,13 @@ class RunsPanel(QWidget):
                 tip.append(info.message)
             item.setToolTip("\n".join(tip))
         state = Qt.CheckState.Checked if checked else Qt.CheckState.Unchecked
-        if item.checkState() != state:
+        overlay_changed = item.checkState() != state
+        if overlay_changed:
             item.setCheckState(state)
         self.list.blockSignals(blocked)
-        if buttons and entry is self.model.selected and self._status_seen.get(id(entry)) != entry.status:
+        # the buttons follow the selected run's status and whether it is in the plots (not every step)
+        if buttons and entry is self.model.selected and (overlay_changed
+                                                         or self._status_seen.get(id(entry)) != entry.status):
             self._update_buttons()
 
     def _show_selected(self) -> None:

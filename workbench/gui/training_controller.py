@@ -57,13 +57,14 @@ class TrainingController(QObject):
             self.state_changed.emit(state)
 
     # -- lifecycle --------------------------------------------------------------------------
-    def start(self, preset: Preset, run_dir: str | Path, resume: bool = False) -> bool:
-        """Train ``preset`` into ``run_dir`` (``resume``: on from its last checkpoint)."""
+    def start(self, preset: Preset, run_dir: str | Path, resume: bool = False, history=None) -> bool:
+        """Train ``preset`` into ``run_dir`` (``resume``: on from its last checkpoint; its
+        row goes in ``history``, a RunHistory, default the user's)."""
         if self._thread is not None:
             return False
         thread = QThread(self)
         thread.setObjectName("workbench-trainer")
-        worker = TrainWorker(preset, Path(run_dir), resume=resume)
+        worker = TrainWorker(preset, Path(run_dir), resume=resume, history=history)
         worker.moveToThread(thread)
         thread.started.connect(worker.run)
         queued = Qt.ConnectionType.QueuedConnection

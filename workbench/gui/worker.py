@@ -69,8 +69,10 @@ class TrainWorker(QObject):
     failed = Signal(str)  # a one-line reason (bad preset, bad data, no such device, crash)
     finished = Signal(object)  # the End record (None when training never started)
 
-    def __init__(self, preset: Preset, run_dir: str | Path | None, resume: bool = False):
+    def __init__(self, preset: Preset, run_dir: str | Path | None, resume: bool = False, history=None):
+        """``history``: the workbench.runs.RunHistory the run's row goes in (default: the user's)."""
         super().__init__()
+        self.history = history
         self.preset = preset
         self.run_dir = Path(run_dir) if run_dir else None
         self.from_checkpoint = resume and self.run_dir is not None  # continue the run folder's last checkpoint
@@ -148,7 +150,7 @@ class TrainWorker(QObject):
         if control.stopped:
             return None
         session = RunSession(self.preset, self.run_dir, source="gui", resume=self.from_checkpoint, task=task,
-                             control=control)
+                             control=control, history=self.history)
         session.open()  # the trainer's set-up, up to its Start record: a preset that cannot train leaves no folder
         pending: list = []
         last_emit = time.perf_counter()
