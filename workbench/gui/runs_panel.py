@@ -114,6 +114,7 @@ class RunsPanel(QWidget):
         for _entry in shown:
             item = QListWidgetItem()
             item.setFlags(item.flags() | Qt.ItemFlag.ItemIsUserCheckable)
+            item.setCheckState(Qt.CheckState.Unchecked)  # a box on every line, ticked when in the plots
             self.list.addItem(item)
         self._shown = shown
         for entry in shown:
@@ -129,10 +130,11 @@ class RunsPanel(QWidget):
             return
         item = self.list.item(row)
         text = self.model.describe(entry)
+        key = text + (entry.data.colour if entry.data is not None else "")  # the line and its colour swatch
         checked = entry.in_plots(self.model.plotted)
         blocked = self.list.blockSignals(True)
-        if self._texts.get(id(entry)) != text:
-            self._texts[id(entry)] = text
+        if self._texts.get(id(entry)) != key:
+            self._texts[id(entry)] = key
             item.setText(text)
             item.setIcon(colour_icon(entry.data.colour) if entry.data is not None else _blank_icon())
             colour = STATUS_COLOURS.get(entry.status)
