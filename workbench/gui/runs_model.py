@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from workbench.gui.rundata import RunData, load_run_folder
 from workbench.runs import HistoryError, RunHistory, RunInfo
@@ -28,7 +28,7 @@ class RunsEvent:
     whole list, e.g. the history reloaded or the metric names arrived)."""
 
     kind: str
-    entry: "RunEntry | None" = None
+    entry: RunEntry | None = None
 
 
 @dataclass(eq=False)
@@ -61,8 +61,9 @@ class RunEntry:
 
     @property
     def status(self) -> str:
-        # a run training here knows better than its row (written every few seconds)
-        if self.data is not None and (self.data.live or self.data.status):
+        # a run training here knows better than its row (written every few seconds); a
+        # folder's curves do not know that their run was killed, its row does
+        if self.data is not None and (self.data.live or self.info is None):
             return self.data.status or "loaded"
         return self.info.status if self.info is not None else "loaded"
 

@@ -6,8 +6,16 @@ import math
 
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QKeySequence
-from PySide6.QtWidgets import (QFrame, QHBoxLayout, QLabel, QProgressBar, QPushButton, QStatusBar, QToolButton,
-                               QVBoxLayout)
+from PySide6.QtWidgets import (
+    QFrame,
+    QHBoxLayout,
+    QLabel,
+    QProgressBar,
+    QPushButton,
+    QStatusBar,
+    QToolButton,
+    QVBoxLayout,
+)
 
 VANISHING_PAIR = ("adding_rnn_tanh", "adding_lstm")
 EXPLODING_PAIR = ("exploding_relu_noclip", "exploding_relu_clip")
