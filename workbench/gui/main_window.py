@@ -559,6 +559,10 @@ class MainWindow(QMainWindow):
         """The curves in the plots, in drawing order (the runs model's list)."""
         return self.runs_model.plotted
 
+    @runs.setter
+    def runs(self, runs: list[RunData]) -> None:  # the plots alone (bench/gui_latency.py replays a run so)
+        self.runs_model.plotted[:] = list(runs)
+
     @property
     def training_active(self) -> bool:
         return self.trainer.active
