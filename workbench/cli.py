@@ -216,6 +216,7 @@ EXTRA_COMMANDS: dict[str, str] = {
     "export": "workbench.commands.export:register",
     "try": "workbench.commands.tryout:register",
     "install-desktop": "workbench.commands.desktop:register",
+    "sweep": "workbench.commands.sweep:register",
 }
 
 

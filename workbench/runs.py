@@ -49,8 +49,8 @@ from typing import Any, Iterator
 STATUSES = ("running", "finished", "stopped", "failed", "interrupted")
 ENDED = ("finished", "stopped", "failed", "interrupted")
 BUSY_TIMEOUT_S = 10.0
-# train_s was added as a column without a new version: an older workbench (which names
-# its columns) reads and writes such a file as before.
+# train_s, study and trial were added as columns without a new version: an older
+# workbench (which names its columns) reads and writes such a file as before.
 SCHEMA_VERSION = 1
 # A heartbeat (step, training time) is written at most this often while a run goes.
 HEARTBEAT_S = 5.0
@@ -76,14 +76,18 @@ CREATE TABLE IF NOT EXISTS runs (
     host        TEXT    NOT NULL DEFAULT '',
     pid         INTEGER NOT NULL DEFAULT 0,
     pid_start   TEXT    NOT NULL DEFAULT '', -- the process's start tick, to spot a reused pid
-    train_s     REAL    NOT NULL DEFAULT 0   -- training time: pauses and gaps between sessions left out
+    train_s     REAL    NOT NULL DEFAULT 0,  -- training time: pauses and gaps between sessions left out
+    study       TEXT,                        -- a sweep's trial: the Optuna study's name (workbench/sweep.py)
+    trial       INTEGER                      -- ... and the trial's number in it; both NULL for a plain run
 );
 CREATE INDEX IF NOT EXISTS runs_started ON runs (started_at);
 CREATE INDEX IF NOT EXISTS runs_status ON runs (status);
 """
 _COLUMNS = ("id", "name", "task", "topology", "preset_json", "status", "source", "run_dir", "device",
             "started_at", "updated_at", "ended_at", "step", "total_steps", "metrics", "message",
-            "host", "pid", "pid_start", "train_s")
+            "host", "pid", "pid_start", "train_s", "study", "trial")
+# Columns added after the first release, with their definitions (ALTER TABLE on an older file).
+_ADDED_COLUMNS = {"train_s": "REAL NOT NULL DEFAULT 0", "study": "TEXT", "trial": "INTEGER"}
 _UPDATABLE = {"status", "device", "step", "total_steps", "metrics", "message", "ended_at", "run_dir", "train_s"}
 
 
@@ -115,6 +119,8 @@ class RunInfo:
     pid: int = 0
     pid_start: str = ""
     train_s: float = 0.0
+    study: str | None = None  # a sweep trial's study and trial number (None: a plain run)
+    trial: int | None = None
 
     @property
     def duration_s(self) -> float | None:
@@ -263,9 +269,12 @@ class RunHistory:
             if version > SCHEMA_VERSION:
                 raise sqlite3.DatabaseError(f"it was written by a newer workbench (schema {version})")
             conn.executescript("BEGIN IMMEDIATE;" + _SCHEMA + f"PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;")
-            if "train_s" not in {row[1] for row in conn.execute("PRAGMA table_info(runs)")}:
-                try:  # a file from before train_s (another process may be adding it right now)
-                    conn.execute("ALTER TABLE runs ADD COLUMN train_s REAL NOT NULL DEFAULT 0")
+            have = {row[1] for row in conn.execute("PRAGMA table_info(runs)")}
+            for name, definition in _ADDED_COLUMNS.items():
+                if name in have:
+                    continue
+                try:  # a file from before this column (another process may be adding it right now)
+                    conn.execute(f"ALTER TABLE runs ADD COLUMN {name} {definition}")
                 except sqlite3.OperationalError as exc:
                     if "duplicate column" not in str(exc):
                         raise
@@ -309,8 +318,11 @@ class RunHistory:
 
     # -- writing ----------------------------------------------------------------------
     def start(self, preset, run_dir: str | Path, source: str = "cli", device: str = "",
-              total_steps: int = 0, resume: bool = False) -> int:
+              total_steps: int = 0, resume: bool = False, study: str | None = None,
+              trial: int | None = None) -> int:
         """A new row with status 'running' for this process; returns its id.
+
+        ``study``, ``trial``: the sweep trial this run is (workbench/sweep.py).
 
         ``resume``: the most recent row for the same run folder (if any, and not running)
         is reopened instead, so one run folder stays one row across resumes (its
@@ -322,7 +334,7 @@ class RunHistory:
                       preset_json=preset.to_json(), status="running", source=source, run_dir=run_dir_text,
                       device=device, started_at=now, updated_at=now, ended_at=None, step=0,
                       total_steps=int(total_steps), metrics="{}", message="", host=_HOST, pid=pid,
-                      pid_start=_process_start(pid))
+                      pid_start=_process_start(pid), study=study, trial=None if trial is None else int(trial))
 
         def insert(c):
             if resume and run_dir_text:
@@ -407,10 +419,10 @@ class RunHistory:
 
     def list(self, status: str | tuple[str, ...] | None = None, task: str | None = None,
              name: str | None = None, since: float | None = None, run_dir: str | Path | None = None,
-             limit: int | None = None, newest_first: bool = True) -> list[RunInfo]:
+             limit: int | None = None, newest_first: bool = True, study: str | None = None) -> list[RunInfo]:
         """Runs matching every filter given: status (one or several), task (exact),
         name (case-insensitive substring of the preset name), since (unix seconds,
-        started at or after), run_dir (that folder)."""
+        started at or after), run_dir (that folder), study (a sweep's trials)."""
         where, args = [], []
         if status:
             statuses = (status,) if isinstance(status, str) else tuple(status)
@@ -428,6 +440,9 @@ class RunHistory:
         if run_dir is not None:
             where.append("run_dir = ?")
             args.append(str(Path(run_dir).resolve()))
+        if study is not None:
+            where.append("study = ?")
+            args.append(study)
         sql = f"SELECT {', '.join(_COLUMNS)} FROM runs"
         if where:
             sql += " WHERE " + " AND ".join(where)
@@ -465,8 +480,10 @@ class RunRecorder:
     warning goes to ``warn`` and training goes on unrecorded."""
 
     def __init__(self, preset, run_dir: str | Path, source: str = "cli", resume: bool = False,
-                 history: RunHistory | None = None, warn=None, clock=time.monotonic):
+                 history: RunHistory | None = None, warn=None, clock=time.monotonic,
+                 study: str | None = None, trial: int | None = None):
         self.preset = preset
+        self.study, self.trial = study, trial
         self.run_dir = run_dir
         self.source = source
         self.resume = resume
@@ -498,7 +515,7 @@ class RunRecorder:
                 self.warn(f"warning: the run is not recorded in the history: {exc}")
                 return self
         self.run_id = self._safely(self.history.start, self.preset, self.run_dir, source=self.source,
-                                   resume=self.resume)
+                                   resume=self.resume, study=self.study, trial=self.trial)
         if self.run_id is not None and self.resume:
             info = self._safely(self.history.get, self.run_id)
             self.train_s_before = float(info.train_s) if info is not None else 0.0

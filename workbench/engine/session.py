@@ -56,10 +56,12 @@ class RunSession:
     ``task``: a task already made (the window makes it first, to react to a stop while
     the data loads); else open() makes it. ``control``: the TrainControl a UI pauses
     and stops (else the session makes one). ``history``: a RunHistory (tests), else the
-    user's. ``trainer_options``: passed on to the Trainer (probe_budget, ...)."""
+    user's. ``study``, ``trial``: the sweep trial this run is, kept on its history row
+    (workbench/sweep.py). ``trainer_options``: passed on to the Trainer (probe_budget, ...)."""
 
     def __init__(self, preset: Preset, run_dir: str | Path | None, *, source: str = "cli", resume: bool = False,
-                 task=None, control=None, history=None, warn=None, **trainer_options):
+                 task=None, control=None, history=None, warn=None, study: str | None = None,
+                 trial: int | None = None, **trainer_options):
         from workbench.engine.trainer import TrainControl
 
         self.preset = preset
@@ -71,6 +73,8 @@ class RunSession:
         self.history = history
         self.warn = warn
         self.trainer_options = trainer_options
+        self.study, self.trial = study, trial
+        self.run_id: int | None = None  # the history row, once the run has begun (None: not recorded)
         # rank > 0 of a torchrun job trains in step with rank 0 and writes nothing
         self.writes = self.run_dir is not None and distributed.is_main_process()
         self.trainer = None
@@ -115,8 +119,9 @@ class RunSession:
                 atomic_write_text(self.run_dir / "task.json", json.dumps(self.task.artifacts()) + "\n")
             self._metrics = open(self.run_dir / "metrics.jsonl", "a" if self.resume else "w", encoding="utf-8")
             self._recorder = RunRecorder(self.preset, self.run_dir, source=self.source, resume=self.resume,
-                                         history=self.history, warn=self.warn)
+                                         history=self.history, warn=self.warn, study=self.study, trial=self.trial)
             self._recorder.__enter__()
+            self.run_id = self._recorder.run_id
         self._began, self._paused_at_start = time.perf_counter(), self.control.paused_s
         return self
 
