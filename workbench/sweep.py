@@ -278,8 +278,10 @@ def open_storage(url: str):
     try:
         return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
     except Exception as exc:  # noqa: BLE001 - bad scheme, no driver, no server, wrong password: the user's URL
-        text = one_line(exc)
-        raise UsageError(f"--storage {shown_url(url)}: cannot open it ({text[:240]})") from None
+        text = one_line(exc)[:240]
+        if isinstance(exc, ImportError) or "import DB access module" in text:
+            text += "; install its Python driver, e.g. pip install 'psycopg[binary]' for postgresql://"
+        raise UsageError(f"--storage {shown_url(url)}: cannot open it ({text})") from None
 
 
 def study_names(storage) -> list[str]:
@@ -426,7 +428,7 @@ class Sweep:
                 except Exception:  # noqa: BLE001 - another worker got there first
                     continue
                 if t.params:
-                    study.enqueue_trial(t.params, skip_if_exists=True)
+                    study.enqueue_trial(t.params)
                 gone.append(t.number)
         return gone
 
@@ -649,13 +651,13 @@ def run_trial(sweep: Sweep, study, trial, stop, say) -> str:
         trial.set_user_attr("error", one_line(exc))
         if isinstance(exc, KeyboardInterrupt):
             trial.set_user_attr("interrupted", True)
-            study.enqueue_trial(values, skip_if_exists=True)
+            study.enqueue_trial(values)
         study.tell(trial, state=TrialState.FAIL)
         raise
     if interrupted:
         trial.set_user_attr("interrupted", True)
         study.tell(trial, state=TrialState.FAIL)
-        study.enqueue_trial(values, skip_if_exists=True)  # the resumed study tries this point first
+        study.enqueue_trial(values)  # the resumed study tries this point first
         say(f"trial {trial.number}: interrupted; its parameters are queued for the resumed study")
         return "FAIL"
     if pruned_at is not None:

@@ -71,6 +71,7 @@ def cmd_sweep(args) -> int:
     job = sweep.Sweep(preset, params, metric=args.metric, direction=args.direction or "minimize",
                       sampler=args.sampler, prune=args.prune, trials=args.trials, jobs=args.jobs,
                       minutes=args.minutes, storage=args.storage, study=args.study, runs_dir=args.runs_dir)
+    sweep.open_storage(job.storage)  # an unusable --storage is refused before anything is printed
     threads = job.threads()
     print(f"sweep {job.study}: {job.trials} trials of {preset.name}, {job.direction} {job.metric}, "
           f"{job.sampler} sampler{', pruning' if job.prune else ''}; {job.jobs} worker(s)"
