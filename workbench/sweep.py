@@ -537,6 +537,8 @@ def _worker_main(sweep: Sweep, tickets, stop, deadline, errors, ran) -> None:
     from workbench.engine import cpu_policy
 
     cpu_policy.apply("sweep worker")
+    import workbench.engine.session  # noqa: F401 - torch's import before the first ticket, not inside a trial
+
     name = f"[{os.getpid()}]"
     try:
         n = _work(sweep, tickets, stop, deadline, lambda text: print(f"{name} {text}", file=sys.stderr, flush=True))

