@@ -18,7 +18,6 @@ from pathlib import Path
 import pytest
 
 optuna = pytest.importorskip("optuna")
-from optuna.trial import TrialState  # noqa: E402
 
 from workbench import presets, spec, sweep  # noqa: E402
 from workbench.cli import main  # noqa: E402
@@ -259,3 +258,19 @@ def test_ctrl_c_stops_the_cli_sweep_cleanly(tmp_path):
     assert study.trials[0].user_attrs["interrupted"] is True
     (row,) = history.list(study="cc")
     assert row.status == "stopped" and 0 < row.step < 100000
+
+
+def test_an_older_history_file_gains_the_study_and_trial_columns(tmp_path):
+    """A history written before sweeps (no study/trial columns) is read and tagged as before."""
+    import sqlite3
+
+    path = tmp_path / "old.sqlite3"
+    RunHistory(path).start(tiny(), tmp_path / "a")
+    with sqlite3.connect(path) as conn:  # back to the file as an older workbench left it
+        conn.execute("ALTER TABLE runs DROP COLUMN trial")
+        conn.execute("ALTER TABLE runs DROP COLUMN study")
+    history = RunHistory(path)
+    (old,) = history.list()
+    assert old.study is None and old.trial is None
+    history.start(tiny(), tmp_path / "b", study="s", trial=3)
+    assert [(r.study, r.trial) for r in history.list(study="s")] == [("s", 3)]
