@@ -159,6 +159,9 @@ def test_show_prints_trials_best_and_importances_and_saves_the_best(pruned_study
     assert saved.name == "tuned_adding"
     assert saved.model.layers[0].cell == best.params["model.layers.0.cell"]
     assert saved.train.lr == best.params["train.lr"]
+    assert main(["runs", "--study", "s"]) == 0  # the trials in the run history, tagged
+    listed = capsys.readouterr().out
+    assert all(f"[s#{n}]" in listed for n in range(3))
     assert main(["sweep", "show", "nope", "--storage", job.storage]) == 2
     assert "no study 'nope'" in capsys.readouterr().err
 

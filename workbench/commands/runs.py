@@ -1,6 +1,6 @@
 """`workbench runs`: the run history in the terminal.
 
-    workbench runs [--status S] [--task T] [--name TEXT] [--since DATE] [--limit N] [--json]
+    workbench runs [--status S] [--task T] [--name TEXT] [--study NAME] [--since DATE] [--limit N] [--json]
     workbench runs show ID          one run in full (JSON)
     workbench runs delete ID [--files]
 """
@@ -22,6 +22,7 @@ def register(subparsers) -> None:
     p.add_argument("--status", action="append", choices=STATUSES, help="only runs with this status (repeatable)")
     p.add_argument("--task", help="only runs of this task")
     p.add_argument("--name", help="only runs whose preset name contains this text")
+    p.add_argument("--study", help="only the trials of this sweep study (`workbench sweep`)")
     p.add_argument("--since", help="only runs started on or after this date (YYYY-MM-DD) or this long ago (e.g. 3d, 12h)")
     p.add_argument("--limit", type=int, default=50, help="at most this many runs (0: all; default 50)")
     p.add_argument("--json", action="store_true", help="one JSON object per line instead of a table")
@@ -72,7 +73,7 @@ def _metric_text(info: RunInfo) -> str:
 
 def format_table(runs: list[RunInfo]) -> list[str]:
     header = ("id", "status", "preset", "task", "started", "time", "steps", "device", "final metrics", "run folder")
-    rows = [(str(r.id), r.status, r.name, r.task, _when(r.started_at), _duration(r.duration_s),
+    rows = [(str(r.id), r.status, r.name + (f" [{r.study}#{r.trial}]" if r.study else ""), r.task, _when(r.started_at), _duration(r.duration_s),
              f"{r.step}/{r.total_steps}" if r.total_steps else str(r.step), r.device or "-",
              _metric_text(r) or "-", r.run_dir) for r in runs]
     widths = [max(len(h), *(len(row[i]) for row in rows)) if rows else len(h) for i, h in enumerate(header)]
@@ -101,7 +102,7 @@ def cmd_runs(args) -> int:
         if args.limit < 0:
             raise ValueError(f"--limit must be 0 (all) or more, got {args.limit}")
         runs = history.list(status=tuple(args.status) if args.status else None, task=args.task, name=args.name,
-                            since=since, limit=args.limit or None)
+                            since=since, limit=args.limit or None, study=args.study)
     except (HistoryError, ValueError) as exc:
         print(f"workbench: error: {' '.join(str(exc).split())}", file=sys.stderr)
         return EXIT_INVALID
@@ -111,7 +112,7 @@ def cmd_runs(args) -> int:
         return EXIT_OK
     if not runs:
         print(f"no runs recorded yet (history: {history.path})" if not any(
-            (args.status, args.task, args.name, args.since)) else "no runs match", file=sys.stderr)
+            (args.status, args.task, args.name, args.since, args.study)) else "no runs match", file=sys.stderr)
         return EXIT_OK
     for line in format_table(runs):
         print(line)
