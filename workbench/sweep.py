@@ -488,6 +488,18 @@ class Sweep:
         return {"study": self.study, "storage": self.storage, "ran": ran.value, "stopped": stop.is_set()}
 
 
+def make_stop_event(jobs: int):
+    """The event that stops a sweep: a plain one for a sweep in this process, else one the
+    worker processes share."""
+    if jobs == 1:
+        import threading
+
+        return threading.Event()
+    import multiprocessing
+
+    return multiprocessing.get_context("spawn").Event()
+
+
 def _grid_class():
     import optuna
 

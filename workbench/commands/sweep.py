@@ -77,7 +77,7 @@ def cmd_sweep(args) -> int:
           f"{job.sampler} sampler{', pruning' if job.prune else ''}; {job.jobs} worker(s)"
           f"{f' x {threads} threads' if threads else ''}; storage {sweep.shown_url(job.storage)}; "
           f"runs in {job.runs_dir}", file=sys.stderr)
-    stop = _stop_event(job.jobs)
+    stop = sweep.make_stop_event(job.jobs)
     previous = signal.getsignal(signal.SIGINT)
 
     def on_interrupt(signum, frame):
@@ -102,16 +102,6 @@ def cmd_sweep(args) -> int:
         return EXIT_FAILED
     print(f"{result['ran']} trial(s) run; results: workbench sweep show {job.study}{where}", file=sys.stderr)
     return EXIT_OK
-
-
-def _stop_event(jobs: int):
-    if jobs == 1:
-        import threading
-
-        return threading.Event()
-    import multiprocessing
-
-    return multiprocessing.get_context("spawn").Event()
 
 
 def _print_best(study, metric: str) -> None:

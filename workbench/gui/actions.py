@@ -132,6 +132,8 @@ ACTIONS: tuple[ActionSpec, ...] = (
                enabled="can_pause", toolbar="Run"),
     ActionSpec("continue_run", "&Continue selected run", "continue_selected", None,
                "Train the selected run on from its last checkpoint", menu="Run", enabled="can_continue"),
+    ActionSpec("sweep", "S&weep…", "open_sweep", None,
+               "Train the preset many times with swept fields and find the best", menu="Run"),
     ActionSpec("device_menu", "Device", _fill_devices, menu="Run", kind="submenu", separator_before=True),
     ActionSpec("runs_folder", "Open runs folder", "open_runs_folder", None, "Show the folder where runs are saved",
                menu="Run"),

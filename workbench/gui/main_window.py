@@ -671,6 +671,21 @@ class MainWindow(QMainWindow):
         self.current_run = keep
         self._plots_changed()
 
+    def open_sweep(self):
+        """The Sweep dialog for the open preset (workbench/gui/sweep_dialog.py); its trials'
+        run folders go under the window's runs folder, and a double-clicked one opens here."""
+        from workbench.gui.sweep_dialog import SweepDialog
+
+        err = self.doc.validation_error()
+        if err:
+            self.info.show_message(f"Fix the preset before a sweep: {err}", "error")
+            return None
+        dialog = SweepDialog(self.doc.preset, self, runs_root=self.data_dir / "runs" / "sweeps")
+        dialog.open_run.connect(lambda path: self.load_run_folder(path))
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.show()
+        return dialog
+
     def open_runs_folder(self) -> None:
         folder = self.data_dir / "runs"
         folder.mkdir(parents=True, exist_ok=True)
