@@ -277,3 +277,20 @@ def test_an_older_history_file_gains_the_study_and_trial_columns(tmp_path):
     assert old.study is None and old.trial is None
     history.start(tiny(), tmp_path / "b", study="s", trial=3)
     assert [(r.study, r.trial) for r in history.list(study="s")] == [("s", 3)]
+
+
+def test_a_metric_the_task_does_not_report_stops_the_sweep_naming_it(tmp_path):
+    job = make(tmp_path, metric="accuracy", trials=3)
+    with pytest.raises(UsageError, match=r"--metric accuracy: .*reports: .*val_loss"):
+        job.run(say=lambda _t: None)
+    study = sweep.load_study(sweep.open_storage(job.storage), "s")
+    assert states(study) == ["FAIL"]  # the first trial, and no other
+
+
+def test_a_grid_visits_each_point_once(tmp_path):
+    job = make(tmp_path, ("model.layers.0.cell=lstm,gru,rnn_tanh",), sampler="grid",
+               preset=spec.with_overrides(tiny(), ["train.steps=5"]))
+    assert job.run(say=lambda _t: None)["ran"] == 3
+    study = sweep.load_study(sweep.open_storage(job.storage), "s")
+    assert sorted(t.params["model.layers.0.cell"] for t in study.trials) == ["gru", "lstm", "rnn_tanh"]
+    assert states(study) == ["COMPLETE"] * 3
