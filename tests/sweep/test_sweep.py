@@ -294,3 +294,9 @@ def test_a_grid_visits_each_point_once(tmp_path):
     study = sweep.load_study(sweep.open_storage(job.storage), "s")
     assert sorted(t.params["model.layers.0.cell"] for t in study.trials) == ["gru", "lstm", "rnn_tanh"]
     assert states(study) == ["COMPLETE"] * 3
+
+
+def test_no_trial_starts_once_the_minutes_are_up(tmp_path):
+    lines: list[str] = []
+    result = make(tmp_path, minutes=1e-9, trials=2).run(say=lines.append)
+    assert result["ran"] == 0 and "minutes are up" in lines[-1]
