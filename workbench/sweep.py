@@ -378,7 +378,7 @@ class Sweep:
         if self.sampler == "random":
             return optuna.samplers.RandomSampler(seed=self.seed)
         if self.sampler == "grid":
-            return _Grid(grid_space(self.params), seed=self.seed)
+            return _grid_sampler(grid_space(self.params), seed=self.seed)
         return optuna.samplers.TPESampler(seed=self.seed)
 
     def make_pruner(self):
@@ -500,7 +500,7 @@ def make_stop_event(jobs: int):
     return multiprocessing.get_context("spawn").Event()
 
 
-def _grid_class():
+def _grid_sampler(space: dict[str, list], seed=None):
     import optuna
 
     class Grid(optuna.samplers.GridSampler):
@@ -510,11 +510,7 @@ def _grid_class():
         def after_trial(self, study, trial, state, values):
             return None
 
-    return Grid
-
-
-def _Grid(space, seed=None):
-    return _grid_class()(space, seed=seed)
+    return Grid(space, seed=seed)
 
 
 class _Tickets:
@@ -613,7 +609,7 @@ def run_trial(sweep: Sweep, study, trial, stop, say) -> str:
     from workbench.runs import _process_start
 
     values = {p.field: p.suggest(trial) for p in sweep.params}
-    shown = ", ".join(f"{k}={_fmt(v)}" for k, v in values.items())
+    shown = ", ".join(f"{k}={fmt_value(v)}" for k, v in values.items())
     threads = sweep.threads()
     try:
         preset = apply_values(sweep.preset, {**values, **({"train.num_threads": threads} if threads else {})})
@@ -707,7 +703,8 @@ def _note_run(run_id: int | None, message: str) -> None:
         pass  # the run itself is recorded; only this note is lost
 
 
-def _fmt(value: Any) -> str:
+def fmt_value(value: Any) -> str:
+    """A parameter's value for a table or a line (floats to 4 significant digits)."""
     if isinstance(value, float):
         return f"{value:.4g}"
     return str(value)

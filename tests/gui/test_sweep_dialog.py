@@ -33,6 +33,7 @@ def test_the_dialog_runs_a_study_and_opens_a_trial(qtbot, tmp_path):
     assert done.args == ["done: 2 trial(s) run"]
     assert dialog.table.rowCount() == 2
     assert [dialog.table.item(r, 1).text() for r in range(2)] == ["complete", "complete"]
+    assert dialog.summary.text().startswith("best: trial ") and "importance: " in dialog.summary.text()
     folder = dialog.table.item(0, dialog.table.columnCount() - 1).text()
     assert folder.startswith(str(tmp_path / "runs" / dialog.job.study))
     with qtbot.waitSignal(dialog.open_run) as opened:

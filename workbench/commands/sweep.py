@@ -105,17 +105,15 @@ def cmd_sweep(args) -> int:
 
 
 def _print_best(study, metric: str) -> None:
+    from workbench import sweep
+
     try:
         best = study.best_trial
     except ValueError:
         print("no finished trial yet")
         return
-    params = ", ".join(f"{k}={_value(v)}" for k, v in best.params.items())
+    params = ", ".join(f"{k}={sweep.fmt_value(v)}" for k, v in best.params.items())
     print(f"best: trial {best.number}, {metric} {best.value:.5g}: {params}")
-
-
-def _value(v) -> str:
-    return f"{v:.4g}" if isinstance(v, float) else str(v)
 
 
 def cmd_show(args) -> int:
@@ -146,7 +144,7 @@ def cmd_show(args) -> int:
     for t in trials:
         state = "interrupted" if t.user_attrs.get("interrupted") else t.state.name.lower()
         value = f"{t.value:.5g}" if t.value is not None else "-"
-        rows.append([str(t.number), state, value, *(_value(t.params[f]) if f in t.params else "-" for f in fields),
+        rows.append([str(t.number), state, value, *(sweep.fmt_value(t.params[f]) if f in t.params else "-" for f in fields),
                      t.user_attrs.get("run_dir", "-")])
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     for r in [header, *rows]:

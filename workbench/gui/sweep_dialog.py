@@ -50,6 +50,20 @@ def suggestions(preset: Preset) -> dict[str, str]:
     return out
 
 
+def summarise(study, metric: str) -> str:
+    """'best: trial 3, val_loss 0.012 (train.lr=0.003); importance: train.lr 0.91, ...'."""
+    try:
+        best = study.best_trial
+    except ValueError:
+        return "no finished trial yet"
+    params = ", ".join(f"{k}={sweep.fmt_value(v)}" for k, v in best.params.items())
+    text = f"best: trial {best.number}, {metric} {best.value:.5g} ({params})"
+    found = sweep.importances(study)
+    if isinstance(found, dict):
+        text += "; importance: " + ", ".join(f"{k} {v:.2f}" for k, v in found.items())
+    return text
+
+
 class SweepDialog(QDialog):
     open_run = Signal(str)  # a trial's run folder, to open like any run
     finished_sweep = Signal(str)  # the sweep ended: its last line
@@ -110,6 +124,9 @@ class SweepDialog(QDialog):
         buttons.addStretch(1)
         self.status = QLabel("")
         self.status.setWordWrap(True)
+        self.summary = QLabel("")  # the best trial and the parameters' importances, once it ends
+        self.summary.setWordWrap(True)
+        self.summary.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.table = QTableWidget(0, 0)
         self.table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
         self.table.cellDoubleClicked.connect(self._open_row)
@@ -119,6 +136,7 @@ class SweepDialog(QDialog):
         layout.addLayout(buttons)
         layout.addWidget(self.status)
         layout.addWidget(self.table, 1)
+        layout.addWidget(self.summary)
         self.timer = QTimer(self)
         self.timer.setInterval(REFRESH_MS)
         self.timer.timeout.connect(self.refresh)
@@ -200,7 +218,7 @@ class SweepDialog(QDialog):
             value = f"{t.value:.5g}" if t.value is not None else (
                 f"{t.intermediate_values[max(t.intermediate_values)]:.5g} @ {max(t.intermediate_values)}"
                 if t.intermediate_values else "-")
-            cells = [str(t.number), state, value, *(sweep._fmt(t.params[f]) if f in t.params else "-" for f in fields),
+            cells = [str(t.number), state, value, *(sweep.fmt_value(t.params[f]) if f in t.params else "-" for f in fields),
                      t.user_attrs.get("run_dir", "")]
             for col, text in enumerate(cells):
                 item = QTableWidgetItem(text)
@@ -214,6 +232,7 @@ class SweepDialog(QDialog):
             self.stop_button.setEnabled(False)
             outcome = self._outcome or "ended"
             self._say(outcome, error=outcome.startswith("error"))
+            self.summary.setText(summarise(study, self.job.metric))
             self.finished_sweep.emit(outcome)
 
     def _open_row(self, row: int, _col: int) -> None:
