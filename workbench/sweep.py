@@ -445,7 +445,7 @@ class Sweep:
             say(f"trial {number}: its worker is gone; marked interrupted, its parameters queued again")
         remaining = max(0, self.trials - self.counted(study))
         deadline = time.time() + self.minutes * 60 if self.minutes else None
-        if self.jobs == 1:
+        if self.jobs == 1 or remaining == 0:
             import threading
 
             stop = stop or threading.Event()
@@ -463,7 +463,7 @@ class Sweep:
         errors = ctx.Queue()
         ran = ctx.Value("i", 0)
         workers = [ctx.Process(target=_worker_main, args=(self, tickets, stop, deadline, errors, ran),
-                               name=f"sweep-worker-{i}") for i in range(min(self.jobs, max(remaining, 1)))]
+                               name=f"sweep-worker-{i}") for i in range(min(self.jobs, remaining))]
         for w in workers:
             w.start()
         try:
