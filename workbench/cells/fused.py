@@ -84,6 +84,24 @@ class FusedOps(CellOps):
         return [tuple(getattr(rnn, f"{n}_l0{sfx}") for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"))
                 for sfx in (("", "_reverse") if rnn.bidirectional else ("",))]
 
+    def input_part(self, direction: tuple, x: torch.Tensor) -> torch.Tensor:
+        w_ih, _w_hh, b_ih, b_hh = (p.detach() for p in direction)
+        return F.linear(x, w_ih, b_ih + b_hh if self.fold_bias else b_ih)  # [..., G*H]
+
+    def transition(self, direction: tuple) -> Callable:
+        _w_ih, w_hh, _b_ih, b_hh = (p.detach() for p in direction)
+        w_hh_t, b = w_hh.t(), None if self.fold_bias else b_hh  # [H, G*H]
+        multi, step = self.multi, self.step
+
+        def f(gi, state):
+            gates: dict = {}
+            h, c = step(gi, state[0], state[1] if multi else None, w_hh_t, b, gates)
+            return ((h, c) if multi else (h,)), gates
+        return f
+
+    def recurrent_weights(self, direction: tuple) -> dict[str, torch.Tensor]:
+        return {"weight_hh": direction[1]}
+
     def probe_through_kernel(self, device: torch.device) -> bool:
         return self.cpu_kernel_probe or device.type != "cpu"
 

@@ -49,6 +49,40 @@ class CellOps:
         """The probe's default route on this device (RecurrentStack.kernel_probe = None)."""
         return self.kernel is not None
 
+    # -- one step as a map of the carried state (workbench.engine.dynamics) -----------
+    def input_part(self, direction, x: torch.Tensor) -> torch.Tensor:
+        """What a step reads of its input, computed for all rows and steps at once: x
+        [..., In] -> u [..., U] (the fused cells: x W_ih^T + biases; a step cell: x)."""
+        raise NotImplementedError
+
+    def transition(self, direction) -> Callable:
+        """One step as a function of the carried state, its parameters detached:
+        ``f(u [N, U], state tuple of [N, H]) -> (next state tuple, gates {name: [N, H]})``,
+        each of the N rows independent of the others (a row may be a (row, t) pair)."""
+        raise NotImplementedError
+
+    def recurrent_weights(self, direction) -> dict[str, torch.Tensor]:
+        """This direction's recurrent weights by parameter name ([G*H, H] each)."""
+        raise NotImplementedError
+
+    def recurrent_blocks(self, direction, hidden: int) -> dict[str, torch.Tensor]:
+        """The recurrent weights cut into their [H, H] gate blocks, named by the cell's gate
+        (an LSTM's input/forget/cell/output, a GRU's reset/update/new) where the blocks
+        are as many as its gates, else "W_hh" (one block) or "NAME[k]"."""
+        gate_names = self.cell.gate_names if self.cell is not None else ()
+        weights = {n: w for n, w in self.recurrent_weights(direction).items()
+                   if w.dim() == 2 and w.shape[1] == hidden and w.shape[0] % hidden == 0}
+        out = {}
+        for name, w in weights.items():
+            blocks = w.detach().view(-1, hidden, hidden)  # [G, H, H]
+            if len(blocks) == 1:
+                out["W_hh" if len(weights) == 1 else name] = blocks[0]
+            elif len(weights) == 1 and len(blocks) == len(gate_names):
+                out.update(zip(gate_names, blocks))
+            else:
+                out.update((f"{name}[{k}]", b) for k, b in enumerate(blocks))
+        return out
+
     # -- states: one tensor [D, B, H], or a tuple of them ------------------------------
     @property
     def multi(self) -> bool:
@@ -148,6 +182,21 @@ class StepOps(CellOps):
             outs.append(out.flip(1) if d else out)
             finals.append(tuple(final))
         return torch.cat(outs, dim=-1), self._final(finals)
+
+    def input_part(self, direction: _Direction, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+    def transition(self, direction: _Direction) -> Callable:
+        params = {n: p.detach() for n, p in direction.params.items()}
+        step = self.step
+
+        def f(u, state):
+            _h, state, gates = step(params, u, tuple(state))
+            return tuple(state), gates
+        return f
+
+    def recurrent_weights(self, direction: _Direction) -> dict[str, torch.Tensor]:
+        return {n: p for n, p in direction.params.items() if n.startswith("weight_hh")}
 
     def unrolled(self, directions: list, x: torch.Tensor, state, gates: list | None):
         T = x.shape[1]

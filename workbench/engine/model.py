@@ -358,10 +358,12 @@ class RecurrentStack(nn.Module):
         return RowAlignment.of(lengths, x.shape[1], x.device)
 
     def forward(self, x: torch.Tensor, initial: list | None = None, taps: list | None = None,
-                unrolled_states: list | None = None, align: RowAlignment | None = None):
+                unrolled_states: list | None = None, align: RowAlignment | None = None,
+                initials: list | None = None):
         """x: [B, T, In] -> (output [B, T, D*H_top], final states per layer).
 
         taps: if a list, each layer's input sequence is appended to it.
+        initials: if a list, each layer's initial state (None: zeros) is appended to it.
         unrolled_states: if a list, the exact probe's forward: each layer's LayerProbe is
         appended to it (through the layer's kernel with the probe input, or step by
         step: see ``kernel_probe``).
@@ -374,6 +376,8 @@ class RecurrentStack(nn.Module):
             if taps is not None:
                 taps.append(x)
             state = initial[i] if initial is not None else None
+            if initials is not None:
+                initials.append(state)
             if unrolled_states is not None:
                 cell = self.specs[i].cell
                 ops = cells.ops(cell)
@@ -544,6 +548,8 @@ class Probe:
     # per layer: what the exact probe needs of it (its forward with unrolled=True only)
     states: list[LayerProbe | PairedProbe] = field(default_factory=list)
     layer_names: list[str] = field(default_factory=list)
+    # per layer: the state it started from (None: zeros), recorded with the taps
+    initials: list = field(default_factory=list)
 
 
 class RecurrentModel(nn.Module):
@@ -622,7 +628,8 @@ class RecurrentModel(nn.Module):
         states = probe.states if probe is not None and unrolled else None
         if probe is not None:
             probe.layer_names += [f"{prefix}.{i}" for i in range(len(stack.rnns))]
-        return stack(x, initial, taps=taps, unrolled_states=states, align=stack.alignment(x, lengths))
+        return stack(x, initial, taps=taps, unrolled_states=states, align=stack.alignment(x, lengths),
+                     initials=probe.initials if taps is not None else None)
 
     def encode_input(self, x: torch.Tensor) -> torch.Tensor:
         return self.input_side(x)

@@ -14,6 +14,8 @@ Kinds:
               at each layer's input) and param_grad_norms {layer: {forward, recurrent,
               bias}}
   Probe       the exact ||dL/dh_t||, hidden_grad_norms {layer: [T]}
+  Dynamics    after each Probe, on its batch: the one-step Jacobian norms {layer: [T]},
+              leading Lyapunov exponents, W_hh gate blocks' spectra, gate statistics
   Eval        validation metrics {name: value} (val_loss and the task's own)
   NonFinite   a NaN/Inf loss or gradient: what, action (skipped / stopped), restored
   Checkpoint  a checkpoint was written: path, final
@@ -165,6 +167,42 @@ class Probe(Record):
 
 
 @dataclass(eq=False)
+class Dynamics(Record):
+    """The recurrence's dynamics on the probe batch (workbench/engine/dynamics.py), right
+    after each Probe. Keys: layer names, a bidirectional layer's reverse direction as
+    "NAME.reverse"."""
+
+    kind: ClassVar[str] = "dynamics"
+    _profiles: ClassVar[tuple[str, ...]] = ("jacobian_norms", "lyapunov", "spectra", "gates")
+    _timings: ClassVar[tuple[str, ...]] = ("time_s",)
+    jacobian_norms: dict = field(default_factory=dict)  # {layer: [T]} mean_b ||ds_t/ds_{t-1}||_2
+    lyapunov: dict = field(default_factory=dict)  # {layer: [k]} leading finite-time exponents, per step
+    # {layer: {block: {"radius", "sigma_max", "eigenvalues": [[re...], [im...]]}}} of W_hh's gate blocks
+    spectra: dict = field(default_factory=dict)
+    gates: dict = field(default_factory=dict)  # {layer: {gate: {"mean", "saturation"}}} (gated cells)
+    time_s: float = 0.0
+
+    def jacobian_log_product(self, layer: str) -> np.ndarray:
+        """[T] log10 of prod_{s>t} ||ds_s/ds_{s-1}||: the bound on how far ||ds_T/ds_t||
+        (so dL/dh_t from a loss at the last step) can have grown or shrunk by step t."""
+        return jacobian_log_product(self.jacobian_norms.get(layer, ()))
+
+    def radius(self, layer: str) -> float:
+        """The largest spectral radius over the layer's W_hh blocks (NaN without any)."""
+        values = [b.get("radius", math.nan) for b in self.spectra.get(layer, {}).values()]
+        return max(values) if values else math.nan
+
+
+def jacobian_log_product(norms) -> np.ndarray:
+    """[T] one-step Jacobian norms -> [T] log10 of the product of those after each step."""
+    logs = np.log10(np.clip(np.asarray(norms, dtype=np.float64), 1e-300, None))
+    out = np.zeros_like(logs)
+    if logs.size > 1:
+        out[:-1] = np.cumsum(logs[::-1])[::-1][1:]
+    return out
+
+
+@dataclass(eq=False)
 class Eval(Record):
     kind: ClassVar[str] = "eval"
     metrics: dict = field(default_factory=dict)  # {"val_loss": ..., task metrics}
@@ -217,7 +255,8 @@ class End(Record):
     probe_unrolled: str | None = None
 
 
-KINDS: dict[str, type[Record]] = {cls.kind: cls for cls in (Start, Step, Probe, Eval, NonFinite, Checkpoint, End)}
+KINDS: dict[str, type[Record]] = {cls.kind: cls for cls in (Start, Step, Probe, Dynamics, Eval, NonFinite,
+                                                               Checkpoint, End)}
 
 
 def from_json(data: dict | str) -> Record | None:

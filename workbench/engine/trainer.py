@@ -5,9 +5,10 @@ of the terminal: the CLI, the GUI's worker thread and the tests all consume the 
 stream. Between steps it honours a TrainControl (pause / resume / stop), so a stop
 takes effect within one step.
 
-Records: the declared types of workbench/engine/records.py (Start, Step, Probe, Eval,
-NonFinite, Checkpoint, End), in this order: one Start; then Steps, with a Probe before
-the first update (the profile at init) and every probe_every steps, an Eval (over
+Records: the declared types of workbench/engine/records.py (Start, Step, Probe, Dynamics,
+Eval, NonFinite, Checkpoint, End), in this order: one Start; then Steps, with a Probe
+(and its Dynamics) before the first update (the profile at init) and every probe_every
+steps, an Eval (over
 train.eval_batches batches) every eval_every steps, a Checkpoint every checkpoint_every
 steps, a NonFinite for each step whose loss or gradients were NaN/Inf; then the final
 Eval (over the whole validation set) and Checkpoint; one End.
@@ -60,7 +61,7 @@ from workbench.engine.probe import (
     to_host,
     unpack_param_norms,
 )
-from workbench.engine.records import Checkpoint, End, Eval, NonFinite, Probe, Record, Start, Step
+from workbench.engine.records import Checkpoint, Dynamics, End, Eval, NonFinite, Probe, Record, Start, Step
 from workbench.engine.resources import check_training_memory
 from workbench.errors import TrainingError  # noqa: F401 - also importable from here
 from workbench.spec import Preset, SpecError, TrainSpec
@@ -296,13 +297,17 @@ class Trainer:
     that record no taps through one multi-layer kernel (RecurrentStack.fused); None =
     on CUDA, whichever way the first such steps time faster (StepPathTuner).
     ``cuda_graphs``: replay each step's device work from a CUDA graph (graphs.py); None
-    = on CUDA, unless fp16's grad scaler or several processes are in play."""
+    = on CUDA, unless fp16's grad scaler or several processes are in play.
+    ``dynamics``: after each Probe, a Dynamics record on the same batch (Jacobian norms,
+    Lyapunov exponents, W_hh spectra, gates; engine/dynamics.py), its time counted in
+    the probe's budget."""
 
     def __init__(self, preset: Preset, run_dir: str | Path | None = None, control: TrainControl | None = None,
                  task: Task | None = None, resume: bool = False, probe_budget: float | None = 0.02,
                  clock: Callable[[], float] = time.perf_counter, fused_stacks: bool | None = None,
-                 cuda_graphs: bool | None = None):
+                 cuda_graphs: bool | None = None, dynamics: bool = True):
         self.preset = preset
+        self.dynamics = dynamics
         self.train = preset.train
         self.run_dir = Path(run_dir) if run_dir else None
         self.control = control or TrainControl()
@@ -472,6 +477,8 @@ class Trainer:
                 if t.probe_every and self.state.last_probe_step < 0:
                     # the first probe sees the weights before any update: the profile at init
                     yield self._probe(work)
+                    if self.dynamics:
+                        yield self._dynamics(work)
                 record = self._train_step(work, total)
                 yield record
                 if isinstance(record, NonFinite):
@@ -483,6 +490,8 @@ class Trainer:
                 step = self.state.step
                 if self._probe_due(step):
                     yield self._probe(work)
+                    if self.dynamics:
+                        yield self._dynamics(work)
                 if t.eval_every and step % t.eval_every == 0 and step < total:
                     yield self._eval()
                 if t.checkpoint_every and step % t.checkpoint_every == 0 and self.run_dir is not None:
@@ -858,6 +867,19 @@ class Trainer:
         self._probe_time += self.clock() - c0
         self.state.last_probe_step = self.state.step
         return Probe(step=self.state.step, hidden_grad_norms=norms, time_s=dt)
+
+    def _dynamics(self, work: _Work) -> Dynamics:
+        """The recurrence's dynamics (engine/dynamics.py) on the probe's batch at the same
+        weights; its time counts as probe time. Forked RNG, as the probe's."""
+        from workbench.engine.dynamics import model_dynamics
+
+        t0, c0 = time.perf_counter(), self.clock()
+        self.model.train()
+        devices = [self.device.index or 0] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            fields = model_dynamics(self.model, work.probe_loss, seed=self.train.seed)
+        self._probe_time += self.clock() - c0
+        return Dynamics(step=self.state.step, time_s=time.perf_counter() - t0, **fields)
 
     @torch.no_grad()
     def evaluate(self, whole: bool = False) -> dict:

@@ -1,0 +1,224 @@
+"""Why the gradient vanishes or explodes: the recurrence's own dynamics on the probe batch.
+
+Per recurrent layer and direction (a bidirectional layer's reverse direction is reported
+as ``NAME.reverse``), at the weights of the moment, no parameter's .grad touched:
+
+- ``jacobian_norms`` [T]: the spectral norm of the one-step Jacobian ds_t/ds_{t-1} of the
+  carried state s (h, or for an LSTM [h; c]: the gradient reaches back through both),
+  mean over the batch. Power iteration on J^T J, one Jacobian-vector product (forward
+  mode) and one vector-Jacobian product (reverse mode) per iteration, through the cell's
+  own step (``CellOps.transition``); all T steps at once, since given s_{t-1} each step's
+  Jacobian is independent of the others ((t, row) pairs are rows of one batch).
+  ||dL/dh_t|| can fall by at most the product of these going back in time
+  (``records.Dynamics.jacobian_product``).
+- ``lyapunov`` [k]: the leading finite-time Lyapunov exponents of s along the batch's
+  trajectory: k tangent vectors pushed through each step's Jacobian (forward mode),
+  re-orthonormalised by QR; exponent i = (1/T) sum_t log |R_t[i, i]|, mean over the batch.
+  < 0: perturbations (and gradients) shrink per step, > 0: they grow (chaos).
+- ``spectra``: per gate block of W_hh [H, H] (``CellOps.recurrent_blocks``: an LSTM's
+  i/f/g/o, a GRU's r/z/n, an RNN's one): spectral radius, largest singular value and the
+  largest-modulus eigenvalues (at most ``max_eigenvalues``), in float64 on the host.
+- ``gates`` (gated cells): per gate, the mean and the saturation: the fraction of values
+  within 5% of the range's width from either end (a sigmoid gate: < 0.05 or > 0.95; a
+  tanh one: < -0.9 or > 0.9), over batch, steps and units.
+
+Every row of the batch counts, padded steps included (as for the exact probe); over
+padded rows a bidirectional layer's reverse direction here starts at the padded end.
+The states come from one forward with the layer-input taps (no gradients), the layer's
+initial state included (a TBPTT chunk's carried state, an encoder's bridge).
+
+Imports torch, never Qt.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch.func import jvp, vjp
+
+from workbench import cells
+
+SATURATION = 0.05  # share of a gate's range at either end counted as saturated
+
+
+@dataclass
+class DynamicsSettings:
+    power_iterations: int = 6  # J^T J power iterations per step (each one JVP + one VJP)
+    lyapunov_vectors: int = 3  # k tangent vectors: the leading k exponents
+    max_eigenvalues: int = 64  # per block: the largest in modulus (the complex-plane plot)
+    max_rows: int = 16  # the first rows of the probe batch (cost ~ rows * T)
+
+
+def _flat(state: tuple) -> torch.Tensor:
+    return torch.cat(state, dim=-1)  # S x [N, H] -> [N, S*H]
+
+
+def _unflat(s: torch.Tensor, parts: int) -> tuple:
+    return tuple(s.chunk(parts, dim=-1))
+
+
+def jacobian_norms(f: Callable, u: torch.Tensor, states: torch.Tensor, parts: int, iterations: int,
+                   generator: torch.Generator | None = None) -> tuple[torch.Tensor, dict]:
+    """Spectral norm of ds'/ds for every row: f the transition, u [N, U] its inputs, states
+    [N, n] (n = parts*H) where it is linearised. -> (sigma [N], gates {name: [N, H]} at
+    those states). Power iteration: v <- J^T J v / ||J^T J v||, sigma = ||J v||."""
+    def g(s):
+        nxt, gates = f(u, _unflat(s, parts))
+        return _flat(nxt), gates
+
+    _out, pullback, gates = vjp(g, states, has_aux=True)
+    v = torch.randn(states.shape, generator=generator, dtype=states.dtype, device="cpu").to(states.device)
+    v = v / v.norm(dim=-1, keepdim=True).clamp_min(1e-30)
+    for _ in range(max(1, iterations)):
+        jv = jvp(lambda s: g(s)[0], (states,), (v,))[1]  # J v [N, n]
+        w = pullback(jv)[0]  # J^T J v
+        v = w / w.norm(dim=-1, keepdim=True).clamp_min(1e-30)
+    jv = jvp(lambda s: g(s)[0], (states,), (v,))[1]
+    return jv.norm(dim=-1), gates
+
+
+def trajectory_and_lyapunov(f: Callable, u: torch.Tensor, start: tuple, k: int,
+                            generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Run the transition over time from ``start`` (S x [B, H]) with inputs u [B, T, U],
+    pushing k orthonormal tangent vectors along. -> (the state each step read, s_{t-1}
+    [T, B, n]; the leading k finite-time Lyapunov exponents per row [B, k], float64)."""
+    B, T = u.shape[:2]
+    parts = len(start)
+    s = _flat(start)  # [B, n]
+    n = s.shape[-1]
+    k = max(0, min(k, n))
+    q = torch.randn(B, n, k, generator=generator, dtype=s.dtype, device="cpu").to(s.device)
+    q = torch.linalg.qr(q)[0]  # [B, n, k] orthonormal columns
+    logs = torch.zeros(B, k, dtype=torch.float64, device=s.device)
+    tiny = torch.finfo(s.dtype).tiny
+    prev = []
+    for t in range(T):
+        prev.append(s)
+        if k == 0:
+            s = _flat(f(u[:, t], _unflat(s, parts))[0])
+            continue
+        # the k tangents as k copies of the rows: [k*B, n] (forward mode has no batched tangents)
+        ut = u[:, t].repeat(k, 1)
+        tangents = q.permute(2, 0, 1).reshape(k * B, n)
+        nxt, jq = jvp(lambda z: _flat(f(ut, _unflat(z, parts))[0]), (s.repeat(k, 1),), (tangents,))
+        s = nxt[:B]
+        z = jq.reshape(k, B, n).permute(1, 2, 0)  # [B, n, k]
+        q, r = torch.linalg.qr(z)
+        logs += torch.diagonal(r, dim1=-2, dim2=-1).abs().clamp_min(tiny).double().log()
+    return torch.stack(prev), logs / max(T, 1)
+
+
+def gate_stats(gates: dict, ranges: dict) -> dict:
+    """{name: [N, H]} -> {name: {"mean", "saturation"}} (host floats); gates of a free range skipped."""
+    out = {}
+    for name, g in gates.items():
+        kind = ranges.get(name)
+        if kind not in ("unit", "tanh"):
+            continue
+        lo, hi = (0.0, 1.0) if kind == "unit" else (-1.0, 1.0)
+        edge = SATURATION * (hi - lo)
+        sat = ((g < lo + edge) | (g > hi - edge)).float().mean()
+        out[name] = (g.float().mean(), sat)
+    return out
+
+
+def block_spectra(blocks: dict, max_eigenvalues: int) -> dict:
+    """{block: [H, H]} -> {block: {"radius", "sigma_max", "eigenvalues": [[re...], [im...]]}}
+    (float64 on the host; the eigenvalues largest in modulus first, at most max_eigenvalues)."""
+    if not blocks:
+        return {}
+    names = list(blocks)
+    host = torch.stack([blocks[n].detach() for n in names]).double().cpu().numpy()  # one transfer
+    out = {}
+    for name, w in zip(names, host):
+        eig = np.linalg.eigvals(w)
+        order = np.argsort(-np.abs(eig))[:max_eigenvalues]
+        out[name] = {"radius": float(np.abs(eig).max()) if eig.size else 0.0,
+                     "sigma_max": float(np.linalg.norm(w, 2)) if w.size else 0.0,
+                     "eigenvalues": [eig.real[order].tolist(), eig.imag[order].tolist()]}
+    return out
+
+
+def direction_dynamics(ops, direction, x: torch.Tensor, start: tuple, settings: DynamicsSettings,
+                       generator: torch.Generator | None = None) -> dict:
+    """One direction over x [B, T, In] (in the order it reads it) from ``start`` (S x
+    [B, H]). -> {"jacobian": [T] (device), "lyapunov": [k] float64, "gates": {name:
+    (mean, saturation)}} (device tensors)."""
+    f = ops.transition(direction)
+    u = ops.input_part(direction, x)  # [B, T, U]
+    B, T = u.shape[:2]
+    prev, lyap = trajectory_and_lyapunov(f, u, start, settings.lyapunov_vectors, generator)  # [T, B, n]
+    parts = len(start)
+    # all (t, row) pairs at once: row t*B + b reads u[b, t] and s_{t-1}[b]
+    sigma, gates = jacobian_norms(f, u.transpose(0, 1).reshape(T * B, -1), prev.reshape(T * B, -1), parts,
+                                  settings.power_iterations, generator)
+    ranges = {g.name: g.range for g in ops.cell.gate_info}
+    return {"jacobian": sigma.view(T, B).mean(dim=1), "lyapunov": lyap.mean(dim=0),
+            "gates": gate_stats(gates, ranges)}
+
+
+def _start_states(ops, state, D: int, B: int, H: int, like: torch.Tensor) -> list[tuple]:
+    """Per direction the carried state tuple (each [B, H]) a layer starts from."""
+    if state is None:
+        return [tuple(like.new_zeros(B, H) for _ in range(ops.cell.state_count)) for _ in range(D)]
+    parts = ops.state_parts(state)  # each [D, B, H]
+    return [tuple(p[d].to(like.dtype) for p in parts) for d in range(D)]
+
+
+@torch.no_grad()
+def model_dynamics(model, forward: Callable[[], object], settings: DynamicsSettings | None = None,
+                   seed: int = 0) -> dict:
+    """``forward()`` runs the model once on the probe batch (its output unused); with the
+    taps on, it records each layer's input and initial state. -> the Dynamics record's
+    fields: {"jacobian_norms": {layer: [T]}, "lyapunov": {layer: [k]}, "spectra": {layer:
+    {block: ...}}, "gates": {layer: {gate: {"mean", "saturation"}}}}, host values."""
+    settings = settings or DynamicsSettings()
+    generator = torch.Generator().manual_seed(seed)  # its own: the training run's RNG is not touched
+    was_tapping = model.tap_inputs
+    model.tap_inputs = True
+    try:
+        forward()
+        probe = model.probe
+        taps, initials, names = list(probe.taps), list(probe.initials), list(probe.layer_names)
+    finally:
+        model.tap_inputs = was_tapping
+        model.probe = None
+    layers = {name: (spec, rnn) for name, spec, rnn in model.recurrent_layers()}
+    jac, lyap, gate_out, spectra = {}, {}, {}, {}
+    for name, x, state in zip(names, taps, initials):
+        spec, rnn = layers[name]
+        ops = cells.ops(spec.cell)
+        directions = ops.directions(rnn)
+        rows = min(x.shape[0], settings.max_rows) if settings.max_rows else x.shape[0]
+        x = x[:rows].detach()  # [B', T, In]
+        if state is not None:
+            state = tuple(p[:, :rows] for p in state) if ops.multi else state[:, :rows]
+        starts = _start_states(ops, state, len(directions), rows, rnn.hidden_size, x)
+        for d, (direction, start) in enumerate(zip(directions, starts)):
+            key = name + (".reverse" if d else "")
+            seq = x.flip(1) if d else x  # the reverse direction reads x backwards
+            with torch.enable_grad():  # (torch.func needs autograd on; nothing reaches the parameters)
+                out = direction_dynamics(ops, direction, seq, start, settings, generator)
+            jac[key] = out["jacobian"].flip(0) if d else out["jacobian"]
+            lyap[key] = out["lyapunov"]
+            if out["gates"]:
+                gate_out[key] = out["gates"]
+            spectra[key] = block_spectra(ops.recurrent_blocks(direction, rnn.hidden_size), settings.max_eigenvalues)
+    # one transfer for everything on the device
+    flat = [t for t in jac.values()] + [t for t in lyap.values()] + \
+        [v for g in gate_out.values() for pair in g.values() for v in pair]
+    host = torch.cat([t.reshape(-1).double() for t in flat]).cpu().numpy() if flat else np.zeros(0)
+    at = 0
+
+    def take(n: int) -> np.ndarray:
+        nonlocal at
+        at += n
+        return host[at - n:at]
+
+    jac_h = {k: take(v.numel()) for k, v in jac.items()}
+    lyap_h = {k: take(v.numel()) for k, v in lyap.items()}
+    gates_h = {k: {g: {"mean": float(take(1)[0]), "saturation": float(take(1)[0])} for g in v}
+               for k, v in gate_out.items()}
+    return {"jacobian_norms": jac_h, "lyapunov": lyap_h, "spectra": spectra, "gates": gates_h}
