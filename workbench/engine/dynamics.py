@@ -5,14 +5,16 @@ as ``NAME.reverse``), at the weights of the moment, no parameter's .grad touched
 
 - ``jacobian_norms`` [T]: the spectral norm of the one-step Jacobian ds_t/ds_{t-1} of the
   carried state s (h, or for an LSTM [h; c]: the gradient reaches back through both),
-  mean over the batch. Power iteration on J^T J, one Jacobian-vector product (forward
-  mode) and one vector-Jacobian product (reverse mode) per iteration, through the cell's
+  mean over the batch. Lanczos (power iteration's Krylov refinement) on J^T J, one
+  Jacobian-vector product and one vector-Jacobian product (both backward passes of the
+  step's graph) per iteration, through the cell's
   own step (``CellOps.transition``); all T steps at once, since given s_{t-1} each step's
   Jacobian is independent of the others ((t, row) pairs are rows of one batch).
   ||dL/dh_t|| can fall by at most the product of these going back in time
   (``records.Dynamics.jacobian_product``).
 - ``lyapunov`` [k]: the leading finite-time Lyapunov exponents of s along the batch's
-  trajectory: k tangent vectors pushed through each step's Jacobian (forward mode),
+  trajectory: k vectors pushed back from the last step through each step's transposed
+  Jacobian (as backpropagation does; in the limit the same exponents as forward),
   re-orthonormalised by QR; exponent i = (1/T) sum_t log |R_t[i, i]|, mean over the batch.
   < 0: perturbations (and gradients) shrink per step, > 0: they grow (chaos).
 - ``spectra``: per gate block of W_hh [H, H] (``CellOps.recurrent_blocks``: an LSTM's
@@ -36,7 +38,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from torch.func import jvp, vjp
 
 from workbench import cells
 
@@ -45,10 +46,10 @@ SATURATION = 0.05  # share of a gate's range at either end counted as saturated
 
 @dataclass
 class DynamicsSettings:
-    power_iterations: int = 6  # J^T J power iterations per step (each one JVP + one VJP)
+    power_iterations: int = 8  # Lanczos iterations on J^T J per step (each one JVP + one VJP)
     lyapunov_vectors: int = 3  # k tangent vectors: the leading k exponents
     max_eigenvalues: int = 64  # per block: the largest in modulus (the complex-plane plot)
-    max_rows: int = 16  # the first rows of the probe batch (cost ~ rows * T)
+    max_rows: int = 4  # the first rows of the probe batch (the cost grows with rows * T)
 
 
 def _flat(state: tuple) -> torch.Tensor:
@@ -63,51 +64,85 @@ def jacobian_norms(f: Callable, u: torch.Tensor, states: torch.Tensor, parts: in
                    generator: torch.Generator | None = None) -> tuple[torch.Tensor, dict]:
     """Spectral norm of ds'/ds for every row: f the transition, u [N, U] its inputs, states
     [N, n] (n = parts*H) where it is linearised. -> (sigma [N], gates {name: [N, H]} at
-    those states). Power iteration: v <- J^T J v / ||J^T J v||, sigma = ||J v||."""
-    def g(s):
-        nxt, gates = f(u, _unflat(s, parts))
-        return _flat(nxt), gates
+    those states). Lanczos on A = J^T J, power iteration's Krylov refinement: each
+    iteration one A v, the Krylov basis kept orthonormal; sigma is the square root of the
+    largest Ritz value, a lower bound that converges much faster than ||J v|| of plain
+    power iteration with as many products (random tanh RNNs, H = 32 / 128: at worst 0.5%
+    / 1.2% below the exact norm after 8 iterations, 0.02% / 0.7% after 10; power
+    iteration's ||J v|| after 6: 8% below). The step's graph is built once: J^T w is a
+    backward pass, J v the backward of that one with respect to w (double backward)."""
+    s = states.detach().requires_grad_(True)
+    nxt, gates = f(u, _unflat(s, parts))
+    out = _flat(nxt)  # [N, n]
+    dummy = torch.zeros_like(out, requires_grad=True)
+    (pull,) = torch.autograd.grad(out, s, dummy, create_graph=True)  # J^T dummy, linear in dummy
 
-    _out, pullback, gates = vjp(g, states, has_aux=True)
+    def apply(v):  # J^T J v
+        (jv,) = torch.autograd.grad(pull, dummy, v, retain_graph=True)
+        return torch.autograd.grad(out, s, jv, retain_graph=True)[0]
+
+    N, n = states.shape
+    m = max(1, min(iterations, n))
     v = torch.randn(states.shape, generator=generator, dtype=states.dtype, device="cpu").to(states.device)
     v = v / v.norm(dim=-1, keepdim=True).clamp_min(1e-30)
-    for _ in range(max(1, iterations)):
-        jv = jvp(lambda s: g(s)[0], (states,), (v,))[1]  # J v [N, n]
-        w = pullback(jv)[0]  # J^T J v
-        v = w / w.norm(dim=-1, keepdim=True).clamp_min(1e-30)
-    jv = jvp(lambda s: g(s)[0], (states,), (v,))[1]
-    return jv.norm(dim=-1), gates
+    basis = [v]  # m x [N, n]
+    alphas, betas = [], []
+    for j in range(m):
+        w = apply(basis[j])
+        alphas.append((w * basis[j]).sum(dim=-1))
+        if j == m - 1:
+            break
+        V = torch.stack(basis, dim=1)  # [N, j+1, n]
+        for _ in range(2):  # full re-orthogonalisation, twice (rounding)
+            w = w - torch.einsum("bk,bkn->bn", torch.einsum("bkn,bn->bk", V, w), V)
+        beta = w.norm(dim=-1)
+        betas.append(beta)
+        basis.append(w / beta.clamp_min(1e-30).unsqueeze(-1))  # a zero w: a zero vector, Ritz value 0
+    tri = torch.diag_embed(torch.stack(alphas, dim=-1))  # [N, m, m]
+    if betas:
+        off = torch.diag_embed(torch.stack(betas, dim=-1), offset=1)
+        tri = tri + off + off.transpose(-1, -2)
+    top = torch.linalg.eigvalsh(tri.detach())[..., -1]
+    return top.clamp_min(0).sqrt().detach(), {k: g.detach() for k, g in gates.items()}
 
 
 def trajectory_and_lyapunov(f: Callable, u: torch.Tensor, start: tuple, k: int,
                             generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Run the transition over time from ``start`` (S x [B, H]) with inputs u [B, T, U],
-    pushing k orthonormal tangent vectors along. -> (the state each step read, s_{t-1}
-    [T, B, n]; the leading k finite-time Lyapunov exponents per row [B, k], float64)."""
+    """Run the transition over time from ``start`` (S x [B, H]) with inputs u [B, T, U].
+    -> (the state each step read, s_{t-1} [T, B, n]; the leading k finite-time Lyapunov
+    exponents per row [B, k], float64).
+
+    The exponents are those of the adjoint (backpropagation) dynamics, which in the
+    limit are the forward dynamics' own (Oseledets): k orthonormal vectors go backwards
+    from the last step through each step's J_t^T (one backward pass of that step, the k
+    vectors as k copies of the rows), re-orthonormalised by QR; exponent i = (1/T) sum_t
+    log |R_t[i, i]|. That is how a gradient travels back in time: < 0 it shrinks per step."""
     B, T = u.shape[:2]
     parts = len(start)
-    s = _flat(start)  # [B, n]
+    s = _flat(start).detach()  # [B, n]
     n = s.shape[-1]
     k = max(0, min(k, n))
+    reps = max(k, 1)
+    # the trajectory on reps copies of the rows, with its graph: row r*B + b is copy r of row b
+    cur = s.repeat(reps, 1).requires_grad_(k > 0)
+    ut = u.repeat(reps, 1, 1)
+    seen = [cur]
+    with torch.enable_grad() if k > 0 else torch.no_grad():
+        for t in range(T):
+            seen.append(_flat(f(ut[:, t], _unflat(seen[-1], parts))[0]))
+    prev = torch.stack([x[:B].detach() for x in seen[:-1]]) if T else s.new_zeros(0, B, n)
+    logs = torch.zeros(B, k, dtype=torch.float64, device=s.device)
+    if k == 0 or T == 0:
+        return prev, logs
     q = torch.randn(B, n, k, generator=generator, dtype=s.dtype, device="cpu").to(s.device)
     q = torch.linalg.qr(q)[0]  # [B, n, k] orthonormal columns
-    logs = torch.zeros(B, k, dtype=torch.float64, device=s.device)
     tiny = torch.finfo(s.dtype).tiny
-    prev = []
-    for t in range(T):
-        prev.append(s)
-        if k == 0:
-            s = _flat(f(u[:, t], _unflat(s, parts))[0])
-            continue
-        # the k tangents as k copies of the rows: [k*B, n] (forward mode has no batched tangents)
-        ut = u[:, t].repeat(k, 1)
-        tangents = q.permute(2, 0, 1).reshape(k * B, n)
-        nxt, jq = jvp(lambda z: _flat(f(ut, _unflat(z, parts))[0]), (s.repeat(k, 1),), (tangents,))
-        s = nxt[:B]
-        z = jq.reshape(k, B, n).permute(1, 2, 0)  # [B, n, k]
-        q, r = torch.linalg.qr(z)
+    for t in range(T, 0, -1):
+        cot = q.permute(2, 0, 1).reshape(k * B, n)  # the k vectors as the k copies' cotangents
+        z = torch.autograd.grad(seen[t], seen[t - 1], cot, retain_graph=t > 1)[0]  # J_t^T q [k*B, n]
+        q, r = torch.linalg.qr(z.reshape(k, B, n).permute(1, 2, 0))  # [B, n, k]
         logs += torch.diagonal(r, dim1=-2, dim2=-1).abs().clamp_min(tiny).double().log()
-    return torch.stack(prev), logs / max(T, 1)
+    return prev, logs / T
 
 
 def gate_stats(gates: dict, ranges: dict) -> dict:
