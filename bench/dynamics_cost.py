@@ -5,9 +5,10 @@ the same run). Both count against the trainer's probe budget (2% of training tim
 ``probe_every`` must be at least (probe + dynamics) / 0.02 steps for neither to be
 postponed.
 
-Printed per cell: training step ms (taps on), probe and dynamics in training steps,
-dynamics over probe, and the dynamics' parts (the trajectory with the Lyapunov tangents,
-the Jacobian norms, the spectra) in ms.
+Printed per cell: training step ms (taps on), the probe alone and what the dynamics add
+to it (probe then Dynamics record, minus the probe alone) in training steps, that over
+the probe, and the dynamics' parts in ms (the trajectory with the Lyapunov vectors, the
+Jacobian norms, the spectra; the parts' ms include the probe-and-dynamics runs' noise).
 
   python bench/dynamics_cost.py            # CPU, 2x128 LSTM/RNN/GRU, T=50, B=64
   python bench/dynamics_cost.py --gpu      # CUDA (timed with synchronisation)
@@ -30,7 +31,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from throughput import GPU_SIZES, Size, make_preset  # noqa: E402
 
 from workbench.engine import dynamics  # noqa: E402
-from workbench.engine.probe import exact_hidden_grad_norm_tensors  # noqa: E402
 from workbench.engine.trainer import Trainer  # noqa: E402
 
 
@@ -76,10 +76,22 @@ def measure(cell: str, size: Size, device: str, repeats: int) -> dict:
             break
     work = trainer._next_work()
     step = lambda: trainer._train_step(trainer._next_work(), 10**6)  # noqa: E731
-    probe = lambda: exact_hidden_grad_norm_tensors(trainer.model, work.probe_loss)  # noqa: E731
-    dyn = lambda: trainer._dynamics(work)  # noqa: E731
-    out = {"step": timed(step, device, repeats), "probe": timed(probe, device, repeats),
-           "dynamics": timed(dyn, device, repeats)}
+    def probe():  # the trainer's probe as it runs without dynamics
+        trainer.dynamics = False
+        trainer._probe(work)
+
+    def both():  # with: the probe (recording the layer inputs), then the Dynamics record
+        trainer.dynamics = True
+        trainer._probe(work)
+        trainer._dynamics(work)
+
+    def dyn():
+        trainer.dynamics = True
+        trainer._probe(work)
+        return trainer._dynamics(work)
+
+    out = {"step": timed(step, device, repeats), "probe": timed(probe, device, repeats)}
+    out["dynamics"] = timed(both, device, repeats) - out["probe"]
     clock = PartClock(device)
     originals = {n: getattr(dynamics, n) for n in ("trajectory_and_lyapunov", "jacobian_norms", "block_spectra")}
     try:

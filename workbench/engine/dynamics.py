@@ -202,24 +202,35 @@ def _start_states(ops, state, D: int, B: int, H: int, like: torch.Tensor) -> lis
     return [tuple(p[d].to(like.dtype) for p in parts) for d in range(D)]
 
 
-@torch.no_grad()
-def model_dynamics(model, forward: Callable[[], object], settings: DynamicsSettings | None = None,
-                   seed: int = 0) -> dict:
-    """``forward()`` runs the model once on the probe batch (its output unused); with the
-    taps on, it records each layer's input and initial state. -> the Dynamics record's
-    fields: {"jacobian_norms": {layer: [T]}, "lyapunov": {layer: [k]}, "spectra": {layer:
-    {block: ...}}, "gates": {layer: {gate: {"mean", "saturation"}}}}, host values."""
-    settings = settings or DynamicsSettings()
-    generator = torch.Generator().manual_seed(seed)  # its own: the training run's RNG is not touched
+def layer_inputs(model, forward: Callable[[], object]) -> dict:
+    """Run ``forward()`` (the model once on the probe batch, its output unused) with the
+    taps on: {"names", "taps": each layer's input [B, T, In], "initials": its initial
+    state or None} (what exact_hidden_grad_norm_tensors(inputs=...) also gives)."""
     was_tapping = model.tap_inputs
     model.tap_inputs = True
     try:
-        forward()
+        with torch.no_grad():
+            forward()
         probe = model.probe
-        taps, initials, names = list(probe.taps), list(probe.initials), list(probe.layer_names)
+        return {"names": list(probe.layer_names), "taps": [x.detach() for x in probe.taps],
+                "initials": list(probe.initials)}
     finally:
         model.tap_inputs = was_tapping
         model.probe = None
+
+
+@torch.no_grad()
+def model_dynamics(model, forward: Callable[[], object] | None = None, settings: DynamicsSettings | None = None,
+                   seed: int = 0, inputs: dict | None = None) -> dict:
+    """The dynamics of every recurrent layer on the probe batch: fed either by
+    ``forward()`` (see layer_inputs) or by ``inputs`` the probe recorded. -> the Dynamics
+    record's fields: {"jacobian_norms": {layer: [T]}, "lyapunov": {layer: [k]}, "spectra":
+    {layer: {block: ...}}, "gates": {layer: {gate: {"mean", "saturation"}}}}, host values."""
+    settings = settings or DynamicsSettings()
+    generator = torch.Generator().manual_seed(seed)  # its own: the training run's RNG is not touched
+    if inputs is None:
+        inputs = layer_inputs(model, forward)
+    names, taps, initials = inputs["names"], inputs["taps"], inputs["initials"]
     layers = {name: (spec, rnn) for name, spec, rnn in model.recurrent_layers()}
     jac, lyap, gate_out, spectra = {}, {}, {}, {}
     for name, x, state in zip(names, taps, initials):

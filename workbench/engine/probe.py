@@ -152,19 +152,25 @@ def unpack_param_norms(keys: list[tuple[str, str]], values: np.ndarray) -> dict[
 # ----------------------------------------------------------------------------- exact probe
 
 
-def exact_hidden_grad_norm_tensors(model: RecurrentModel,
-                                   compute_loss: Callable[[], torch.Tensor]) -> dict[str, torch.Tensor]:
+def exact_hidden_grad_norm_tensors(model: RecurrentModel, compute_loss: Callable[[], torch.Tensor],
+                                   inputs: dict | None = None) -> dict[str, torch.Tensor]:
     """``compute_loss()`` runs the model with ``unrolled=True`` (its last forward call is
     the one probed) and returns the loss. Returns layer -> mean_b ||dL/dh_t|| [T] on the
-    device. Parameters' .grad are not touched."""
+    device. Parameters' .grad are not touched. ``inputs``: a dict that receives what
+    that forward fed each layer (engine/dynamics.py reads it instead of a forward of its
+    own): "names", "taps" (each layer's input [B, T, In], detached), "initials" (its
+    initial state or None)."""
     was_tapping = model.tap_inputs
-    model.tap_inputs = False
+    model.tap_inputs = inputs is not None
     try:
         with torch.enable_grad():
             loss = compute_loss()
             probe = model.probe
             if probe is None or not probe.states:
                 raise RuntimeError("the probe's loss must come from a forward with unrolled=True")
+            if inputs is not None:
+                inputs.update(names=list(probe.layer_names), taps=[x.detach() for x in probe.taps],
+                              initials=list(probe.initials))
             per_layer = [layer.targets() for layer in probe.states]
             flat = [t for targets in per_layer for t in targets]
             grads = torch.autograd.grad(loss, flat, allow_unused=True)

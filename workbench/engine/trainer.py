@@ -849,9 +849,11 @@ class Trainer:
         t0, c0 = time.perf_counter(), self.clock()
         self.model.train()
         devices = [self.device.index or 0] if self.device.type == "cuda" else []
+        # what the probe's forward fed each layer, for the Dynamics record that follows
+        self._probe_inputs = {} if self.dynamics else None
         try:
             with torch.random.fork_rng(devices=devices):
-                norms = to_host(exact_hidden_grad_norm_tensors(self.model, work.probe_loss))
+                norms = to_host(exact_hidden_grad_norm_tensors(self.model, work.probe_loss, self._probe_inputs))
         except RuntimeError as exc:
             stacks = [stack for _name, stack in self.model.named_stacks() if stack.kernel_probe is not False]
             if out_of_memory(exc) or not stacks:
@@ -862,7 +864,7 @@ class Trainer:
             for stack in stacks:
                 stack.kernel_probe = False
             with torch.random.fork_rng(devices=devices):
-                norms = to_host(exact_hidden_grad_norm_tensors(self.model, work.probe_loss))
+                norms = to_host(exact_hidden_grad_norm_tensors(self.model, work.probe_loss, self._probe_inputs))
         dt = time.perf_counter() - t0
         self._probe_time += self.clock() - c0
         self.state.last_probe_step = self.state.step
@@ -870,14 +872,16 @@ class Trainer:
 
     def _dynamics(self, work: _Work) -> Dynamics:
         """The recurrence's dynamics (engine/dynamics.py) on the probe's batch at the same
-        weights; its time counts as probe time. Forked RNG, as the probe's."""
+        weights, from the layer inputs the probe's forward recorded; its time counts as
+        probe time."""
         from workbench.engine.dynamics import model_dynamics
 
         t0, c0 = time.perf_counter(), self.clock()
+        inputs, self._probe_inputs = getattr(self, "_probe_inputs", None), None
         self.model.train()
         devices = [self.device.index or 0] if self.device.type == "cuda" else []
-        with torch.random.fork_rng(devices=devices):
-            fields = model_dynamics(self.model, work.probe_loss, seed=self.train.seed)
+        with torch.random.fork_rng(devices=devices):  # (only a forward of its own draws dropout masks)
+            fields = model_dynamics(self.model, work.probe_loss, seed=self.train.seed, inputs=inputs or None)
         self._probe_time += self.clock() - c0
         return Dynamics(step=self.state.step, time_s=time.perf_counter() - t0, **fields)
 
