@@ -126,7 +126,7 @@ def _preset_context(args, exc: BaseException) -> BaseException:
 def cmd_train(args) -> int:
     preset = load_preset_with_overrides(args.preset, args.set, args.steps, args.device, args.seed)
     from workbench.engine import distributed, gradstats
-    from workbench.engine.records import End, NonFinite, Probe, Start, Step
+    from workbench.engine.records import Dynamics, End, NonFinite, Probe, Start, Step
     from workbench.engine.session import RunSession
 
     run_dir = Path(args.run_dir) if args.run_dir else default_run_dir(preset.name)
@@ -149,6 +149,7 @@ def cmd_train(args) -> int:
     progress = None
     last_probe: dict = {}
     last_taps: dict = {}
+    last_dynamics: Dynamics | None = None
     end = End(status="failed", message="the run gave no end record")
     with session:
         try:
@@ -165,6 +166,8 @@ def cmd_train(args) -> int:
                               f"{record.total_steps} steps -> {run_dir}", file=sys.stderr)
                 elif isinstance(record, Probe):
                     last_probe = record.hidden_grad_norms
+                elif isinstance(record, Dynamics):
+                    last_dynamics = record
                 elif isinstance(record, NonFinite):
                     if progress and not args.quiet:
                         progress.close()
@@ -192,6 +195,10 @@ def cmd_train(args) -> int:
         which = "exact dL/dh_t (last probe)" if last_probe else "dL/dx_t at layer inputs"
         print(f"gradient through time, {which}:")
         for line in gradstats.summary_lines(profiles):
+            print("  " + line)
+    if last_dynamics is not None:
+        print(f"dynamics (step {last_dynamics.step}, on the probe's batch):")
+        for line in gradstats.dynamics_lines(last_dynamics):
             print("  " + line)
     return EXIT_OK if end.status in ("finished", "stopped") else EXIT_FAILED
 

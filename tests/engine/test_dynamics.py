@@ -23,7 +23,7 @@ EXACT = DynamicsSettings(power_iterations=64, lyapunov_vectors=3, max_rows=0)
 
 
 def _run(model, batch, settings=EXACT):
-    return model_dynamics(model, lambda: model(batch.x, batch.y_in, batch.lengths), settings)
+    return model_dynamics(model, lambda: model(batch.x, batch.y_in, batch.lengths, unrolled=True), settings)
 
 
 def _tanh_model(hidden=8, bidirectional=False):
@@ -204,3 +204,12 @@ def test_trainer_emits_a_dynamics_record_after_each_probe_and_the_run_is_unchang
 def test_jacobian_log_product_is_the_suffix_sum_of_logs():
     d = Dynamics(jacobian_norms={"l": np.array([10.0, 0.1, 100.0, 5.0])})
     np.testing.assert_allclose(d.jacobian_log_product("l"), [1.0 + np.log10(5.0), 2 + np.log10(5.0), np.log10(5.0), 0.0])
+
+
+def test_cli_summary_lines_name_the_radius_and_the_leading_exponent():
+    from workbench.engine.gradstats import dynamics_lines
+
+    d = Dynamics(jacobian_norms={"layers.0": np.array([0.5, 0.5])}, lyapunov={"layers.0": np.array([-0.5, -1.0])},
+                 spectra={"layers.0": {"input": {"radius": 0.4}, "forget": {"radius": 0.9}}})
+    (line,) = dynamics_lines(d)
+    assert "spectral radius of W_hh 0.9;" in line and "exponent -0.5 (x0.607 per step: forgetting)" in line

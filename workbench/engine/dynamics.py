@@ -203,11 +203,10 @@ def _start_states(ops, state, D: int, B: int, H: int, like: torch.Tensor) -> lis
 
 
 def layer_inputs(model, forward: Callable[[], object]) -> dict:
-    """Run ``forward()`` (the model once on the probe batch, its output unused) with the
-    taps on: {"names", "taps": each layer's input [B, T, In], "initials": its initial
+    """Run ``forward()`` (the model once on the probe batch, unrolled=True, its output
+    unused) recording the layer inputs: {"names", "taps": each layer's input [B, T, In], "initials": its initial
     state or None} (what exact_hidden_grad_norm_tensors(inputs=...) also gives)."""
-    was_tapping = model.tap_inputs
-    model.tap_inputs = True
+    model.record_inputs = True
     try:
         with torch.no_grad():
             forward()
@@ -215,7 +214,7 @@ def layer_inputs(model, forward: Callable[[], object]) -> dict:
         return {"names": list(probe.layer_names), "taps": [x.detach() for x in probe.taps],
                 "initials": list(probe.initials)}
     finally:
-        model.tap_inputs = was_tapping
+        model.record_inputs = False
         model.probe = None
 
 

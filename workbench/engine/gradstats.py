@@ -49,3 +49,22 @@ def summary_lines(profiles: dict[str, np.ndarray]) -> list[str]:
         lines.append(f"{name}: ||dL/dh_1|| / ||dL/dh_T|| = {ratio}; "
                      f"x{d.factor_per_step:.4g} per step, {d.describe()}")
     return lines
+
+
+def dynamics_lines(record) -> list[str]:
+    """One line per layer (and reverse direction) of a Dynamics record: W_hh's largest
+    spectral radius over its gate blocks, the leading Lyapunov exponent, the mean
+    one-step Jacobian norm (the CLI's end-of-run summary, beside the gradient decay)."""
+    lines = []
+    for name in record.jacobian_norms:
+        radius = record.radius(name)
+        lyap = record.lyapunov.get(name)
+        lead = float(lyap[0]) if lyap is not None and len(lyap) else math.nan
+        jac = np.asarray(record.jacobian_norms[name], dtype=np.float64)
+        mean = float(np.mean(jac)) if jac.size else math.nan
+        what = ""
+        if math.isfinite(lead):
+            what = f" (x{math.exp(lead):.3g} per step: {'forgetting' if lead < 0 else 'chaotic'})"
+        lines.append(f"{name}: spectral radius of W_hh {radius:.4g}; leading Lyapunov exponent {lead:.4g}{what}; "
+                     f"mean ||ds_t/ds_(t-1)|| {mean:.4g}")
+    return lines

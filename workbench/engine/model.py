@@ -596,6 +596,9 @@ class RecurrentModel(nn.Module):
                 self.attention_out = nn.Linear(top + enc_width, top)
         self.head = Head(top, spec.head.hidden_size, io.output_size)
         self.tap_inputs = False
+        # the probe's forward (unrolled) also records each layer's input and initial state
+        # in probe.taps / probe.initials, without the taps' gradient hooks (engine/dynamics.py)
+        self.record_inputs = False
         self.probe: Probe | None = None
         initialise(self, spec)
 
@@ -624,7 +627,7 @@ class RecurrentModel(nn.Module):
 
     def _run(self, stack: RecurrentStack, x, initial, probe: Probe | None, unrolled: bool, prefix: str,
              lengths: torch.Tensor | None = None):
-        taps = probe.taps if probe is not None and self.tap_inputs else None
+        taps = probe.taps if probe is not None and (self.tap_inputs or self.record_inputs) else None
         states = probe.states if probe is not None and unrolled else None
         if probe is not None:
             probe.layer_names += [f"{prefix}.{i}" for i in range(len(stack.rnns))]

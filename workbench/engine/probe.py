@@ -161,7 +161,8 @@ def exact_hidden_grad_norm_tensors(model: RecurrentModel, compute_loss: Callable
     own): "names", "taps" (each layer's input [B, T, In], detached), "initials" (its
     initial state or None)."""
     was_tapping = model.tap_inputs
-    model.tap_inputs = inputs is not None
+    model.tap_inputs = False
+    model.record_inputs = inputs is not None
     try:
         with torch.enable_grad():
             loss = compute_loss()
@@ -176,6 +177,7 @@ def exact_hidden_grad_norm_tensors(model: RecurrentModel, compute_loss: Callable
             grads = torch.autograd.grad(loss, flat, allow_unused=True)
     finally:
         model.tap_inputs = was_tapping
+        model.record_inputs = False
         model.probe = None
     norms, k = {}, 0
     for name, layer, targets in zip(probe.layer_names, probe.states, per_layer):
