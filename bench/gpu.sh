@@ -93,6 +93,8 @@ section engine_checks_cuda 90 "$PY" bench/gpu_checks.py
 
 # what one exact probe costs in training steps, through the kernel and unrolled
 section probe_cost 60 "$PY" bench/probe_cost.py --gpu --sizes small,medium --cells lstm,rnn_tanh,gru
+# what the Dynamics record (Jacobian norms, Lyapunov exponents, spectra, gates) adds to a probe
+section dynamics_cost 90 "$PY" bench/dynamics_cost.py --gpu --sizes small,medium --cells lstm,gru --repeats 3
 # what reading padded rows correctly costs a bidirectional stack (two kernel calls a layer)
 section padding_cost 30 "$PY" bench/padding_cost.py --gpu --batch 64 --hidden 256
 # the scan cells (minGRU, minLSTM, LRU) against an LSTM and a GRU of the same width and

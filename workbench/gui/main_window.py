@@ -26,7 +26,7 @@ from workbench.gui.document import Change, PresetDocument
 from workbench.gui.editor import ArchitectureEditor
 from workbench.gui.exporter import KINDS as EXPORT_KINDS
 from workbench.gui.exporter import RunExporter, ask_export_target, done_message
-from workbench.gui.plots import GradientPanel, LossPanel, NormPanel, PaintClock, PlotPanel
+from workbench.gui.plots import DynamicsPanel, GradientPanel, LossPanel, NormPanel, PaintClock, PlotPanel
 from workbench.gui.resolver import Resolver, fallback_io, input_lengths
 from workbench.gui.rundata import RunData
 from workbench.gui.runs_model import RunEntry, RunsEvent, RunsModel
@@ -177,18 +177,21 @@ class MainWindow(QMainWindow):
         self.loss_panel = LossPanel()
         self.grad_panel = GradientPanel()
         self.norm_panel = NormPanel()
-        self.panels: list[PlotPanel] = [self.loss_panel, self.grad_panel, self.norm_panel]
+        self.dynamics_panel = DynamicsPanel()
+        self.panels: list[PlotPanel] = [self.loss_panel, self.grad_panel, self.norm_panel, self.dynamics_panel]
         self.design_dock = self._dock("Design", "designDock", self.editor, left)
         self.training_dock = self._dock("Training", "trainingDock", self.training, left)
         self.runs_dock = self._dock("Runs", "runsDock", self.runs_panel, left)
         self.loss_dock = self._dock("Loss", "lossDock", self.loss_panel, bottom)
         self.grad_dock = self._dock("Gradient through time", "gradDock", self.grad_panel, bottom)
         self.norm_dock = self._dock("Gradient norm · learning rate", "normDock", self.norm_panel, bottom)
+        # why the gradient vanishes: Jacobians, spectra, gates (a tab beside the gradient panel)
+        self.dynamics_dock = self._dock("Dynamics", "dynamicsDock", self.dynamics_panel, bottom)
         # Try it: the trained model as a playground (fed each finished or opened run folder).
         self.tryout = TryoutPanel()
         self.tryout_dock = self._dock("Try it", "tryoutDock", self.tryout, Qt.DockWidgetArea.RightDockWidgetArea)
         self.docks = [self.design_dock, self.training_dock, self.runs_dock, self.loss_dock, self.grad_dock,
-                      self.norm_dock, self.tryout_dock]
+                      self.norm_dock, self.tryout_dock, self.dynamics_dock]
         self._default_layout()
 
     def _default_layout(self) -> None:
@@ -208,6 +211,8 @@ class MainWindow(QMainWindow):
         self.addDockWidget(bottom, self.loss_dock)
         self.splitDockWidget(self.loss_dock, self.grad_dock, Qt.Orientation.Horizontal)
         self.splitDockWidget(self.grad_dock, self.norm_dock, Qt.Orientation.Horizontal)
+        self.tabifyDockWidget(self.grad_dock, self.dynamics_dock)
+        self.grad_dock.raise_()
         self.resizeDocks([self.design_dock], [390], Qt.Orientation.Horizontal)
         self.resizeDocks([self.loss_dock, self.grad_dock, self.norm_dock], [270, 420, 230],
                          Qt.Orientation.Horizontal)

@@ -6,7 +6,9 @@ clip-to-view; setData skips the finite check (the buffers hold plain floats).
 Panels: LossPanel (train/val loss, log option, smoothing, hover read-out),
 GradientPanel (heatmap per layer of log10 ||dL/dh_t||, latest profile over t on a log
 axis with the fitted decay per step), NormPanel (global grad norm before/after
-clipping with the threshold and clip events; learning rate). Non-finite events are
+clipping with the threshold and clip events; learning rate), DynamicsPanel (why: the
+one-step Jacobian norms as a heatmap with their product bound beside dL/dh_t, W_hh's
+spectra and eigenvalues, gate means and saturation, Lyapunov exponents, in tabs). Non-finite events are
 marked in red. Every panel saves its picture (PNG/SVG) and its data (CSV).
 """
 from __future__ import annotations
@@ -936,4 +938,275 @@ class NormPanel(PlotPanel):
             n = min(steps.size, g.size, gc.size, lr.size)
             for i in range(n):
                 lines.append(f"{run.name},{int(steps[i])},{g[i]:.8g},{gc[i]:.8g},{lr[i]:.8g}")
+        return "\n".join(lines) + "\n"
+
+
+# ----------------------------------------------------------------------------- dynamics
+
+_STYLES = (Qt.PenStyle.SolidLine, Qt.PenStyle.DashLine, Qt.PenStyle.DotLine, Qt.PenStyle.DashDotLine)
+_STYLE_MARKS = ("—", "- -", "···", "-·-")
+_SYMBOLS = ("o", "s", "t", "d", "+", "x")
+
+# One sentence per quantity: what it is and how it was computed (engine/dynamics.py).
+DYNAMICS_TIPS = {
+    "jacobian": "Heatmap of log10 ||ds_t/ds_(t-1)||_2, the spectral norm of the one-step Jacobian of the carried "
+                "state (h; for an LSTM [h; c]) at each timestep t (x) and training step (y, newest on top), mean "
+                "over the first rows of the probe batch, by 8 Lanczos iterations on J^T J (Jacobian-vector "
+                "products through the cell's own step). Blue (< 0): the step shrinks what passes back through it.",
+    "product": "Solid: log10 of the product of the one-step Jacobian norms after t, the bound on how much "
+               "||ds_T/ds_t|| can have shrunk or grown by step t (newest Dynamics record). Dashed: log10 "
+               "||dL/dh_t|| / ||dL/dh_T|| of the newest exact probe, which stays under the bound.",
+    "spectrum": "Per gate block of the recurrent weights W_hh: solid, the spectral radius (largest |eigenvalue|); "
+                "faint, the largest singular value ||W||_2; computed exactly (LAPACK, float64) at each probe. "
+                "Above 1 the linear part alone would amplify, below 1 it contracts.",
+    "eigen": "The eigenvalues of each W_hh gate block on the complex plane (newest probe; the largest 64 in modulus "
+             "per block) with the unit circle: outside it, the linear recurrence grows along that direction.",
+    "gates": "Per gate: solid, its mean over units, timesteps and rows of the probe batch; dashed, its saturation, "
+             "the fraction of values within 5% of the range's ends (a sigmoid gate < 0.05 or > 0.95). An LSTM "
+             "forget gate near 1 keeps the cell state's gradient path open.",
+    "lyapunov": "The leading finite-time Lyapunov exponents of the hidden-state dynamics on the probe batch: k "
+                "vectors carried back through each step's transposed Jacobian (as backpropagation does), "
+                "re-orthonormalised by QR; (1/T) sum log |R_ii|. Below 0: forgetting (vanishing), above 0: "
+                "chaotic (exploding).",
+}
+
+
+class DynamicsPanel(PlotPanel):
+    """Why the gradient vanishes: the Dynamics records (workbench/engine/dynamics.py) in
+    four tabs, each drawn from the runs' buffers on the frame timer. Curves are overlaid
+    across the shown runs in their colours; the heatmap and the eigenvalues are of the
+    run chosen in the header, every view of the layer chosen there."""
+
+    title = "Dynamics"
+    csv_name = "dynamics.csv"
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        from PySide6.QtWidgets import QTabWidget
+
+        self.run_box = QComboBox()
+        self.run_box.setToolTip("Whose Jacobian heatmap and eigenvalues to show")
+        self.run_box.setMinimumContentsLength(8)
+        self.layer_box = QComboBox()
+        self.layer_box.setToolTip("Which layer (a bidirectional layer's reverse direction is NAME.reverse)")
+        self.header.addWidget(self.run_box)
+        self.header.addWidget(self.layer_box)
+        self.finish_header()
+        self.tabs = QTabWidget()
+        self.tabs.setDocumentMode(True)
+        self.layout_.addWidget(self.tabs, 1)
+        self.cmap = pg.colormap.get("CET-D1")  # diverging: blue shrinks, red grows, white at norm 1
+
+        def tab(name: str, *widgets) -> None:
+            page = QSplitter(Qt.Orientation.Horizontal)
+            for w in widgets:
+                page.addWidget(w)
+            self.tabs.addTab(page, name)
+
+        self.heat = _plot_widget(left="training step", bottom="timestep t")
+        self.heat.setToolTip(DYNAMICS_TIPS["jacobian"])
+        self.heat_item = self.heat.getPlotItem()
+        self.heat_img = pg.ImageItem()
+        self.heat_img.setColorMap(self.cmap)
+        self.heat_item.addItem(self.heat_img)
+        self.heat_item.setTitle("log10 ||ds_t/ds_(t-1)||", size="8pt")
+        self.product = _plot_widget(left="log10", bottom="timestep t")
+        self.product.setToolTip(DYNAMICS_TIPS["product"])
+        self.product_item = self.product.getPlotItem()
+        self.product_item.setTitle("Jacobian product bound (—) and dL/dh_t (- -)", size="8pt")
+        tab("Jacobian", self.heat, self.product)
+        self.spectrum = _plot_widget(left="radius, ||W||")
+        self.spectrum.setToolTip(DYNAMICS_TIPS["spectrum"])
+        self.spectrum_item = self.spectrum.getPlotItem()
+        self.spectrum_item.addItem(pg.InfiniteLine(pos=1.0, angle=0, pen=_pen("#888888", 1, 160, Qt.PenStyle.DotLine)))
+        self.eigen = _plot_widget(left="Im λ", bottom="Re λ")
+        self.eigen.setToolTip(DYNAMICS_TIPS["eigen"])
+        self.eigen_item = self.eigen.getPlotItem()
+        self.eigen_item.setAspectLocked(True)
+        theta = np.linspace(0, 2 * np.pi, 181)
+        self.eigen_item.addItem(pg.PlotDataItem(np.cos(theta), np.sin(theta), pen=_pen("#888888", 1)))
+        tab("Spectrum", self.spectrum, self.eigen)
+        self.gates = _plot_widget(left="mean (—), saturated (- -)")
+        self.gates.setToolTip(DYNAMICS_TIPS["gates"])
+        self.gates_item = self.gates.getPlotItem()
+        tab("Gates", self.gates)
+        self.lyap = _plot_widget(left="exponent per step")
+        self.lyap.setToolTip(DYNAMICS_TIPS["lyapunov"])
+        self.lyap_item = self.lyap.getPlotItem()
+        self.lyap_item.addItem(pg.InfiniteLine(pos=0.0, angle=0, pen=_pen("#888888", 1, 160, Qt.PenStyle.DotLine)))
+        tab("Lyapunov", self.lyap)
+        self._items: dict[tuple, pg.PlotDataItem] = {}  # (plot name, run id, key...) -> curve
+        self._runs: list[RunData] = []
+        self._current: RunData | None = None
+        self._run_ids: list[int] = []
+        self._layers: list[str] = []
+        self.readout.setText("no Dynamics records yet (they follow each exact probe)")
+        self.run_box.currentIndexChanged.connect(self._force)
+        self.layer_box.currentIndexChanged.connect(self._force)
+
+    def plot_area(self) -> QWidget:
+        return self.tabs.currentWidget()
+
+    def _force(self, *_):
+        self._drawn.clear()
+        self.refresh(self._runs, self._current)
+
+    def chosen_run(self) -> RunData | None:
+        shown = self.shown(self._runs)
+        rid = self.run_box.currentData()
+        for r in shown:
+            if id(r) == rid:
+                return r
+        return self._current if self._current in shown else (shown[0] if shown else None)
+
+    @property
+    def layer(self) -> str:
+        return self.layer_box.currentText()
+
+    def _sync_boxes(self, shown: list[RunData]) -> None:
+        ids = [id(r) for r in shown]
+        if ids != self._run_ids:
+            keep = self.run_box.currentData()
+            self.run_box.blockSignals(True)
+            self.run_box.clear()
+            for r in shown:
+                self.run_box.addItem(r.name, id(r))
+            if keep in ids:
+                self.run_box.setCurrentIndex(ids.index(keep))
+            elif self._current in shown:
+                self.run_box.setCurrentIndex(ids.index(id(self._current)))
+            self.run_box.blockSignals(False)
+            self._run_ids = ids
+        layers = list(dict.fromkeys(l for r in shown for l in r.dynamics.layers))
+        if layers != self._layers:
+            keep = self.layer_box.currentText()
+            self.layer_box.blockSignals(True)
+            self.layer_box.clear()
+            self.layer_box.addItems(layers)
+            if keep in layers:
+                self.layer_box.setCurrentIndex(layers.index(keep))
+            self.layer_box.blockSignals(False)
+            self._layers = layers
+
+    def _curve(self, plot: pg.PlotItem, key: tuple, pen=None, **kwargs) -> pg.PlotDataItem:
+        item = self._items.get(key)
+        if item is None:
+            item = pg.PlotDataItem(pen=pen, **kwargs)
+            plot.addItem(item)
+            self._items[key] = item
+        return item
+
+    def refresh(self, runs: list[RunData], current: RunData | None) -> bool:
+        self._runs, self._current = runs, current
+        shown = self.shown(runs)
+        self._sync_boxes(shown)
+        chosen, layer = self.chosen_run(), self.layer
+        key = (tuple((id(r), r.dynamics.count, r.colour, r.name) for r in shown), id(chosen) if chosen else 0, layer)
+        if self._drawn.get("all") == key:
+            return False
+        self._drawn["all"] = key
+        wanted: set = set()
+        plots = {"product": self.product_item, "spectrum": self.spectrum_item, "eigen": self.eigen_item,
+                 "gates": self.gates_item, "lyap": self.lyap_item}
+        legend: dict[str, list[str]] = {}
+        for run in shown:
+            dyn, rid = run.dynamics, id(run)
+            # the bound from the newest record, beside the newest exact dL/dh_t, both 0 at t = T
+            if dyn.latest is not None and layer in dyn.latest.jacobian_norms:
+                bound = dyn.latest.jacobian_log_product(layer)
+                k = ("product", rid, "bound")
+                wanted.add(k)
+                self._curve(self.product_item, k, _pen(run.colour, 1.6)).setData(
+                    np.arange(1, bound.size + 1, dtype=np.float64), bound)
+                grad = run.profiles["exact"].get(layer)
+                if grad is not None and grad.size and grad[-1] > 0:
+                    with np.errstate(divide="ignore", invalid="ignore"):
+                        rel = np.log10(np.where(grad > 0, grad, np.nan) / grad[-1])
+                    k = ("product", rid, "grad")
+                    wanted.add(k)
+                    self._curve(self.product_item, k, _pen(run.colour, 1.2, 200, Qt.PenStyle.DashLine)).setData(
+                        np.arange(1, rel.size + 1, dtype=np.float64), rel, connect="finite")
+            blocks = [b for (l, b) in dyn.radius if l == layer]
+            for bi, block in enumerate(blocks):
+                style = _STYLES[bi % len(_STYLES)]
+                legend.setdefault("spectrum", []).append(f"{_STYLE_MARKS[bi % 4]} {block}")
+                for name, series, width, alpha in (("radius", dyn.radius, 1.6, 255),
+                                                   ("sigma", dyn.sigma_max, 1.0, 110)):
+                    c = series[(layer, block)]
+                    k = ("spectrum", rid, name, block)
+                    wanted.add(k)
+                    self._curve(self.spectrum_item, k, _pen(run.colour, width, alpha, style)).setData(
+                        c.x.view(), c.y.view(), skipFiniteCheck=True)
+            gates = [g for (l, g) in dyn.gate_mean if l == layer]
+            for gi, gate in enumerate(gates):
+                legend.setdefault("gates", []).append(f"{_SYMBOLS[gi % len(_SYMBOLS)]} {gate}")
+                for name, series, style in (("mean", dyn.gate_mean, Qt.PenStyle.SolidLine),
+                                            ("sat", dyn.gate_saturation, Qt.PenStyle.DashLine)):
+                    c = series[(layer, gate)]
+                    k = ("gates", rid, name, gate)
+                    wanted.add(k)
+                    self._curve(self.gates_item, k, _pen(run.colour, 1.3, 255 if name == "mean" else 170, style),
+                                symbol=_SYMBOLS[gi % len(_SYMBOLS)], symbolSize=5, symbolBrush=run.colour,
+                                symbolPen=None).setData(c.x.view(), c.y.view(), skipFiniteCheck=True)
+            indices = sorted(i for (l, i) in dyn.lyapunov if l == layer)
+            for i in indices:
+                c = dyn.lyapunov[(layer, i)]
+                k = ("lyap", rid, i)
+                wanted.add(k)
+                self._curve(self.lyap_item, k, _pen(run.colour, 1.6 if i == 0 else 1.0, 255 if i == 0 else 150,
+                                                    _STYLES[i % len(_STYLES)])).setData(
+                    c.x.view(), c.y.view(), skipFiniteCheck=True)
+        # eigenvalues and the heatmap: the chosen run
+        if chosen is not None and chosen.dynamics.latest is not None:
+            for bi, (block, stats) in enumerate(chosen.dynamics.latest.spectra.get(layer, {}).items()):
+                re, im = (np.asarray(v, dtype=np.float64) for v in stats.get("eigenvalues", ([], [])))
+                k = ("eigen", id(chosen), block)
+                wanted.add(k)
+                self._curve(self.eigen_item, k, None, symbol=_SYMBOLS[bi % len(_SYMBOLS)], symbolSize=6,
+                            symbolBrush=pg.mkBrush(chosen.colour), symbolPen=pg.mkPen("#222222", width=0.5),
+                            name=block).setData(re, im)
+        ring = chosen.dynamics.jacobian.get(layer) if chosen is not None else None
+        image, steps = ring.image() if ring is not None else (np.zeros((0, 0)), np.zeros(0))
+        if image.size:
+            finite = image[np.isfinite(image)]
+            m = max(float(np.abs(finite).max()) if finite.size else 1.0, 1e-3)
+            self.heat_img.setImage(np.where(np.isfinite(image), image, np.nan), levels=(-m, m))
+            first, last = float(steps[0]), float(steps[-1])
+            height = max(last - first, 1.0)
+            row_h = height / max(image.shape[0] - 1, 1)
+            self.heat_img.setRect(QRectF(0.5, first - row_h / 2, image.shape[1], height + row_h))
+        else:
+            self.heat_img.clear()
+        for k in [k for k in self._items if k not in wanted]:
+            plots[k[0]].removeItem(self._items.pop(k))
+        parts = []
+        if chosen is not None and chosen.dynamics.latest is not None:
+            latest = chosen.dynamics.latest
+            lyap = latest.lyapunov.get(layer)
+            lead = f"{float(lyap[0]):.3g}" if lyap is not None and len(lyap) else "—"
+            parts.append(f"{chosen.name} {layer} at step {latest.step}: spectral radius {latest.radius(layer):.3g}, "
+                         f"leading Lyapunov exponent {lead}")
+        for name in ("spectrum", "gates"):
+            if legend.get(name):
+                parts.append(", ".join(dict.fromkeys(legend[name])))
+        self.readout.setText(" · ".join(parts) if parts else "no Dynamics records yet (they follow each exact probe)")
+        self.frames += 1
+        self.settle()
+        return True
+
+    def plot_items(self) -> list[pg.PlotItem]:
+        return [self.heat_item, self.product_item, self.spectrum_item, self.eigen_item, self.gates_item,
+                self.lyap_item]
+
+    def csv(self, runs: list[RunData], current: RunData | None) -> str:
+        """Every curve of every shown run: run, quantity, layer, key, step, value."""
+        lines = ["run,quantity,layer,key,step,value"]
+        for run in self.shown(runs):
+            d = run.dynamics
+            for quantity, table in (("spectral_radius", d.radius), ("sigma_max", d.sigma_max),
+                                    ("lyapunov", d.lyapunov), ("gate_mean", d.gate_mean),
+                                    ("gate_saturation", d.gate_saturation)):
+                for (layer, key), c in table.items():
+                    for x, y in zip(c.x.view(), c.y.view()):
+                        lines.append(f"{run.name},{quantity},{layer},{key},{int(x)},{y:.8g}")
         return "\n".join(lines) + "\n"

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from workbench.engine import gradstats
-from workbench.engine.records import End, Eval, NonFinite, Probe, Record, Start, Step, from_json
+from workbench.engine.records import Dynamics, End, Eval, NonFinite, Probe, Record, Start, Step, from_json
 
 # Scalar series keep up to this many points (oldest dropped after that).
 SERIES_CAPACITY = 1_100_000
@@ -72,6 +72,60 @@ class Series:
 
     def last(self, default: float = math.nan) -> float:
         return float(self._buf[self._start + self._len - 1]) if self._len else default
+
+
+class Curve:
+    """(step, value) pairs of one quantity sampled at the probes, kept in two Series."""
+
+    def __init__(self, capacity: int = 200_000):
+        self.x = Series(capacity=capacity)
+        self.y = Series(capacity=capacity)
+
+    def append(self, step: float, value: float) -> None:
+        self.x.append(step)
+        self.y.append(value)
+
+
+class DynamicsBuffers:
+    """What the Dynamics panel draws of one run (Dynamics records, one per probe):
+    per layer a heatmap ring of log10 one-step Jacobian norms, and curves over training
+    steps keyed by (layer, ...): spectral radius and largest singular value per W_hh
+    block, Lyapunov exponents by index, gate means and saturations; plus the newest
+    record (its eigenvalues and Jacobian profile)."""
+
+    def __init__(self):
+        self.jacobian: dict[str, HeatmapRing] = {}
+        self.radius: dict[tuple[str, str], Curve] = {}
+        self.sigma_max: dict[tuple[str, str], Curve] = {}
+        self.lyapunov: dict[tuple[str, int], Curve] = {}
+        self.gate_mean: dict[tuple[str, str], Curve] = {}
+        self.gate_saturation: dict[tuple[str, str], Curve] = {}
+        self.latest: Dynamics | None = None
+        self.count = 0
+
+    @property
+    def layers(self) -> list[str]:
+        seen = list(self.jacobian)
+        seen += [k[0] for k in self.radius if k[0] not in seen]
+        return list(dict.fromkeys(seen))
+
+    def add(self, r: Dynamics) -> None:
+        step = float(r.step)
+        for layer, norms in r.jacobian_norms.items():
+            self.jacobian.setdefault(layer, HeatmapRing()).append(r.step, np.asarray(norms, dtype=np.float64))
+        for layer, blocks in r.spectra.items():
+            for block, stats in blocks.items():
+                self.radius.setdefault((layer, block), Curve()).append(step, _num(stats.get("radius")))
+                self.sigma_max.setdefault((layer, block), Curve()).append(step, _num(stats.get("sigma_max")))
+        for layer, values in r.lyapunov.items():
+            for i, v in enumerate(np.asarray(values, dtype=np.float64).ravel()):
+                self.lyapunov.setdefault((layer, i), Curve()).append(step, float(v))
+        for layer, gates in r.gates.items():
+            for gate, stats in gates.items():
+                self.gate_mean.setdefault((layer, gate), Curve()).append(step, _num(stats.get("mean")))
+                self.gate_saturation.setdefault((layer, gate), Curve()).append(step, _num(stats.get("saturation")))
+        self.latest = r
+        self.count += 1
 
 
 class HeatmapRing:
@@ -206,6 +260,7 @@ class RunData:
         self.profiles: dict[str, dict[str, np.ndarray]] = {s: {} for s in SOURCES}  # latest [T] per layer
         self.profile_steps: dict[str, int] = {s: 0 for s in SOURCES}
         self.layers: list[str] = []
+        self.dynamics = DynamicsBuffers()
         self.version = 0  # bumped on every add(); plots redraw only what changed
         self.ema = math.nan  # smoothed train loss, kept incrementally (see smoothed())
         self._smooth = Series()
@@ -221,6 +276,8 @@ class RunData:
                 self._add_step(r)
             elif isinstance(r, Probe):
                 self._add_profiles("exact", r.step, r.hidden_grad_norms)
+            elif isinstance(r, Dynamics):
+                self.dynamics.add(r)
             elif isinstance(r, Eval):
                 self.val_steps.append(float(r.step))
                 self.val_loss.append(r.val_loss)
