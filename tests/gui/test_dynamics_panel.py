@@ -79,3 +79,21 @@ def test_a_new_record_redraws(runs, qtbot):
     assert panel.heat_img.image.shape[0] == 1
     run.add([lstm.dynamics.latest])
     assert panel.refresh([run], run) and panel.heat_img.image.shape[0] == 2
+
+
+def test_the_panel_saves_its_picture_and_data(runs, qtbot, tmp_path):
+    from workbench.gui.plots import DynamicsPanel
+
+    lstm, rnn = runs
+    panel = DynamicsPanel()
+    qtbot.addWidget(panel)
+    panel.resize(800, 400)
+    panel.show()
+    panel.refresh([lstm, rnn], lstm)
+    for tab in range(panel.tabs.count()):
+        panel.tabs.setCurrentIndex(tab)
+        assert panel.save_image(tmp_path / f"d{tab}.png").stat().st_size > 500
+    assert "<svg" in panel.save_image(tmp_path / "d.svg").read_text()
+    lines = panel.save_csv(tmp_path / "d.csv", [lstm, rnn], lstm).read_text().splitlines()
+    assert lines[0] == "run,quantity,layer,key,step,value"
+    assert any(line.startswith("lstm,gate_saturation,layers.0,forget,") for line in lines)

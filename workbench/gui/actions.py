@@ -48,7 +48,7 @@ def _keep_recent(window, menu) -> None:
 
 
 def _fill_export_panels(window, menu) -> None:
-    for panel in window.panels:
+    for panel in window.plot_panels:
         menu.addAction(f"{panel.title} as PNG/SVG…", lambda p=panel: window.export_panel(p, "image"))
         menu.addAction(f"{panel.title} data as CSV…", lambda p=panel: window.export_panel(p, "csv"))
 

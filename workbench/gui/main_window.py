@@ -125,7 +125,7 @@ class MainWindow(QMainWindow):
         self.exporter.done.connect(lambda kind, paths: self.statusBar().showMessage(done_message(kind, paths), 10000))
         self.exporter.failed.connect(lambda kind, message: self.info.show_message(
             f"Not exported ({EXPORT_KINDS[kind][0].lower()}): {message}", "error"))
-        for panel in self.panels:
+        for panel in self.plot_panels:
             panel.export_requested.connect(lambda kind, p=panel: self.export_panel(p, kind))
 
         self.frame_timer = QTimer(self)
@@ -178,7 +178,10 @@ class MainWindow(QMainWindow):
         self.grad_panel = GradientPanel()
         self.norm_panel = NormPanel()
         self.dynamics_panel = DynamicsPanel()
-        self.panels: list[PlotPanel] = [self.loss_panel, self.grad_panel, self.norm_panel, self.dynamics_panel]
+        # panels: the views of the training signal (loss, gradients, norms); plot_panels:
+        # every plot panel the frame timer draws and File > Export saves, Dynamics included
+        self.panels: list[PlotPanel] = [self.loss_panel, self.grad_panel, self.norm_panel]
+        self.plot_panels: list[PlotPanel] = self.panels + [self.dynamics_panel]
         self.design_dock = self._dock("Design", "designDock", self.editor, left)
         self.training_dock = self._dock("Training", "trainingDock", self.training, left)
         self.runs_dock = self._dock("Runs", "runsDock", self.runs_panel, left)
@@ -697,7 +700,7 @@ class MainWindow(QMainWindow):
         QDesktopServices.openUrl(QUrl.fromLocalFile(str(folder)))
 
     def _plots_changed(self) -> None:
-        for panel in self.panels:
+        for panel in self.plot_panels:
             panel._drawn.clear()
         self._on_frame(force=True)
 
@@ -949,9 +952,9 @@ class MainWindow(QMainWindow):
             self._frame_update = None
         t0 = time.perf_counter()
         drew = False
-        n = len(self.panels)
+        n = len(self.plot_panels)
         for i in range(n):
-            panel = self.panels[(self._next_panel + i) % n]
+            panel = self.plot_panels[(self._next_panel + i) % n]
             if (force or panel.isVisible()) and panel.refresh(self.runs, self.current_run):
                 drew = True
                 if not force:
