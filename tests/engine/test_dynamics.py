@@ -232,3 +232,22 @@ def test_the_leading_exponent_predicts_the_probes_gradient_decay(name):
     dyn = next(r for r in records if isinstance(r, Dynamics))
     factor = gradstats.fit_decay(probe.hidden_grad_norms["layers.0"]).factor_per_step
     assert dyn.lyapunov["layers.0"][0] == pytest.approx(math.log(factor), abs=0.03)
+
+
+def test_trajectory_is_the_pca_of_the_hidden_states():
+    """Against numpy's own PCA (eigenvectors of the covariance) of the module's outputs,
+    up to each component's sign."""
+    model, batch = _tanh_model(hidden=8)
+    got = _run(model, batch)["trajectories"]["layers.0"]
+    rnn = model.encoder.rnns[0]
+    h = rnn(model.encode_input(batch.x))[0].detach().cpu().numpy()  # [B, T, H]: h_1..h_T
+    flat = h.reshape(-1, h.shape[-1])
+    centred = flat - flat.mean(axis=0)
+    values, vectors = np.linalg.eigh(centred.T @ centred)
+    top = vectors[:, ::-1][:, :2]
+    expected = (centred @ top).reshape(h.shape[0], h.shape[1], 2)
+    rows = np.asarray(got["rows"])  # [B, 2, T]
+    for c in range(2):
+        sign = np.sign(np.sum(rows[:, c] * expected[..., c]))
+        np.testing.assert_allclose(sign * rows[:, c], expected[..., c], atol=1e-8)
+    np.testing.assert_allclose(got["explained"], values[::-1][:2] / values.sum(), rtol=1e-8)

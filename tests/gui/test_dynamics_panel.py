@@ -57,6 +57,11 @@ def test_the_panel_fills_from_a_short_runs_records(runs, qtbot):
     _x, y = panel._items[("spectrum", id(lstm), "radius", "forget")].getData()
     np.testing.assert_allclose(y[-1], lstm.dynamics.latest.spectra["layers.0"]["forget"]["radius"])
     assert "spectral radius" in panel.readout.text()
+    paths = [k for k in keys if k[0] == "traj" and k[3] == "line"]
+    assert len(paths) == 4 and all(k[1] == id(lstm) for k in paths)  # the first 4 rows of the chosen run
+    x, y = panel._items[paths[0]].getData()
+    assert len(x) == 12 and np.isfinite(y).all()
+    assert "PC1" in panel.traj_item.getAxis("bottom").labelText
     # the same buffers: nothing to redraw; the other run chosen: the heatmap follows it
     assert not panel.refresh([lstm, rnn], lstm)
     panel.run_box.setCurrentIndex(1)

@@ -23,6 +23,9 @@ as ``NAME.reverse``), at the weights of the moment, no parameter's .grad touched
 - ``gates`` (gated cells): per gate, the mean and the saturation: the fraction of values
   within 5% of the range's width from either end (a sigmoid gate: < 0.05 or > 0.95; a
   tanh one: < -0.9 or > 0.9), over batch, steps and units.
+- ``trajectories``: each row's path h_1..h_T projected on the two leading principal
+  components of all the rows' hidden states (PCA by SVD), and the share of variance
+  those two explain.
 
 Every row of the batch counts, padded steps included (as for the exact probe); over
 padded rows a bidirectional layer's reverse direction here starts at the padded end.
@@ -190,8 +193,34 @@ def direction_dynamics(ops, direction, x: torch.Tensor, start: tuple, settings: 
     sigma, gates = jacobian_norms(f, u.transpose(0, 1).reshape(T * B, -1), prev.reshape(T * B, -1), parts,
                                   settings.power_iterations, generator)
     ranges = {g.name: g.range for g in ops.cell.gate_info}
-    return {"jacobian": sigma.view(T, B).mean(dim=1), "lyapunov": lyap.mean(dim=0),
-            "gates": gate_stats(gates, ranges)}
+    out = {"jacobian": sigma.view(T, B).mean(dim=1), "lyapunov": lyap.mean(dim=0),
+           "gates": gate_stats(gates, ranges)}
+    if T:
+        last = _flat(f(u[:, T - 1], _unflat(prev[T - 1], parts))[0])  # s_T [B, n]
+        H = start[0].shape[-1]
+        out["trajectory"] = pca_trajectory(torch.cat([prev[1:], last[None]])[..., :H])  # h_1..h_T
+    return out
+
+
+def pca_trajectory(h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """h [T, B, H] -> (each row's path in the plane of the two leading principal
+    components of all its states [B, T, 2], the share of variance each explains [2])."""
+    T, B, H = h.shape
+    flat = h.reshape(T * B, H).double()
+    # an exploding run's states may overflow: those steps are left out (NaN in the path)
+    ok = torch.isfinite(flat).all(dim=1, keepdim=True)  # [T*B, 1]
+    flat = torch.where(ok, flat, 0.0)
+    n_ok = ok.sum().clamp_min(1)
+    centred = torch.where(ok, flat - flat.sum(dim=0) / n_ok, 0.0)
+    _u, sv, vh = torch.linalg.svd(centred, full_matrices=False)  # vh [r, H]
+    k = min(2, vh.shape[0])
+    axes = torch.zeros(H, 2, dtype=flat.dtype, device=flat.device)
+    axes[:, :k] = vh[:k].t()
+    total = sv.pow(2).sum().clamp_min(1e-300)
+    explained = torch.zeros(2, dtype=flat.dtype, device=flat.device)
+    explained[:k] = sv[:k].pow(2) / total
+    path = torch.where(ok, centred @ axes, torch.nan)
+    return path.view(T, B, 2).transpose(0, 1), explained
 
 
 def _start_states(ops, state, D: int, B: int, H: int, like: torch.Tensor) -> list[tuple]:
@@ -231,7 +260,7 @@ def model_dynamics(model, forward: Callable[[], object] | None = None, settings:
         inputs = layer_inputs(model, forward)
     names, taps, initials = inputs["names"], inputs["taps"], inputs["initials"]
     layers = {name: (spec, rnn) for name, spec, rnn in model.recurrent_layers()}
-    jac, lyap, gate_out, spectra = {}, {}, {}, {}
+    jac, lyap, gate_out, spectra, paths = {}, {}, {}, {}, {}
     for name, x, state in zip(names, taps, initials):
         spec, rnn = layers[name]
         ops = cells.ops(spec.cell)
@@ -250,10 +279,13 @@ def model_dynamics(model, forward: Callable[[], object] | None = None, settings:
             lyap[key] = out["lyapunov"]
             if out["gates"]:
                 gate_out[key] = out["gates"]
+            if "trajectory" in out:
+                paths[key] = out["trajectory"]
             spectra[key] = block_spectra(ops.recurrent_blocks(direction, rnn.hidden_size), settings.max_eigenvalues)
     # one transfer for everything on the device
     flat = [t for t in jac.values()] + [t for t in lyap.values()] + \
-        [v for g in gate_out.values() for pair in g.values() for v in pair]
+        [v for g in gate_out.values() for pair in g.values() for v in pair] + \
+        [t for pair in paths.values() for t in pair]
     host = torch.cat([t.reshape(-1).double() for t in flat]).cpu().numpy() if flat else np.zeros(0)
     at = 0
 
@@ -266,4 +298,10 @@ def model_dynamics(model, forward: Callable[[], object] | None = None, settings:
     lyap_h = {k: take(v.numel()) for k, v in lyap.items()}
     gates_h = {k: {g: {"mean": float(take(1)[0]), "saturation": float(take(1)[0])} for g in v}
                for k, v in gate_out.items()}
-    return {"jacobian_norms": jac_h, "lyapunov": lyap_h, "spectra": spectra, "gates": gates_h}
+    traj_h = {}
+    for k, (path, explained) in paths.items():
+        xy = take(path.numel()).reshape(path.shape)  # [B, T, 2]
+        traj_h[k] = {"rows": [[row[:, 0].tolist(), row[:, 1].tolist()] for row in xy],
+                     "explained": take(2).tolist()}
+    return {"jacobian_norms": jac_h, "lyapunov": lyap_h, "spectra": spectra, "gates": gates_h,
+            "trajectories": traj_h}

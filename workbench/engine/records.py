@@ -15,7 +15,8 @@ Kinds:
               bias}}
   Probe       the exact ||dL/dh_t||, hidden_grad_norms {layer: [T]}
   Dynamics    after each Probe, on its batch: the one-step Jacobian norms {layer: [T]},
-              leading Lyapunov exponents, W_hh gate blocks' spectra, gate statistics
+              leading Lyapunov exponents, W_hh gate blocks' spectra, gate statistics,
+              hidden-state trajectories in their two leading principal components
   Eval        validation metrics {name: value} (val_loss and the task's own)
   NonFinite   a NaN/Inf loss or gradient: what, action (skipped / stopped), restored
   Checkpoint  a checkpoint was written: path, final
@@ -173,13 +174,15 @@ class Dynamics(Record):
     "NAME.reverse"."""
 
     kind: ClassVar[str] = "dynamics"
-    _profiles: ClassVar[tuple[str, ...]] = ("jacobian_norms", "lyapunov", "spectra", "gates")
+    _profiles: ClassVar[tuple[str, ...]] = ("jacobian_norms", "lyapunov", "spectra", "gates", "trajectories")
     _timings: ClassVar[tuple[str, ...]] = ("time_s",)
     jacobian_norms: dict = field(default_factory=dict)  # {layer: [T]} mean_b ||ds_t/ds_{t-1}||_2
     lyapunov: dict = field(default_factory=dict)  # {layer: [k]} leading finite-time exponents, per step
     # {layer: {block: {"radius", "sigma_max", "eigenvalues": [[re...], [im...]]}}} of W_hh's gate blocks
     spectra: dict = field(default_factory=dict)
     gates: dict = field(default_factory=dict)  # {layer: {gate: {"mean", "saturation"}}} (gated cells)
+    # {layer: {"rows": per row [[pc1 over t], [pc2 over t]], "explained": [share, share]}}
+    trajectories: dict = field(default_factory=dict)
     time_s: float = 0.0
 
     def jacobian_log_product(self, layer: str) -> np.ndarray:

@@ -8,7 +8,8 @@ GradientPanel (heatmap per layer of log10 ||dL/dh_t||, latest profile over t on 
 axis with the fitted decay per step), NormPanel (global grad norm before/after
 clipping with the threshold and clip events; learning rate), DynamicsPanel (why: the
 one-step Jacobian norms as a heatmap with their product bound beside dL/dh_t, W_hh's
-spectra and eigenvalues, gate means and saturation, Lyapunov exponents, in tabs). Non-finite events are
+spectra and eigenvalues, gate means and saturation, Lyapunov exponents, the hidden
+state's trajectory in its two principal components, in tabs). Non-finite events are
 marked in red. Every panel saves its picture (PNG/SVG) and its data (CSV).
 """
 from __future__ import annotations
@@ -964,6 +965,10 @@ DYNAMICS_TIPS = {
     "gates": "Per gate: solid, its mean over units, timesteps and rows of the probe batch; dashed, its saturation, "
              "the fraction of values within 5% of the range's ends (a sigmoid gate < 0.05 or > 0.95). An LSTM "
              "forget gate near 1 keeps the cell state's gradient path open.",
+    "trajectory": "The hidden state's path h_1..h_T of the first rows of the newest probe batch, projected on "
+                  "the two leading principal components of all their states (PCA by SVD); dots coloured by "
+                  "timestep (dark: early, yellow: late), the first step ringed. A path that settles on a point "
+                  "has forgotten its input; one that keeps moving still carries it.",
     "lyapunov": "The leading finite-time Lyapunov exponents of the hidden-state dynamics on the probe batch: k "
                 "vectors carried back through each step's transposed Jacobian (as backpropagation does), "
                 "re-orthonormalised by QR; (1/T) sum log |R_ii|. Below 0: forgetting (vanishing), above 0: "
@@ -973,9 +978,9 @@ DYNAMICS_TIPS = {
 
 class DynamicsPanel(PlotPanel):
     """Why the gradient vanishes: the Dynamics records (workbench/engine/dynamics.py) in
-    four tabs, each drawn from the runs' buffers on the frame timer. Curves are overlaid
+    five tabs, each drawn from the runs' buffers on the frame timer. Curves are overlaid
     across the shown runs in their colours; the heatmap and the eigenvalues are of the
-    run chosen in the header, every view of the layer chosen there."""
+    run chosen in the header (so is the trajectory), every view of the layer chosen there."""
 
     title = "Dynamics"
     csv_name = "dynamics.csv"
@@ -1035,6 +1040,11 @@ class DynamicsPanel(PlotPanel):
         self.lyap_item = self.lyap.getPlotItem()
         self.lyap_item.addItem(pg.InfiniteLine(pos=0.0, angle=0, pen=_pen("#888888", 1, 160, Qt.PenStyle.DotLine)))
         tab("Lyapunov", self.lyap)
+        self.traj = _plot_widget(left="PC2", bottom="PC1")
+        self.traj.setToolTip(DYNAMICS_TIPS["trajectory"])
+        self.traj_item = self.traj.getPlotItem()
+        self.time_cmap = pg.colormap.get("viridis")
+        tab("Trajectory", self.traj)
         self._items: dict[tuple, pg.PlotDataItem] = {}  # (plot name, run id, key...) -> curve
         self._runs: list[RunData] = []
         self._current: RunData | None = None
@@ -1107,7 +1117,7 @@ class DynamicsPanel(PlotPanel):
         self._drawn["all"] = key
         wanted: set = set()
         plots = {"product": self.product_item, "spectrum": self.spectrum_item, "eigen": self.eigen_item,
-                 "gates": self.gates_item, "lyap": self.lyap_item}
+                 "gates": self.gates_item, "lyap": self.lyap_item, "traj": self.traj_item}
         legend: dict[str, list[str]] = {}
         for run in shown:
             dyn, rid = run.dynamics, id(run)
@@ -1165,6 +1175,7 @@ class DynamicsPanel(PlotPanel):
                 self._curve(self.eigen_item, k, None, symbol=_SYMBOLS[bi % len(_SYMBOLS)], symbolSize=6,
                             symbolBrush=pg.mkBrush(chosen.colour), symbolPen=pg.mkPen("#222222", width=0.5),
                             name=block).setData(re, im)
+            self._draw_trajectory(chosen, layer, wanted)
         ring = chosen.dynamics.jacobian.get(layer) if chosen is not None else None
         image, steps = ring.image() if ring is not None else (np.zeros((0, 0)), np.zeros(0))
         if image.size:
@@ -1194,9 +1205,34 @@ class DynamicsPanel(PlotPanel):
         self.settle()
         return True
 
+    def _draw_trajectory(self, run: RunData, layer: str, wanted: set) -> None:
+        """The chosen run's newest paths in the PCA plane: a faint line per row, dots
+        coloured by timestep, the first step ringed."""
+        found = run.dynamics.latest.trajectories.get(layer) if run.dynamics.latest is not None else None
+        if not found:
+            return
+        explained = list(found.get("explained", [])) + [math.nan, math.nan]
+        self.traj_item.setLabel("bottom", f"PC1 ({100 * explained[0]:.0f}% of the variance)")
+        self.traj_item.setLabel("left", f"PC2 ({100 * explained[1]:.0f}%)")
+        for i, (xs, ys) in enumerate(found.get("rows", [])):
+            x, y = np.asarray(xs, dtype=np.float64), np.asarray(ys, dtype=np.float64)
+            k = ("traj", id(run), i, "line")
+            wanted.add(k)
+            self._curve(self.traj_item, k, _pen(run.colour, 1.0, 140)).setData(x, y, connect="finite")
+            t = np.linspace(0.0, 1.0, x.size) if x.size > 1 else np.zeros(x.size)
+            brushes = [pg.mkBrush(c) for c in self.time_cmap.map(t, mode="qcolor")]
+            k = ("traj", id(run), i, "dots")
+            wanted.add(k)
+            self._curve(self.traj_item, k, None, symbol="o", symbolSize=5, symbolPen=None).setData(
+                x, y, symbolBrush=brushes)
+            k = ("traj", id(run), i, "start")
+            wanted.add(k)
+            self._curve(self.traj_item, k, None, symbol="o", symbolSize=11, symbolBrush=None,
+                        symbolPen=pg.mkPen(run.colour, width=1.5)).setData(x[:1], y[:1])
+
     def plot_items(self) -> list[pg.PlotItem]:
         return [self.heat_item, self.product_item, self.spectrum_item, self.eigen_item, self.gates_item,
-                self.lyap_item]
+                self.lyap_item, self.traj_item]
 
     def csv(self, runs: list[RunData], current: RunData | None) -> str:
         """Every curve of every shown run: run, quantity, layer, key, step, value."""
