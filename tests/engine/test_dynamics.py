@@ -17,7 +17,7 @@ from workbench.cells import Cell
 from workbench.engine.dynamics import DynamicsSettings, model_dynamics, trajectory_and_lyapunov
 from workbench.engine.records import Dynamics, from_json
 from workbench.engine.trainer import Trainer
-from workbench.spec import InitSpec, LayerSpec, with_overrides
+from workbench.spec import LayerSpec, with_overrides
 
 EXACT = DynamicsSettings(power_iterations=64, lyapunov_vectors=3, max_rows=0)
 

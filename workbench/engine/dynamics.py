@@ -299,7 +299,7 @@ def model_dynamics(model, forward: Callable[[], object] | None = None, settings:
     gates_h = {k: {g: {"mean": float(take(1)[0]), "saturation": float(take(1)[0])} for g in v}
                for k, v in gate_out.items()}
     traj_h = {}
-    for k, (path, explained) in paths.items():
+    for k, (path, _explained) in paths.items():
         xy = take(path.numel()).reshape(path.shape)  # [B, T, 2]
         traj_h[k] = {"rows": [[row[:, 0].tolist(), row[:, 1].tolist()] for row in xy],
                      "explained": take(2).tolist()}
