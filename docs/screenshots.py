@@ -4,7 +4,8 @@
 
 Writes docs/screenshot-idle.png (first start) and docs/screenshot-training.png (an LSTM
 run finished and tried out in the Try it panel, a vanilla RNN training, the gradient
-heatmap filling), both at 1280x800. Uses a temporary settings file and data folder, so
+heatmap filling) and docs/screenshot-dynamics.png (the same moment in the Dynamics tab),
+all at 1280x800. Uses a temporary settings file and data folder, so
 it never touches the user's own.
 """
 from __future__ import annotations
@@ -77,6 +78,11 @@ def main() -> int:
     run = window.current_run
     pump(app, 600, until=lambda: run.last_step >= 700)
     shot(app, window, "screenshot-training.png")
+    # the same moment in the Dynamics tab: why the RNN's gradient vanishes and the LSTM's not
+    window.dynamics_dock.raise_()
+    window.dynamics_panel.tabs.setCurrentIndex(0)
+    window._plots_changed()
+    shot(app, window, "screenshot-dynamics.png")
     window.stop_training()
     pump(app, 60, until=lambda: not window.training_active)
     tryout.shutdown()
