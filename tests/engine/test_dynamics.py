@@ -251,3 +251,16 @@ def test_trajectory_is_the_pca_of_the_hidden_states():
         sign = np.sign(np.sum(rows[:, c] * expected[..., c]))
         np.testing.assert_allclose(sign * rows[:, c], expected[..., c], atol=1e-8)
     np.testing.assert_allclose(got["explained"], values[::-1][:2] / values.sum(), rtol=1e-8)
+
+
+def test_a_failing_instrument_does_not_end_the_run(monkeypatch):
+    import workbench.engine.dynamics as dyn
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("this cell's step has no double backward\nmore detail")
+
+    monkeypatch.setattr(dyn, "model_dynamics", broken)
+    records = list(Trainer(preset("adding_lstm", "train.steps=3", "train.probe_every=1"), probe_budget=None).run())
+    assert not any(isinstance(r, Dynamics) for r in records)
+    assert sum(r.kind == "probe" for r in records) == 4 and records[-1].status == "finished"
+    assert records[-1].dynamics_off == "RuntimeError: this cell's step has no double backward"

@@ -242,7 +242,7 @@ class Checkpoint(Record):
 @dataclass(eq=False)
 class End(Record):
     kind: ClassVar[str] = "end"
-    _optional: ClassVar[tuple[str, ...]] = ("graphs", "graphs_off", "probe_unrolled")
+    _optional: ClassVar[tuple[str, ...]] = ("graphs", "graphs_off", "probe_unrolled", "dynamics_off")
     status: str = "finished"  # finished / stopped / failed
     message: str = ""
     time_s: float = 0.0  # training time of this segment, pauses excluded
@@ -256,6 +256,7 @@ class End(Record):
     graphs: int | None = None
     graphs_off: str | None = None
     probe_unrolled: str | None = None
+    dynamics_off: str | None = None  # why the Dynamics records stopped (engine/dynamics.py failed)
 
 
 KINDS: dict[str, type[Record]] = {cls.kind: cls for cls in (Start, Step, Probe, Dynamics, Eval, NonFinite,

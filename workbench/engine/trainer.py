@@ -477,8 +477,7 @@ class Trainer:
                 if t.probe_every and self.state.last_probe_step < 0:
                     # the first probe sees the weights before any update: the profile at init
                     yield self._probe(work)
-                    if self.dynamics:
-                        yield self._dynamics(work)
+                    yield from self._dynamics(work)
                 record = self._train_step(work, total)
                 yield record
                 if isinstance(record, NonFinite):
@@ -490,8 +489,7 @@ class Trainer:
                 step = self.state.step
                 if self._probe_due(step):
                     yield self._probe(work)
-                    if self.dynamics:
-                        yield self._dynamics(work)
+                    yield from self._dynamics(work)
                 if t.eval_every and step % t.eval_every == 0 and step < total:
                     yield self._eval()
                 if t.checkpoint_every and step % t.checkpoint_every == 0 and self.run_dir is not None:
@@ -538,6 +536,8 @@ class Trainer:
                 out["graphs_off"] = self._graphs.off_reason
         if self._probe_fallback:
             out["probe_unrolled"] = self._probe_fallback
+        if getattr(self, "_dynamics_off", ""):
+            out["dynamics_off"] = self._dynamics_off
         return out
 
     def _probe_due(self, step: int) -> bool:
@@ -870,20 +870,32 @@ class Trainer:
         self.state.last_probe_step = self.state.step
         return Probe(step=self.state.step, hidden_grad_norms=norms, time_s=dt)
 
-    def _dynamics(self, work: _Work) -> Dynamics:
+    def _dynamics(self, work: _Work) -> Iterator[Dynamics]:
         """The recurrence's dynamics (engine/dynamics.py) on the probe's batch at the same
         weights, from the layer inputs the probe's forward recorded; its time counts as
-        probe time."""
+        probe time. An instrument never ends a run: if it fails (a cell whose step has no
+        double backward, say), it is off for the rest of the run and the end record
+        says why."""
+        inputs, self._probe_inputs = getattr(self, "_probe_inputs", None), None
+        if not self.dynamics:
+            return
         from workbench.engine.dynamics import model_dynamics
 
         t0, c0 = time.perf_counter(), self.clock()
-        inputs, self._probe_inputs = getattr(self, "_probe_inputs", None), None
         self.model.train()
         devices = [self.device.index or 0] if self.device.type == "cuda" else []
-        with torch.random.fork_rng(devices=devices):  # (only a forward of its own draws dropout masks)
-            fields = model_dynamics(self.model, work.probe_loss, seed=self.train.seed, inputs=inputs or None)
-        self._probe_time += self.clock() - c0
-        return Dynamics(step=self.state.step, time_s=time.perf_counter() - t0, **fields)
+        try:
+            with torch.random.fork_rng(devices=devices):  # (only a forward of its own draws dropout masks)
+                fields = model_dynamics(self.model, work.probe_loss, seed=self.train.seed, inputs=inputs or None)
+        except RuntimeError as exc:
+            if out_of_memory(exc):
+                raise
+            self.dynamics = False
+            self._dynamics_off = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+            return
+        finally:
+            self._probe_time += self.clock() - c0
+        yield Dynamics(step=self.state.step, time_s=time.perf_counter() - t0, **fields)
 
     @torch.no_grad()
     def evaluate(self, whole: bool = False) -> dict:
