@@ -113,6 +113,10 @@ class HeadSpec:
     kind: str = "classification"
     # A hidden layer between the recurrent stack and the output (0 = none).
     hidden_size: int = 0
+    # Frames in, frames out (next-frame prediction): the head predicts the change from the
+    # frame just read, output_t = x_t + head(h_t), with the head's last layer initialised
+    # to zero, so an untrained model copies the last frame exactly and learns the motion.
+    residual: bool = False
 
 
 @dataclass
@@ -360,6 +364,12 @@ def validate_model(model: ModelSpec) -> None:
         raise SpecError("model.attention", "attention over encoder states needs the encoder-decoder topology")
     _choice("model.head.kind", model.head.kind, HEAD_KINDS)
     _int_range("model.head.hidden_size", model.head.hidden_size, 0, MAX_HIDDEN)
+    if model.head.residual:
+        if model.head.kind != "regression" or model.topology != "many_to_many" or \
+                not inp.kind.startswith("frames"):
+            raise SpecError("model.head.residual", "the residual head adds each input frame to the output for the "
+                            "same step: it needs frames in (frames_linear/frames_conv), the many-to-many topology "
+                            "and the 'regression' head")
     _choice("model.init.recurrent", model.init.recurrent, RECURRENT_INITS)
     _float_range("model.init.forget_bias", model.init.forget_bias, -20.0, 20.0)
     if model.init.spectral_radius is not None:

@@ -589,9 +589,17 @@ class RecurrentModel(nn.Module):
                 self.attention_in = nn.Linear(enc_width, top, bias=False)
                 self.attention_out = nn.Linear(top + enc_width, top)
         self.head = Head(top, spec.head.hidden_size, io.output_size)
+        self.residual = spec.head.residual
+        if self.residual and (io.frame_shape is None or io.output_size != _prod(io.frame_shape)):
+            raise ValueError(f"model.head.residual: the output ({io.output_size} values per step) must be one "
+                             f"frame ({io.frame_shape}) to add the input frame to it")
         self.tap_inputs = False
         self.probe: Probe | None = None
         initialise(self, spec)
+        if self.residual:
+            with torch.no_grad():  # an untrained model predicts "no change": it copies the last frame exactly
+                self.head.out.weight.zero_()
+                self.head.out.bias.zero_()
 
     # -- stacks in order, named as the spec names them --------------------------------
     def named_stacks(self) -> list[tuple[str, RecurrentStack]]:
@@ -653,7 +661,9 @@ class RecurrentModel(nn.Module):
             result = self.head(summarise(out, top_bidir, lengths))
             return (result, finals) if return_states else result
         if self.topology == "many_to_many":
-            result = self.head(out)
+            result = self.head(out)  # [B, T, O]
+            if self.residual:  # the change from the frame just read: x [B, T, C, H, W] -> [B, T, C*H*W]
+                result = result + x.flatten(2).to(result.dtype)
             return (result, finals) if return_states else result
         # encoder_decoder
         if y_in is None:
@@ -860,6 +870,13 @@ def initialise(model: RecurrentModel, spec: ModelSpec) -> None:
                 f = cell.forget_gate
                 b_ih[f * H:(f + 1) * H] = init.forget_bias
                 b_hh[f * H:(f + 1) * H] = 0.0
+
+
+def _prod(shape) -> int:
+    n = 1
+    for s in shape:
+        n *= int(s)
+    return n
 
 
 def build_model(spec: ModelSpec, io: ModelIO) -> RecurrentModel:

@@ -41,6 +41,8 @@ TIPS = {
                                  "e.g. 16, 32.",
     "model.head.kind": "Classification (softmax over classes or tokens) or regression (real-valued outputs).",
     "model.head.hidden_size": "An extra hidden layer between the recurrent stack and the output (0: none).",
+    "model.head.residual": "Frames in, frames out: add each input frame to the output, so the model predicts the "
+                           "change and starts out copying the last frame.",
     "model.init.recurrent": "Initial recurrent weights: PyTorch's default, orthogonal, or identity (IRNN, "
                             "vanilla RNNs only).",
     "model.init.lru_r_min": "LRU layers: their eigenvalues start uniformly on the ring min |λ| ≤ |λ| ≤ max |λ| "
@@ -339,6 +341,10 @@ class ArchitectureEditor(QScrollArea):
         self._row(form, "Kind", self.head_kind, "model.head.kind")
         self.head_hidden = self._spin(0, spec.MAX_HIDDEN, "model.head.hidden_size")
         self._row(form, "Hidden layer", self.head_hidden, "model.head.hidden_size")
+        self.head_residual = self.binder.check(QCheckBox("Predict the change from the last frame"),
+                                               "model.head.residual")
+        self.head_residual.setToolTip(TIPS["model.head.residual"])
+        form.addRow(self.head_residual)
         form.addRow(self.errors.register("model.head", ErrorLabel()))
         lay.addWidget(box)
 
