@@ -30,7 +30,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from workbench import cells
-from workbench.spec import CHAR_CONV_WIDTH, LayerSpec, ModelIO, ModelSpec, conv_output_shape
+from workbench.cells import conv as conv_cells
+from workbench.spec import CHAR_CONV_WIDTH, LayerSpec, ModelIO, ModelSpec, conv_output_shape, spatial_head
 
 # ----------------------------------------------------------------------------- layers
 
@@ -413,13 +414,18 @@ def summarise(outputs: torch.Tensor, bidirectional: bool, lengths: torch.Tensor 
 
 
 class FrameEncoder(nn.Module):
-    """Frames [..., C, H, W] -> vectors [..., P]: flatten + linear, or a small conv stack."""
+    """Frames [..., C, H, W] -> vectors [..., P]: flatten + linear, or a small conv stack;
+    'frames_grid': the frames as they are, flattened [..., C*H*W] (convolutional cells)."""
 
     def __init__(self, kind: str, frame_shape: tuple[int, int, int], projection: int, channels: list[int]):
         super().__init__()
         self.frame_shape = tuple(frame_shape)
         c, h, w = frame_shape
         blocks: list[nn.Module] = []
+        if kind == "frames_grid":
+            self.conv = nn.Sequential()
+            self.proj = nn.Identity()
+            return
         if kind == "frames_conv":
             prev, hh, ww = c, h, w
             for ch in channels:
@@ -466,9 +472,12 @@ class WordCharEmbedding(nn.Module):
         return torch.cat([words, feats.reshape(B, T, -1)], dim=-1)
 
 
-def input_width(spec: ModelSpec) -> int:
+def input_width(spec: ModelSpec, io: ModelIO | None = None) -> int:
     """Width of the vectors the input side feeds to the first recurrent layer."""
     inp = spec.input
+    if inp.kind == "frames_grid":
+        c, h, w = io.frame_shape
+        return c * h * w
     if inp.kind == "embedding":
         return inp.embedding_dim
     if inp.kind == "embedding_chars":
@@ -533,6 +542,27 @@ class Head(nn.Module):
         return self.out(x)
 
 
+class ConvHead(nn.Module):
+    """The decoder after convolutional cells: the top layer's feature maps [B, T, c*H*W]
+    -> frames [B, T, C_out*H*W] by KERNEL x KERNEL convolutions ('same' padding), with an
+    optional hidden layer of ``hidden`` maps (tanh) as Head has."""
+
+    def __init__(self, channels: int, hidden: int, out_channels: int, grid: tuple[int, int]):
+        super().__init__()
+        k = conv_cells.KERNEL
+        self.grid = tuple(int(g) for g in grid)
+        self.channels = channels
+        self.hidden = nn.Conv2d(channels, hidden, k, padding=k // 2) if hidden else None
+        self.out = nn.Conv2d(hidden or channels, out_channels, k, padding=k // 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        lead = x.shape[:-1]
+        maps = x.reshape(-1, self.channels, *self.grid)  # [N, c, H, W]
+        if self.hidden is not None:
+            maps = torch.tanh(self.hidden(maps))
+        return self.out(maps).reshape(*lead, -1)
+
+
 # ----------------------------------------------------------------------------- the model
 
 
@@ -563,7 +593,18 @@ class RecurrentModel(nn.Module):
         self.io = io
         self.topology = spec.topology
         self.input_side = _input_module(spec, io)
-        width = input_width(spec)
+        width = input_width(spec, io)
+        with conv_cells.frame_grid(io.frame_shape):  # convolutional cells' shapes are the frames'
+            self._build(spec, io, width)
+        self.tap_inputs = False
+        self.probe: Probe | None = None
+        initialise(self, spec)
+        if self.residual:
+            with torch.no_grad():  # an untrained model predicts "no change": it copies the last frame exactly
+                self.head.out.weight.zero_()
+                self.head.out.bias.zero_()
+
+    def _build(self, spec: ModelSpec, io: ModelIO, width: int) -> None:
         self.decoder = None
         self.bridge = None
         self.target_embedding = None
@@ -588,18 +629,15 @@ class RecurrentModel(nn.Module):
             if spec.attention:
                 self.attention_in = nn.Linear(enc_width, top, bias=False)
                 self.attention_out = nn.Linear(top + enc_width, top)
-        self.head = Head(top, spec.head.hidden_size, io.output_size)
+        conv_head = spatial_head(spec, io)
+        if conv_head is not None:
+            self.head = ConvHead(*conv_head, io.frame_shape[1:])
+        else:
+            self.head = Head(top, spec.head.hidden_size, io.output_size)
         self.residual = spec.head.residual
         if self.residual and (io.frame_shape is None or io.output_size != _prod(io.frame_shape)):
             raise ValueError(f"model.head.residual: the output ({io.output_size} values per step) must be one "
                              f"frame ({io.frame_shape}) to add the input frame to it")
-        self.tap_inputs = False
-        self.probe: Probe | None = None
-        initialise(self, spec)
-        if self.residual:
-            with torch.no_grad():  # an untrained model predicts "no change": it copies the last frame exactly
-                self.head.out.weight.zero_()
-                self.head.out.bias.zero_()
 
     # -- stacks in order, named as the spec names them --------------------------------
     def named_stacks(self) -> list[tuple[str, RecurrentStack]]:

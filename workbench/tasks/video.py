@@ -193,9 +193,10 @@ class FrameTask(Task):
 
     def check_model(self, model: ModelSpec) -> None:
         super().check_model(model)
-        if model.input.kind not in ("frames_linear", "frames_conv"):
+        if model.input.kind not in ("frames_linear", "frames_conv", "frames_grid"):
             raise SpecError("model.input.kind", "video is read by a frame encoder: use 'frames_linear' "
-                                                "(flatten + linear) or 'frames_conv' (small conv stack)")
+                                                "(flatten + linear), 'frames_conv' (small conv stack) or "
+                                                "'frames_grid' (the frames as they are, for conv_lstm/conv_gru)")
 
     def encode_video(self, path: str | Path, max_frames: int = 0, start: int = 0) -> torch.Tensor:
         """A video file or frames folder as the model reads it: float [1, T, C, H, W] in
