@@ -662,7 +662,7 @@ def _stack_params(layers: list[LayerSpec], input_size: int, prefix: str) -> list
         try:
             forward, recurrent, bias = _cells.get(layer.cell).param_counts(input_size, h)
         except ValueError as exc:  # a convolutional cell whose sizes do not fit the frames
-            raise SpecError(f"{prefix}.{i}.hidden_size", str(exc)) from None
+            raise SpecError(f"model.{prefix}.{i}.hidden_size", str(exc)) from None
         out.append(LayerParams(
             name=f"{prefix}.{i}", cell=layer.cell, input_size=input_size, hidden_size=h, directions=d,
             forward=d * forward, recurrent=d * recurrent, bias=d * bias,

@@ -668,6 +668,10 @@ class RecurrentModel(nn.Module):
         states = probe.states if probe is not None and unrolled else None
         if probe is not None:
             probe.layer_names += [f"{prefix}.{i}" for i in range(len(stack.rnns))]
+        if taps is not None and torch.is_grad_enabled() and x.is_floating_point() and not x.requires_grad:
+            # raw frames feed the first layer ('frames_grid'): a leaf that asks for its
+            # gradient, so the first tap gives dL/dx_t as every other layer's does
+            x = x.detach().requires_grad_()
         return stack(x, initial, taps=taps, unrolled_states=states, align=stack.alignment(x, lengths))
 
     def encode_input(self, x: torch.Tensor) -> torch.Tensor:
