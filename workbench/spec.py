@@ -761,6 +761,8 @@ def memory_estimate(model: ModelSpec, io: ModelIO, batch_size: int, seq_len: int
     for i, l in enumerate(report.layers):
         t = out_len if l.name.startswith("decoder") or model.topology == "one_to_many" else seq_len
         per_step = l.directions * (_cells.get(l.cell).gates * l.hidden_size + _state_count(l.cell) * l.hidden_size)
+        if _conv.is_spatial(l.cell):  # convolutions keep their inputs and the gates' products too
+            per_step = l.directions * _conv.SAVED_PER_STEP * l.hidden_size
         acts += batch_size * t * (per_step + l.input_size)
     if io.input_kind in ("frames", "image"):
         c, h, w = io.frame_shape

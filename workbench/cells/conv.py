@@ -36,6 +36,11 @@ SPATIAL = ("conv_lstm", "conv_gru")
 # hidden_size of a spatial cell (C*H*W) may exceed the spec's MAX_HIDDEN for vectors
 MAX_STATE = 2**20
 
+# Values autograd keeps per step of a layer, in units of its state size (C*H*W), for the
+# memory estimate: measured with torch.autograd.graph.saved_tensors_hooks on the built-in
+# next-frame presets (ConvLSTM 6.9, ConvGRU 6.7; a fused LSTM keeps about 6).
+SAVED_PER_STEP = 7
+
 _GRID: ContextVar[tuple[int, int] | None] = ContextVar("workbench_conv_grid", default=None)
 
 
