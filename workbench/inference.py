@@ -1010,6 +1010,8 @@ def inside(session: Session, request: dict, target: dict | None = None, saliency
         decoding = name.startswith("decoder") or model.topology == "one_to_many"
         layers.append({"name": name, "cell": layer.cell, "axis": "out" if decoding else "in",
                        "directions": len(gates), "hidden_size": layer.hidden_size, "series": series})
+        if getattr(rnn, "grid", None) is not None:  # a convolutional cell: its state is feature maps
+            layers[-1]["maps"] = list(rnn.grid[1:])  # [C, H, W] per direction
     result = {"in_steps": p.in_steps, "out_steps": p.out_steps,
               "out_produced": [_class_name(session, i) for i in p.out_targets], "layers": layers}
     if saliency:
@@ -1031,7 +1033,13 @@ def _saliency(session: Session, p: _Prepared, target: dict) -> dict:
     # one_to_many: the generator's inputs are the previous tokens; otherwise the input side
     source = model.target_embedding if model.topology == "one_to_many" else model.input_side
     seen: list[torch.Tensor] = []
-    hook = source.register_forward_hook(lambda m, a, o: seen.append(o))
+    def record(_module, _args, output):
+        if not output.requires_grad:  # frames as they are ('frames_grid'): a leaf that asks for its gradient
+            output = output.detach().requires_grad_()
+        seen.append(output)
+        return output
+
+    hook = source.register_forward_hook(record)
     try:
         with torch.enable_grad():
             out = _forward(model, p, device, batch=probes)  # [P, O] | [P, T, O]
