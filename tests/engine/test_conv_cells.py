@@ -3,7 +3,8 @@ validate where frames go in and name the field where not, count their parameters
 built module holds them, train with the real Trainer on next-frame prediction, and the
 exact dL/dh_t probe (norms over the whole spatial state) and the layer-input taps match
 autograd through an independent float64 stand-in written here from the papers' equations.
-The try-out's look inside records their gates; the ONNX exporter refuses them by name."""
+The try-out's look inside records their gates; ONNX export is a one-frame step graph that
+onnxruntime runs to PyTorch's outputs."""
 from __future__ import annotations
 
 import numpy as np
@@ -170,10 +171,49 @@ def test_conv_cells_are_refused_where_frames_do_not_go_in():
     assert info.value.field == "model.layers.0.hidden_size" and "multiple of 36" in str(info.value)
 
 
-def test_conv_cells_are_refused_by_the_onnx_exporter_by_name():
+@pytest.mark.parametrize("cell", ["conv_lstm", "conv_gru"])
+def test_onnx_step_graph_matches_pytorch_frame_by_frame(tmp_path, cell):
+    """The one-frame step graph in onnxruntime, fed its own states back frame by frame,
+    gives the PyTorch model's outputs over a whole clip (to 1e-4 of their scale)."""
+    ort = pytest.importorskip("onnxruntime")
+    import json
+
+    from workbench.export.onnx import export_model
+
+    p = _preset(cell, "model.head.hidden_size=4", layers=2)
+    torch.manual_seed(1)
+    model = build_model(p.model, make_task(p).model_io()).eval()
+    with torch.no_grad():
+        for prm in model.parameters():  # away from the zero-initialised head and zero peepholes
+            prm.add_(torch.randn_like(prm) * 0.2)
+    export_model(model, tmp_path / "m.onnx", preset=p)
+    manifest = json.loads((tmp_path / "m.onnx.json").read_text())
+    assert manifest["frame_steps"] and [g["role"] for g in manifest["graphs"]] == ["model"]
+    sess = ort.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
+    names = [i.name for i in sess.get_inputs()][1:]
+    x = torch.rand(3, 7, 1, H, W, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        want = model(x)  # [3, 7, H*W]
+    sizes = {n: (2 if n.startswith("state_1") else 3) * H * W for n in names}
+    states = {n: np.zeros((1, 3, sizes[n]), np.float32) for n in names}
+    got = []
+    for t in range(7):
+        out = sess.run(None, {"x": x[:, t:t + 1].numpy(), **states})
+        got.append(out[0])
+        states = dict(zip(names, out[1:]))
+    got = np.concatenate(got, axis=1)
+    scale = float(np.abs(want.numpy()).max())
+    assert np.abs(got - want.numpy()).max() <= 1e-4 * scale
+
+
+def test_conv_cells_outside_a_many_to_many_model_are_refused_by_the_onnx_exporter_by_name():
     from workbench.export.onnx import ExportError, export_model
 
-    p = _preset("conv_lstm")
+    p = with_overrides(_preset("conv_lstm"), ["data.task=video_classify", "model.topology=many_to_one",
+                                              "model.head.kind=classification", "model.head.residual=false"])
+    raw = p.to_dict()
+    raw["data"]["options"] = {"width": W, "height": H, "clip_len": 4, "val_clips": 4}
+    p = type(p).from_dict(raw)
     model = build_model(p.model, make_task(p).model_io())
-    with pytest.raises(ExportError, match=r"model\.layers\.0\.cell: the 'conv_lstm' cell is not exported"):
+    with pytest.raises(ExportError, match=r"model\.layers\.0\.cell: the 'conv_lstm' cell is exported as a one-frame"):
         export_model(model, "/nonexistent/model.onnx")
