@@ -207,3 +207,34 @@ def test_a_folder_with_one_clip_or_a_too_short_clip_is_a_data_error(tmp_path):
     with pytest.raises(DataError) as info:
         make_task(_preset(f"data.path={tmp_path / 'one'}")).ensure_prepared()
     assert "b.avi" in str(info.value) and "4 frames" in str(info.value)
+
+
+def test_flip_and_reverse_augment_training_windows_only(shared_data):
+    path = shared_data / "video" / "realshort.mp4"
+    plain = make_task(_preset(f"data.path={path}")).ensure_prepared()
+    task = make_task(_preset(f"data.path={path}", "data.options.flip=true",
+                             "data.options.reverse=true")).ensure_prepared()
+    g1, g2 = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
+    batch = next(task.train_batches(32, g1))
+    order = plain.train_origins[torch.randperm(len(plain.train_origins), generator=g2)][:32]
+    base = plain._window_batch(order, held_out=False)  # the same windows as filmed
+    seen = set()
+    for b in range(len(order)):
+        clip, ref = torch.cat([batch.x[b], batch.y[b, -1:].reshape(1, 1, 10, 12)]), \
+            torch.cat([base.x[b], base.y[b, -1:].reshape(1, 1, 10, 12)])  # [W+1, C, H, W]
+        for flip in (False, True):
+            for rev in (False, True):
+                want = ref.flip(-1) if flip else ref
+                want = want.flip(0) if rev else want
+                if torch.equal(clip, want):
+                    seen.add((flip, rev))
+                    break
+            else:
+                continue
+            break
+        else:
+            raise AssertionError(f"row {b} is none of the window's four versions")
+    assert len(seen) >= 3  # 23 windows: each version drawn (all four but for bad luck)
+    val = next(task.val_batches(64, 1))
+    ref = next(plain.val_batches(64, 1))
+    assert torch.equal(val.x, ref.x)  # held-out frames as filmed

@@ -437,6 +437,10 @@ class NextFrameOptions(FrameOptions):
     # one video: its last frames held out; a folder of clips: that share of whole clips
     val_fraction: float = 0.2
     val_clips: int = 256  # generated clips held out
+    # footage: each training window mirrored left-right (flip) and/or played backwards
+    # (reverse) with probability 1/2, so few frames teach motion both ways; off: as filmed
+    flip: bool = False
+    reverse: bool = False
 
 
 # Free-running evaluation: the model rolls forward on its own predictions and is scored
@@ -568,10 +572,17 @@ class NextFrameTask(FrameTask):
             origins = origins[torch.linspace(0, len(origins) - 1, MAX_ROLLOUT_WINDOWS).round().long()]
         self.rollout_origins = origins
 
-    def _window_batch(self, origins: torch.Tensor, held_out: bool) -> Batch:
+    def _window_batch(self, origins: torch.Tensor, held_out: bool, flip: torch.Tensor | None = None,
+                      reverse: torch.Tensor | None = None) -> Batch:
+        """Windows ending at ``origins`` [B]; ``flip``/``reverse`` [B] bool (training
+        augmentation): mirror those rows left-right / play them backwards."""
         W = self.window
         idx = origins[:, None] - W + torch.arange(W + 1)[None, :]  # [B, W+1]
+        if reverse is not None and reverse.any():
+            idx = torch.where(reverse[:, None], idx.flip(1), idx)  # the same frames, last first
         clip = _to_float(self.frames[idx.numpy()])  # [B, W+1, C, H, W]
+        if flip is not None and flip.any():
+            clip[flip] = clip[flip].flip(-1)
         x = clip[:, :-1]
         y = clip[:, 1:].flatten(2)  # [B, W, C*H*W]
         mask = None
@@ -592,8 +603,14 @@ class NextFrameTask(FrameTask):
                 yield self._clip_batch(bouncing_clips(batch_size, self.window + 1, self.height, self.width,
                                                       self.channels, rng, self.options.noise))
         order = self.train_origins[torch.randperm(len(self.train_origins), generator=generator)]
+        o = self.options
         for start in range(0, len(order), batch_size):
-            yield self._window_batch(order[start:start + batch_size], held_out=False)
+            origins = order[start:start + batch_size]
+            if not (o.flip or o.reverse):
+                yield self._window_batch(origins, held_out=False)
+                continue
+            draws = torch.rand(2, len(origins), generator=generator) < 0.5  # [2, B]: flip, reverse
+            yield self._window_batch(origins, held_out=False, flip=draws[0] & o.flip, reverse=draws[1] & o.reverse)
 
     def val_batches(self, batch_size: int, max_batches: int) -> Iterator[Batch]:
         if self.generated:
