@@ -876,6 +876,8 @@ class VideoView(ModeView):
         self.cursor.setVisible(on)
         if not on:
             item.getViewBox().setRange(xRange=(0, 1), yRange=(0, 1), padding=0)
+        else:  # setRange above switched auto-range off: the plots of a video set the range again
+            item.getViewBox().enableAutoRange()
 
     def _draw_timeline(self) -> None:
         self.timeline.clear()
@@ -897,6 +899,12 @@ class VideoView(ModeView):
             self.timeline.plot(x, d["mse"], name="model", pen=pg.mkPen(PALETTE[0], width=2))
             self.timeline.plot(x, d["copy_last_mse"], name="copy last frame",
                                pen=pg.mkPen(PALETTE[7], width=1, style=Qt.PenStyle.DashLine))
+            # the range now, not at the next paint: the axis reads the errors themselves
+            found = np.concatenate([np.asarray(d["mse"], float), np.asarray(d["copy_last_mse"], float)])
+            found = found[np.isfinite(found)]
+            top = float(found.max()) if found.size else 0.0
+            self.timeline.setXRange(0, max(len(x), 1))
+            self.timeline.setYRange(0.0, top if top > 0 else 1e-6)
 
     def _draw_rollout(self) -> None:
         d = self.rollout
