@@ -217,3 +217,44 @@ def test_conv_cells_outside_a_many_to_many_model_are_refused_by_the_onnx_exporte
     model = build_model(p.model, make_task(p).model_io())
     with pytest.raises(ExportError, match=r"model\.layers\.0\.cell: the 'conv_lstm' cell is exported as a one-frame"):
         export_model(model, "/nonexistent/model.onnx")
+
+
+@pytest.mark.parametrize("name,overrides", [
+    ("video_nextframe_convlstm", []),
+    ("video_nextframe_convgru", ["data.options.width=32", "data.options.height=24", "data.options.grey=false",
+                                 "model.layers.0.hidden_size=6144"]),
+    ("video_nextframe_lstm", ["data.options.width=32", "data.options.height=24", "data.options.grey=false"]),
+])
+def test_the_memory_estimate_is_what_autograd_keeps(name, overrides):
+    """spec.memory_estimate's activations against the bytes autograd saves for backward in
+    a real forward (parameters excluded), counted with saved_tensors_hooks: within -20%/+60%."""
+    from workbench.spec import memory_estimate
+
+    p = with_overrides(presets.load_builtin(name), overrides)
+    io = make_task(p).model_io()
+    model = build_model(p.model, io)
+    B, T = 4, 6
+    seen = {q.data_ptr() for q in model.parameters()}
+    total = [0]
+
+    def pack(t):
+        if t.data_ptr() not in seen:
+            seen.add(t.data_ptr())
+            total[0] += t.numel() * t.element_size()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        model(torch.rand(B, T, *io.frame_shape))
+    estimate = memory_estimate(p.model, io, B, T)["activations"]
+    assert 0.8 * total[0] <= estimate <= 1.6 * total[0], (estimate, total[0])
+
+
+@pytest.mark.slow
+def test_a_conv_preset_beats_copying_the_last_frame_on_real_footage(shared_data):
+    """bench/quality.py --only video in small: ConvGRU on cockatoo.mp4's held-out 20%."""
+    p = with_overrides(presets.load_builtin("video_nextframe_convgru"), [
+        f"data.path={shared_data / 'video' / 'cockatoo.mp4'}", "data.options.window=8", "train.steps=300",
+        "train.device=cpu", "train.eval_every=0", "train.probe_every=0", "train.checkpoint_every=0"])
+    task = make_task(p)
+    end = [r for r in Trainer(p, task=task).run() if r["kind"] == "end"][0]
+    assert end["metrics"]["mse"] < 0.95 * task.baseline()["copy_last_mse"], end["metrics"]
