@@ -403,6 +403,10 @@ def validate_model(model: ModelSpec) -> None:
     without = [l.cell for l in model.layers + model.decoder_layers if not _has_recurrent_matrix(l.cell)]
     if without and (model.init.recurrent != "default" or model.init.spectral_radius is not None):
         field = "model.init.recurrent" if model.init.recurrent != "default" else "model.init.spectral_radius"
+        if _conv.is_spatial(without[0]):
+            raise SpecError(field, f"{_cells.get(without[0]).label} layers' recurrent weights are convolution "
+                            "kernels, not a matrix: nothing to make orthogonal, the identity or of a spectral "
+                            "radius; use 'default'")
         raise SpecError(field, f"{_cells.get(without[0]).label} layers have no recurrent matrix (their "
                         "recurrence is elementwise and linear), so there is nothing to make orthogonal, "
                         "the identity or of a spectral radius; use 'default' (the LRU's ring: "
@@ -415,6 +419,8 @@ def validate_model(model: ModelSpec) -> None:
 
 def _has_recurrent_matrix(cell: str) -> bool:
     """Whether the cell has an [G*H, H] W_hh (what model.init.recurrent and spectral_radius act on)."""
+    if _conv.is_spatial(cell):  # convolution kernels [G*C, C, k, k]
+        return False
     c = _cells.get(cell)
     return c.param_shapes(2, 3).get("weight_hh") == (c.gates * 3, 3)
 
