@@ -440,6 +440,7 @@ def _threads() -> int:
 # ----------------------------------------------------------------------------- the table
 
 from quality_adding import bench_adding  # noqa: E402  (bench/ is this script's folder)
+from quality_video import bench_video  # noqa: E402
 
 BENCHMARKS: dict[str, Callable[[argparse.Namespace], tuple[str, list[dict]]]] = {
     "timeseries": bench_timeseries,
@@ -450,6 +451,7 @@ BENCHMARKS: dict[str, Callable[[argparse.Namespace], tuple[str, list[dict]]]] = 
     "translation": bench_translation,
     "chatbot": bench_chatbot,
     "speech": bench_speech,
+    "video": bench_video,
 }
 
 
@@ -468,6 +470,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lengths", default="", help="adding: comma-separated sequence lengths (default 50,100,200,400)")
     parser.add_argument("--speech-set", action="append", default=[], metavar="FIELD=VALUE",
                         help="speech: a preset override for both speech presets (repeatable)")
+    parser.add_argument("--video-steps", type=int, default=300, help="video: training steps per clip and model")
     args = parser.parse_args(argv)
     names = [n.strip() for n in args.only.split(",") if n.strip()] or list(BENCHMARKS)
     unknown = [n for n in names if n not in BENCHMARKS]

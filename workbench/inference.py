@@ -16,7 +16,9 @@ the GUI's worker thread can hand results to widgets and the CLI can print them a
                      ``chat_stream()`` yields it token by token
     caption          one-to-many: ``caption()`` -> a generated or given image, its caption
     video_classify   ``video_outputs()`` -> a probability vector per frame (clip by clip)
-    next_frame       ``video_outputs()`` -> predicted next frames beside the real ones
+    next_frame       ``video_outputs()`` -> predicted next frames beside the real ones;
+                     ``video_rollout()`` -> the model rolled forward on its own frames
+                     from a chosen frame, beside the real clip, error against horizon
     forecast, adding ``numbers()`` -> the forecast / the predicted sum
     speech           ``audio_outputs()`` -> waveform, spectrogram, per-frame probabilities,
                      the word (many-to-one) or the CTC decodings and path, saliency
@@ -56,6 +58,8 @@ MAX_INSIDE_STEPS = 2000
 # most their float copies may take (large frame settings get fewer frames).
 MAX_VIDEO_FRAMES = 5000
 MAX_VIDEO_BYTES = 128 * 2**20
+# Next-frame rollouts in Try it: frames rolled forward from the chosen frame.
+ROLLOUT_STEPS = 10
 # Hutchinson probes for the saliency of a vector (regression) output.
 SALIENCY_PROBES = 16
 
@@ -664,6 +668,30 @@ def video_outputs(session: Session, path: str | Path, max_frames: int = 0) -> di
     return out
 
 
+def video_rollout(session: Session, path: str | Path, start: int, steps: int = ROLLOUT_STEPS) -> dict:
+    """A next-frame model rolled forward on its own predictions from model frame ``start``:
+    it reads the training window's frames up to and including ``start``, then feeds each
+    predicted frame back in for ``steps`` frames (fewer where the video ends).
+
+    {"start", "context_start", "predicted" and "real" [K, C, H, W] (row k: frame
+    start + 1 + k), per horizon 1..K [K]: "mse" (the model's), "copy_last_mse" (frame
+    ``start`` held still), "psnr", "ssim"}."""
+    _require(session, "next_frame")
+    task = session.task
+    if not 1 <= steps <= MAX_DECODE:
+        raise InputError(f"a rollout runs 1 to {MAX_DECODE} frames, not {steps}")
+    start = max(int(start), 0)
+    first = max(0, start - int(task.window) + 1)
+    frames = _model_frames(session, path, first, start - first + 1 + steps)  # [context + K, C, H, W]
+    context = start - first + 1
+    if len(frames) <= context:
+        raise InputError(f"{path}: frame {start} is the video's last; nothing after it to roll forward to")
+    curve = task.rollout_curve(session.model, frames, context, steps)
+    out = {k: v.numpy() for k, v in curve.items()}
+    out.update({"start": start, "context_start": first})
+    return out
+
+
 # ----------------------------------------------------------------------------- one-shot answers
 # Each mode's ``answer`` (workbench.tryout_modes): (session, request) -> (result as plain
 # data, the request that looks inside the network for the same input). ``request``: "text"
@@ -719,6 +747,12 @@ def answer_video(session: Session, request: dict) -> tuple[dict, dict]:
     out = video_outputs(session, request["video"], max_frames=request.get("max_frames", 0))
     out.pop("predicted", None)  # the frames themselves are for the window, not for JSON
     out.pop("real", None)
+    if session.mode == "next_frame":
+        # rolled forward from the first frame with a whole training window before it
+        start = min(int(session.task.window) - 1, max(out["frames"] - 2, 0))
+        rolled = video_rollout(session, request["video"], start)
+        out["rollout"] = {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in rolled.items()
+                          if k not in ("predicted", "real")}
     return out, {"video": request["video"], "start": 0}
 
 
@@ -976,6 +1010,8 @@ def inside(session: Session, request: dict, target: dict | None = None, saliency
         decoding = name.startswith("decoder") or model.topology == "one_to_many"
         layers.append({"name": name, "cell": layer.cell, "axis": "out" if decoding else "in",
                        "directions": len(gates), "hidden_size": layer.hidden_size, "series": series})
+        if getattr(rnn, "grid", None) is not None:  # a convolutional cell: its state is feature maps
+            layers[-1]["maps"] = list(rnn.grid[1:])  # [C, H, W] per direction
     result = {"in_steps": p.in_steps, "out_steps": p.out_steps,
               "out_produced": [_class_name(session, i) for i in p.out_targets], "layers": layers}
     if saliency:
@@ -997,7 +1033,13 @@ def _saliency(session: Session, p: _Prepared, target: dict) -> dict:
     # one_to_many: the generator's inputs are the previous tokens; otherwise the input side
     source = model.target_embedding if model.topology == "one_to_many" else model.input_side
     seen: list[torch.Tensor] = []
-    hook = source.register_forward_hook(lambda m, a, o: seen.append(o))
+    def record(_module, _args, output):
+        if not output.requires_grad:  # frames as they are ('frames_grid'): a leaf that asks for its gradient
+            output = output.detach().requires_grad_()
+        seen.append(output)
+        return output
+
+    hook = source.register_forward_hook(record)
     try:
         with torch.enable_grad():
             out = _forward(model, p, device, batch=probes)  # [P, O] | [P, T, O]

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from workbench import cells as _cells
+from workbench.cells import conv as _conv
 from workbench.errors import UserError
 
 SCHEMA_VERSION = 1
@@ -51,7 +52,7 @@ TOPOLOGY_LABELS = {
 }
 # embedding_chars: a word embedding concatenated with a char-CNN summary of the word's
 # characters (x [B, T, 1 + C] long: column 0 the word id, columns 1.. its char ids, 0 = pad).
-INPUT_KINDS = ("embedding", "linear", "frames_linear", "frames_conv", "embedding_chars")
+INPUT_KINDS = ("embedding", "linear", "frames_linear", "frames_conv", "embedding_chars", "frames_grid")
 CHAR_CONV_WIDTH = 3  # embedding_chars: the char-CNN's kernel width (characters)
 HEAD_KINDS = ("classification", "regression")
 RECURRENT_INITS = ("default", "orthogonal", "identity")
@@ -113,6 +114,10 @@ class HeadSpec:
     kind: str = "classification"
     # A hidden layer between the recurrent stack and the output (0 = none).
     hidden_size: int = 0
+    # Frames in, frames out (next-frame prediction): the head predicts the change from the
+    # frame just read, output_t = x_t + head(h_t), with the head's last layer initialised
+    # to zero, so an untrained model copies the last frame exactly and learns the motion.
+    residual: bool = False
 
 
 @dataclass
@@ -320,10 +325,29 @@ def _validate_layers(layers: list[LayerSpec], prefix: str, allow_bidirectional: 
     for i, layer in enumerate(layers):
         p = f"{prefix}.{i}"
         _choice(f"{p}.cell", layer.cell, _cells.names())
-        _int_range(f"{p}.hidden_size", layer.hidden_size, 1, MAX_HIDDEN)
+        _int_range(f"{p}.hidden_size", layer.hidden_size, 1,
+                   _conv.MAX_STATE if _conv.is_spatial(layer.cell) else MAX_HIDDEN)
         _float_range(f"{p}.dropout", layer.dropout, 0.0, 0.95)
         if layer.bidirectional and not allow_bidirectional:
             raise SpecError(f"{p}.bidirectional", why_not)
+
+
+def _validate_spatial(model: ModelSpec) -> None:
+    """Convolutional cells (workbench.cells.conv) read feature maps: frames as they are
+    ('frames_grid') or the layer below's maps; they sit at the bottom of the stack."""
+    for i, layer in enumerate(model.layers):
+        if not _conv.is_spatial(layer.cell):
+            continue
+        if i == 0 and model.input.kind != "frames_grid":
+            raise SpecError("model.layers.0.cell", f"the {layer.cell!r} cell convolves frames: it needs "
+                            f"model.input.kind 'frames_grid' (the frames as they are), not {model.input.kind!r}")
+        if i > 0 and not _conv.is_spatial(model.layers[i - 1].cell):
+            raise SpecError(f"model.layers.{i}.cell", f"the {layer.cell!r} cell convolves feature maps: the layer "
+                            f"below it must be convolutional too (conv_lstm or conv_gru)")
+    for i, layer in enumerate(model.decoder_layers):
+        if _conv.is_spatial(layer.cell):
+            raise SpecError(f"model.decoder_layers.{i}.cell", f"the {layer.cell!r} cell reads frames: a decoder "
+                            f"reads tokens")
 
 
 def validate_model(model: ModelSpec) -> None:
@@ -341,6 +365,7 @@ def validate_model(model: ModelSpec) -> None:
             raise SpecError("model.input.conv_channels", "needs between 1 and 6 conv layers")
         for i, c in enumerate(inp.conv_channels):
             _int_range(f"model.input.conv_channels.{i}", c, 1, 1024)
+    _validate_spatial(model)
     generator = model.topology == "one_to_many"
     _validate_layers(
         model.layers, "model.layers", allow_bidirectional=not generator,
@@ -360,6 +385,12 @@ def validate_model(model: ModelSpec) -> None:
         raise SpecError("model.attention", "attention over encoder states needs the encoder-decoder topology")
     _choice("model.head.kind", model.head.kind, HEAD_KINDS)
     _int_range("model.head.hidden_size", model.head.hidden_size, 0, MAX_HIDDEN)
+    if model.head.residual:
+        if model.head.kind != "regression" or model.topology != "many_to_many" or \
+                not inp.kind.startswith("frames"):
+            raise SpecError("model.head.residual", "the residual head adds each input frame to the output for the "
+                            "same step: it needs frames in (frames_linear/frames_conv), the many-to-many topology "
+                            "and the 'regression' head")
     _choice("model.init.recurrent", model.init.recurrent, RECURRENT_INITS)
     _float_range("model.init.forget_bias", model.init.forget_bias, -20.0, 20.0)
     if model.init.spectral_radius is not None:
@@ -372,6 +403,10 @@ def validate_model(model: ModelSpec) -> None:
     without = [l.cell for l in model.layers + model.decoder_layers if not _has_recurrent_matrix(l.cell)]
     if without and (model.init.recurrent != "default" or model.init.spectral_radius is not None):
         field = "model.init.recurrent" if model.init.recurrent != "default" else "model.init.spectral_radius"
+        if _conv.is_spatial(without[0]):
+            raise SpecError(field, f"{_cells.get(without[0]).label} layers' recurrent weights are convolution "
+                            "kernels, not a matrix: nothing to make orthogonal, the identity or of a spectral "
+                            "radius; use 'default'")
         raise SpecError(field, f"{_cells.get(without[0]).label} layers have no recurrent matrix (their "
                         "recurrence is elementwise and linear), so there is nothing to make orthogonal, "
                         "the identity or of a spectral radius; use 'default' (the LRU's ring: "
@@ -384,6 +419,8 @@ def validate_model(model: ModelSpec) -> None:
 
 def _has_recurrent_matrix(cell: str) -> bool:
     """Whether the cell has an [G*H, H] W_hh (what model.init.recurrent and spectral_radius act on)."""
+    if _conv.is_spatial(cell):  # convolution kernels [G*C, C, k, k]
+        return False
     c = _cells.get(cell)
     return c.param_shapes(2, 3).get("weight_hh") == (c.gates * 3, 3)
 
@@ -608,6 +645,8 @@ def _input_side(model: ModelSpec, io: ModelIO) -> tuple[int, int]:
         f = io.feature_size
         return f * inp.projection_size + inp.projection_size, inp.projection_size
     c, h, w = io.frame_shape
+    if inp.kind == "frames_grid":  # the frames as they are, flattened
+        return 0, c * h * w
     if inp.kind == "frames_linear":
         n = c * h * w
         return n * inp.projection_size + inp.projection_size, inp.projection_size
@@ -626,7 +665,10 @@ def _stack_params(layers: list[LayerSpec], input_size: int, prefix: str) -> list
     for i, layer in enumerate(layers):
         h = layer.hidden_size
         d = 2 if layer.bidirectional else 1
-        forward, recurrent, bias = _cells.get(layer.cell).param_counts(input_size, h)
+        try:
+            forward, recurrent, bias = _cells.get(layer.cell).param_counts(input_size, h)
+        except ValueError as exc:  # a convolutional cell whose sizes do not fit the frames
+            raise SpecError(f"model.{prefix}.{i}.hidden_size", str(exc)) from None
         out.append(LayerParams(
             name=f"{prefix}.{i}", cell=layer.cell, input_size=input_size, hidden_size=h, directions=d,
             forward=d * forward, recurrent=d * recurrent, bias=d * bias,
@@ -641,6 +683,25 @@ def _state_count(cell: str) -> int:
 
 def parameter_report(model: ModelSpec, io: ModelIO) -> ParamReport:
     """Parameter counts, computed from the spec alone; equal to the built module's."""
+    with _conv.frame_grid(io.frame_shape):
+        return _parameter_report(model, io)
+
+
+def spatial_head(model: ModelSpec, io: ModelIO) -> tuple[int, int, int] | None:
+    """(state channels, head hidden channels, output channels) when the head convolves the
+    top layer's feature maps (ConvHead: a many-to-many model over a convolutional cell),
+    else None."""
+    top = model.layers[-1]
+    if model.topology != "many_to_many" or not _conv.is_spatial(top.cell) or not io.frame_shape[1]:
+        return None
+    _c, h, w = io.frame_shape
+    n = h * w
+    if io.output_size % n:
+        return None  # not frames out (a label per step): the ordinary head reads the flattened maps
+    return top.hidden_size * (2 if top.bidirectional else 1) // n, model.head.hidden_size, io.output_size // n
+
+
+def _parameter_report(model: ModelSpec, io: ModelIO) -> ParamReport:
     input_params, width = _input_side(model, io)
     layers = _stack_params(model.layers, width, "layers")
     top = layers[-1].output_size
@@ -668,6 +729,15 @@ def parameter_report(model: ModelSpec, io: ModelIO) -> ParamReport:
             bridge += _state_count(l.cell) * (width * l.hidden_size + l.hidden_size)
         top = layers[-1].output_size
     head = 0
+    conv_head = spatial_head(model, io)
+    if conv_head is not None:  # KERNEL x KERNEL convolutions, channels to channels
+        k2 = _conv.KERNEL ** 2
+        c, hidden, out = conv_head
+        if hidden:
+            head += c * hidden * k2 + hidden
+            c = hidden
+        head += c * out * k2 + out
+        return ParamReport(input_side=input_params, layers=layers, bridge=bridge, head=head)
     if model.head.hidden_size:
         head += top * model.head.hidden_size + model.head.hidden_size
         top = model.head.hidden_size
@@ -697,6 +767,8 @@ def memory_estimate(model: ModelSpec, io: ModelIO, batch_size: int, seq_len: int
     for i, l in enumerate(report.layers):
         t = out_len if l.name.startswith("decoder") or model.topology == "one_to_many" else seq_len
         per_step = l.directions * (_cells.get(l.cell).gates * l.hidden_size + _state_count(l.cell) * l.hidden_size)
+        if _conv.is_spatial(l.cell):  # convolutions keep their inputs and the gates' products too
+            per_step = l.directions * _conv.SAVED_PER_STEP * l.hidden_size
         acts += batch_size * t * (per_step + l.input_size)
     if io.input_kind in ("frames", "image"):
         c, h, w = io.frame_shape

@@ -219,7 +219,8 @@ def test_a_scan_form_runs_the_forward_and_the_step_the_replica():
 
 def test_built_in_cells_are_described_once_and_metadata_needs_no_torch():
     # the built-ins first, in the designer's order, then the other registered cells by name
-    assert cells.names() == ("rnn_tanh", "rnn_relu", "lstm", "gru", "lru", "mingru", "minlstm")
+    assert cells.names() == ("rnn_tanh", "rnn_relu", "lstm", "gru", "conv_gru", "conv_lstm", "lru", "mingru",
+                             "minlstm")
     lstm = cells.get("lstm")
     assert (lstm.states, lstm.gates, lstm.forget_gate, lstm.gate_names) == (
         ("h", "c"), 4, 1, ("input", "forget", "cell", "output"))

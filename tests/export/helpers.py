@@ -4,6 +4,7 @@ from __future__ import annotations
 import torch
 
 from workbench import cells
+from workbench.cells import conv
 from workbench.engine.model import build_model
 from workbench.spec import InputSpec, LayerSpec, ModelIO, ModelSpec, validate_model
 
@@ -61,6 +62,7 @@ def cases():
     out = []
     for t_index, topology in enumerate(TOPOLOGIES):
         kinds = SINGLE_KINDS if topology == "one_to_many" else SEQUENCE_KINDS
-        for c_index, cell in enumerate(cells.names()):  # the built-ins and the scan cells
+        # the built-ins and the scan cells; the frames-only conv cells: tests/engine/test_conv_cells.py
+        for c_index, cell in enumerate(n for n in cells.names() if not conv.is_spatial(n)):
             out.append((cell, topology, kinds[(c_index + t_index) % len(kinds)]))
     return out

@@ -278,6 +278,28 @@ def test_next_frame_on_a_real_clip(sessions, shared_data):
     assert np.allclose(out["mse"], ((out["predicted"] - out["real"]) ** 2).reshape(39, -1).mean(-1), atol=1e-6)
 
 
+def test_next_frame_rollout_beside_the_real_clip(sessions, shared_data):
+    s = sessions["vnext"]
+    path = shared_data / "video" / "cockatoo.mp4"
+    out = inference.video_rollout(s, path, start=20, steps=10)
+    assert out["predicted"].shape == out["real"].shape == (10, 1, 8, 8)
+    assert out["mse"].shape == out["copy_last_mse"].shape == out["ssim"].shape == (10,)
+    frames = inference._model_frames(s, path, 0, 31)
+    assert np.allclose(out["real"], frames[21:31].numpy())
+    copy = ((frames[20:21] - frames[21:31]) ** 2).reshape(10, -1).mean(-1).numpy()
+    assert np.allclose(out["copy_last_mse"], copy, atol=1e-7)
+    # horizon 1 is the one-step prediction of the same window (the training window's frames up to 20)
+    W = s.task.window
+    one, _ = s.task.predict_next_frames(s.model, frames[20 - W + 1:22])
+    assert np.allclose(out["predicted"][0], one[-1].numpy(), atol=1e-6)
+    # near the end of the video the rollout stops with it
+    assert inference.video_rollout(s, path, start=276, steps=10)["mse"].shape == (3,)
+    with pytest.raises(inference.InputError):
+        inference.video_rollout(s, path, start=279)
+    answer, _ = inference.answer(s, {"video": str(path), "max_frames": 40})
+    assert len(answer["rollout"]["mse"]) == 10 and answer["rollout"]["start"] == W - 1
+
+
 def test_video_frames_decode_on_demand(sessions, shared_data):
     from workbench.io.video import FrameSettings, iter_frames
 

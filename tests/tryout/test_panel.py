@@ -185,6 +185,10 @@ def test_next_frame_video_dropped_in(qtbot, panel, trained_runs, shared_data):
     qtbot.waitUntil(lambda: view.shown_index == 7, timeout=TIMEOUT)
     assert view.pred_view.shape == (8, 8) and view.diff_view.shape == (8, 8)
     assert "MSE" in view.error_label.text()
+    # settling on a frame rolls the model forward from it: the clips side by side, the curve
+    wait_for(qtbot, panel, lambda: view.slider.setValue(20), "video_rollout")
+    assert view.rollout["start"] == 20 and len(view.rollout["mse"]) == 10
+    assert view.rollout_pred[0].shape == (8, 8) and "frame 20" in view.rollout_label.text()
 
 
 def test_bad_input_shows_the_error(qtbot, panel, trained_runs):

@@ -9,7 +9,8 @@ tagger, or a folder of audio clips labelled like the training clips for a speech
 
 Besides the task's averaged metrics (the same the trainer reports, over all batches,
 not a sample) it adds the task's derived metrics (e.g. perplexity) and those that need
-free-running inference (e.g. greedy-decoding exact match), and the trivial baseline.
+free-running inference (e.g. greedy-decoding exact match, next-frame rollouts scored K
+frames ahead), and the trivial baseline.
 Tasks that write text from a file (translation, chatbot replies) add corpus scores of
 the decoded text (BLEU and chrF, greedy and ``--beam`` width) and their baselines'.
 """
@@ -57,6 +58,8 @@ def evaluate_run(run_dir: str, data: str | None = None, batch_size: int | None =
                 acc[1] += c
     metrics: dict[str, float] = {"val_loss": loss_sum / n if n else float("nan")}
     metrics.update({name: s / c for name, (s, c) in sums.items() if c})
+    if decode:
+        metrics.update(task.free_running_metrics(model))
     metrics.update(task.derived_metrics(metrics))
     baseline = task.baseline()
     if decode and hasattr(task, "corpus_metrics"):

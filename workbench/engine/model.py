@@ -30,7 +30,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from workbench import cells
-from workbench.spec import CHAR_CONV_WIDTH, LayerSpec, ModelIO, ModelSpec, conv_output_shape
+from workbench.cells import conv as conv_cells
+from workbench.spec import CHAR_CONV_WIDTH, LayerSpec, ModelIO, ModelSpec, conv_output_shape, spatial_head
 
 # ----------------------------------------------------------------------------- layers
 
@@ -417,13 +418,18 @@ def summarise(outputs: torch.Tensor, bidirectional: bool, lengths: torch.Tensor 
 
 
 class FrameEncoder(nn.Module):
-    """Frames [..., C, H, W] -> vectors [..., P]: flatten + linear, or a small conv stack."""
+    """Frames [..., C, H, W] -> vectors [..., P]: flatten + linear, or a small conv stack;
+    'frames_grid': the frames as they are, flattened [..., C*H*W] (convolutional cells)."""
 
     def __init__(self, kind: str, frame_shape: tuple[int, int, int], projection: int, channels: list[int]):
         super().__init__()
         self.frame_shape = tuple(frame_shape)
         c, h, w = frame_shape
         blocks: list[nn.Module] = []
+        if kind == "frames_grid":
+            self.conv = nn.Sequential()
+            self.proj = nn.Identity()
+            return
         if kind == "frames_conv":
             prev, hh, ww = c, h, w
             for ch in channels:
@@ -470,9 +476,12 @@ class WordCharEmbedding(nn.Module):
         return torch.cat([words, feats.reshape(B, T, -1)], dim=-1)
 
 
-def input_width(spec: ModelSpec) -> int:
+def input_width(spec: ModelSpec, io: ModelIO | None = None) -> int:
     """Width of the vectors the input side feeds to the first recurrent layer."""
     inp = spec.input
+    if inp.kind == "frames_grid":
+        c, h, w = io.frame_shape
+        return c * h * w
     if inp.kind == "embedding":
         return inp.embedding_dim
     if inp.kind == "embedding_chars":
@@ -537,6 +546,27 @@ class Head(nn.Module):
         return self.out(x)
 
 
+class ConvHead(nn.Module):
+    """The decoder after convolutional cells: the top layer's feature maps [B, T, c*H*W]
+    -> frames [B, T, C_out*H*W] by KERNEL x KERNEL convolutions ('same' padding), with an
+    optional hidden layer of ``hidden`` maps (tanh) as Head has."""
+
+    def __init__(self, channels: int, hidden: int, out_channels: int, grid: tuple[int, int]):
+        super().__init__()
+        k = conv_cells.KERNEL
+        self.grid = tuple(int(g) for g in grid)
+        self.channels = channels
+        self.hidden = nn.Conv2d(channels, hidden, k, padding=k // 2) if hidden else None
+        self.out = nn.Conv2d(hidden or channels, out_channels, k, padding=k // 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        lead = x.shape[:-1]
+        maps = x.reshape(-1, self.channels, *self.grid)  # [N, c, H, W]
+        if self.hidden is not None:
+            maps = torch.tanh(self.hidden(maps))
+        return self.out(maps).reshape(*lead, -1)
+
+
 # ----------------------------------------------------------------------------- the model
 
 
@@ -569,7 +599,21 @@ class RecurrentModel(nn.Module):
         self.io = io
         self.topology = spec.topology
         self.input_side = _input_module(spec, io)
-        width = input_width(spec)
+        width = input_width(spec, io)
+        with conv_cells.frame_grid(io.frame_shape):  # convolutional cells' shapes are the frames'
+            self._build(spec, io, width)
+        self.tap_inputs = False
+        # the probe's forward (unrolled) also records each layer's input and initial state
+        # in probe.taps / probe.initials, without the taps' gradient hooks (engine/dynamics.py)
+        self.record_inputs = False
+        self.probe: Probe | None = None
+        initialise(self, spec)
+        if self.residual:
+            with torch.no_grad():  # an untrained model predicts "no change": it copies the last frame exactly
+                self.head.out.weight.zero_()
+                self.head.out.bias.zero_()
+
+    def _build(self, spec: ModelSpec, io: ModelIO, width: int) -> None:
         self.decoder = None
         self.bridge = None
         self.target_embedding = None
@@ -594,13 +638,15 @@ class RecurrentModel(nn.Module):
             if spec.attention:
                 self.attention_in = nn.Linear(enc_width, top, bias=False)
                 self.attention_out = nn.Linear(top + enc_width, top)
-        self.head = Head(top, spec.head.hidden_size, io.output_size)
-        self.tap_inputs = False
-        # the probe's forward (unrolled) also records each layer's input and initial state
-        # in probe.taps / probe.initials, without the taps' gradient hooks (engine/dynamics.py)
-        self.record_inputs = False
-        self.probe: Probe | None = None
-        initialise(self, spec)
+        conv_head = spatial_head(spec, io)
+        if conv_head is not None:
+            self.head = ConvHead(*conv_head, io.frame_shape[1:])
+        else:
+            self.head = Head(top, spec.head.hidden_size, io.output_size)
+        self.residual = spec.head.residual
+        if self.residual and (io.frame_shape is None or io.output_size != _prod(io.frame_shape)):
+            raise ValueError(f"model.head.residual: the output ({io.output_size} values per step) must be one "
+                             f"frame ({io.frame_shape}) to add the input frame to it")
 
     # -- stacks in order, named as the spec names them --------------------------------
     def named_stacks(self) -> list[tuple[str, RecurrentStack]]:
@@ -631,6 +677,10 @@ class RecurrentModel(nn.Module):
         states = probe.states if probe is not None and unrolled else None
         if probe is not None:
             probe.layer_names += [f"{prefix}.{i}" for i in range(len(stack.rnns))]
+        if taps is not None and torch.is_grad_enabled() and x.is_floating_point() and not x.requires_grad:
+            # raw frames feed the first layer ('frames_grid'): a leaf that asks for its
+            # gradient, so the first tap gives dL/dx_t as every other layer's does
+            x = x.detach().requires_grad_()
         return stack(x, initial, taps=taps, unrolled_states=states, align=stack.alignment(x, lengths),
                      initials=probe.initials if taps is not None else None)
 
@@ -663,7 +713,9 @@ class RecurrentModel(nn.Module):
             result = self.head(summarise(out, top_bidir, lengths))
             return (result, finals) if return_states else result
         if self.topology == "many_to_many":
-            result = self.head(out)
+            result = self.head(out)  # [B, T, O]
+            if self.residual:  # the change from the frame just read: x [B, T, C, H, W] -> [B, T, C*H*W]
+                result = result + x.flatten(2).to(result.dtype)
             return (result, finals) if return_states else result
         # encoder_decoder
         if y_in is None:
@@ -870,6 +922,13 @@ def initialise(model: RecurrentModel, spec: ModelSpec) -> None:
                 f = cell.forget_gate
                 b_ih[f * H:(f + 1) * H] = init.forget_bias
                 b_hh[f * H:(f + 1) * H] = 0.0
+
+
+def _prod(shape) -> int:
+    n = 1
+    for s in shape:
+        n *= int(s)
+    return n
 
 
 def build_model(spec: ModelSpec, io: ModelIO) -> RecurrentModel:

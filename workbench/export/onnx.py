@@ -11,6 +11,11 @@ One graph where the topology reads its whole input at once; two where it generat
   one_to_many      STEM.init.onnx          x (one item: [B] class, [B, F] vector, [B, C, H, W] image) -> state_*
                    STEM.step.onnx          y_in [B, L], state_* -> logits [B, L, O], next_state_*
 
+A many-to-many model over convolutional cells (workbench.cells.conv: a Python loop of
+convolutions per step, which no fused ONNX op carries) is exported as a one-frame step
+graph instead: FILE  x [B, 1, C, H, W], state_* -> output [B, 1, O], next_state_*; run it
+frame by frame, feeding next_state_* back (zeros to start), as next-frame rollouts do.
+
 B, T, S and L are dynamic. The decoder/step graph takes any L: the whole teacher-forced
 target at once, or L = 1 per step of a greedy/sampled decoding loop that feeds
 next_state_* back as state_* (start from bos_id; stop at eos_id). state_* are the
@@ -38,6 +43,7 @@ import torch
 from torch import nn
 
 from workbench import cells
+from workbench.cells import conv as conv_cells
 from workbench.engine.model import RecurrentModel, summarise
 from workbench.fileio import atomic_write_bytes, atomic_write_text
 
@@ -76,9 +82,20 @@ def _unflatten(flat, layer_cells: list[str]) -> list:
     return states
 
 
+def frame_steps(model: RecurrentModel) -> bool:
+    """Whether the model exports as a one-frame step graph (convolutional cells)."""
+    return any(conv_cells.is_spatial(layer.cell) for _name, layer, _rnn in model.recurrent_layers())
+
+
 def check_exportable(model: RecurrentModel) -> None:
     """ExportError naming the first layer whose cell has no ONNX rule (workbench.cells)."""
+    spatial = frame_steps(model)
     for name, layer, _rnn in model.recurrent_layers():
+        if spatial and conv_cells.is_spatial(layer.cell):
+            if model.topology != "many_to_many" or layer.bidirectional:
+                raise ExportError(f"model.{name}.cell: the {layer.cell!r} cell is exported as a one-frame step "
+                                  f"graph, which needs a unidirectional many-to-many model")
+            continue
         rule = cells.get(layer.cell).onnx
         if not (rule.native or rule.loop):
             raise ExportError(f"model.{name}.cell: the {layer.cell!r} cell is not exported to ONNX ({rule.reason})")
@@ -136,6 +153,20 @@ class StepGraph(nn.Module):
             out = m._attend(out, memory, lengths)
             return (m.head(out), *_flatten(finals, self.cells), m.last_attention)
         return (m.head(out), *_flatten(finals, self.cells))
+
+
+class FrameStepGraph(nn.Module):
+    """many_to_many over convolutional cells: one frame and the states -> the output and
+    the states after it (see the module docstring)."""
+
+    def __init__(self, model: RecurrentModel):
+        super().__init__()
+        self.model = model
+        self.cells = [l.cell for l in model.spec.layers]
+
+    def forward(self, x: torch.Tensor, *states: torch.Tensor):
+        out, finals = self.model(x, initial_states=_unflatten(states, self.cells), return_states=True)
+        return (out, *_flatten(finals, self.cells))
 
 
 class InitGraph(nn.Module):
@@ -205,6 +236,17 @@ def graph_specs(model: RecurrentModel) -> list[GraphSpec]:
     B, T, L = 2, 5, 3  # distinct sizes, so no dimension can pass for another while tracing
     x, x_axes, _ = example_input(model, B, T)
     lengths = torch.tensor([T, T - 2], dtype=torch.long)
+    if frame_steps(model):
+        step = FrameStepGraph(model)
+        names = state_names(step.cells)
+        x1 = x[:, :1]
+        with torch.no_grad():
+            _, finals = model(x1, return_states=True)
+        states = tuple(torch.rand_like(s) * 0.5 for s in _flatten(finals, step.cells))  # [1, B, H] each
+        next_names = ["next_" + n for n in names]
+        return [GraphSpec("model", step, (x1, *states), ["x", *names], ["output", *next_names],
+                          {"x": {0: "batch"}, "output": {0: "batch"}, **{n: {1: "batch"} for n in names},
+                           **{n: {1: "batch"} for n in next_names}})]
     if topo == "many_to_one":
         return [GraphSpec("model", SequenceGraph(model), (x, lengths), ["x", "lengths"], ["output"],
                           {"x": x_axes, "lengths": {0: "batch"}, "output": {0: "batch"}})]
@@ -312,6 +354,9 @@ def export_model(model: RecurrentModel, path: str | Path, preset=None, opset: in
                              "to the second graph, take argmax (or sample) of logits[:, -1], and feed "
                              "next_state_* back as state_*, until eos_id"}
                      if topo in GRAPH_SUFFIXES else None),
+        "frame_steps": ({"how": "one frame at a time: x [B, 1, C, H, W] and state_* (zeros for the first "
+                                "frame) -> output [B, 1, O] and next_state_*, fed back as state_* for the next "
+                                "frame"} if frame_steps(model) else None),
         "preset": json.loads(preset.to_json()) if preset is not None else None,
     }
     manifest_path = Path(str(Path(path)) + ".json") if Path(path).suffix == ".onnx" else Path(path).with_suffix(".json")

@@ -246,6 +246,8 @@ class DiagramScene(QGraphicsScene):
         c, h, w = io.frame_shape
         if inp.kind == "frames_linear":
             return f"frames {c}×{h}×{w}→{inp.projection_size} · {fmt_count(report.input_side)}"
+        if inp.kind == "frames_grid":  # the frames themselves, for convolutional cells
+            return f"frames {c}×{h}×{w} as they are"
         return (f"conv {'-'.join(map(str, inp.conv_channels))}→{inp.projection_size} · "
                 f"{fmt_count(report.input_side)}")
 

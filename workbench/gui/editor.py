@@ -32,7 +32,8 @@ TIPS = {
     "dropout": "Fraction of this layer's outputs zeroed at random while training.",
     "model.input.kind": "How raw inputs become vectors: a token embedding, a word embedding next to a "
                         "char-CNN summary of the word's spelling (tagging), a linear projection of numeric "
-                        "features, or a linear/conv encoder for video frames.",
+                        "features, a linear/conv encoder for video frames, or the frames as they are for "
+                        "the convolutional cells (conv_lstm, conv_gru).",
     "model.input.embedding_dim": "Size of each token vector (also of the decoder's previous-token embedding).",
     "model.input.projection_size": "Output size of the linear or frame projection fed to the first layer; "
                                    "with a char-CNN, its number of filters.",
@@ -41,6 +42,8 @@ TIPS = {
                                  "e.g. 16, 32.",
     "model.head.kind": "Classification (softmax over classes or tokens) or regression (real-valued outputs).",
     "model.head.hidden_size": "An extra hidden layer between the recurrent stack and the output (0: none).",
+    "model.head.residual": "Frames in, frames out: add each input frame to the output, so the model predicts the "
+                           "change and starts out copying the last frame.",
     "model.init.recurrent": "Initial recurrent weights: PyTorch's default, orthogonal, or identity (IRNN, "
                             "vanilla RNNs only).",
     "model.init.lru_r_min": "LRU layers: their eigenvalues start uniformly on the ring min |λ| ≤ |λ| ≤ max |λ| "
@@ -295,7 +298,7 @@ class ArchitectureEditor(QScrollArea):
         self.binder.combo(self.input_kind, "model.input.kind", spec.INPUT_KINDS,
                           {"embedding": "token embedding", "embedding_chars": "word embedding + char-CNN",
                            "linear": "linear (features)", "frames_linear": "frames → linear",
-                           "frames_conv": "frames → conv"})
+                           "frames_conv": "frames → conv", "frames_grid": "frames as they are (conv cells)"})
         self._row(form, "Kind", self.input_kind, "model.input.kind")
         self.embedding_dim = self._spin(0, spec.MAX_EMBEDDING, "model.input.embedding_dim")
         self._row(form, "Embedding size", self.embedding_dim, "model.input.embedding_dim")
@@ -339,6 +342,10 @@ class ArchitectureEditor(QScrollArea):
         self._row(form, "Kind", self.head_kind, "model.head.kind")
         self.head_hidden = self._spin(0, spec.MAX_HIDDEN, "model.head.hidden_size")
         self._row(form, "Hidden layer", self.head_hidden, "model.head.hidden_size")
+        self.head_residual = self.binder.check(QCheckBox("Predict the change from the last frame"),
+                                               "model.head.residual")
+        self.head_residual.setToolTip(TIPS["model.head.residual"])
+        form.addRow(self.head_residual)
         form.addRow(self.errors.register("model.head", ErrorLabel()))
         lay.addWidget(box)
 

@@ -148,6 +148,11 @@ class Task:
         metric_sums(); too slow for the trainer's periodic evals, run by `workbench eval`."""
         return {}
 
+    def free_running_metrics(self, model) -> dict[str, float]:
+        """Metrics of the model run on its own outputs over the whole validation set (e.g.
+        next-frame rollouts scored K frames ahead), already averaged; run by `workbench eval`."""
+        return {}
+
     def derived_metrics(self, metrics: dict[str, float]) -> dict[str, float]:
         """Metrics that are not means over counted items (e.g. perplexity = exp(nats)),
         computed from the averaged ones."""

@@ -193,9 +193,10 @@ class FrameTask(Task):
 
     def check_model(self, model: ModelSpec) -> None:
         super().check_model(model)
-        if model.input.kind not in ("frames_linear", "frames_conv"):
+        if model.input.kind not in ("frames_linear", "frames_conv", "frames_grid"):
             raise SpecError("model.input.kind", "video is read by a frame encoder: use 'frames_linear' "
-                                                "(flatten + linear) or 'frames_conv' (small conv stack)")
+                                                "(flatten + linear), 'frames_conv' (small conv stack) or "
+                                                "'frames_grid' (the frames as they are, for conv_lstm/conv_gru)")
 
     def encode_video(self, path: str | Path, max_frames: int = 0, start: int = 0) -> torch.Tensor:
         """A video file or frames folder as the model reads it: float [1, T, C, H, W] in
@@ -432,14 +433,26 @@ class VideoClassifyTask(FrameTask):
 @dataclass
 class NextFrameOptions(FrameOptions):
     window: int = 12  # frames per training window (the model predicts each next frame)
-    max_frames: int = 3000  # frames read from a video file (after the stride)
-    val_fraction: float = 0.2  # a video's last frames, held out
+    max_frames: int = 3000  # frames read from each video file (after the stride)
+    # one video: its last frames held out; a folder of clips: that share of whole clips
+    val_fraction: float = 0.2
     val_clips: int = 256  # generated clips held out
+    # footage: each training window mirrored left-right (flip) and/or played backwards
+    # (reverse) with probability 1/2, so few frames teach motion both ways; off: as filmed
+    flip: bool = False
+    reverse: bool = False
+
+
+# Free-running evaluation: the model rolls forward on its own predictions and is scored
+# this many frames ahead (those the held-out part has room for).
+ROLLOUT_HORIZONS = (1, 5, 10)
+# Held-out windows rolled forward at most (evenly spread over the held-out part).
+MAX_ROLLOUT_WINDOWS = 64
 
 
 class NextFrameTask(FrameTask):
     name = "video_next_frame"
-    title = "Next-frame prediction (bouncing shapes or any video)"
+    title = "Next-frame prediction (bouncing shapes, a video, or a folder of clips)"
     topologies = ("many_to_many",)
     Options = NextFrameOptions
     main_metric = "mse"
@@ -457,12 +470,16 @@ class NextFrameTask(FrameTask):
         if not 1 <= o.val_clips <= 1_000_000:
             raise SpecError("data.options.val_clips", f"must be between 1 and 1000000, got {o.val_clips}")
         self.window = o.window
+        self.horizons: tuple[int, ...] = ()
+        self.clip_names: list[str] = []
+        self.val_clip_names: list[str] = []
 
     @property
     def frame_size(self) -> int:
         C, H, W = self.frame_shape
         return C * H * W
 
+    # -- data ----------------------------------------------------------------------------
     def prepare(self) -> None:
         o, W = self.options, self.window
         if not self.path:
@@ -470,27 +487,102 @@ class NextFrameTask(FrameTask):
             rng = np.random.default_rng([self.seed, 1_000_003])
             self.val_clips = bouncing_clips(o.val_clips, W + 1, self.height, self.width, self.channels,
                                             rng, o.noise)  # [N, W+1, C, H, W] uint8
+            self.horizons = ROLLOUT_HORIZONS
+            rng = np.random.default_rng([self.seed, 1_000_033])
+            self.rollout_clips = bouncing_clips(min(o.val_clips, MAX_ROLLOUT_WINDOWS), W + self.horizons[-1],
+                                                self.height, self.width, self.channels, rng, o.noise)
         else:
             self.generated = False
             path = resolve_data_path(self.path)
-            self.frames = read_clip(path, self.frame_settings(o.max_frames))  # [N, C, H, W] uint8
-            N = len(self.frames)
-            n_train = int(round(N * (1.0 - o.val_fraction)))
-            if n_train < W + 1 or N - n_train < 1:
-                raise DataError(path, f"has {N} frames (stride {self.stride}): too few for training windows of "
-                                      f"{W} frames plus a held-out part of {o.val_fraction:.0%}: lower "
-                                      f"data.options.window or the stride")
-            self.n_train = n_train
-            # Origins o: the window is frames [o - W, o), the targets frames [o - W + 1, o].
-            self.train_origins = torch.arange(W, n_train)
-            self.val_origins = torch.arange(max(n_train, W), N)
-            self.mean_frame = _to_float(self.frames[:n_train]).mean(dim=0)  # [C, H, W], training part only
+            if path.is_dir() and not is_frames_folder(path):
+                self._prepare_folder(path)
+            else:
+                self._prepare_video(path)
         self._baseline = self._baseline_scores()
 
-    def _window_batch(self, origins: torch.Tensor, held_out: bool) -> Batch:
+    def _prepare_video(self, path: Path) -> None:
+        """One video: training windows from its first part, its last ``val_fraction``
+        frames held out, each predicted from the ``window`` frames before it."""
+        o, W = self.options, self.window
+        self.frames = read_clip(path, self.frame_settings(o.max_frames))  # [N, C, H, W] uint8
+        N = len(self.frames)
+        n_train = int(round(N * (1.0 - o.val_fraction)))
+        if n_train < W + 1 or N - n_train < 1:
+            raise DataError(path, f"has {N} frames (stride {self.stride}): too few for training windows of "
+                                  f"{W} frames plus a held-out part of {o.val_fraction:.0%}: lower "
+                                  f"data.options.window or the stride")
+        self.n_train = n_train
+        # Origins o: the window is frames [o - W, o), the targets frames [o - W + 1, o].
+        self.train_origins = torch.arange(W, n_train)
+        self.val_origins = torch.arange(max(n_train, W), N)
+        self.mean_frame = _to_float(self.frames[:n_train]).mean(dim=0)  # [C, H, W], training part only
+        self._rollout_setup([(n_train, N)])
+
+    def _prepare_folder(self, root: Path) -> None:
+        """A folder of clips (video files and/or frames folders) as one data set: the
+        clips are joined end to end, windows never cross from one clip into the next, and
+        ``val_fraction`` of the clips (at least one, chosen by the seed) are held out whole."""
+        o, W = self.options, self.window
+        found = sorted(p for p in root.iterdir() if not p.name.startswith(".") and (
+            (p.is_file() and p.suffix.lower() in VIDEO_EXTENSIONS) or (p.is_dir() and is_frames_folder(p))))
+        if len(found) < 2:
+            raise DataError(root, f"holds {len(found)} clip{'s' if len(found) != 1 else ''}: a folder of clips "
+                                  f"needs at least two (video files or folders of frame images), one to hold "
+                                  f"out; for a single video set data.path to the file itself")
+        clips, total = [], 0
+        for p in found:
+            clip = read_clip(p, self.frame_settings(o.max_frames))  # [n, C, H, W] uint8
+            total += clip.nbytes
+            if total > MAX_DATASET_BYTES:
+                raise DataError(p, f"the clips up to this one take {total / 2**30:.1f} GiB at "
+                                   f"{self.width}x{self.height}: lower data.options.max_frames, width or height")
+            if len(clip) < W + 1:
+                raise DataError(p, f"has {len(clip)} frames (stride {self.stride}): a clip needs at least "
+                                   f"{W + 1} for one window of data.options.window={W} frames and its next frame")
+            clips.append(clip)
+        n_val = min(max(int(round(len(clips) * o.val_fraction)), 1), len(clips) - 1)
+        held = set(np.random.default_rng(self.seed).permutation(len(clips))[:n_val].tolist())
+        starts = np.cumsum([0] + [len(c) for c in clips])
+        self.frames = np.concatenate(clips)  # [N, C, H, W] uint8, clip after clip
+        train_o, val_o, val_spans = [], [], []
+        for i in range(len(clips)):
+            s, e = int(starts[i]), int(starts[i + 1])
+            (val_o if i in held else train_o).append(torch.arange(s + W, e))
+            if i in held:
+                val_spans.append((s + W, e))
+        self.train_origins, self.val_origins = torch.cat(train_o), torch.cat(val_o)
+        self.clip_names = [str(p) for p in found]
+        self.val_clip_names = [str(found[i]) for i in sorted(held)]
+        self.n_train = int(sum(len(c) for i, c in enumerate(clips) if i not in held))
+        train_frames = np.concatenate([c for i, c in enumerate(clips) if i not in held])
+        self.mean_frame = _to_float(train_frames).mean(dim=0)  # [C, H, W]
+        self._rollout_setup(val_spans)
+
+    def _rollout_setup(self, spans: list[tuple[int, int]]) -> None:
+        """Origins of the held-out windows rolled forward: the context is frames [o - W, o),
+        the future frames o, o+1, ... inside the span [first origin, end) of held-out frames."""
+        room = max(e - s for s, e in spans)  # the most frames a rollout can be scored on
+        self.horizons = tuple(h for h in ROLLOUT_HORIZONS if h <= room)
+        if not self.horizons:
+            self.rollout_origins = torch.zeros(0, dtype=torch.long)
+            return
+        longest = self.horizons[-1]
+        origins = torch.cat([torch.arange(s, e - longest + 1) for s, e in spans if e - s >= longest])
+        if len(origins) > MAX_ROLLOUT_WINDOWS:
+            origins = origins[torch.linspace(0, len(origins) - 1, MAX_ROLLOUT_WINDOWS).round().long()]
+        self.rollout_origins = origins
+
+    def _window_batch(self, origins: torch.Tensor, held_out: bool, flip: torch.Tensor | None = None,
+                      reverse: torch.Tensor | None = None) -> Batch:
+        """Windows ending at ``origins`` [B]; ``flip``/``reverse`` [B] bool (training
+        augmentation): mirror those rows left-right / play them backwards."""
         W = self.window
         idx = origins[:, None] - W + torch.arange(W + 1)[None, :]  # [B, W+1]
+        if reverse is not None and reverse.any():
+            idx = torch.where(reverse[:, None], idx.flip(1), idx)  # the same frames, last first
         clip = _to_float(self.frames[idx.numpy()])  # [B, W+1, C, H, W]
+        if flip is not None and flip.any():
+            clip[flip] = clip[flip].flip(-1)
         x = clip[:, :-1]
         y = clip[:, 1:].flatten(2)  # [B, W, C*H*W]
         mask = None
@@ -511,8 +603,14 @@ class NextFrameTask(FrameTask):
                 yield self._clip_batch(bouncing_clips(batch_size, self.window + 1, self.height, self.width,
                                                       self.channels, rng, self.options.noise))
         order = self.train_origins[torch.randperm(len(self.train_origins), generator=generator)]
+        o = self.options
         for start in range(0, len(order), batch_size):
-            yield self._window_batch(order[start:start + batch_size], held_out=False)
+            origins = order[start:start + batch_size]
+            if not (o.flip or o.reverse):
+                yield self._window_batch(origins, held_out=False)
+                continue
+            draws = torch.rand(2, len(origins), generator=generator) < 0.5  # [2, B]: flip, reverse
+            yield self._window_batch(origins, held_out=False, flip=draws[0] & o.flip, reverse=draws[1] & o.reverse)
 
     def val_batches(self, batch_size: int, max_batches: int) -> Iterator[Batch]:
         if self.generated:
@@ -526,6 +624,23 @@ class NextFrameTask(FrameTask):
                 break
             yield self._window_batch(self.val_origins[start:start + batch_size], held_out=True)
 
+    def rollout_batches(self, batch_size: int = 32) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Held-out (context [B, W, C, H, W], future [B, horizons[-1], C, H, W]) pairs for
+        free-running evaluation, the same every call."""
+        if not self.horizons:
+            return
+        W, longest = self.window, self.horizons[-1]
+        if self.generated:
+            for start in range(0, len(self.rollout_clips), batch_size):
+                clip = _to_float(self.rollout_clips[start:start + batch_size])
+                yield clip[:, :W], clip[:, W:W + longest]
+            return
+        for start in range(0, len(self.rollout_origins), batch_size):
+            origins = self.rollout_origins[start:start + batch_size]
+            idx = origins[:, None] - W + torch.arange(W + longest)[None, :]  # [B, W+longest]
+            clip = _to_float(self.frames[idx.numpy()])
+            yield clip[:, :W], clip[:, W:]
+
     def epoch_size(self, batch_size: int) -> int | None:
         if self.generated:
             return None
@@ -533,41 +648,59 @@ class NextFrameTask(FrameTask):
 
     # -- baselines -----------------------------------------------------------------------
     def _baseline_scores(self) -> dict[str, float]:
-        """Copy the last frame (no motion) and, for a video, its training mean frame."""
-        sums = {"copy": [0.0, 0.0], "mean": [0.0, 0.0], "psnr": [0.0, 0.0]}
-        for batch in self.val_batches(256, 10**9):
-            prev = batch.x.flatten(2)  # [B, W, D]: frame t, the copy-last guess for t+1
-            self._add(sums["copy"], (prev - batch.y).pow(2).mean(-1), batch.mask)
-            self._add(sums["psnr"], _psnr(prev, batch.y), batch.mask)
-            if not self.generated:
-                guess = self.mean_frame.flatten()[None, None]
-                self._add(sums["mean"], (guess - batch.y).pow(2).mean(-1), batch.mask)
-        out = {"copy_last_mse": sums["copy"][0] / sums["copy"][1], "copy_last_psnr": sums["psnr"][0] / sums["psnr"][1]}
+        """What copying the last frame and (for footage) the mean training frame score:
+        MSE, PSNR and SSIM per frame, one step ahead and at each rollout horizon."""
+        shape = self.frame_shape
+        sums: dict[str, list[float]] = {}
+        guesses = {"copy_last": None}
         if not self.generated:
-            out["mean_frame_mse"] = sums["mean"][0] / sums["mean"][1]
+            guesses["mean_frame"] = self.mean_frame
+        for batch in self.val_batches(256, 10**9):
+            target = batch.y.reshape(*batch.y.shape[:2], *shape)  # [B, W, C, H, W]
+            for name, frame in guesses.items():
+                guess = batch.x if frame is None else frame.expand_as(target)  # frame t guesses t+1
+                for metric, values in frame_scores(guess, target).items():  # each [B, W]
+                    _add(sums.setdefault(f"{name}_{metric}", [0.0, 0.0]), values, batch.mask)
+        for context, future in self.rollout_batches():
+            for name, frame in guesses.items():
+                for h in self.horizons:
+                    target = future[:, h - 1]  # [B, C, H, W]
+                    guess = context[:, -1] if frame is None else frame.expand_as(target)
+                    for metric, values in frame_scores(guess, target).items():
+                        _add(sums.setdefault(f"{name}_{metric}_h{h}", [0.0, 0.0]), values, None)
+        out = {k: s / c for k, (s, c) in sums.items() if c}
         out["mse"] = min(v for k, v in out.items() if k.endswith("_mse"))
         return out
 
-    @staticmethod
-    def _add(acc: list[float], per_frame: torch.Tensor, mask: torch.Tensor | None) -> None:
-        if mask is not None:
-            per_frame = per_frame[mask]
-        acc[0] += float(per_frame.sum())
-        acc[1] += float(per_frame.numel())
-
     def baseline(self) -> dict[str, float]:
-        """MSE per pixel of copying the last frame ("copy_last_mse"; "copy_last_psnr" in dB),
-        of a video's mean training frame ("mean_frame_mse"); "mse" is the better one."""
+        """Copying the last frame ("copy_last_*") and a video's mean training frame
+        ("mean_frame_*"): MSE per pixel, PSNR in dB and SSIM per frame, one step ahead
+        and ``*_hK`` K frames ahead (the rollout horizons); "mse" is the better MSE."""
         return dict(getattr(self, "_baseline", {}))
+
+    # -- free-running evaluation (`workbench eval`) ---------------------------------------
+    @torch.no_grad()
+    def free_running_metrics(self, model: torch.nn.Module) -> dict[str, float]:
+        """The model rolled forward on its own predictions from each held-out context:
+        "rollout_{mse,psnr,ssim}_hK" K frames ahead (beside the baseline's copy_last_*_hK)."""
+        sums: dict[str, list[float]] = {}
+        for context, future in self.rollout_batches():
+            predicted = self.rollout_batch(model, context, self.horizons[-1])  # [B, K, C, H, W]
+            for h in self.horizons:
+                for metric, values in frame_scores(predicted[:, h - 1], future[:, h - 1]).items():
+                    _add(sums.setdefault(f"rollout_{metric}_h{h}", [0.0, 0.0]), values, None)
+        return {k: s / c for k, (s, c) in sums.items() if c}
 
     # -- life cycle ------------------------------------------------------------------------
     def artifacts(self) -> dict:
-        return {**self._frame_artifacts(), "window": self.window, "baseline": self.baseline()}
+        return {**self._frame_artifacts(), "window": self.window, "baseline": self.baseline(),
+                "horizons": list(self.horizons)}
 
     def restore(self, artifacts: dict) -> None:
         self._restore_frames(artifacts)
         self.window = int(artifacts.get("window", self.window))
         self._baseline = dict(artifacts.get("baseline", {}))
+        self.horizons = tuple(int(h) for h in artifacts.get("horizons", ()))
         self.prepared = True
 
     # -- shapes, loss, metrics -----------------------------------------------------------
@@ -591,17 +724,19 @@ class NextFrameTask(FrameTask):
         return (per_frame * m).sum() / m.sum().clamp_min(1.0)
 
     def metric_sums(self, output: torch.Tensor, batch: Batch) -> dict[str, tuple[float, float]]:
-        pred = output.detach().float()
-        mse = (pred - batch.y).pow(2).mean(-1)  # [B, W] per frame
-        psnr = _psnr(pred, batch.y)
-        if batch.mask is not None:
-            mse, psnr = mse[batch.mask], psnr[batch.mask]
-        return {"mse": (float(mse.sum()), float(mse.numel())), "psnr": (float(psnr.sum()), float(psnr.numel()))}
+        shape = (*batch.y.shape[:2], *self.frame_shape)
+        scores = frame_scores(output.detach().float().reshape(shape), batch.y.reshape(shape))
+        out = {}
+        for name, values in scores.items():
+            acc = [0.0, 0.0]
+            _add(acc, values, batch.mask)
+            out[name] = (acc[0], acc[1])
+        return out
 
     # -- inference (try-out) -------------------------------------------------------------
     def _step(self, model, frames: torch.Tensor, state):
-        """frames [1, T, C, H, W] -> (predicted next frames [1, T, C, H, W], state)."""
-        out, state = model(frames, initial_states=state, return_states=True)  # [1, T, C*H*W]
+        """frames [B, T, C, H, W] -> (predicted next frames [B, T, C, H, W], state)."""
+        out, state = model(frames, initial_states=state, return_states=True)  # [B, T, C*H*W]
         pred = out.reshape(*frames.shape)
         return pred.clamp(0.0, 1.0), state
 
@@ -629,25 +764,102 @@ class NextFrameTask(FrameTask):
         return predicted, frames[1:].float()
 
     @torch.no_grad()
-    def rollout(self, model: torch.nn.Module, context: torch.Tensor, steps: int) -> torch.Tensor:
-        """Free-running prediction: read ``context`` [T, C, H, W], then feed each predicted
-        frame back in; returns the ``steps`` frames after the context, [steps, C, H, W]."""
-        if context.dim() == 5:
-            context = context[0]
+    def rollout_batch(self, model: torch.nn.Module, context: torch.Tensor, steps: int) -> torch.Tensor:
+        """Free-running prediction for a batch: read ``context`` [B, T, C, H, W], then feed
+        each predicted frame back in; returns the ``steps`` frames after the context,
+        [B, steps, C, H, W]. Step 1 is the one-step prediction from the context."""
         device = self._device(model)
         was_training = model.training
         model.eval()
-        pred, state = self._step(model, context[None].to(device).float(), None)
-        frame = pred[:, -1:]  # [1, 1, C, H, W]
-        out = []
-        for _ in range(steps):
-            out.append(frame[0, 0].cpu())
+        pred, state = self._step(model, context.to(device).float(), None)
+        frame = pred[:, -1:]  # [B, 1, C, H, W]: the guess for the frame after the context
+        out = [frame]
+        for _ in range(steps - 1):
             frame, state = self._step(model, frame, state)
+            out.append(frame)
         model.train(was_training)
-        return torch.stack(out) if out else context[:0].float()
+        return torch.cat(out, dim=1).cpu() if steps > 0 else context[:, :0].float()
+
+    def rollout(self, model: torch.nn.Module, context: torch.Tensor, steps: int) -> torch.Tensor:
+        """``rollout_batch`` for one clip: context [T, C, H, W] -> [steps, C, H, W]."""
+        if context.dim() == 5:
+            context = context[0]
+        return self.rollout_batch(model, context[None], steps)[0]
+
+    @torch.no_grad()
+    def rollout_curve(self, model: torch.nn.Module, frames: torch.Tensor, context: int,
+                      steps: int) -> dict[str, torch.Tensor]:
+        """Try it's rollout view: read frames [:context] of a clip [T, C, H, W], roll
+        ``steps`` frames (at most what the clip has after the context) and score them.
+        Returns "predicted" and "real" [K, C, H, W], and per horizon 1..K [K] the MSE of
+        the model ("mse"), of copying the last context frame ("copy_last_mse"), and the
+        model's "psnr" and "ssim"."""
+        if frames.dim() == 5:
+            frames = frames[0]
+        context = max(1, min(context, len(frames) - 1))
+        steps = max(0, min(steps, len(frames) - context))
+        real = frames[context:context + steps].float()  # [K, C, H, W]
+        predicted = self.rollout(model, frames[:context], steps)
+        copy = frames[context - 1].float().expand_as(real)
+        scores = frame_scores(predicted, real)
+        return {"predicted": predicted, "real": real, "mse": scores["mse"], "psnr": scores["psnr"],
+                "ssim": scores["ssim"], "copy_last_mse": frame_scores(copy, real)["mse"]}
 
 
-def _psnr(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Peak signal-to-noise ratio per frame in dB (pixels in [0, 1]): [..., D] -> [...]."""
-    mse = (pred.float().clamp(0, 1) - target).pow(2).mean(-1).clamp_min(1e-10)
+def _add(acc: list[float], per_frame: torch.Tensor, mask: torch.Tensor | None) -> None:
+    """Add a per-frame score [B, ...] (only where ``mask`` is set) to a running (sum, count)."""
+    if mask is not None:
+        per_frame = per_frame[mask]
+    acc[0] += float(per_frame.sum())
+    acc[1] += float(per_frame.numel())
+
+
+# ----------------------------------------------------------------------------- frame scores
+
+# SSIM (Wang, Bovik, Sheikh & Simoncelli 2004): a Gaussian window of this size and
+# standard deviation (smaller than the paper's 11 so that 16x16 frames keep room for it;
+# frames smaller than the window use their shorter side), the paper's constants for
+# pixels in [0, 1], and population (1/N) variances within the window.
+SSIM_WINDOW = 7
+SSIM_SIGMA = 1.5
+SSIM_C1 = 0.01 ** 2
+SSIM_C2 = 0.03 ** 2
+
+
+def _gaussian_window(size: int, sigma: float, dtype: torch.dtype) -> torch.Tensor:
+    x = torch.arange(size, dtype=torch.float64) - (size - 1) / 2
+    g = torch.exp(-(x ** 2) / (2 * sigma ** 2))
+    g = g / g.sum()
+    return torch.outer(g, g).to(dtype)  # [k, k], sums to 1
+
+
+def frame_ssim(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Structural similarity per frame: [..., C, H, W] (pixels in [0, 1]) -> [...], the
+    mean over channels and window positions ('valid': the window inside the frame)."""
+    lead, (C, H, W) = pred.shape[:-3], pred.shape[-3:]
+    k = min(SSIM_WINDOW, H, W)
+    dtype = torch.float64 if pred.dtype == torch.float64 else torch.float32
+    win = _gaussian_window(k, SSIM_SIGMA, dtype).to(pred.device)[None, None]  # [1, 1, k, k]
+    x = pred.clamp(0, 1).to(dtype).reshape(-1, 1, H, W)  # [N*C, 1, H, W]
+    y = target.to(dtype).reshape(-1, 1, H, W)
+
+    def blur(v: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(v, win)  # [N*C, 1, H-k+1, W-k+1]
+
+    mx, my = blur(x), blur(y)
+    vx, vy, cxy = blur(x * x) - mx * mx, blur(y * y) - my * my, blur(x * y) - mx * my
+    ssim = ((2 * mx * my + SSIM_C1) * (2 * cxy + SSIM_C2)) / ((mx * mx + my * my + SSIM_C1) * (vx + vy + SSIM_C2))
+    return ssim.reshape(*lead, C, -1).mean(dim=(-2, -1))
+
+
+def frame_psnr(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Peak signal-to-noise ratio per frame in dB (pixels in [0, 1], the prediction clamped
+    to that range): [..., C, H, W] -> [...]."""
+    mse = (pred.float().clamp(0, 1) - target.float()).pow(2).flatten(-3).mean(-1).clamp_min(1e-10)
     return -10.0 * torch.log10(mse)
+
+
+def frame_scores(pred: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
+    """MSE per pixel (of the prediction as it is), PSNR and SSIM, per frame: [..., C, H, W] -> [...] each."""
+    return {"mse": (pred.float() - target.float()).pow(2).flatten(-3).mean(-1),
+            "psnr": frame_psnr(pred, target), "ssim": frame_ssim(pred, target)}

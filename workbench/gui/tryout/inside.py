@@ -2,6 +2,9 @@
 units x time steps, in the spirit of LSTMVis, and saliency through time ||dy/dx_t||
 under it: which input steps the chosen output depends on.
 
+A convolutional cell's state is feature maps (workbench.cells.conv): under the heatmap
+its C maps at the hovered step (the last when none is) are tiled side by side.
+
 Plain data in (workbench.inference.inside's dict); hovering a step emits
 ``step_hovered(axis, t)`` so the panel can highlight the matching token or frame;
 clicking a step emits ``target_requested(t)`` to show the saliency of that output step.
@@ -34,6 +37,18 @@ def series_units(name: str, cell: str) -> str:
         return STATE_UNITS.get(name, name)
     span = RANGE_UNITS.get(gate.range)
     return f"{gate.label} ({span})" if span else gate.label
+
+
+def tile_maps(vector: np.ndarray, maps: list[int]) -> np.ndarray:
+    """A flattened spatial state [D*C*H*W] (channel-major, as workbench.cells.conv keeps
+    it) -> one image [H, D*C*(W+1) - 1]: the maps side by side, a NaN column between."""
+    c, h, w = maps
+    grid = np.asarray(vector, dtype=np.float64).reshape(-1, h, w)  # [D*C, H, W]
+    gap = np.full((h, 1), np.nan)
+    parts = []
+    for i, m in enumerate(grid):
+        parts += ([gap] if i else []) + [m]
+    return np.concatenate(parts, axis=1)
 
 
 def series_style(name: str, cell: str, values: np.ndarray) -> tuple[str, tuple[float, float]]:
@@ -110,6 +125,15 @@ class InsideView(QWidget):
         self.heatmap.setObjectName("insideHeatmap")
         self.heatmap.setLabel("left", "unit")
         lay.addWidget(self.heatmap, 3)
+        self.maps_label = QLabel("")
+        self.maps_label.setWordWrap(True)
+        lay.addWidget(self.maps_label)
+        self.maps = Heatmap()  # a convolutional layer's feature maps at one step
+        self.maps.setObjectName("insideFeatureMaps")
+        lay.addWidget(self.maps, 2)
+        self.maps_label.hide()
+        self.maps.hide()
+        self.map_step: int | None = None
         self.split_line = pg.InfiniteLine(angle=0, pen=pg.mkPen("#ffffff", width=2))
         self.split_line.hide()
         self.heatmap.addItem(self.split_line)
@@ -217,6 +241,25 @@ class InsideView(QWidget):
         dirs = " (forward units, then backward)" if layer["directions"] == 2 else ""
         self.heat_label.setText(f"{series_label(name, layer['cell'])} of {layer['name']}, {where}: "
                                 f"{units} units{dirs} × {T} steps")
+        self._draw_maps()
+
+    def _draw_maps(self) -> None:
+        layer = self._layer()
+        name = self.series_box.currentData()
+        shown = bool(layer and layer.get("maps") and name in layer["series"])
+        self.maps.setVisible(shown)
+        self.maps_label.setVisible(shown)
+        if not shown:
+            return
+        values = np.asarray(layer["series"][name])  # [C*H*W, T]
+        T = values.shape[1]
+        t = self.map_step if self.map_step is not None and 0 <= self.map_step < T else T - 1
+        cmap, levels = series_style(name, layer["cell"], values)
+        c, h, w = layer["maps"]
+        self.maps.set_matrix(tile_maps(values[:, t], layer["maps"]), levels=levels, colormap=cmap)
+        steps = self._steps(layer["axis"])
+        self.maps_label.setText(f"{series_label(name, layer['cell'])} as {c} feature maps of {w}x{h} at "
+                                f"{shown_token(str(steps[t])) if t < len(steps) else f'step {t}'}")
 
     def _draw_saliency(self) -> None:
         sal = self.data.get("saliency")
@@ -250,6 +293,9 @@ class InsideView(QWidget):
         else:
             self.hover_label.setText(" ")
         self.set_cursor(axis, t)
+        if axis == self._layer_axis():
+            self.map_step = t if t >= 0 else None
+            self._draw_maps()
         self.step_hovered.emit(axis, t)
 
     def set_cursor(self, axis: str, t: int | None) -> None:

@@ -16,7 +16,7 @@ from workbench.gui.tryout.views import VIEWS, GenerateView, ModeView
 from workbench.gui.tryout.worker import InferenceClient
 
 # Jobs where only the newest answer matters (an older one arriving late is dropped).
-LATEST_ONLY = {"tag", "classify", "transduce", "caption", "numbers", "inside", "video_outputs"}
+LATEST_ONLY = {"tag", "classify", "transduce", "caption", "numbers", "inside", "video_outputs", "video_rollout"}
 
 
 def _scrolling(widget: QWidget) -> QScrollArea:

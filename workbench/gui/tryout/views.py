@@ -658,6 +658,10 @@ class CaptionView(ModeView):
 # ----------------------------------------------------------------------------- video
 
 
+# Frames of a rollout shown side by side (the curve covers all of them).
+ROLLOUT_VIEWS = 10
+
+
 class VideoView(ModeView):
     """Open a video (or a frames folder, or drop one here), play it with a timeline
     scrubber, and see the model's output per frame: class probabilities over time, or
@@ -707,6 +711,27 @@ class VideoView(ModeView):
             self.error_label = QLabel("")
             self.error_label.setWordWrap(True)
             side.addWidget(self.error_label)
+            # the model rolled forward on its own frames from the frame on screen
+            self.rollout_label = QLabel("<b>Rolled forward from this frame</b> (real above, predicted below)")
+            self.rollout_label.setWordWrap(True)
+            side.addWidget(self.rollout_label)
+            strips = QGridLayout()
+            strips.setSpacing(2)
+            self.rollout_real, self.rollout_pred = [], []
+            for k in range(ROLLOUT_VIEWS):
+                for row, views in ((0, self.rollout_real), (1, self.rollout_pred)):
+                    view = ImageView()
+                    view.setMinimumSize(28, 28)
+                    strips.addWidget(view, row, k)
+                    views.append(view)
+            side.addLayout(strips)
+            self.rollout_plot = pg.PlotWidget(background="w")
+            self.rollout_plot.setObjectName("rolloutCurve")
+            self.rollout_plot.setMinimumHeight(90)
+            self.rollout_plot.setLabel("bottom", "frames ahead")
+            self.rollout_plot.setLabel("left", "MSE")
+            self.rollout_plot.addLegend(offset=(5, 5))
+            side.addWidget(self.rollout_plot)
         side.addStretch(1)
         grid.addLayout(side, 0, 1)
         lay.addLayout(grid, 2)
@@ -756,6 +781,8 @@ class VideoView(ModeView):
         self.preview_index: int | None = None
         self._frame_in_flight = False
         self._inside_window: tuple[int, int] | None = None
+        self._rollout_start: int | None = None
+        self.rollout: dict = {}
         self.play_timer = QTimer(self)
         self.play_timer.timeout.connect(self._tick)
         self.inside_timer = QTimer(self)
@@ -781,6 +808,7 @@ class VideoView(ModeView):
         self.outputs = {}
         self.shown_index = self.wanted_index = -1
         self._inside_window = None
+        self._rollout_start = None
         self.request.emit("video_open", {"path": self.path})
         self.request.emit("video_outputs", {"path": self.path})
 
@@ -821,6 +849,9 @@ class VideoView(ModeView):
             self._draw_timeline()
             self._show_outputs(self.slider.value())
             self._schedule_inside()
+        elif kind == "video_rollout":
+            self.rollout = data
+            self._draw_rollout()
         elif kind == "frame":
             self._frame_in_flight = False
             self.frame_view.set_image(data["image"])
@@ -845,6 +876,8 @@ class VideoView(ModeView):
         self.cursor.setVisible(on)
         if not on:
             item.getViewBox().setRange(xRange=(0, 1), yRange=(0, 1), padding=0)
+        else:  # setRange above switched auto-range off: the plots of a video set the range again
+            item.getViewBox().enableAutoRange()
 
     def _draw_timeline(self) -> None:
         self.timeline.clear()
@@ -866,6 +899,30 @@ class VideoView(ModeView):
             self.timeline.plot(x, d["mse"], name="model", pen=pg.mkPen(PALETTE[0], width=2))
             self.timeline.plot(x, d["copy_last_mse"], name="copy last frame",
                                pen=pg.mkPen(PALETTE[7], width=1, style=Qt.PenStyle.DashLine))
+            # the range now, not at the next paint: the axis reads the errors themselves
+            found = np.concatenate([np.asarray(d["mse"], float), np.asarray(d["copy_last_mse"], float)])
+            found = found[np.isfinite(found)]
+            top = float(found.max()) if found.size else 0.0
+            self.timeline.setXRange(0, max(len(x), 1))
+            self.timeline.setYRange(0.0, top if top > 0 else 1e-6)
+
+    def _draw_rollout(self) -> None:
+        d = self.rollout
+        K = len(d["mse"])
+        for k in range(ROLLOUT_VIEWS):
+            for views, key in ((self.rollout_real, "real"), (self.rollout_pred, "predicted")):
+                if k < K:
+                    views[k].set_image(np.asarray(d[key][k]))
+                views[k].setVisible(k < K)
+        self.rollout_plot.clear()
+        x = np.arange(1, K + 1)
+        self.rollout_plot.plot(x, d["mse"], name="model", pen=pg.mkPen(PALETTE[0], width=2), symbol="o",
+                               symbolSize=5)
+        self.rollout_plot.plot(x, d["copy_last_mse"], name="copy last frame",
+                               pen=pg.mkPen(PALETTE[7], width=1, style=Qt.PenStyle.DashLine))
+        self.rollout_label.setText(f"<b>Rolled forward from frame {d['start']}</b> (real above, predicted "
+                                   f"below): {K} frames ahead MSE {d['mse'][-1]:.4g}, copying frame "
+                                   f"{d['start']}: {d['copy_last_mse'][-1]:.4g}")
 
     def _show_outputs(self, t: int) -> None:
         d = self.outputs
@@ -944,7 +1001,11 @@ class VideoView(ModeView):
     def _request_inside(self) -> None:
         if not self.outputs:
             return
-        window = self._inside_range(self.slider.value())
+        t = self.slider.value()
+        if not self.classifier and t != self._rollout_start and t < self.slider.maximum():
+            self._rollout_start = t
+            self.request.emit("video_rollout", {"path": self.path, "start": t})
+        window = self._inside_range(t)
         if window != self._inside_window:
             self._inside_window = window
             self.inside_request.emit({"video": self.path, "start": window[0], "count": window[1]})

@@ -102,6 +102,8 @@ class InferenceWorker(QObject):
             return inference.video_outputs(s, p["path"], max_frames=p.get("max_frames", 0))
         if kind == "audio_outputs":
             return inference.audio_outputs(s, p["path"])
+        if kind == "video_rollout":
+            return inference.video_rollout(s, p["path"], p["start"], steps=p.get("steps", inference.ROLLOUT_STEPS))
         if kind == "frame":
             if self.video is None:
                 raise RuntimeError("no video is open")

@@ -1,0 +1,77 @@
+"""Next-frame prediction on real footage, against copying the last frame.
+
+For each shared clip (../shared/data/video: cockatoo.mp4, realshort.mp4,
+newtonscradle.gif) and for generated bouncing shapes, train each built-in next-frame
+preset (the flattening LSTM with the residual head, ConvLSTM, ConvGRU; all start out
+copying the last frame exactly) on the clip's first 80% of frames for a fixed step
+budget, then score every held-out frame of the last 20%, each predicted from the
+``window`` frames before it: MSE as a ratio to copying the last frame (below 1: the model
+beats doing nothing), PSNR and SSIM beside copy-last's, and the free-running rollout
+(the model fed its own frames) 1, 5 and 10 frames ahead as a ratio to copy-last at the
+same horizon (horizons the held-out part has no room for are left empty). Training
+time is CPU seconds of wall clock on one torch thread. Registered in bench/quality.py
+as the benchmark "video".
+"""
+from __future__ import annotations
+
+import argparse
+import time
+
+CLIPS = ("cockatoo.mp4", "realshort.mp4", "newtonscradle.gif")
+MODELS = (("LSTM + residual", "video_nextframe_lstm"), ("ConvLSTM", "video_nextframe_convlstm"),
+          ("ConvGRU", "video_nextframe_convgru"))
+
+
+def _run(preset_name: str, path: str, steps: int, overrides: list[str], device: str, seed: int) -> dict:
+    from workbench import presets
+    from workbench.engine.trainer import Trainer
+    from workbench.spec import with_overrides
+    from workbench.tasks import make_task
+
+    preset = with_overrides(presets.load_builtin(preset_name), [
+        f"data.path={path}", f"train.steps={steps}", "train.eval_every=0", "train.probe_every=0",
+        "train.checkpoint_every=0", f"train.device={device}", f"train.seed={seed}", "train.log_every=1000000",
+    ] + overrides)
+    task = make_task(preset)
+    trainer = Trainer(preset, task=task)
+    started = time.perf_counter()
+    step_times, end = [], {}
+    for record in trainer.run():
+        if record["kind"] == "step":
+            step_times.append(record["time_s"])
+        elif record["kind"] == "end":
+            end = record
+    seconds = time.perf_counter() - started
+    if end.get("status") != "finished":
+        raise RuntimeError(f"{preset_name} on {path}: {end.get('status')}: {end.get('message')}")
+    metrics = end["metrics"]
+    base = task.baseline()
+    rolled = task.free_running_metrics(trainer.model)
+    row = {"mse/copy": metrics["mse"] / base["copy_last_mse"],
+           "mse/mean": metrics["mse"] / base["mean_frame_mse"] if "mean_frame_mse" in base else None,
+           "psnr": metrics["psnr"], "copy psnr": base["copy_last_psnr"],
+           "ssim": metrics["ssim"], "copy ssim": base["copy_last_ssim"]}
+    for h in (1, 5, 10):
+        key = f"rollout_mse_h{h}"
+        row[f"roll h{h}/copy"] = rolled[key] / base[f"copy_last_mse_h{h}"] if key in rolled else None
+    row.update({"steps": steps, "train s": seconds,
+                "ms/step": 1000 * sorted(step_times)[len(step_times) // 2] if step_times else None})
+    return row
+
+
+def bench_video(args: argparse.Namespace) -> tuple[str, list[dict]]:
+    from quality import _shared  # noqa: PLC0415  (bench/ is this script's folder)
+
+    steps = {name: args.video_steps for _label, name in MODELS}
+    frames = ["data.options.width=16", "data.options.height=16", "data.options.window=8"]
+    rows = []
+    cases = [(clip, str(_shared("video", clip))) for clip in CLIPS] + [("moving shapes (generated)", "")]
+    for clip, path in cases:
+        for label, name in MODELS:
+            extra = frames + (["data.options.val_clips=128"] if not path else [])
+            print(f"  {label} on {clip} ...", flush=True)
+            row = _run(name, path, steps[name], extra, args.device, seed=0)
+            rows.append({"clip": clip, "model": label, **row})
+            print(f"    MSE / copy-last {row['mse/copy']:.3f} in {row['train s']:.0f} s", flush=True)
+    return (f"Next-frame prediction, 16x16 grey, windows of 8 frames, {args.video_steps} steps each, last 20% "
+            f"held out (generated: 128 held-out clips), on {args.device}, one torch thread"), rows
