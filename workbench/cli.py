@@ -262,7 +262,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_train)
     import importlib
 
-    for name, target in EXTRA_COMMANDS.items():
+    for target in EXTRA_COMMANDS.values():
         module, _, func = target.partition(":")
         try:
             getattr(importlib.import_module(module), func)(sub)

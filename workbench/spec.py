@@ -206,7 +206,7 @@ class Preset:
         return json.dumps(self.to_dict(), indent=2) + "\n"
 
     @classmethod
-    def from_dict(cls, raw: Any) -> "Preset":
+    def from_dict(cls, raw: Any) -> Preset:
         if not isinstance(raw, dict):
             raise SpecError("", f"a preset must be a JSON object, not {_type_name(raw)}")
         version = raw.get("schema_version", None)
@@ -221,7 +221,7 @@ class Preset:
         validate(preset)
         return preset
 
-    def copy(self) -> "Preset":
+    def copy(self) -> Preset:
         return copy.deepcopy(self)
 
 
@@ -764,7 +764,7 @@ def memory_estimate(model: ModelSpec, io: ModelIO, batch_size: int, seq_len: int
     optimizer = 3 * weights  # gradients + two Adam moments
     out_len = out_len or seq_len
     acts = 0
-    for i, l in enumerate(report.layers):
+    for l in report.layers:
         t = out_len if l.name.startswith("decoder") or model.topology == "one_to_many" else seq_len
         per_step = l.directions * (_cells.get(l.cell).gates * l.hidden_size + _state_count(l.cell) * l.hidden_size)
         if _conv.is_spatial(l.cell):  # convolutions keep their inputs and the gates' products too

@@ -4,6 +4,7 @@ learning on the real temperature file."""
 from __future__ import annotations
 
 import json
+
 import numpy as np
 import pytest
 import torch

@@ -8,9 +8,9 @@ from dataclasses import dataclass
 
 import torch
 
-from workbench.presets import BUILTIN_DIR
 from workbench.engine.model import build_model
-from workbench.spec import (HeadSpec, InputSpec, LayerSpec, ModelIO, ModelSpec, Preset, with_overrides)
+from workbench.presets import BUILTIN_DIR
+from workbench.spec import HeadSpec, InputSpec, LayerSpec, ModelIO, ModelSpec, Preset, with_overrides
 from workbench.tasks.base import Batch, Task
 
 # gpu.sh runs these same tests on the GPU with WORKBENCH_TEST_DEVICE=cuda

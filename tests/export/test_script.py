@@ -15,8 +15,8 @@ import torch
 
 from workbench.engine.model import build_model
 from workbench.export import script as xs
-from workbench.spec import InitSpec, InputSpec, LayerSpec, ModelIO, ModelSpec, Preset, with_overrides
 from workbench.presets import load_builtin
+from workbench.spec import InitSpec, InputSpec, LayerSpec, ModelIO, ModelSpec, Preset, with_overrides
 
 PROJECT = Path(__file__).resolve().parents[2]
 

@@ -8,11 +8,10 @@ import json
 import pytest
 import torch
 
-from workbench.engine.model import build_model
 from workbench import cells
 from workbench.cells import conv
-from workbench.spec import (TOPOLOGIES, HeadSpec, InitSpec, InputSpec, LayerSpec, ModelIO, ModelSpec,
-                            parameter_report)
+from workbench.engine.model import build_model
+from workbench.spec import TOPOLOGIES, HeadSpec, InitSpec, InputSpec, LayerSpec, ModelIO, ModelSpec, parameter_report
 
 B, T, S = 3, 5, 4  # batch, output/target length, source length
 VOCAB, OUT_VOCAB, FEATS = 11, 9, 3

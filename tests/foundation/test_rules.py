@@ -28,3 +28,9 @@ def test_import_contracts_hold():
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
     assert "0 broken" in proc.stdout
 
+
+
+def test_ruff_finds_nothing():
+    proc = subprocess.run([str(_tool("ruff")), "check", "--no-cache", "workbench", "tests", "bench", "docs"],
+                          cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]

@@ -7,7 +7,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from workbench.engine.model import build_model
-from workbench.spec import (CELLS, TOPOLOGIES, INPUT_KINDS, ModelIO, Preset, SpecError, parameter_report)
+from workbench.spec import CELLS, INPUT_KINDS, TOPOLOGIES, ModelIO, Preset, SpecError, parameter_report
 
 layer = st.fixed_dictionaries({
     "cell": st.sampled_from(CELLS),

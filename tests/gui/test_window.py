@@ -10,10 +10,10 @@ import pytest
 from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
 from PySide6.QtGui import QDropEvent
 
+from tests.gui.conftest import tiny
 from workbench import spec
 from workbench.gui.main_window import FIRST_PRESET
 from workbench.runs import RunHistory
-from tests.gui.conftest import tiny
 
 pytestmark = pytest.mark.gui
 

@@ -89,7 +89,6 @@ def main() -> int:
     import torch  # noqa: F401
     import torch._dynamo  # noqa: F401  (the optimizers import it on first use: ~3 s)
 
-    import workbench.cli  # noqa: F401
     import workbench.commands.evaluate  # noqa: F401
     import workbench.engine.trainer  # noqa: F401
     import workbench.tasks

@@ -16,8 +16,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from tests.conftest import PROJECT_ROOT
-from tests.reliability.helpers import (TINY_ADDING, hostile_pickle, hostile_torch_file, refusal, run_batch,
-                                       run_workbench)
+from tests.reliability.helpers import TINY_ADDING, hostile_pickle, hostile_torch_file, refusal, run_batch, run_workbench
 from workbench import cli
 
 TRY_TEXT = ["--text", "0.2 0.7* 0.1 0.4*"]

@@ -13,8 +13,17 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from workbench.engine.trainer import Trainer, TrainingError
-from workbench.spec import CELLS, CLIP_MODES, NON_FINITE_ACTIONS, OPTIMIZERS, PRECISIONS, SCHEDULES, Preset, \
-    SpecError, apply_override
+from workbench.spec import (
+    CELLS,
+    CLIP_MODES,
+    NON_FINITE_ACTIONS,
+    OPTIMIZERS,
+    PRECISIONS,
+    SCHEDULES,
+    Preset,
+    SpecError,
+    apply_override,
+)
 from workbench.tasks import make_task
 
 layer = st.fixed_dictionaries({"cell": st.sampled_from(CELLS), "hidden_size": st.integers(1, 5),

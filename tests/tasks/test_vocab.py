@@ -5,8 +5,19 @@ from collections import Counter
 
 import torch
 
-from workbench.io.vocab import (ALL_SPECIALS, PAD, UNK, Vocab, bucketed_batches, char_matrix, length_mask,
-                                pad_sequences, pad_words_with_chars, padding_fraction, tokenize_words)
+from workbench.io.vocab import (
+    ALL_SPECIALS,
+    PAD,
+    UNK,
+    Vocab,
+    bucketed_batches,
+    char_matrix,
+    length_mask,
+    pad_sequences,
+    pad_words_with_chars,
+    padding_fraction,
+    tokenize_words,
+)
 
 
 def test_vocab_order_is_specials_then_frequency_then_alphabet():

@@ -7,10 +7,9 @@ import numpy as np
 import pytest
 import torch
 
+from tests.conftest import SHARED_DATA
 from workbench import inference
 from workbench.inference import InputError
-from tests.conftest import SHARED_DATA
-
 
 # ----------------------------------------------------------------------------- modes
 
@@ -225,7 +224,6 @@ def test_saliency_matches_autograd(sessions):
     out = inference.inside(s, {"text": "the acting was great"}, target={"class": 1})["saliency"]
     batch = s.task.encode_text("the acting was great")
     emb = s.model.input_side(batch.x).detach().requires_grad_(True)
-    seen = []
     h = s.model.input_side.register_forward_hook(lambda m, a, o: emb)  # feed the leaf through the model
     try:
         logp = torch.log_softmax(s.model(batch.x, lengths=batch.lengths), -1)[0, 1]

@@ -21,13 +21,12 @@ move everything a step produces to the host in one transfer (see ``to_host``).
 """
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import torch
 
 from workbench.engine.model import RecurrentModel
-
 
 # ----------------------------------------------------------------------------- taps
 

@@ -42,16 +42,15 @@ import os
 import statistics
 import threading
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
 
 import numpy as np
 import torch
 
 from workbench.engine import checkpoint as ckpt
-from workbench.engine import cpu_policy
-from workbench.engine import distributed
+from workbench.engine import cpu_policy, distributed
 from workbench.engine.graphs import StepGraphs, batch_signature
 from workbench.engine.model import RecurrentModel, build_model
 from workbench.engine.probe import (

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import copy
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, fields, is_dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from workbench import spec
 from workbench.spec import LayerSpec, Preset, SpecError

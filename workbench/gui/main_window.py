@@ -14,11 +14,20 @@ from pathlib import Path
 
 from PySide6.QtCore import QSettings, QStandardPaths, Qt, QTimer, QUrl, Slot
 from PySide6.QtGui import QDesktopServices, QIcon
-from PySide6.QtWidgets import (QComboBox, QDockWidget, QFileDialog, QInputDialog, QLabel, QMainWindow, QMessageBox,
-                               QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (
+    QComboBox,
+    QDockWidget,
+    QFileDialog,
+    QInputDialog,
+    QLabel,
+    QMainWindow,
+    QMessageBox,
+    QVBoxLayout,
+    QWidget,
+)
 
-from workbench import presets as builtin_presets
 from workbench import builtin, spec
+from workbench import presets as builtin_presets
 from workbench.fileio import complete_checkpoints
 from workbench.gui import actions as action_table
 from workbench.gui.diagram import DiagramView
@@ -31,8 +40,8 @@ from workbench.gui.resolver import Resolver, fallback_io, input_lengths
 from workbench.gui.rundata import RunData
 from workbench.gui.runs_model import RunEntry, RunsEvent, RunsModel
 from workbench.gui.runs_panel import RunsPanel
-from workbench.gui.training_panel import DEVICE_LABELS, TrainingPanel, set_device_availability
 from workbench.gui.training_controller import TrainingController
+from workbench.gui.training_panel import DEVICE_LABELS, TrainingPanel, set_device_availability
 from workbench.gui.tryout import TryoutPanel
 from workbench.gui.window_parts import InfoBar, StatusLine, Welcome, _duration
 from workbench.gui.window_settings import FIRST_PRESET, WindowSettings  # noqa: F401 - FIRST_PRESET: tests

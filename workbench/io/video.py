@@ -25,9 +25,9 @@ from __future__ import annotations
 import re
 import threading
 from collections import OrderedDict
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 
@@ -325,7 +325,7 @@ def iter_frames(path: str | Path, settings: FrameSettings | None = None) -> Iter
 
 # ----------------------------------------------------------------------------- clips + cache
 
-_cache: "OrderedDict[tuple, np.ndarray]" = OrderedDict()
+_cache: OrderedDict[tuple, np.ndarray] = OrderedDict()
 _cache_bytes = 0
 _cache_lock = threading.Lock()
 

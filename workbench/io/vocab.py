@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 import torch
 
@@ -46,7 +46,7 @@ class Vocab:
 
     @classmethod
     def build(cls, counts: Counter | Iterable[str], specials: Sequence[str] = ALL_SPECIALS, min_freq: int = 1,
-              max_size: int = 0) -> "Vocab":
+              max_size: int = 0) -> Vocab:
         """Specials first, then tokens by falling frequency (ties alphabetical, so the
         same data always gives the same ids). ``max_size`` counts the specials too."""
         if not isinstance(counts, Counter):
@@ -96,7 +96,7 @@ class Vocab:
         return list(self.tokens)
 
     @classmethod
-    def from_json(cls, raw, what: str = "vocabulary") -> "Vocab":
+    def from_json(cls, raw, what: str = "vocabulary") -> Vocab:
         if not isinstance(raw, list) or not all(isinstance(t, str) for t in raw):
             raise ValueError(f"the {what} in task.json must be a list of strings")
         return cls(raw)

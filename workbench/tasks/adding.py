@@ -8,8 +8,8 @@ that a vanilla RNN fails as T grows, through vanishing gradients.
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 import torch
 

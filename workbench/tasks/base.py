@@ -8,8 +8,9 @@ masks select what counts in the loss and in every metric.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import ClassVar, Iterator
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -36,7 +37,7 @@ class Batch:
     y_in: torch.Tensor | None = None
     mask: torch.Tensor | None = None
 
-    def to(self, device: torch.device | str) -> "Batch":
+    def to(self, device: torch.device | str) -> Batch:
         moved = {f.name: (v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v)
                  for f in dataclasses.fields(self) for v in [getattr(self, f.name)]}
         return Batch(**moved)
@@ -86,7 +87,7 @@ class Task:
         """Read or generate the data, build vocabularies and statistics. Raise
         workbench.io.errors.DataError naming the file and line for bad data."""
 
-    def ensure_prepared(self) -> "Task":
+    def ensure_prepared(self) -> Task:
         if not self.prepared:
             self.prepare()
             self.prepared = True

@@ -23,8 +23,8 @@ Inference helpers: ``encode_text("([])") -> Batch`` (x [1, T], lengths),
 from __future__ import annotations
 
 import random
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 import torch
 

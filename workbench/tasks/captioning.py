@@ -27,8 +27,8 @@ Inference helpers (no data needed): ``random_image(seed) -> (image [3, H, W], ca
 from __future__ import annotations
 
 import random
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Iterator, Sequence
 
 import numpy as np
 import torch
@@ -36,8 +36,13 @@ import torch
 from workbench.io.vocab import ALL_SPECIALS, Vocab
 from workbench.spec import ModelIO, ModelSpec, SpecError
 from workbench.tasks.base import Batch
-from workbench.tasks.textutil import (GeneratedTokensTask, check_classification_head, check_int,
-                                      position_mode_baseline, restore_vocab)
+from workbench.tasks.textutil import (
+    GeneratedTokensTask,
+    check_classification_head,
+    check_int,
+    position_mode_baseline,
+    restore_vocab,
+)
 
 COLOURS = {"red": (1.0, 0.1, 0.1), "green": (0.1, 0.9, 0.1), "blue": (0.15, 0.3, 1.0),
            "yellow": (1.0, 0.95, 0.1), "magenta": (1.0, 0.1, 1.0), "cyan": (0.1, 0.95, 1.0)}

@@ -29,8 +29,8 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 import torch
 
@@ -39,8 +39,14 @@ from workbench.io.text import read_text_file, split_train_val
 from workbench.io.vocab import PAD, UNK, Vocab
 from workbench.spec import ModelIO, ModelSpec, SpecError
 from workbench.tasks.base import Batch, Task
-from workbench.tasks.textutil import (check_choice, check_classification_head, check_float, check_int,
-                                      check_token_input, restore_vocab)
+from workbench.tasks.textutil import (
+    check_choice,
+    check_classification_head,
+    check_float,
+    check_int,
+    check_token_input,
+    restore_vocab,
+)
 
 # Words, single punctuation marks, and line breaks (kept: a text's layout is part of it).
 _WORD_LM_RE = re.compile(r"\w+|[^\w\s]|\n")

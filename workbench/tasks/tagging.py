@@ -34,19 +34,27 @@ import math
 import random
 import re
 from collections import Counter, defaultdict
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Iterator, Sequence
 
 import torch
 
 from workbench.io.conllu import TaggedSentence, read_conllu
 from workbench.io.errors import DataError
-from workbench.io.vocab import (BOW, EOW, PAD, UNK, Vocab, bucketed_batches, char_matrix, length_mask,
-                                pad_words_with_chars)
+from workbench.io.vocab import (
+    BOW,
+    EOW,
+    PAD,
+    UNK,
+    Vocab,
+    bucketed_batches,
+    char_matrix,
+    length_mask,
+    pad_words_with_chars,
+)
 from workbench.spec import ModelIO, ModelSpec, SpecError
 from workbench.tasks.base import Batch, Task
-from workbench.tasks.textutil import (check_classification_head, check_float, check_int, check_token_input,
-                                      restore_vocab)
+from workbench.tasks.textutil import check_classification_head, check_float, check_int, check_token_input, restore_vocab
 
 # ----------------------------------------------------------------------------- the grammar
 

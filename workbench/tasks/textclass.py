@@ -26,8 +26,8 @@ from __future__ import annotations
 import math
 import random
 from collections import Counter
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Iterator, Sequence
 
 import torch
 
@@ -36,8 +36,14 @@ from workbench.io.labelled_text import read_labelled_text
 from workbench.io.vocab import PAD, UNK, Vocab, bucketed_batches, pad_sequences, tokenize_words
 from workbench.spec import ModelIO, ModelSpec, SpecError
 from workbench.tasks.base import Batch, Task
-from workbench.tasks.textutil import (check_choice, check_classification_head, check_float, check_int,
-                                      check_token_input, restore_vocab)
+from workbench.tasks.textutil import (
+    check_choice,
+    check_classification_head,
+    check_float,
+    check_int,
+    check_token_input,
+    restore_vocab,
+)
 
 # ----------------------------------------------------------------------------- built-in reviews
 

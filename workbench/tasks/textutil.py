@@ -3,7 +3,7 @@ metrics, and the vocabulary round trip through a run's task.json."""
 from __future__ import annotations
 
 from collections import Counter
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 

@@ -36,8 +36,8 @@ the same held-out targets; a network is worth something when its MAE beats both.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Iterator
 
 import numpy as np
 import torch

@@ -46,8 +46,8 @@ import math
 import random
 import string
 from collections import Counter
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Iterator, Sequence
 
 import torch
 
@@ -57,9 +57,16 @@ from workbench.io.vocab import ALL_SPECIALS, PAD, UNK, Vocab, bucketed_batches, 
 from workbench.spec import ModelIO, ModelSpec, SpecError
 from workbench.tasks.base import Batch
 from workbench.tasks.phrases import all_phrases, sample_phrase
-from workbench.tasks.textutil import (GeneratedTokensTask, check_choice, check_classification_head, check_float, check_int,
-                                      check_token_input, position_mode_baseline,
-                                      restore_vocab)
+from workbench.tasks.textutil import (
+    GeneratedTokensTask,
+    check_choice,
+    check_classification_head,
+    check_float,
+    check_int,
+    check_token_input,
+    position_mode_baseline,
+    restore_vocab,
+)
 
 # ----------------------------------------------------------------------------- dates
 

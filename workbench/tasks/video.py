@@ -23,9 +23,9 @@ workbench.io.video.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import torch
@@ -33,7 +33,7 @@ import torch.nn.functional as F
 
 from workbench.io.errors import DataError
 from workbench.io.paths import resolve_data_path
-from workbench.io.video import FrameSettings, is_frames_folder, read_clip, VIDEO_EXTENSIONS
+from workbench.io.video import VIDEO_EXTENSIONS, FrameSettings, is_frames_folder, read_clip
 from workbench.spec import ModelIO, ModelSpec, SpecError
 from workbench.tasks.base import Batch, Task
 

@@ -11,13 +11,36 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QColor, QTextCharFormat, QTextCursor
-from PySide6.QtWidgets import (QDoubleSpinBox, QFileDialog, QFormLayout, QGridLayout, QHBoxLayout, QLabel,
-                               QLineEdit, QPlainTextEdit, QPushButton, QSlider, QSpinBox, QTextEdit, QVBoxLayout,
-                               QWidget)
+from PySide6.QtWidgets import (
+    QDoubleSpinBox,
+    QFileDialog,
+    QFormLayout,
+    QGridLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPlainTextEdit,
+    QPushButton,
+    QSlider,
+    QSpinBox,
+    QTextEdit,
+    QVBoxLayout,
+    QWidget,
+)
 
 from workbench import tryout_modes
-from workbench.gui.tryout.widgets import (HIGHLIGHT, PALETTE, Heatmap, ImageView, ProbabilityBars, StepBars,
-                                          TokenChips, Titled, colour_for, plain_axes)
+from workbench.gui.tryout.widgets import (
+    HIGHLIGHT,
+    PALETTE,
+    Heatmap,
+    ImageView,
+    ProbabilityBars,
+    StepBars,
+    Titled,
+    TokenChips,
+    colour_for,
+    plain_axes,
+)
 
 GENERATED = "#1f5fbf"
 
