@@ -16,7 +16,6 @@ Jacobian norms, the spectra; the parts' ms include the probe-and-dynamics runs' 
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -28,25 +27,11 @@ if str(ROOT) not in sys.path:
 import torch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from probe_cost import timed  # noqa: E402
 from throughput import GPU_SIZES, Size, make_preset  # noqa: E402
 
 from workbench.engine import dynamics  # noqa: E402
 from workbench.engine.trainer import Trainer  # noqa: E402
-
-
-def timed(fn, device: str, repeats: int) -> float:
-    """Median seconds of fn() (after one warm call), synchronised on CUDA."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        if device == "cuda":
-            torch.cuda.synchronize()
-        t0 = time.perf_counter()
-        fn()
-        if device == "cuda":
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
 
 
 class PartClock:

@@ -187,7 +187,8 @@ class StepOps(CellOps):
         return x
 
     def transition(self, direction: _Direction) -> Callable:
-        params = {n: p.detach() for n, p in direction.params.items()}
+        params = {n: p.detach() if isinstance(p, torch.Tensor) else p  # (a conv cell's grid is a tuple)
+                  for n, p in direction.params.items()}
         step = self.step
 
         def f(u, state):

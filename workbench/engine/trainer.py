@@ -886,7 +886,7 @@ class Trainer:
         try:
             with torch.random.fork_rng(devices=devices):  # (only a forward of its own draws dropout masks)
                 fields = model_dynamics(self.model, work.probe_loss, seed=self.train.seed, inputs=inputs or None)
-        except RuntimeError as exc:
+        except Exception as exc:  # noqa: BLE001 - an instrument's defect is reported in End, never ends the run
             if out_of_memory(exc):
                 raise
             self.dynamics = False
