@@ -166,7 +166,7 @@ def test_train_pause_resume_stop(qtbot, window):
     window._on_frame(force=True)
     legend = [label.text for _sample, label in window.loss_panel.legend.items]
     assert legend == [r.name for r in window.runs] and legend[0] != legend[1]
-    assert window.grad_panel.heatmap_run() is window.current_run  # the heatmap follows the new run
+    assert window.grad_panel.chosen_run() is window.current_run  # the heatmap follows the new run
     # loading a finished run folder overlays it too
     overlay = window.load_run_folder(folder)
     assert overlay is not None and len(window.runs) == 3

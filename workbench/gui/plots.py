@@ -567,7 +567,24 @@ class LossPanel(PlotPanel):
 # ----------------------------------------------------------------------------- gradients through time
 
 
-class GradientPanel(PlotPanel):
+class _ChosenRun:
+    """A panel whose run combo (``run_box``) picks the one run a heatmap shows: the run
+    chosen there if it is shown, else the current run, else the first shown."""
+
+    def _force(self, *_):
+        self._drawn.clear()
+        self.refresh(self._runs, self._current)
+
+    def chosen_run(self) -> RunData | None:
+        shown = self.shown(self._runs)
+        rid = self.run_box.currentData()
+        for r in shown:
+            if id(r) == rid:
+                return r
+        return self._current if self._current in shown else (shown[0] if shown else None)
+
+
+class GradientPanel(_ChosenRun, PlotPanel):
     """Left: one heatmap per layer, log10 gradient norm over (timestep t, training step);
     the newest step is at the top and it scrolls. Right: the latest profile over t for
     every layer of every shown run on a log axis, and below it the fitted decay."""
@@ -635,17 +652,6 @@ class GradientPanel(PlotPanel):
     def source_key(self) -> str:
         return self.source.currentData() or "inputs"
 
-    def _force(self, *_):
-        self._drawn.clear()
-        self.refresh(self._runs, self._current)
-
-    def heatmap_run(self) -> RunData | None:
-        shown = self.shown(self._runs)
-        rid = self.run_box.currentData()
-        for r in shown:
-            if id(r) == rid:
-                return r
-        return self._current if self._current in shown else (shown[0] if shown else None)
 
     def _sync_run_box(self, shown: list[RunData]) -> None:
         ids = [id(r) for r in shown]
@@ -707,7 +713,7 @@ class GradientPanel(PlotPanel):
         shown = self.shown(runs)
         self._sync_run_box(shown)
         src = self.source_key
-        hrun = self.heatmap_run()
+        hrun = self.chosen_run()
         whole = self.whole_box.isChecked()
         key = (src, tuple((id(r), r.version, r.colour, r.name) for r in shown), id(hrun) if hrun else 0, whole)
         if self._drawn.get("all") == key:
@@ -802,7 +808,7 @@ class GradientPanel(PlotPanel):
         return path
 
     def csv(self, runs: list[RunData], current: RunData | None) -> str:
-        run = self.heatmap_run()
+        run = self.chosen_run()
         src = self.source_key
         if run is None:
             return "layer,step\n"
@@ -987,7 +993,7 @@ DYNAMICS_TIPS = {
 }
 
 
-class DynamicsPanel(PlotPanel):
+class DynamicsPanel(_ChosenRun, PlotPanel):
     """Why the gradient vanishes: the Dynamics records (workbench/engine/dynamics.py) in
     five tabs, each drawn from the runs' buffers on the frame timer. Curves are overlaid
     across the shown runs in their colours; the heatmap and the eigenvalues are of the
@@ -1068,17 +1074,6 @@ class DynamicsPanel(PlotPanel):
     def plot_area(self) -> QWidget:
         return self.tabs.currentWidget()
 
-    def _force(self, *_):
-        self._drawn.clear()
-        self.refresh(self._runs, self._current)
-
-    def chosen_run(self) -> RunData | None:
-        shown = self.shown(self._runs)
-        rid = self.run_box.currentData()
-        for r in shown:
-            if id(r) == rid:
-                return r
-        return self._current if self._current in shown else (shown[0] if shown else None)
 
     @property
     def layer(self) -> str:

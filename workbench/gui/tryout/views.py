@@ -685,7 +685,21 @@ class CaptionView(ModeView):
 ROLLOUT_VIEWS = 10
 
 
-class VideoView(ModeView):
+class _OpensDroppedFiles:
+    """A view that opens the first local file dropped on it with ``_open_dropped``."""
+
+    def dragEnterEvent(self, event) -> None:  # noqa: N802
+        if event.mimeData().hasUrls():
+            event.acceptProposedAction()
+
+    def dropEvent(self, event) -> None:  # noqa: N802
+        urls = [u.toLocalFile() for u in event.mimeData().urls() if u.isLocalFile()]
+        if urls:
+            self._open_dropped(urls[0])
+            event.acceptProposedAction()
+
+
+class VideoView(_OpensDroppedFiles, ModeView):
     """Open a video (or a frames folder, or drop one here), play it with a timeline
     scrubber, and see the model's output per frame: class probabilities over time, or
     the predicted next frame beside the real one and their difference. Frames are
@@ -840,15 +854,7 @@ class VideoView(ModeView):
         if path:
             self.open_video(path)
 
-    def dragEnterEvent(self, event) -> None:  # noqa: N802
-        if event.mimeData().hasUrls():
-            event.acceptProposedAction()
-
-    def dropEvent(self, event) -> None:  # noqa: N802
-        urls = [u.toLocalFile() for u in event.mimeData().urls() if u.isLocalFile()]
-        if urls:
-            self.open_video(urls[0])
-            event.acceptProposedAction()
+    _open_dropped = open_video
 
     # -- results -------------------------------------------------------------------------
     def on_result(self, kind: str, data) -> None:
@@ -1062,7 +1068,7 @@ def ctc_runs(path: list[int], labels: list[str], hop_s: float) -> str:
     return " · ".join(runs)
 
 
-class AudioView(ModeView):
+class AudioView(_OpensDroppedFiles, ModeView):
     """Open an audio file (or drop one here): its waveform, the log-mel spectrogram the
     model reads, the output at every frame (many-to-one: the class probabilities of the
     clip cut after that frame; CTC: the per-frame distribution over the words and the
@@ -1135,15 +1141,7 @@ class AudioView(ModeView):
         self.outputs = {}
         self.request.emit("audio_outputs", {"path": self.path})
 
-    def dragEnterEvent(self, event) -> None:  # noqa: N802
-        if event.mimeData().hasUrls():
-            event.acceptProposedAction()
-
-    def dropEvent(self, event) -> None:  # noqa: N802
-        urls = [u.toLocalFile() for u in event.mimeData().urls() if u.isLocalFile()]
-        if urls:
-            self.open_audio(urls[0])
-            event.acceptProposedAction()
+    _open_dropped = open_audio
 
     # -- results -------------------------------------------------------------------------
     def on_result(self, kind: str, data) -> None:
