@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from workbench.io.errors import DataError
+from workbench.io.media import load_av, open_media, reason
 
 AUDIO_EXTENSIONS = frozenset({".wav", ".wave", ".flac", ".mp3", ".ogg", ".oga", ".opus", ".m4a", ".aac",
                               ".aif", ".aiff", ".au"})
@@ -114,39 +115,8 @@ def is_audio_file(path: str | Path) -> bool:
     return p.is_file() and p.suffix.lower() in AUDIO_EXTENSIONS
 
 
-def _av():
-    import av  # deferred: importing FFmpeg's libraries costs start-up time
-
-    return av
-
-
-def _reason(exc: BaseException) -> str:
-    text = getattr(exc, "strerror", None) or str(exc)
-    return " ".join(str(text).split())
-
-
 def _open(path: Path):
-    av = _av()
-    if path.is_dir():
-        raise DataError(path, "is a folder, not an audio file")
-    if not path.exists():
-        raise DataError(path, "no such file")
-    try:
-        if path.stat().st_size == 0:
-            raise DataError(path, "is empty (0 bytes), not audio")
-        container = av.open(str(path))
-    except DataError:
-        raise
-    except av.error.FFmpegError as exc:
-        raise DataError(path, f"cannot be opened as audio ({_reason(exc)}): the file is not audio, "
-                              f"or it is corrupt or truncated") from None
-    except OSError as exc:
-        raise DataError(path, f"cannot be read: {exc.strerror or exc}") from None
-    if not container.streams.audio:
-        kinds = ", ".join(s.type for s in container.streams) or "none"
-        container.close()
-        raise DataError(path, f"holds no audio stream (streams: {kinds})")
-    return container
+    return open_media(path, "audio", "audio", "")
 
 
 def _announced_seconds(container, stream) -> float | None:
@@ -199,7 +169,7 @@ def _check_wav_size(path: Path, container) -> None:
 
 
 def _decode(path: Path, sample_rate: int) -> np.ndarray:
-    av = _av()
+    av = load_av()
     container = _open(path)
     try:
         _check_wav_size(path, container)
@@ -222,7 +192,7 @@ def _decode(path: Path, sample_rate: int) -> np.ndarray:
             for out in resampler.resample(None):  # what the resampler still holds
                 chunks.append(out.to_ndarray().reshape(-1))
         except av.error.FFmpegError as exc:
-            raise DataError(path, f"cannot be decoded after {total / sample_rate:.2f} s ({_reason(exc)}): the file "
+            raise DataError(path, f"cannot be decoded after {total / sample_rate:.2f} s ({reason(exc)}): the file "
                                   f"is corrupt or truncated") from None
     finally:
         container.close()

@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from workbench.io.errors import DataError
+from workbench.io.media import load_av, open_media, reason
 
 VIDEO_EXTENSIONS = frozenset({".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".gif", ".mpg", ".mpeg",
                               ".ogv", ".wmv", ".flv", ".ts", ".3gp"})
@@ -123,39 +124,8 @@ def is_frames_folder(path: str | Path) -> bool:
 # ----------------------------------------------------------------------------- opening
 
 
-def _av():
-    import av  # deferred: importing FFmpeg's libraries costs start-up time
-
-    return av
-
-
-def _open(path: Path, what: str = "video"):
-    av = _av()
-    if path.is_dir():
-        raise DataError(path, f"is a folder, not a {what} file")
-    if not path.exists():
-        raise DataError(path, "no such file")
-    try:
-        if path.stat().st_size == 0:
-            raise DataError(path, f"is empty (0 bytes), not a {what}")
-        container = av.open(str(path))
-    except DataError:
-        raise
-    except av.error.FFmpegError as exc:
-        raise DataError(path, f"cannot be opened as a {what} ({_reason(exc)}): the file is not a {what}, "
-                              f"or it is corrupt or truncated") from None
-    except OSError as exc:
-        raise DataError(path, f"cannot be read: {exc.strerror or exc}") from None
-    if not container.streams.video:
-        container.close()
-        raise DataError(path, f"holds no video stream (streams: "
-                              f"{', '.join(s.type for s in container.streams) or 'none'})")
-    return container
-
-
-def _reason(exc: BaseException) -> str:
-    text = getattr(exc, "strerror", None) or str(exc)
-    return " ".join(str(text).split())
+def _open(path: Path):
+    return open_media(path, "video", "video", "a")
 
 
 def _check_gif_trailer(path: Path, container) -> None:
@@ -219,16 +189,16 @@ def _to_array(frame, settings: FrameSettings, path: Path, index: int) -> np.ndar
     fmt = "gray" if settings.grey else "rgb24"
     try:
         arr = frame.reformat(width=w, height=h, format=fmt, interpolation=interpolation).to_ndarray()
-    except (_av().error.FFmpegError, ValueError) as exc:
+    except (load_av().error.FFmpegError, ValueError) as exc:
         raise DataError(path, f"frame {index}: cannot convert its pixels ({frame.format.name}, "
-                              f"{frame.width}x{frame.height}): {_reason(exc)}") from None
+                              f"{frame.width}x{frame.height}): {reason(exc)}") from None
     arr = arr[None] if settings.grey else arr.transpose(2, 0, 1)  # [H, W] -> [1, H, W]; [H, W, 3] -> [3, H, W]
     return np.ascontiguousarray(arr)
 
 
 def _decode_image(file: Path, index: int):
     """The one frame of an image file (frame ``index`` of its folder)."""
-    av = _av()
+    av = load_av()
     try:
         if file.stat().st_size == 0:
             raise DataError(file, f"frame {index}: the image file is empty")
@@ -236,12 +206,12 @@ def _decode_image(file: Path, index: int):
     except DataError:
         raise
     except (av.error.FFmpegError, OSError) as exc:
-        raise DataError(file, f"frame {index}: not a readable image ({_reason(exc)})") from None
+        raise DataError(file, f"frame {index}: not a readable image ({reason(exc)})") from None
     try:
         for frame in container.decode(video=0):
             return frame
     except av.error.FFmpegError as exc:
-        raise DataError(file, f"frame {index}: the image is corrupt or truncated ({_reason(exc)})") from None
+        raise DataError(file, f"frame {index}: the image is corrupt or truncated ({reason(exc)})") from None
     finally:
         container.close()
     raise DataError(file, f"frame {index}: the image holds no picture")
@@ -273,7 +243,7 @@ def _iter_folder(folder: Path, settings: FrameSettings) -> Iterator[np.ndarray]:
 
 
 def _iter_file(path: Path, settings: FrameSettings) -> Iterator[np.ndarray]:
-    av = _av()
+    av = load_av()
     container = _open(path)
     try:
         _check_gif_trailer(path, container)
@@ -289,7 +259,7 @@ def _iter_file(path: Path, settings: FrameSettings) -> Iterator[np.ndarray]:
             except StopIteration:
                 break
             except av.error.FFmpegError as exc:
-                raise DataError(path, f"frame {index + 1}: cannot be decoded ({_reason(exc)}): "
+                raise DataError(path, f"frame {index + 1}: cannot be decoded ({reason(exc)}): "
                                       f"the file is corrupt or truncated") from None
             index += 1
             if index < settings.start or (index - settings.start) % settings.stride:
