@@ -7,7 +7,6 @@ import json
 from pathlib import Path
 
 import pytest
-from PySide6.QtCore import QSettings
 from PySide6.QtGui import QKeySequence
 
 from tests.gui.test_runs_model import history_with_rows
@@ -17,27 +16,9 @@ pytestmark = pytest.mark.gui
 
 
 @pytest.fixture
-def make_hub(qtbot, tmp_path):
+def make_hub(make_window):
     """A window whose Runs panel lists its own history (not the session's shared one)."""
-    from workbench.gui.main_window import MainWindow
-
-    made = []
-
-    def make(history: RunHistory):
-        settings = QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
-        w = MainWindow(settings=settings, data_dir=tmp_path / "data", history=history)
-        w.dialog_answers = {"keep_run": "keep", "save_changes": "discard", "info": "ok"}
-        qtbot.addWidget(w)
-        w.resize(1280, 800)
-        w.show()
-        made.append(w)
-        return w
-
-    yield make
-    for w in made:
-        if w.training_active:
-            w.trainer.stop()
-            qtbot.waitUntil(lambda w=w: not w.training_active, timeout=60_000)
+    return lambda history: make_window(history=history)
 
 
 @pytest.fixture(scope="module")
