@@ -181,7 +181,8 @@ def test_the_window_trainer_thread_and_the_threads_it_starts_run_below_the_inter
         seen["child"] = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
 
     def trainer() -> None:
-        seen["after"] = cpu_policy.lower_this_thread(10)
+        cpu_policy.lower_this_thread(10)
+        seen["after"] = cpu_policy.lower_this_thread(10)  # again (a reused thread): not lower still
         t = threading.Thread(target=child)  # as torch's OpenMP team is started by this thread
         t.start()
         t.join()
@@ -193,4 +194,149 @@ def test_the_window_trainer_thread_and_the_threads_it_starts_run_below_the_inter
     want = min(19, base + 10)
     assert seen == {"after": want, "child": want}
     assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == base  # the caller's thread only
-    assert cpu_policy.lower_this_thread(0) == 0  # the window's default: unchanged
+    assert cpu_policy.lower_this_thread(0) == 0
+
+
+def test_the_window_plan_and_its_fallback(monkeypatch):
+    cores = cpu_policy.cpu_cores()
+    monkeypatch.delenv("WORKBENCH_TRAINER_NICE", raising=False)
+    monkeypatch.setattr(sys, "platform", "linux")
+    assert cpu_policy.window_plan() == {"policy": "every core, below the interface", "threads": cores,
+                                        "nice": cpu_policy.TRAINER_NICE}
+    assert cpu_policy.window_plan(3)["threads"] == 3  # train.num_threads set: kept
+    monkeypatch.setenv("WORKBENCH_TRAINER_NICE", "0")  # off: the old cores - 1 at the normal priority
+    assert cpu_policy.window_plan() == {"policy": "cores - 1", "threads": max(1, cores - 1), "nice": 0,
+                                        "why": "WORKBENCH_TRAINER_NICE=0"}
+    monkeypatch.setenv("WORKBENCH_TRAINER_NICE", "high")
+    with pytest.raises(ValueError, match="WORKBENCH_TRAINER_NICE"):
+        cpu_policy.window_plan()
+    monkeypatch.delenv("WORKBENCH_TRAINER_NICE")
+    monkeypatch.setattr(sys, "platform", "darwin")  # no per-thread priority: cores - 1
+    assert cpu_policy.window_plan()["policy"] == "cores - 1" and "darwin" in cpu_policy.window_plan()["why"]
+
+
+class _FakeClock:
+    """Time that moves only when a step 'runs': each step costs cost[threads] seconds."""
+
+    def __init__(self, cost: dict[int, float]):
+        self.now, self.cost, self.steps = 0.0, cost, []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def step(self, threads: int) -> None:
+        self.steps.append(threads)
+        self.now += self.cost[threads]
+
+
+def test_the_thread_trial_keeps_the_faster_count_within_its_budget():
+    small = _FakeClock({2: 0.004, 1: 0.002})  # a small model: one thread is faster
+    got = cpu_policy.choose_threads([2, 1], small.step, budget_s=1.0, clock=small)
+    assert got["threads"] == 1 and got["step_ms"] == {"2": 4.0, "1": 2.0}
+    # one untimed step each, then rounds up to the cap (each round takes 6 ms of the 1 s)
+    assert small.steps == [2, 1] + [2, 1] * cpu_policy.TRIAL_MAX_ROUNDS
+    wide = _FakeClock({2: 0.15, 1: 0.2})  # every core wins; the budget ends the rounds
+    got = cpu_policy.choose_threads([2, 1], wide.step, budget_s=1.0, clock=wide)
+    assert got["threads"] == 2 and len(wide.steps) == 2 + 2 * 3  # 3 rounds of 0.35 s pass 1 s
+    tie = _FakeClock({4: 0.01, 1: 0.01})
+    assert cpu_policy.choose_threads([4, 1], tie.step, clock=tie)["threads"] == 1  # a tie: fewer threads
+    big = _FakeClock({2: 0.5, 1: 0.9})  # one step alone is past a quarter of the budget: no trial
+    got = cpu_policy.choose_threads([2, 1], big.step, budget_s=1.0, clock=big)
+    assert got["threads"] == 2 and "skipped" in got and big.steps == [2]
+
+
+def _tiny(threads: int, steps: int = 4):
+    from workbench import cli
+
+    return cli.load_preset_with_overrides(
+        "adding_lstm", ["model.layers.0.hidden_size=16", "data.options.seq_len=12", "data.options.val_size=16",
+                        "train.batch_size=8", "train.checkpoint_every=0", "train.probe_every=2",
+                        "train.eval_every=0", f"train.num_threads={threads}"], steps, "cpu", 3)
+
+
+def _losses_and_start(preset) -> tuple[list[float], dict]:
+    from workbench.engine.records import Start, Step
+    from workbench.engine.trainer import Trainer
+
+    records = list(Trainer(preset).run())
+    start = next(r for r in records if isinstance(r, Start))
+    return [r.loss for r in records if isinstance(r, Step)], start.cpu_policy
+
+
+@pytest.mark.skipif(cpu_policy.cpu_cores() < 2, reason="a trial needs two thread counts")
+def test_the_thread_trial_leaves_the_losses_of_the_count_it_chose(monkeypatch):
+    """Automatic threads: the trial's timed steps are outside the run (forked RNG, no
+    update), so its losses are bit-identical to a run given the chosen count."""
+    import torch
+
+    before = torch.get_num_threads()
+    try:
+        runs = {}
+        for prefer in (1, 2):
+            torch.set_num_threads(2)  # torch's automatic count on two cores
+            clock = _FakeClock({1: 0.001 if prefer == 1 else 0.003, 2: 0.002})
+            real = cpu_policy.choose_threads
+
+            def timed(candidates, run_step, _real=real, _clock=clock):  # the real steps, timed by the fake clock
+                return _real(candidates, lambda n: (run_step(n), _clock.step(n)), clock=_clock)
+
+            monkeypatch.setattr(cpu_policy, "choose_threads", timed)
+            monkeypatch.setattr(cpu_policy, "TRIAL_MAX_ROUNDS", 1)  # (the fake clock never spends the budget)
+            losses, policy = _losses_and_start(_tiny(0))
+            monkeypatch.undo()
+            assert policy["thread_trial"]["threads"] == prefer and policy["threads"] == prefer
+            runs[prefer] = losses
+            given, given_policy = _losses_and_start(_tiny(prefer))
+            assert "thread_trial" not in given_policy  # a count given: no trial
+            assert losses == given, prefer  # exactly
+        monkeypatch.setenv("WORKBENCH_THREAD_TRIAL", "off")
+        torch.set_num_threads(2)
+        assert "thread_trial" not in _losses_and_start(_tiny(0))[1]
+    finally:
+        torch.set_num_threads(before)
+
+
+def _window_run(tmp_path, name: str, threads: int, env: dict, monkeypatch) -> tuple[list[float], dict]:
+    """What the window's worker records, trained in a thread of its own (as in its QThread)."""
+    import threading
+
+    pytest.importorskip("PySide6.QtCore")
+    from workbench.engine.records import Start, Step, read_metrics
+    from workbench.gui.worker import TrainWorker
+    from workbench.runs import RunHistory
+
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    worker = TrainWorker(_tiny(threads), tmp_path / name, history=RunHistory(tmp_path / "home"))
+    t = threading.Thread(target=worker.run)
+    t.start()
+    t.join()
+    for key in env:
+        monkeypatch.delenv(key)
+    assert worker.error == "", worker.error
+    records = read_metrics(tmp_path / name / "metrics.jsonl")  # (its signals would need an event loop)
+    start = next(r for r in records if isinstance(r, Start))
+    return [r.loss for r in records if isinstance(r, Step)], start.cpu_policy
+
+
+def test_the_window_records_its_policy_and_a_lower_priority_changes_no_loss(tmp_path, monkeypatch):
+    import torch
+
+    before = torch.get_num_threads()
+    try:
+        low, policy = _window_run(tmp_path, "low", 1, {}, monkeypatch)
+        normal, off = _window_run(tmp_path, "normal", 1, {"WORKBENCH_TRAINER_NICE": "0"}, monkeypatch)
+        auto, automatic = _window_run(tmp_path, "auto", 0, {}, monkeypatch)
+    finally:
+        torch.set_num_threads(before)
+    assert len(low) == 4 and low == normal  # bit-identical, the same thread count at either priority
+    if sys.platform.startswith("linux"):
+        assert policy["window"]["policy"] == "every core, below the interface"
+        assert policy["window"]["nice"] == min(19, os.getpriority(os.PRIO_PROCESS, os.getpid()) + cpu_policy.TRAINER_NICE)
+    assert policy["window"]["threads"] == 1 and policy["threads"] == 1  # train.num_threads given: kept
+    assert off["window"] == {"policy": "cores - 1", "threads": 1, "nice": 0, "why": "WORKBENCH_TRAINER_NICE=0"}
+    cores = cpu_policy.cpu_cores()
+    assert automatic["window"]["threads"] == (cores if sys.platform.startswith("linux") else max(1, cores - 1))
+    if automatic["window"]["threads"] > 1:  # automatic on several cores: the trial chose
+        assert automatic["thread_trial"]["threads"] in (1, automatic["window"]["threads"])
+        assert automatic["threads"] == automatic["thread_trial"]["threads"]

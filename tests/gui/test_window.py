@@ -151,8 +151,10 @@ def test_train_pause_resume_stop(qtbot, window):
     folder = Path(run.run_dir)
     for name in ("preset.json", "task.json", "metrics.jsonl", "model.safetensors"):
         assert (folder / name).is_file(), name
-    assert spec.load(folder / "preset.json").train.num_threads >= 1  # the GUI's core left free
-    kinds = {json.loads(line)["kind"] for line in (folder / "metrics.jsonl").read_text().splitlines()}
+    records = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
+    window_policy = records[0]["cpu_policy"]["window"]  # the window's thread policy, in the Start record
+    assert window_policy["threads"] >= 1 and window_policy["policy"] in ("every core, below the interface", "cores - 1")
+    kinds = {r["kind"] for r in records}
     assert {"start", "step", "probe", "eval", "end"} <= kinds
     assert window.act_train.isEnabled() and not window.act_stop.isEnabled()
 

@@ -22,13 +22,18 @@ one. A thread team that shares its cores with another busy process waits for its
 member at every parallel op: with a busy process beside it, `workbench eval` of the adding
 task took 20-27 s on torch's default (2 threads of 2 cores) against 0.24 s on one (issue
 15; bench/eval_threads.py). WORKBENCH_THREADS=N (or --threads) overrides it for eval and
-try; training takes train.num_threads (0: torch's default, one per core).
+try; training takes train.num_threads (0: automatic: torch's default, one per core, or
+one thread where a timed trial of the first step finds it faster, choose_threads()).
+The window trains on every core with its training threads below the interface's
+priority (window_training()).
 """
 from __future__ import annotations
 
 import ctypes
 import os
 import sys
+import threading
+import time
 
 ENV_THREADS = "WORKBENCH_THREADS"  # torch CPU threads for every command (a positive integer)
 
@@ -110,36 +115,159 @@ def default_threads() -> int:
     return max(1, cpu_cores() - 1)
 
 
-# How much lower the window's trainer thread runs than the interface (a nice increment,
-# 0-19; its torch worker threads, started by it, inherit it). Off by default: at nice +10
-# on a machine loaded by other processes the trainer got almost no CPU (0 steps in 15 s
-# beside a load average of 13; bench/gui_latency.py --threads 2 --nice 10), since every
-# other process then outranks it. WORKBENCH_TRAINER_NICE=N turns it on, e.g. with
-# train.num_threads set to every core on an otherwise idle desktop.
-ENV_TRAINER_NICE = "WORKBENCH_TRAINER_NICE"
-TRAINER_NICE = 0
+# ---- the window's training: every core, below the interface
+# The window trains in a worker thread of the interface's process. At the interface's
+# priority, torch's thread team (the trainer thread and the OpenMP workers it starts)
+# takes every core and the interface waits for one (measured: p99 event delay 45 ms with
+# 2 threads of 2 cores against 22 ms with 1), so the window used to train on cores - 1
+# threads: half the CLI's speed on 2 cores. Instead the team runs at a lower priority
+# (Linux nice is per thread, and a thread starts at its creator's nice, so lowering the
+# trainer thread before torch starts its team lowers the whole team): every core trains,
+# and the interface thread, the only thread at the normal priority, gets a core the moment
+# it wakes (bench/gui_latency.py). Where the kernel groups processes by session
+# (autogroup, the default on desktop Linux) or by cgroup, a thread's nice only weighs
+# against the threads of its own group, i.e. of this process: training does not yield
+# to other programs more than it did, only to the interface.
+ENV_TRAINER_NICE = "WORKBENCH_TRAINER_NICE"  # the team's nice increment, 0-19; 0: cores - 1 at the normal priority
+TRAINER_NICE = 5  # weight 335 against the interface's 1024 (the kernel's nice-to-weight table)
+_thread_state = threading.local()  # what window_training() did in this thread, for describe()
 
 
-def lower_this_thread(increment: int | None = None) -> int:
-    """Lower the calling thread's scheduling priority (Linux: nice is per thread) by
-    ``increment`` (WORKBENCH_TRAINER_NICE, else TRAINER_NICE); the threads it starts afterwards, such as
-    torch's OpenMP team on its first parallel op, inherit it. The window's trainer calls it,
-    so that training may use every core while the GUI thread, at the normal priority,
-    still gets a core the moment it has work. Returns the thread's nice value after it,
-    or 0 where it cannot be changed (other systems)."""
-    if increment is None:
-        value = os.environ.get(ENV_TRAINER_NICE, "").strip()
-        increment = int(value) if value.isdigit() else TRAINER_NICE
+def _trainer_nice() -> int:
+    value = os.environ.get(ENV_TRAINER_NICE, "").strip()
+    if not value:
+        return TRAINER_NICE
+    if not value.isdigit() or int(value) > 19:
+        from workbench.spec import SpecError
+
+        raise SpecError(ENV_TRAINER_NICE, f"must be a whole number from 0 to 19 (it is {value!r})")
+    return int(value)
+
+
+def window_plan(threads: int = 0) -> dict:
+    """How the window trains: torch threads and the nice increment of the training
+    thread's team. ``threads``: train.num_threads (0: automatic). Every core at nice
+    +TRAINER_NICE on Linux; cores - 1 threads at the normal priority (the fallback, so
+    the interface keeps a core) where per-thread priorities are unavailable or
+    WORKBENCH_TRAINER_NICE=0 turns the policy off."""
+    nice = _trainer_nice()
+    cores = cpu_cores()
+    why = ""
+    if not sys.platform.startswith("linux"):
+        why = f"per-thread priority is Linux's ({sys.platform})"
+    elif nice == 0:
+        why = f"{ENV_TRAINER_NICE}=0"
+    if why:
+        return {"policy": "cores - 1", "threads": threads or max(1, cores - 1), "nice": 0, "why": why}
+    return {"policy": "every core, below the interface", "threads": threads or cores, "nice": nice}
+
+
+def lower_this_thread(increment: int) -> int:
+    """Run the calling thread ``increment`` nice levels below the process's main thread
+    (the interface), at most 19; never raises its priority (nobody but root may). The
+    threads it starts afterwards, such as torch's OpenMP team on its first parallel op,
+    inherit it. Returns the thread's nice value after it, or 0 where it cannot be changed
+    (other systems)."""
     if not sys.platform.startswith("linux") or increment <= 0:
         return 0
-    import threading
-
     tid = threading.get_native_id()
     try:
-        os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + increment))
+        want = min(19, os.getpriority(os.PRIO_PROCESS, os.getpid()) + increment)  # (the main thread's)
+        if os.getpriority(os.PRIO_PROCESS, tid) < want:
+            os.setpriority(os.PRIO_PROCESS, tid, want)
         return os.getpriority(os.PRIO_PROCESS, tid)
     except (AttributeError, OSError):
         return 0
+
+
+def _thread_nices() -> dict[int, int]:
+    """{thread id: nice} of this process's threads (Linux; {} elsewhere)."""
+    out = {}
+    try:
+        names = os.listdir("/proc/self/task")
+    except OSError:
+        return out
+    for name in names:
+        try:
+            with open(f"/proc/self/task/{name}/stat", encoding="ascii", errors="replace") as f:
+                fields = f.read().rsplit(")", 1)[1].split()  # after "pid (comm)": state is field 3
+            out[int(name)] = int(fields[16])  # field 19: nice
+        except (OSError, IndexError, ValueError):
+            continue
+    return out
+
+
+def window_training(threads: int = 0) -> dict:
+    """Apply window_plan() in the calling thread, the window's training thread, before
+    the trainer runs there: lower the thread, set torch's thread count and start the
+    thread team now with a small parallel op, so that it inherits the priority; any
+    thread the op started below it (a library's pool made some other way) is lowered
+    too. Never lowers the main thread (a caller training on it, as tests do, keeps its
+    priority). Returns the plan with what was done; describe() adds it to the start
+    record of a run trained in this thread."""
+    plan = window_plan(threads)
+    if threading.current_thread() is threading.main_thread():
+        plan.update(nice=0, lowered="no: the main thread (the interface's) is never lowered")
+    elif plan["nice"]:
+        before = _thread_nices()
+        plan["nice"] = lower_this_thread(plan["nice"])
+    import torch
+
+    torch.set_num_threads(plan["threads"])
+    if plan["nice"]:
+        torch.ones(plan["threads"] * 65536).add_(1.0)  # parallel_for's grain is 32,768 elements: every thread
+        started = {tid: nice for tid, nice in _thread_nices().items() if tid not in before}
+        for tid, nice in started.items():
+            if nice < plan["nice"]:
+                try:
+                    os.setpriority(os.PRIO_PROCESS, tid, plan["nice"])
+                except OSError:
+                    pass
+        plan["team_started"] = len(started)  # threads torch started for this thread now (0: a team it had)
+    _thread_state.window = dict(plan)
+    return plan
+
+
+# ---- small models: the thread count by timing
+ENV_THREAD_TRIAL = "WORKBENCH_THREAD_TRIAL"  # "off": keep torch's automatic thread count untimed
+TRIAL_BUDGET_S = 1.0  # the timed rounds stop once they took this long
+TRIAL_MAX_ROUNDS = 6
+TRIAL_CLOCK = time.perf_counter  # (tests put a fake clock here)
+
+
+def choose_threads(candidates: list[int], run_step, budget_s: float = TRIAL_BUDGET_S,
+                   clock=None) -> dict:
+    """Pick the fastest of ``candidates`` (torch thread counts, the automatic one first)
+    by timing ``run_step(threads)``, one training step's forward and backward run with
+    that many threads. On a small model a thread team costs more in waking and waiting
+    than it saves (issue 15: an adding-task eval took 20-27 s on 2 threads beside a busy
+    process against 0.24 s on one). Each candidate first runs once untimed (a new team,
+    first-use kernels); if the first candidate's step alone takes more than a quarter of
+    the budget, the model is large enough for every thread and the trial stops there.
+    Then rounds of one timed step each, until the budget is spent (at least one round,
+    at most TRIAL_MAX_ROUNDS); a candidate's time is its fastest step (the least
+    disturbed by other processes); a tie goes to fewer threads. Returns {"threads":
+    choice, "step_ms": {threads: ms} (or "skipped": why), "trial_s": seconds spent}."""
+    clock = clock or TRIAL_CLOCK
+    start = clock()
+    times: dict[int, list[float]] = {n: [] for n in candidates}
+    for i, n in enumerate(candidates):
+        t0 = clock()
+        run_step(n)
+        if i == 0 and clock() - t0 > budget_s / 4:
+            return {"threads": n, "skipped": f"one step took {1000 * (clock() - t0):.0f} ms: large enough "
+                    f"for {n} threads", "trial_s": round(clock() - start, 3)}
+    timed_from = clock()
+    for _ in range(TRIAL_MAX_ROUNDS):
+        for n in candidates:
+            t0 = clock()
+            run_step(n)
+            times[n].append(clock() - t0)
+        if clock() - timed_from >= budget_s:
+            break
+    best = min(candidates, key=lambda n: (min(times[n]), n))
+    return {"threads": best, "step_ms": {str(n): round(1000 * min(times[n]), 3) for n in candidates},
+            "trial_s": round(clock() - start, 3)}
 
 
 def apply(entry: str, threads: int | None = None) -> dict:
@@ -169,4 +297,7 @@ def describe() -> dict:
     torch = sys.modules.get("torch")
     if torch is not None:
         out["threads"] = torch.get_num_threads()
+    window = getattr(_thread_state, "window", None)
+    if window is not None:  # a run trained in the window's training thread
+        out["window"] = dict(window)
     return out

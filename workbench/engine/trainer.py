@@ -454,9 +454,16 @@ class Trainer:
         model = self.model
         total = self.total_steps()
         n_params = sum(p.numel() for p in model.parameters())
+        pending: list[_Work | None] = []  # the first step's work when the thread trial drew it
+        policy = cpu_policy.describe()
+        if self.state.step < total and self._thread_trial_due():
+            pending.append(self._next_work())
+            if pending[0] is not None:
+                policy["thread_trial"] = self._choose_threads(pending[0])
+                policy["threads"] = torch.get_num_threads()
         yield Start(device=str(self.device), precision=self.precision, parameters=int(n_params),
                     total_steps=int(total), step=self.state.step, resumed_from=self.resumed_from,
-                    torch_threads=torch.get_num_threads(), cpu_policy=cpu_policy.describe(),
+                    torch_threads=torch.get_num_threads(), cpu_policy=policy,
                     layers=[n for n, _, _ in model.recurrent_layers()],
                     tbptt=t.tbptt, log_every=t.log_every, probe_every=t.probe_every, probe_budget=self.probe_budget)
         status, message = "finished", ""
@@ -470,7 +477,7 @@ class Trainer:
                 if self.control.stopped:
                     status = "stopped"
                     break
-                work = self._next_work()
+                work = pending.pop() if pending else self._next_work()
                 if work is None:  # the last epoch is done
                     break
                 if t.probe_every and self.state.last_probe_step < 0:
@@ -520,6 +527,29 @@ class Trainer:
         yield End(step=self.state.step, status=status, message=message, time_s=elapsed, last_loss=last_loss,
                   epoch=self.state.epoch, metrics=dict(final.metrics) if final is not None else {},
                   eval_examples=self.eval_examples if final is not None else 0, **self._path_summary())
+
+    def _thread_trial_due(self) -> bool:
+        """Whether to choose the CPU thread count by timing (cpu_policy.choose_threads):
+        on the CPU, with train.num_threads automatic (0) and torch's count above one, in a
+        single process (torchrun ranks keep theirs), unless WORKBENCH_THREAD_TRIAL=off."""
+        return (self.device.type == "cpu" and not self.train.num_threads and torch.get_num_threads() > 1
+                and not distributed.is_distributed()
+                and os.environ.get(cpu_policy.ENV_THREAD_TRIAL, "").strip().lower() != "off")
+
+    def _choose_threads(self, work: _Work) -> dict:
+        """Time the first step's forward and backward with torch's automatic thread count
+        and with one thread; keep the faster. Outside the run: the dropout masks come from
+        a forked RNG, the gradients are dropped, and no optimizer step is made, so the
+        run's losses are those of a run given the chosen count (a test checks it)."""
+        def run_step(threads: int) -> None:
+            torch.set_num_threads(threads)
+            with torch.random.fork_rng(devices=[]):
+                self._reduce_step(work.loss, instrument=False)
+            self.optimizer.zero_grad(set_to_none=True)
+
+        choice = cpu_policy.choose_threads([torch.get_num_threads(), 1], run_step)
+        torch.set_num_threads(choice["threads"])
+        return choice
 
     def _path_summary(self) -> dict:
         """For the end record: how the untapped steps ran (fused_stacks, untapped_graphs;

@@ -50,7 +50,7 @@ TRAIN_TIPS = {
     "precision": "Number format on a GPU: fp32, or bf16/fp16 mixed precision for speed (the CPU uses fp32).",
     "on_non_finite": "When the loss or gradient turns NaN or infinite: skip that step and keep the last good "
                      "weights, or stop the run.",
-    "num_threads": "Torch CPU threads (0: automatic, which in the window leaves one core for the interface).",
+    "num_threads": "Torch CPU threads (0: automatic: every core, or one where the first step trains faster on one; in the window below the interface's priority).",
 }
 
 DEVICE_LABELS = {"auto": "auto", "cpu": "CPU", "cuda": "CUDA GPU", "mps": "Apple GPU (MPS)"}

@@ -24,21 +24,10 @@ from workbench.spec import Preset
 EMIT_INTERVAL_S = 1 / 30
 
 
-def gui_cpu_threads() -> int:
-    """Torch CPU threads while the window is open: one fewer than the cores, so the GUI
-    thread keeps a core (measured: p99 event delay 22 ms with 1 of 2 vs 45 ms with 2)."""
-    from workbench.engine.cpu_policy import cpu_cores
-
-    return max(1, cpu_cores() - 1)
-
-
 def preset_for_gui(preset: Preset) -> Preset:
-    """The preset the worker trains: as edited, with torch threads set to leave the GUI a
-    core when the user left train.num_threads automatic (0)."""
-    out = preset.copy()
-    if out.train.num_threads == 0:
-        out.train.num_threads = gui_cpu_threads()
-    return out
+    """The preset the worker trains: a copy of it as edited (its torch threads and their
+    priority are the worker's, cpu_policy.window_training())."""
+    return preset.copy()
 
 
 def available_devices() -> list[str]:
@@ -137,9 +126,9 @@ class TrainWorker(QObject):
     def _train(self):
         from workbench.engine import cpu_policy
 
-        # Below the GUI thread's priority when asked (WORKBENCH_TRAINER_NICE), before torch
-        # starts its worker threads for this thread (they inherit it).
-        cpu_policy.lower_this_thread()
+        # Every core, this thread and torch's team below the GUI thread's priority (or, where
+        # that cannot be, cores - 1 threads); before the trainer starts, recorded in its Start.
+        cpu_policy.window_training(self.preset.train.num_threads)
         # Engine imports happen here, in the worker thread (torch loads off the GUI thread).
         from workbench.engine.records import Step
         from workbench.engine.session import RunSession
