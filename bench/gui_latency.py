@@ -12,10 +12,25 @@ default) in the worker thread and records, for --seconds:
 The idle event-loop delay (window open, not training) is measured first, in the same
 run, as the baseline. Targets (issue 4): p99 <= 25 ms and max <= 50 ms while training.
 
-    .venv/bin/python bench/gui_latency.py [--seconds 30] [--threads N]
+    .venv/bin/python bench/gui_latency.py [--seconds 30] [--threads N] [--nice N]
 
---threads sets train.num_threads (default: cores - 1, what the window does). The load
-average is printed: other processes on the machine inflate every number here.
+--threads sets train.num_threads (default 0: automatic, as the window does: every core
+with the training threads below the interface's priority, workbench/engine/cpu_policy.py).
+--nice sets WORKBENCH_TRAINER_NICE (0: the old policy, cores - 1 at the normal priority).
+
+--compare (issue 22): the window's training against the CLI's, in one run of about 2.5
+minutes, on the idle machine and beside a busy process (a busy loop in a session of its
+own, as another program would be; --busy off|on|both), each phase --seconds long:
+
+- cli: the engine's trainer in a plain thread of this process with the window closed,
+  torch threads automatic as `workbench train` has them (every core, then the timed
+  thread trial): the CLI's speed;
+- window, old policy (WORKBENCH_TRAINER_NICE=0: cores - 1 threads at the interface's
+  priority) and window, new policy (every core at nice +TRAINER_NICE): steps/s and
+  their ratio to the cli phase, with the event-loop delay (p50, p99, max).
+
+It prints a Markdown table for BENCHMARKS.md. Targets: >= 0.9x the CLI's steps/s with
+p99 <= 25 ms. The load average is printed: other processes inflate every number here.
 """
 from __future__ import annotations
 
@@ -45,11 +60,16 @@ def row(name: str, values_s, unit_ms: bool = True) -> str:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--seconds", type=float, default=30.0, help="how long to measure while training")
+    ap.add_argument("--seconds", type=float, default=None,
+                    help="how long to measure while training (default 30; with --compare 12 a phase)")
     ap.add_argument("--idle-seconds", type=float, default=5.0, help="the idle baseline's length")
-    ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: cores - 1, as the window does)")
+    ap.add_argument("--threads", type=int, default=0, help="train.num_threads (0: automatic, as the window does)")
     ap.add_argument("--nice", type=int, default=None,
-                    help="the trainer thread's nice increment (default: the window's, WORKBENCH_TRAINER_NICE or 0)")
+                    help="WORKBENCH_TRAINER_NICE (default: the environment's, else the window's default)")
+    ap.add_argument("--compare", action="store_true",
+                    help="the window's old and new thread policies against the CLI, idle and beside a busy process")
+    ap.add_argument("--busy", choices=("off", "on", "both"), default="both",
+                    help="--compare: with a busy process beside it (default: both, one after the other)")
     ap.add_argument("--no-replay", action="store_true", help="skip the long-run redraw check")
     ap.add_argument("--hidden", type=int, default=256)
     ap.add_argument("--layers", type=int, default=2)
@@ -57,6 +77,10 @@ def main(argv=None) -> int:
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--points", type=int, default=1_000_000, help="series length for the long-run frame check")
     args = ap.parse_args(argv)
+    if args.compare:
+        args.seconds = args.seconds or 12.0
+        return compare(args)
+    args.seconds = args.seconds or 30.0
 
     from PySide6.QtCore import QEventLoop, QSettings, Qt, QTimer
 
@@ -69,7 +93,6 @@ def main(argv=None) -> int:
         os.environ[cpu_policy.ENV_TRAINER_NICE] = str(args.nice)
     from workbench.gui.main_window import MainWindow
     from workbench.gui.rundata import RunData
-    from workbench.gui.worker import gui_cpu_threads
 
     tmp = Path(tempfile.mkdtemp(prefix="workbench-bench-"))
     window = MainWindow(settings=QSettings(str(tmp / "s.ini"), QSettings.Format.IniFormat), data_dir=tmp / "data")
@@ -107,7 +130,7 @@ def main(argv=None) -> int:
         loop.exec()
 
     load0 = os.getloadavg()
-    threads = args.threads or gui_cpu_threads()
+    threads = args.threads
     pump(20, until=lambda: window.resolver.task_info("adding") is not None)  # task modules (torch) loaded
 
     # ---- idle baseline
@@ -206,9 +229,10 @@ def main(argv=None) -> int:
 
     print(f"machine: {os.cpu_count()} cores; load average {load0[0]:.2f} at start, {load1[0]:.2f} at end "
           f"(other processes inflate every number below)")
-    print(f"model: {args.layers} x LSTM {args.hidden}, T={args.seq_len}, batch {args.batch}, torch threads {threads}; "
-          f"{steps} steps in {elapsed:.1f} s = {steps / elapsed:.2f} steps/s while measuring; trainer thread nice "
-          f"+{os.environ.get(cpu_policy.ENV_TRAINER_NICE, cpu_policy.TRAINER_NICE)}")
+    policy = start_policy(run.run_dir)
+    print(f"model: {args.layers} x LSTM {args.hidden}, T={args.seq_len}, batch {args.batch}, torch threads "
+          f"{policy.get('threads')}; {steps} steps in {elapsed:.1f} s = {steps / elapsed:.2f} steps/s while measuring; "
+          f"window policy {policy.get('window')}")
     print(row("event-loop delay, idle (baseline)", idle))
     print(row("event-loop delay, training", busy))
     print(row("frame (update + paint), training", frames))
@@ -220,6 +244,201 @@ def main(argv=None) -> int:
     print(f"training vs idle: p99 {p99:.1f} ms vs {pct(idle, 99) * 1000:.1f} ms "
           f"({p99 / max(pct(idle, 99) * 1000, 1e-9):.1f}x); target p99 <= 25 ms: {'met' if p99 <= 25 else 'MISSED'}, "
           f"max <= 50 ms: {'met' if mx <= 50 else 'MISSED'}")
+    return 0
+
+
+def start_policy(run_dir) -> dict:
+    """The cpu_policy of a run folder's Start record (threads, window, thread_trial)."""
+    import json
+
+    try:
+        with open(Path(run_dir) / "metrics.jsonl", encoding="utf-8") as f:
+            return json.loads(f.readline()).get("cpu_policy", {})
+    except (OSError, ValueError):
+        return {}
+
+
+def configure(p, args) -> None:
+    """Set a preset (adding_lstm) to the model every phase trains: args.layers x LSTM
+    args.hidden, T=args.seq_len, batch args.batch, on the CPU, for as long as asked."""
+    p.model.layers = [type(p.model.layers[0])("lstm", args.hidden) for _ in range(args.layers)]
+    p.data.options.update(seq_len=args.seq_len, val_size=256)  # (a short final evaluation when stopped)
+    for name, value in (("batch_size", args.batch), ("steps", 10**7), ("num_threads", args.threads),
+                        ("checkpoint_every", 0), ("eval_every", 100), ("probe_every", 50), ("device", "cpu")):
+        setattr(p.train, name, value)
+
+
+MIN_STEPS = 5  # steps a --compare phase counts at the least
+
+
+def compare(args) -> int:
+    """--compare: the CLI's speed, then the window's under the old and the new policy."""
+    import subprocess
+    import threading
+
+    from PySide6.QtCore import QEventLoop, QSettings, Qt, QTimer
+
+    from workbench.gui.app import create_app
+
+    app = create_app()
+    from workbench.engine import cpu_policy
+    from workbench.engine.records import Step
+    from workbench.engine.trainer import Trainer
+    from workbench.gui.main_window import MainWindow
+
+    tmp = Path(tempfile.mkdtemp(prefix="workbench-bench-"))
+    os.environ["WORKBENCH_HOME"] = str(tmp / "home")  # the runs' history rows: not the user's
+    window = MainWindow(settings=QSettings(str(tmp / "s.ini"), QSettings.Format.IniFormat), data_dir=tmp / "data")
+    window.dialog_answers = {"keep_run": "discard", "save_changes": "discard"}
+    window.resize(1280, 800)
+
+    def pump(seconds: float, until=None) -> None:
+        end = time.perf_counter() + seconds
+        while time.perf_counter() < end:
+            app.processEvents()
+            if until is not None and until():
+                return
+            time.sleep(0.001)
+
+    interval_ms = 10
+    stamps: list[float] = []
+    probe = QTimer()
+    probe.setTimerType(Qt.TimerType.PreciseTimer)
+    probe.setInterval(interval_ms)
+    probe.timeout.connect(lambda: stamps.append(time.perf_counter()))
+
+    def measure_loop(seconds: float) -> list[float]:
+        stamps.clear()
+        probe.start()
+        loop = QEventLoop()
+        QTimer.singleShot(int(seconds * 1000), loop.quit)
+        loop.exec()
+        probe.stop()
+        return list(np.maximum(np.diff(np.asarray(stamps)) - interval_ms / 1000.0, 0.0))
+
+    def cli_phase() -> dict:
+        """The engine's trainer in a plain thread, the window closed and no event loop
+        running; threads as `workbench train` sets them (torch's default: every core)."""
+        times: list[float] = []
+        policy: dict = {}
+        stop = threading.Event()
+
+        def train() -> None:
+            import torch
+
+            torch.set_num_threads(cpu_policy.cpu_cores())  # (OMP_NUM_THREADS may be set for this process)
+            from workbench import presets
+
+            preset = presets.resolve("adding_lstm")
+            configure(preset, args)
+            records = Trainer(preset).run()
+            for record in records:
+                if not policy and hasattr(record, "cpu_policy"):
+                    policy.update(record.cpu_policy)
+                if isinstance(record, Step):
+                    times.append(time.perf_counter())
+                if stop.is_set():
+                    records.close()
+                    return
+
+        t = threading.Thread(target=train)
+        t.start()
+        while len(times) < 3 and t.is_alive():
+            time.sleep(0.05)
+        t0, first = time.perf_counter(), len(times)
+        # --seconds, and at least MIN_STEPS steps (a loaded machine: up to 4x as long)
+        while t.is_alive() and (time.perf_counter() - t0 < args.seconds or len(times) - first < MIN_STEPS) \
+                and time.perf_counter() - t0 < 4 * args.seconds:
+            time.sleep(0.01)
+        t1 = time.perf_counter()
+        stop.set()
+        t.join()
+        steps = sum(1 for x in times if t0 < x <= t1)
+        return {"steps_s": steps / (t1 - t0), "threads": policy.get("threads"), "nice": 0,
+                "trial": policy.get("thread_trial", {})}
+
+    def window_phase(nice: str) -> dict:
+        os.environ[cpu_policy.ENV_TRAINER_NICE] = nice
+        window.doc.edit("bench", lambda preset: configure(preset, args))
+        assert window.start_training(), window.validation_errors()
+        run = window.current_run
+        pump(120, until=lambda: run.last_step >= 3 or not window.training_active)
+        if run.last_step < 3:
+            raise SystemExit(f"training did not start: {run.status}; {window.info.label.text()}")
+        first, t0 = run.last_step, time.perf_counter()
+        delays = measure_loop(args.seconds)
+        while run.last_step - first < MIN_STEPS and time.perf_counter() - t0 < 4 * args.seconds:
+            delays += measure_loop(1.0)  # at least MIN_STEPS steps (a loaded machine: up to 4x as long)
+        steps_s = (run.last_step - first) / (time.perf_counter() - t0)
+        window.stop_training()
+        pump(120, until=lambda: not window.training_active)
+        policy = start_policy(run.run_dir)
+        nice = policy.get("window", {}).get("nice", 0) - os.getpriority(os.PRIO_PROCESS, os.getpid()) \
+            if policy.get("window", {}).get("nice") else 0  # the increment over the interface's
+        return {"steps_s": steps_s, "delays": delays, "threads": policy.get("threads"), "nice": nice,
+                "trial": policy.get("thread_trial", {})}
+
+    conditions = {"off": [False], "on": [True], "both": [False, True]}[args.busy]
+    load0 = os.getloadavg()
+    window.show()
+    window.welcome.hide()
+    pump(20, until=lambda: window.resolver.task_info("adding") is not None)  # task modules (torch) loaded
+    window.open_builtin("adding_lstm", quiet=True)
+    idle = measure_loop(3.0)
+    results = []
+    for busy in conditions:
+        proc = subprocess.Popen([sys.executable, "-c", "while True: pass"], start_new_session=True) if busy else None
+        try:
+            window.hide()
+            pump(0.5)
+            cli = cli_phase()
+            window.show()
+            old = window_phase("0")
+            new = window_phase(str(cpu_policy.TRAINER_NICE))
+        finally:
+            if proc is not None:
+                proc.kill()
+                proc.wait()
+        results.append((busy, cli, old, new))
+    window.close()
+    pump(5, until=lambda: not window.isVisible())
+    load1 = os.getloadavg()
+
+    def ms(values, q=None) -> str:
+        if not len(values):
+            return "—"
+        return f"{(pct(values, q) if q is not None else max(values)) * 1000:.1f} ms"
+
+    def threads(r) -> str:
+        trial = r["trial"]
+        if not trial:
+            return str(r["threads"])
+        how = trial.get("skipped") and "trial skipped" or " vs ".join(f"{n}: {v:.0f} ms" for n, v in trial["step_ms"].items())
+        return f"{r['threads']} ({how})"
+
+    print(f"machine: {cpu_policy.cpu_cores()} cores, this process at nice {os.getpriority(os.PRIO_PROCESS, os.getpid())}, load average {load0[0]:.2f} at start, {load1[0]:.2f} at end; "
+          f"kernel autogroup {Path('/proc/sys/kernel/sched_autogroup_enabled').read_text().strip() if Path('/proc/sys/kernel/sched_autogroup_enabled').exists() else 'n/a'}")
+    print(f"model: {args.layers} x LSTM {args.hidden}, T={args.seq_len}, batch {args.batch}; {args.seconds:.0f} s a phase; "
+          f"event-loop delay idle (window open, not training): p99 {ms(idle, 99)}, max {ms(idle)}")
+    print()
+    print("| beside | path | torch threads | nice | steps/s | vs CLI | event-loop p50 | p99 | max |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    verdicts = []
+    for busy, cli, old, new in results:
+        where = "a busy process" if busy else "idle cores"
+        print(f"| {where} | CLI (no window) | {threads(cli)} | 0 | {cli['steps_s']:.2f} | 1.00x | — | — | — |")
+        for name, r in (("window, old policy (cores − 1)", old), ("window, new policy (every core, lower priority)", new)):
+            ratio = r["steps_s"] / max(cli["steps_s"], 1e-9)
+            print(f"| {where} | {name} | {threads(r)} | +{r['nice']} | {r['steps_s']:.2f} | {ratio:.2f}x | "
+                  f"{ms(r['delays'], 50)} | {ms(r['delays'], 99)} | {ms(r['delays'])} |")
+        ratio = new["steps_s"] / max(cli["steps_s"], 1e-9)
+        p99 = pct(new["delays"], 99) * 1000
+        verdicts.append(f"{where}: new policy {ratio:.2f}x the CLI's steps/s (old {old['steps_s'] / max(cli['steps_s'], 1e-9):.2f}x), "
+                        f"p99 {p99:.1f} ms: target (>= 0.9x, p99 <= 25 ms) "
+                        f"{'met' if ratio >= 0.9 and p99 <= 25 else 'MISSED'}")
+    print()
+    for line in verdicts:
+        print(line)
     return 0
 
 
