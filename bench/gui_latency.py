@@ -16,7 +16,8 @@ run, as the baseline. Targets (issue 4): p99 <= 25 ms and max <= 50 ms while tra
 
 --threads sets train.num_threads (default 0: automatic, as the window does: every core
 with the training threads below the interface's priority, workbench/engine/cpu_policy.py).
---nice sets WORKBENCH_TRAINER_NICE (0: the old policy, cores - 1 at the normal priority).
+--nice sets WORKBENCH_TRAINER_NICE (0: the old policy, cores - 1 at the normal priority;
+with --compare, the new policy's increment).
 
 --compare (issue 22): the window's training against the CLI's, in one run of about 2.5
 minutes, on the idle machine and beside a busy process (a busy loop in a session of its
@@ -68,6 +69,7 @@ def main(argv=None) -> int:
                     help="WORKBENCH_TRAINER_NICE (default: the environment's, else the window's default)")
     ap.add_argument("--compare", action="store_true",
                     help="the window's old and new thread policies against the CLI, idle and beside a busy process")
+    ap.add_argument("--repeats", type=int, default=1, help="--compare: rounds of the three phases per condition")
     ap.add_argument("--busy", choices=("off", "on", "both"), default="both",
                     help="--compare: with a busy process beside it (default: both, one after the other)")
     ap.add_argument("--no-replay", action="store_true", help="skip the long-run redraw check")
@@ -386,20 +388,29 @@ def compare(args) -> int:
     window.open_builtin("adding_lstm", quiet=True)
     idle = measure_loop(3.0)
     results = []
+    nice = str(args.nice if args.nice else cpu_policy.TRAINER_NICE)
     for busy in conditions:
-        proc = subprocess.Popen([sys.executable, "-c", "while True: pass"], start_new_session=True) if busy else None
-        try:
-            window.hide()
-            pump(0.5)
-            cli = cli_phase()
-            window.show()
-            old = window_phase("0")
-            new = window_phase(str(cpu_policy.TRAINER_NICE))
-        finally:
-            if proc is not None:
-                proc.kill()
-                proc.wait()
-        results.append((busy, cli, old, new))
+        for repeat in range(args.repeats):
+            load = os.getloadavg()[0]
+            proc = subprocess.Popen([sys.executable, "-c", "while True: pass"], start_new_session=True) if busy else None
+            try:
+                # the phases in turn, the order reversed on every other repeat (a drifting load)
+                phases = ["cli", "old", "new"][::-1 if repeat % 2 else 1]
+                got = {}
+                for phase in phases:
+                    if phase == "cli":
+                        window.hide()
+                        pump(0.5)
+                        got[phase] = cli_phase()
+                        window.show()
+                    else:
+                        got[phase] = window_phase("0" if phase == "old" else nice)
+            finally:
+                if proc is not None:
+                    proc.kill()
+                    proc.wait()
+            results.append((f"{'a busy process' if busy else 'nothing started'} (load {load:.1f})",
+                            got["cli"], got["old"], got["new"]))
     window.close()
     pump(5, until=lambda: not window.isVisible())
     load1 = os.getloadavg()
@@ -424,8 +435,7 @@ def compare(args) -> int:
     print("| beside | path | torch threads | nice | steps/s | vs CLI | event-loop p50 | p99 | max |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     verdicts = []
-    for busy, cli, old, new in results:
-        where = "a busy process" if busy else "idle cores"
+    for where, cli, old, new in results:
         print(f"| {where} | CLI (no window) | {threads(cli)} | 0 | {cli['steps_s']:.2f} | 1.00x | — | — | — |")
         for name, r in (("window, old policy (cores − 1)", old), ("window, new policy (every core, lower priority)", new)):
             ratio = r["steps_s"] / max(cli["steps_s"], 1e-9)
