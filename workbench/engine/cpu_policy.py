@@ -240,23 +240,18 @@ def choose_threads(candidates: list[int], run_step, budget_s: float = TRIAL_BUDG
     """Pick the fastest of ``candidates`` (torch thread counts, the automatic one first)
     by timing ``run_step(threads)``, one training step's forward and backward run with
     that many threads. On a small model a thread team costs more in waking and waiting
-    than it saves (issue 15: an adding-task eval took 20-27 s on 2 threads beside a busy
-    process against 0.24 s on one). Each candidate first runs once untimed (a new team,
-    first-use kernels); if the first candidate's step alone takes more than a quarter of
-    the budget, the model is large enough for every thread and the trial stops there.
-    Then rounds of one timed step each, until the budget is spent (at least one round,
-    at most TRIAL_MAX_ROUNDS); a candidate's time is its fastest step (the least
-    disturbed by other processes); a tie goes to fewer threads. Returns {"threads":
-    choice, "step_ms": {threads: ms} (or "skipped": why), "trial_s": seconds spent}."""
+    than it saves, and beside a busy process the team waits for its slowest member at
+    every parallel op (issue 15: an adding-task eval took 20-27 s on 2 threads beside a
+    busy process against 0.24 s on one). The first candidate runs once untimed (a new
+    team, first-use kernels and memory), then rounds of one timed step per candidate
+    follow until the budget is spent: at least one round (so a few steps however slow
+    a step is), at most TRIAL_MAX_ROUNDS. A candidate's time is its fastest step (the
+    least disturbed by other processes); a tie goes to fewer threads. Returns
+    {"threads": choice, "step_ms": {threads: ms}, "trial_s": seconds spent}."""
     clock = clock or TRIAL_CLOCK
     start = clock()
     times: dict[int, list[float]] = {n: [] for n in candidates}
-    for i, n in enumerate(candidates):
-        t0 = clock()
-        run_step(n)
-        if i == 0 and clock() - t0 > budget_s / 4:
-            return {"threads": n, "skipped": f"one step took {1000 * (clock() - t0):.0f} ms: large enough "
-                    f"for {n} threads", "trial_s": round(clock() - start, 3)}
+    run_step(candidates[0])  # untimed
     timed_from = clock()
     for _ in range(TRIAL_MAX_ROUNDS):
         for n in candidates:
