@@ -264,7 +264,7 @@ def _losses_and_start(preset) -> tuple[list[float], dict]:
 
 
 @pytest.mark.skipif(cpu_policy.cpu_cores() < 2, reason="a trial needs two thread counts")
-def test_the_thread_trial_leaves_the_losses_of_the_count_it_chose(monkeypatch):
+def test_the_thread_trial_leaves_the_losses_of_the_count_it_chose(monkeypatch, tmp_path):
     """Automatic threads: the trial's timed steps are outside the run (forked RNG, no
     update), so its losses are bit-identical to a run given the chosen count. (Across
     thread counts they are not: 1 and 2 threads differ in the last bits of some losses.)"""
@@ -287,6 +287,13 @@ def test_the_thread_trial_leaves_the_losses_of_the_count_it_chose(monkeypatch):
         torch.set_num_threads(2)  # torch's automatic count on two cores
         losses, policy = _losses_and_start(_tiny(0))
         assert clock.steps == [2, 2, 1]  # one untimed step, one timed round
+        # a resumed run takes the count its checkpoint's trial chose: no second trial
+        torch.set_num_threads(2)
+        list(Trainer(_tiny(0, steps=2), run_dir=tmp_path / "run").run())
+        torch.set_num_threads(2)
+        resumed = list(Trainer(_tiny(0, steps=3), run_dir=tmp_path / "run", resume=True).run())
+        assert resumed[0].cpu_policy["thread_trial"] == {"threads": 1, "from": "the checkpoint resumed"}
+        assert resumed[0].cpu_policy["threads"] == 1 and clock.steps == [2, 2, 1] * 2  # (the first run's trial)
         due = types.SimpleNamespace(device=torch.device("cpu"), train=types.SimpleNamespace(num_threads=0))
         torch.set_num_threads(2)
         assert Trainer._thread_trial_due(due)

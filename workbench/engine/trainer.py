@@ -403,6 +403,7 @@ class Trainer:
         self._batch_origin: tuple = (None, 0)  # cursor anchor and position just after drawing it
         self._batch_epoch = 0  # the pass the current batch belongs to
         self.resumed_from = None
+        self._trial_threads = 0  # the thread count the trial chose (0: none ran)
         if self.resume and self.run_dir is not None:
             found = ckpt.latest_checkpoint(self.run_dir)
             if found is not None:
@@ -418,6 +419,7 @@ class Trainer:
         extra = saved["trainer"]
         self.state.epoch = int(extra.get("epoch", 0))
         self.state.last_probe_step = int(extra.get("last_probe_step", -1))
+        self._trial_threads = int(extra.get("trial_threads", 0))
         if "data_anchor" in extra:
             chunk = int(extra.get("chunk", 0))
             if chunk:  # stopped inside a batch's TBPTT chunks: draw that batch again
@@ -457,10 +459,15 @@ class Trainer:
         pending: list[_Work | None] = []  # the first step's work when the thread trial drew it
         policy = cpu_policy.describe()
         if self.state.step < total and self._thread_trial_due():
-            pending.append(self._next_work())
-            if pending[0] is not None:
-                policy["thread_trial"] = self._choose_threads(pending[0])
-                policy["threads"] = torch.get_num_threads()
+            if self._trial_threads:  # resumed: the count its own trial chose, so it goes on as it would have
+                torch.set_num_threads(self._trial_threads)
+                policy["thread_trial"] = {"threads": self._trial_threads, "from": "the checkpoint resumed"}
+            else:
+                pending.append(self._next_work())
+                if pending[0] is not None:
+                    policy["thread_trial"] = self._choose_threads(pending[0])
+                    self._trial_threads = policy["thread_trial"]["threads"]
+            policy["threads"] = torch.get_num_threads()
         yield Start(device=str(self.device), precision=self.precision, parameters=int(n_params),
                     total_steps=int(total), step=self.state.step, resumed_from=self.resumed_from,
                     torch_threads=torch.get_num_threads(), cpu_policy=policy,
@@ -966,6 +973,8 @@ class Trainer:
         extra = {"epoch": self.state.epoch, "last_probe_step": self.state.last_probe_step,
                  "data_anchor": self.cursor.anchor if self.cursor.anchor is not None else self.generator.get_state(),
                  "data_position": self.cursor.position, "chunk": self._chunk if self._batch is not None else 0}
+        if self._trial_threads:
+            extra["trial_threads"] = self._trial_threads
         if self._batch is not None:
             extra["batch_anchor"], extra["batch_position"] = self._batch_origin
             extra["batch_epoch"] = self._batch_epoch
