@@ -215,6 +215,26 @@ def test_the_window_plan_and_its_fallback(monkeypatch):
     assert cpu_policy.window_plan()["policy"] == "cores - 1" and "darwin" in cpu_policy.window_plan()["why"]
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread nice is Linux's")
+def test_the_window_falls_back_to_cores_less_one_where_the_priority_cannot_be_lowered(monkeypatch):
+    import threading
+
+    import torch
+
+    before = torch.get_num_threads()
+    monkeypatch.delenv("WORKBENCH_TRAINER_NICE", raising=False)
+    monkeypatch.setattr(sys, "platform", "linux")
+    monkeypatch.setattr(cpu_policy, "lower_this_thread", lambda increment: 0)  # refused
+    seen = {}
+    t = threading.Thread(target=lambda: seen.update(cpu_policy.window_training()))
+    t.start()
+    t.join()
+    torch.set_num_threads(before)
+    if os.getpriority(os.PRIO_PROCESS, os.getpid()) >= 0:
+        assert seen == {"policy": "cores - 1", "threads": max(1, cpu_policy.cpu_cores() - 1), "nice": 0,
+                        "why": "the training thread's priority could not be lowered"}
+
+
 class _FakeClock:
     """Time that moves only when a step 'runs': each step costs cost[threads] seconds."""
 

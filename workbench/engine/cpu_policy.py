@@ -203,14 +203,18 @@ def window_training(threads: int = 0) -> dict:
     thread team now with a small parallel op, so that it inherits the priority; any
     thread the op started below it (a library's pool made some other way) is lowered
     too. Never lowers the main thread (a caller training on it, as tests do, keeps its
-    priority). Returns the plan with what was done; describe() adds it to the start
-    record of a run trained in this thread."""
+    priority). Returns the plan with what was done ("nice": the thread's nice value
+    now); describe() adds it to the start record of a run trained in this thread."""
     plan = window_plan(threads)
     if threading.current_thread() is threading.main_thread():
         plan.update(nice=0, lowered="no: the main thread (the interface's) is never lowered")
     elif plan["nice"]:
         before = _thread_nices()
-        plan["nice"] = lower_this_thread(plan["nice"])
+        base = os.getpriority(os.PRIO_PROCESS, os.getpid())
+        plan["nice"] = lower_this_thread(plan["nice"])  # from here on the thread's nice value, not the increment
+        if plan["nice"] <= base:  # refused (a sandbox, say): every core at the interface's priority would starve it
+            plan = {"policy": "cores - 1", "threads": threads or max(1, cpu_cores() - 1), "nice": 0,
+                    "why": "the training thread's priority could not be lowered"}
     import torch
 
     torch.set_num_threads(plan["threads"])
