@@ -58,9 +58,9 @@ def test_the_dialog_runs_a_study_and_opens_a_trial(qtbot, tmp_path):
     assert [a.scale for a in dialog.parallel.geometry.axes] == ["log", "category", "linear"]
 
     # the importance chart: one bar per swept field, computed off the GUI thread
-    qtbot.waitUntil(lambda: len(dialog.importance.values) == 2 or "No importances" in dialog.importance.note.text(),
-                    timeout=60_000)
-    assert sorted(k for k, _v in dialog.importance.values) == ["model.layers.0.cell", "train.lr"]
+    qtbot.waitUntil(lambda: dialog.importance_shown_for == 3, timeout=60_000)
+    assert sorted(k for k, _v in dialog.importance.values) == ["model.layers.0.cell", "train.lr"], \
+        dialog.importance.note.text()
     assert len(dialog.importance.bars.opts["width"]) == 2
 
     # each trial is a run in the runs model, named by study and number, with its curves

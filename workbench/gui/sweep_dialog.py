@@ -103,6 +103,7 @@ class SweepDialog(QDialog):
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="importance")
         self._importance_job: Future | None = None
         self._importance_for = -1  # complete trials the chart's importances were asked for
+        self.importance_shown_for = -1  # ... and those it shows
         self._importances_ready.connect(self._show_importances)
 
         self.field_combo = QComboBox()
@@ -250,6 +251,7 @@ class SweepDialog(QDialog):
         thread has ended, say how."""
         if self.job is None or self._store is None:
             return
+        ended = not self.running and self._thread is not None  # before reading: the last read sees the end
         try:
             study = sweep.load_study(self._store, self.job.study)
         except Exception:  # noqa: BLE001 - not created yet: the next tick
@@ -264,7 +266,7 @@ class SweepDialog(QDialog):
         self._ask_importances(sum(r.state == "complete" for r in self.rows))
         if self.trial_runs is not None:
             self.trial_runs.update(self.job.study, self.rows)
-        if not self.running and self._thread is not None:
+        if ended:
             self._thread = None
             self.timer.stop()
             self.start_button.setEnabled(True)
@@ -315,6 +317,7 @@ class SweepDialog(QDialog):
     def _show_importances(self, found, complete: int) -> None:
         bars, message = sweep_view.importance_items(found)
         self.importance.show_importances(bars, message)
+        self.importance_shown_for = complete
         self.importances_shown.emit()
         if not self.running and complete != sum(r.state == "complete" for r in self.rows):
             self._ask_importances(sum(r.state == "complete" for r in self.rows))  # trials ended meanwhile
