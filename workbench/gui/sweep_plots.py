@@ -70,7 +70,7 @@ class ParallelPlot(_Titled):
             self.item.addItem(pg.PlotDataItem([i, i], [0, 1], pen=_pen(AXIS, 1.5)))
             for y, label in axis.ticks():
                 self.item.addItem(pg.PlotDataItem([i - 0.03, i], [y, y], pen=_pen(AXIS, 1)))
-                text = pg.TextItem(label, color=TEXT, anchor=(1.0, 0.5))
+                text = pg.TextItem(label, color=TEXT, anchor=(1.0, 0.5), fill=pg.mkBrush(255, 255, 255, 200))
                 text.setFont(font)
                 text.setPos(i - 0.04, y)
                 self.item.addItem(text)
@@ -86,7 +86,7 @@ class ParallelPlot(_Titled):
             item.setZValue(10 if line.best else 1)
             self.item.addItem(item)
             self.lines[line.number] = item
-        self.item.setXRange(-0.6, max(len(axes) - 1, 1) + 0.1, padding=0)
+        self.item.setXRange(-0.6, max(len(axes) - 1, 1) + 0.3, padding=0)  # room for the last axis's name
         self.item.setYRange(-0.06, 1.06, padding=0)
         best = [ln for ln in geometry.lines if ln.best]
         self.note.setText(f"{len(geometry.lines)} complete trial(s), light (worst) to dark (best); red: trial "

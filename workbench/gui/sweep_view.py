@@ -21,6 +21,9 @@ from workbench.runs import trial_label
 from workbench.sweep import Param, fmt_value
 
 ENDED = ("complete", "pruned", "fail", "interrupted")
+# The metric's axis is logarithmic when its values are positive and span this factor or
+# more (a loss from 0.0005 to 0.17: on a linear axis the good trials would sit in a heap).
+METRIC_LOG_RATIO = 10.0
 
 
 @dataclass(frozen=True)
@@ -136,7 +139,8 @@ def param_axis(p: Param) -> Axis:
 
 def parallel(params: list[Param], metric: str, direction: str, rows: list[TrialRow]) -> Parallel:
     """The axes (each swept field, then the metric) and one line per complete trial.
-    The metric's axis spans the complete trials' values (padded when they are all equal)."""
+    The metric's axis spans the complete trials' values (padded when they are all equal;
+    log-scaled when they span METRIC_LOG_RATIO or more)."""
     done = [r for r in rows if r.state == "complete" and r.value is not None and math.isfinite(r.value)]
     axes = [param_axis(p) for p in params]
     if done:
@@ -147,7 +151,8 @@ def parallel(params: list[Param], metric: str, direction: str, rows: list[TrialR
             lo, hi = lo - pad, hi + pad
     else:
         lo, hi = 0.0, 1.0
-    metric_axis = Axis(metric, "linear", lo, hi)
+    scale = "log" if done and lo > 0 and hi / lo >= METRIC_LOG_RATIO else "linear"
+    metric_axis = Axis(metric, scale, lo, hi)
     axes.append(metric_axis)
     if not done:
         return Parallel(axes, [])
