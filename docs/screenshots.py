@@ -16,6 +16,7 @@ importances.
 """
 from __future__ import annotations
 
+import os
 import sys
 import tempfile
 import time
@@ -98,10 +99,11 @@ def main() -> int:
 
 
 def sweep_main() -> int:
+    tmp = Path(tempfile.mkdtemp(prefix="workbench-shots-"))
+    os.environ["WORKBENCH_HOME"] = str(tmp / "home")  # the trials' history rows and study: not the user's
     app = create_app()
     from workbench.gui.main_window import MainWindow
 
-    tmp = Path(tempfile.mkdtemp(prefix="workbench-shots-"))
     settings = QSettings(str(tmp / "settings.ini"), QSettings.Format.IniFormat)
     window = MainWindow(settings=settings, data_dir=tmp / "data")
     window.dialog_answers = {"keep_run": "discard", "save_changes": "discard"}
@@ -114,7 +116,6 @@ def sweep_main() -> int:
         window.doc.set(field, value)
     pump(app, 2)
     dialog = window.open_sweep()
-    dialog.storage = str(tmp / "sweeps.sqlite3")
     dialog.params.setPlainText("train.lr=log:1e-3..3e-2\nmodel.layers.0.cell=lstm,gru\n"
                                "model.layers.0.hidden_size=int:8..32")
     dialog.trials.setValue(8)

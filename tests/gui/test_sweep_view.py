@@ -67,7 +67,8 @@ def test_choices_compare_as_values_of_their_type():
 
 
 def test_importances_become_bars_largest_first_or_a_message():
-    assert importance_items({"a": 0.2, "b": 0.8}) == ([("b", 0.8), ("a", 0.2)], "")
+    assert importance_items({"a": 0.2, "b": 0.8}, 60) == ([("b", 0.8), ("a", 0.2)], "b 0.80, a 0.20")
+    assert importance_items({"a": 1.0}, 3)[1] == "a 1.00 (from 3 trials: rough until about 50)"
     bars, message = importance_items("need two finished trials or more")
     assert bars == [] and message == "No importances yet: need two finished trials or more"
 

@@ -315,7 +315,7 @@ class SweepDialog(QDialog):
             pass
 
     def _show_importances(self, found, complete: int) -> None:
-        bars, message = sweep_view.importance_items(found)
+        bars, message = sweep_view.importance_items(found, complete)
         self.importance.show_importances(bars, message)
         self.importance_shown_for = complete
         self.importances_shown.emit()

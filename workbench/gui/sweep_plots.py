@@ -72,6 +72,7 @@ class ParallelPlot(_Titled):
                 self.item.addItem(pg.PlotDataItem([i - 0.03, i], [y, y], pen=_pen(AXIS, 1)))
                 text = pg.TextItem(label, color=TEXT, anchor=(1.0, 0.5), fill=pg.mkBrush(255, 255, 255, 200))
                 text.setFont(font)
+                text.setZValue(20)  # a label over the lines that meet at its tick
                 text.setPos(i - 0.04, y)
                 self.item.addItem(text)
         names = [(i, short_name(a.name) + (" (log)" if a.scale == "log" else "")) for i, a in enumerate(axes)]
@@ -95,12 +96,14 @@ class ParallelPlot(_Titled):
 
 
 class ImportancePlot(_Titled):
-    """The parameters' shares of the metric's variation (Optuna's importances), largest
-    on top; a note instead when there are none yet. ``values``: the bars shown."""
+    """The parameters' importances (Optuna's default, PED-ANOVA), largest on top, and a
+    line under them (the shares, or why there are none yet). ``values``: the bars shown."""
 
     def __init__(self):
         super().__init__("Parameter importance")
-        self.item.getAxis("bottom").setLabel("share of the metric's variation")
+        self.item.getAxis("bottom").setLabel("importance: what sets the best 10% of trials apart")
+        self.plot.setToolTip("Optuna's PED-ANOVA importance: how differently each field is distributed among the "
+                             "best 10% of the complete trials than among all of them (shares add up to 1)")
         self.bars: pg.BarGraphItem | None = None
         self.values: list[tuple[str, float]] = []
         self.show_importances([], "No importances yet: they need two complete trials or more.")
@@ -121,4 +124,4 @@ class ImportancePlot(_Titled):
             self.item.getAxis("left").setTicks([[]])
         self.item.showAxis("left", bool(n))
         self.item.showAxis("bottom", bool(n))
-        self.note.setText(message or ", ".join(f"{k} {v:.2f}" for k, v in values))
+        self.note.setText(message)

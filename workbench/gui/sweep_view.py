@@ -170,15 +170,25 @@ def parallel(params: list[Param], metric: str, direction: str, rows: list[TrialR
     return Parallel(axes, lines)
 
 
-def importance_items(found: dict[str, float] | str) -> tuple[list[tuple[str, float]], str]:
-    """sweep.importances' answer as (name, share) bars, largest first, or a message (why
-    there are none yet)."""
+# Optuna's default importance (PED-ANOVA) compares the best 10% of the trials with all of
+# them; its documentation asks for 5 or more trials in that 10%.
+STEADY_TRIALS = 50
+
+
+def importance_items(found: dict[str, float] | str, complete: int = STEADY_TRIALS
+                     ) -> tuple[list[tuple[str, float]], str]:
+    """sweep.importances' answer as (name, share) bars, largest first, and the line under
+    them: the shares (a warning while fewer than STEADY_TRIALS trials completed), or why
+    there are none yet."""
     if isinstance(found, str):
         return [], f"No importances yet: {found}"
     bars = sorted(((k, float(v)) for k, v in found.items()), key=lambda kv: -kv[1])
     if not bars:
         return [], "No importances yet: no parameter varied"
-    return bars, ""
+    text = ", ".join(f"{k} {v:.2f}" for k, v in bars)
+    if complete < STEADY_TRIALS:
+        text += f" (from {complete} trials: rough until about {STEADY_TRIALS})"
+    return bars, text
 
 
 # ----------------------------------------------------------------------------- the trials' runs
