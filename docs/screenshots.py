@@ -7,9 +7,16 @@ run finished and tried out in the Try it panel, a vanilla RNN training, the grad
 heatmap filling) and docs/screenshot-dynamics.png (the same moment in the Dynamics tab),
 all at 1280x800. Uses a temporary settings file and data folder, so
 it never touches the user's own.
+
+    ... docs/screenshots.py sweep
+
+writes docs/screenshot-sweep.png instead: the Sweep dialog after a small real study (8
+trials of a small adding LSTM, about a minute), its table, parallel coordinates and
+importances.
 """
 from __future__ import annotations
 
+import os
 import sys
 import tempfile
 import time
@@ -91,5 +98,38 @@ def main() -> int:
     return 0
 
 
+def sweep_main() -> int:
+    tmp = Path(tempfile.mkdtemp(prefix="workbench-shots-"))
+    os.environ["WORKBENCH_HOME"] = str(tmp / "home")  # the trials' history rows and study: not the user's
+    app = create_app()
+    from workbench.gui.main_window import MainWindow
+
+    settings = QSettings(str(tmp / "settings.ini"), QSettings.Format.IniFormat)
+    window = MainWindow(settings=settings, data_dir=tmp / "data")
+    window.dialog_answers = {"keep_run": "discard", "save_changes": "discard"}
+    window.setGeometry(0, 0, 1280, 800)
+    window.show()
+    window.welcome.hide()
+    window.open_builtin("adding_lstm", quiet=True)
+    for field, value in {"model.layers.0.hidden_size": 16, "data.options.seq_len": 20, "train.steps": 150,
+                         "train.eval_every": 25, "train.probe_every": 0, "train.checkpoint_every": 0}.items():
+        window.doc.set(field, value)
+    pump(app, 2)
+    dialog = window.open_sweep()
+    dialog.params.setPlainText("train.lr=log:1e-3..3e-2\nmodel.layers.0.cell=lstm,gru\n"
+                               "model.layers.0.hidden_size=int:8..32")
+    dialog.trials.setValue(8)
+    dialog.setGeometry(0, 0, 1280, 800)
+    ended: list[str] = []
+    dialog.finished_sweep.connect(ended.append)
+    dialog.start()
+    pump(app, 900, until=lambda: bool(ended))
+    pump(app, 120, until=lambda: dialog.importance_shown_for == 8)
+    shot(app, dialog, "screenshot-sweep.png")
+    window.close()
+    pump(app, 2)
+    return 0
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(sweep_main() if "sweep" in sys.argv[1:] else main())

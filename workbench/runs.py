@@ -96,6 +96,11 @@ class HistoryError(RuntimeError):
     """The history file cannot be opened, read or written; the message names it."""
 
 
+def trial_label(study: str, trial: int) -> str:
+    """A sweep trial's run as the window names it: 'STUDY #7'."""
+    return f"{study} #{trial}"
+
+
 @dataclass
 class RunInfo:
     """One row of the history (plain data for any UI)."""
@@ -122,6 +127,11 @@ class RunInfo:
     train_s: float = 0.0
     study: str | None = None  # a sweep trial's study and trial number (None: a plain run)
     trial: int | None = None
+
+    @property
+    def label(self) -> str:
+        """The name a list shows: a sweep trial's study and number, else the preset's name."""
+        return trial_label(self.study, self.trial) if self.study and self.trial is not None else self.name
 
     @property
     def duration_s(self) -> float | None:

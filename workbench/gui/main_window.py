@@ -690,18 +690,32 @@ class MainWindow(QMainWindow):
 
     def open_sweep(self):
         """The Sweep dialog for the open preset (workbench/gui/sweep_dialog.py); its trials'
-        run folders go under the window's runs folder, and a double-clicked one opens here."""
+        run folders go under the window's runs folder, each trial's run joins the Runs
+        panel and the loss plot as it trains, and a double-clicked one opens here."""
         from workbench.gui.sweep_dialog import SweepDialog
 
         err = self.doc.validation_error()
         if err:
             self.info.show_message(f"Fix the preset before a sweep: {err}", "error")
             return None
-        dialog = SweepDialog(self.doc.preset, self, runs_root=self.data_dir / "runs" / "sweeps")
-        dialog.open_run.connect(lambda path: self.load_run_folder(path))
+        dialog = SweepDialog(self.doc.preset, self, runs_root=self.data_dir / "runs" / "sweeps",
+                             runs=self.runs_model, colour=self._next_colour)
+        dialog.open_run.connect(self.open_trial_run)
         dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         dialog.show()
         return dialog
+
+    def open_trial_run(self, path: str | Path) -> RunData | None:
+        """A sweep trial's run, double-clicked in the Sweep dialog: the one already listed
+        (its curves shown, selected, in Try it), else opened from its folder."""
+        entry = self.runs_model.find(run_dir=path)
+        if entry is None or entry.data is None:
+            return self.load_run_folder(path)
+        self.runs_model.set_visible(entry, True)
+        self.runs_model.select(entry)
+        self._plots_changed()
+        self._try_run(entry.run_dir, show=True)
+        return entry.data
 
     def open_runs_folder(self) -> None:
         folder = self.data_dir / "runs"

@@ -457,8 +457,18 @@ def load_run_folder(path: str | Path, colour: str = "#ff7f0e") -> RunData:
     if not metrics.is_file():
         raise FileNotFoundError(f"{metrics} does not exist: is {folder} a run folder?")
     run_name = (metrics.parent.name if metrics.name == "metrics.jsonl" else metrics.stem)
-    run = RunData(name=run_name, colour=colour, run_dir=str(metrics.parent))
-    preset_file = metrics.parent / "preset.json"
+    run = folder_run(metrics.parent, run_name, colour)
+    run.add(read_metrics(metrics))
+    if not run.status:
+        run.status = "interrupted"
+    return run
+
+
+def folder_run(folder: str | Path, name: str, colour: str) -> RunData:
+    """An empty RunData for a run folder, with what its preset.json tells the plots (the
+    clip threshold, the task)."""
+    run = RunData(name=name, colour=colour, run_dir=str(folder))
+    preset_file = Path(folder) / "preset.json"
     if preset_file.is_file():
         try:
             from workbench import spec
@@ -468,7 +478,28 @@ def load_run_folder(path: str | Path, colour: str = "#ff7f0e") -> RunData:
             run.task = p.data.task
         except Exception:  # noqa: BLE001 - an unreadable preset only loses the threshold line
             pass
-    run.add(read_metrics(metrics))
-    if not run.status:
-        run.status = "interrupted"
     return run
+
+
+class MetricsTail:
+    """A metrics.jsonl that another thread or process is still writing, read a whole
+    line at a time: each ``read()`` returns the records of the lines completed since the
+    last one (a line still being written waits for the next read)."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.offset = 0  # bytes read so far, always at a line's start
+
+    def read(self) -> list[Record]:
+        try:
+            with open(self.path, "rb") as f:
+                f.seek(self.offset)
+                data = f.read()
+        except OSError:  # not written yet
+            return []
+        end = data.rfind(b"\n")
+        if end < 0:
+            return []
+        self.offset += end + 1
+        lines = data[:end + 1].decode("utf-8", errors="replace").splitlines()
+        return [r for r in (from_json(line) for line in lines if line.strip()) if r is not None]

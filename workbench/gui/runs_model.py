@@ -51,7 +51,7 @@ class RunEntry:
 
     @property
     def name(self) -> str:
-        return self.data.name if self.data is not None else (self.info.name if self.info else "run")
+        return self.data.name if self.data is not None else (self.info.label if self.info else "run")
 
     @property
     def task(self) -> str:
@@ -282,7 +282,7 @@ class RunsModel:
         """Put ``data`` (the entry's curves, read from its folder) in the plots."""
         entry.data = data
         if entry.info is not None:
-            data.name = entry.info.name
+            data.name = entry.info.label
         data.visible = True
         if not any(r is data for r in self.plotted):
             self.plotted.append(data)
