@@ -115,8 +115,10 @@ class HeadSpec:
     # A hidden layer between the recurrent stack and the output (0 = none).
     hidden_size: int = 0
     # Frames in, frames out (next-frame prediction): the head predicts the change from the
-    # frame just read, output_t = x_t + head(h_t), with the head's last layer initialised
-    # to zero, so an untrained model copies the last frame exactly and learns the motion.
+    # frame just read, output_t = x_t + s * head(h_t), with the head's last layer initialised
+    # to zero, so an untrained model copies the last frame exactly and learns the motion;
+    # s is the training frames' typical change (ModelIO.delta_scale), so the head's output
+    # is in units of the footage's own motion.
     residual: bool = False
 
 
@@ -148,6 +150,11 @@ class ModelSpec:
     # initial states (tanh(W v) of a vector far from unit scale saturates; see
     # StateBridge). Off by default: a run folder from before this field keeps its bridge.
     bridge_norm: bool = False
+    # convolutional cells (conv_lstm, conv_gru) and the head over them: the side of every
+    # convolution's kernel (odd, 'same' padding). Small kernels learn motion pixel by pixel
+    # and generalise from a short clip; large ones see further but fit a short clip's
+    # particulars (BENCHMARKS.md, next-frame prediction).
+    conv_kernel: int = _conv.KERNEL
     head: HeadSpec = field(default_factory=HeadSpec)
     init: InitSpec = field(default_factory=InitSpec)
 
@@ -318,6 +325,14 @@ def _float_range(path: str, value: float, lo: float, hi: float, lo_open: bool = 
         raise SpecError(path, f"must be in {bracket}{lo}, {hi}], got {value}")
 
 
+def max_hidden_size(cell: str) -> int:
+    """The largest hidden_size a layer of ``cell`` accepts: a vector cell's width, or a
+    convolutional cell's whole state (maps x frame height x width: 8 maps of 64x64 frames
+    are 32,768). A typo guard only; whether a size fits is the memory estimate's to say
+    (memory_estimate, engine/resources.py)."""
+    return _conv.MAX_STATE if _conv.is_spatial(cell) else MAX_HIDDEN
+
+
 def _validate_layers(layers: list[LayerSpec], prefix: str, allow_bidirectional: bool, why_not: str) -> None:
     if not layers:
         raise SpecError(prefix, "needs at least one recurrent layer")
@@ -325,8 +340,7 @@ def _validate_layers(layers: list[LayerSpec], prefix: str, allow_bidirectional: 
     for i, layer in enumerate(layers):
         p = f"{prefix}.{i}"
         _choice(f"{p}.cell", layer.cell, _cells.names())
-        _int_range(f"{p}.hidden_size", layer.hidden_size, 1,
-                   _conv.MAX_STATE if _conv.is_spatial(layer.cell) else MAX_HIDDEN)
+        _int_range(f"{p}.hidden_size", layer.hidden_size, 1, max_hidden_size(layer.cell))
         _float_range(f"{p}.dropout", layer.dropout, 0.0, 0.95)
         if layer.bidirectional and not allow_bidirectional:
             raise SpecError(f"{p}.bidirectional", why_not)
@@ -348,6 +362,10 @@ def _validate_spatial(model: ModelSpec) -> None:
         if _conv.is_spatial(layer.cell):
             raise SpecError(f"model.decoder_layers.{i}.cell", f"the {layer.cell!r} cell reads frames: a decoder "
                             f"reads tokens")
+    k = model.conv_kernel
+    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= _conv.MAX_KERNEL or k % 2 == 0:
+        raise SpecError("model.conv_kernel", f"must be an odd whole number from 1 to {_conv.MAX_KERNEL} (the "
+                        f"convolutions pad by half of it to keep the frame's size), got {k!r}")
 
 
 def validate_model(model: ModelSpec) -> None:
@@ -581,6 +599,9 @@ class ModelIO:
     frame_shape: tuple[int, int, int] = (0, 0, 0)  # frames / image: (C, H, W)
     output_size: int = 1  # classes, tokens, or regression targets per step
     output_vocab_size: int = 0  # encoder_decoder / one_to_many: decoder input tokens
+    # frames in, frames out: the RMS of a frame-to-frame change in the training data; the
+    # residual head predicts changes in these units (model.head.residual)
+    delta_scale: float = 1.0
     pad_id: int = 0
     bos_id: int = 1
     eos_id: int = 2
@@ -683,7 +704,7 @@ def _state_count(cell: str) -> int:
 
 def parameter_report(model: ModelSpec, io: ModelIO) -> ParamReport:
     """Parameter counts, computed from the spec alone; equal to the built module's."""
-    with _conv.frame_grid(io.frame_shape):
+    with _conv.frame_grid(io.frame_shape, model.conv_kernel):
         return _parameter_report(model, io)
 
 
@@ -730,8 +751,8 @@ def _parameter_report(model: ModelSpec, io: ModelIO) -> ParamReport:
         top = layers[-1].output_size
     head = 0
     conv_head = spatial_head(model, io)
-    if conv_head is not None:  # KERNEL x KERNEL convolutions, channels to channels
-        k2 = _conv.KERNEL ** 2
+    if conv_head is not None:  # conv_kernel x conv_kernel convolutions, channels to channels
+        k2 = model.conv_kernel ** 2
         c, hidden, out = conv_head
         if hidden:
             head += c * hidden * k2 + hidden

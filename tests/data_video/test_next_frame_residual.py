@@ -63,6 +63,38 @@ def test_the_residual_head_learns_the_change():
     assert model.head.out.weight.grad.abs().sum() > 0  # zero-initialised, not frozen
 
 
+def test_the_delta_head_starts_at_zero_and_speaks_in_the_footages_units(shared_data):
+    preset = _preset(f"data.path={shared_data / 'video' / 'realshort.mp4'}")
+    task = make_task(preset).ensure_prepared()
+    # the scale is the RMS of the training part's frame-to-frame changes, by hand
+    frames = task.frames[:task.n_train].astype(np.float64) / 255.0  # [n, C, H, W]
+    rms = float(np.sqrt(np.mean(np.diff(frames, axis=0) ** 2)))
+    assert task.delta_scale == pytest.approx(rms, rel=1e-6)
+    assert 1 / 255 < task.delta_scale < 0.1  # a camera clip moves by a few percent a frame
+    model = _model(preset, task)
+    assert torch.count_nonzero(model.head.out.weight) == 0 and torch.count_nonzero(model.head.out.bias) == 0
+    assert float(model.delta_scale) == pytest.approx(task.delta_scale)
+    assert "delta_scale" not in model.state_dict()  # the run's task artifacts hold it, not the weights
+    # the head's output is a change in those units: output = x_t + scale * head(h_t)
+    with torch.no_grad():
+        model.head.out.bias.fill_(1.0)
+        batch = next(task.val_batches(4, 1))
+        out = model(batch.x)
+    assert torch.allclose(out - batch.x.flatten(2), torch.full_like(out, task.delta_scale), atol=1e-6)
+    # a run saved before the scale existed restores to pixel units, as it was trained
+    old = {k: v for k, v in task.artifacts().items() if k != "delta_scale"}
+    again = make_task(preset)
+    again.restore(old)
+    assert again.model_io().delta_scale == 1.0
+    again.restore(task.artifacts())
+    assert again.model_io().delta_scale == pytest.approx(task.delta_scale)
+
+
+def test_generated_clips_have_a_delta_scale_of_their_own():
+    task = make_task(_preset("data.options.val_clips=4")).ensure_prepared()
+    assert 0.02 < task.delta_scale < 0.5  # a shape moving by a tenth of the frame a step
+
+
 @pytest.mark.parametrize("override", ["model.head.kind=classification", "model.topology=many_to_one",
                                       "model.input.kind=linear"])
 def test_a_residual_head_where_frames_do_not_go_in_and_out_names_the_field(override):

@@ -85,8 +85,8 @@ class ConvStepped(torch.nn.Module):
         return torch.stack(hs, dim=1), final
 
 
-@pytest.mark.parametrize("cell", ["conv_lstm", "conv_gru"])
-def test_conv_cells_train_and_their_probe_and_taps_match_a_float64_reference(cell, monkeypatch):
+@pytest.mark.parametrize("cell, kernel", [("conv_lstm", 5), ("conv_gru", 5), ("conv_lstm", 3), ("conv_gru", 1)])
+def test_conv_cells_train_and_their_probe_and_taps_match_a_float64_reference(cell, kernel, monkeypatch):
     from workbench.tasks import video
 
     to_float = video._to_float
@@ -97,7 +97,7 @@ def test_conv_cells_train_and_their_probe_and_taps_match_a_float64_reference(cel
                         lambda rnn, name: ConvStepped(rnn, name) if conv.is_spatial(name) else stand_in(rnn, name))
     try:
         p = _preset(cell, "train.steps=3", "train.probe_every=1", "train.optimizer=sgd", "train.lr=0.5",
-                    "model.head.residual=false", layers=2)
+                    "model.head.residual=false", f"model.conv_kernel={kernel}", layers=2)
         trainer = Trainer(p, probe_budget=None)
         loss_fn, last, seen = trainer.task.loss, {}, []
 
@@ -134,6 +134,8 @@ def test_conv_cells_train_and_their_probe_and_taps_match_a_float64_reference(cel
         report = parameter_report(p.model, trainer.task.model_io())
         assert report.total == sum(t.numel() for t in trainer.model.parameters())
         assert isinstance(trainer.model.head, ConvHead)
+        kernels = {t.shape[-1] for n, t in trainer.model.named_parameters() if t.dim() == 4 and "peephole" not in n}
+        assert kernels == {kernel}  # both layers' convolutions and the head's
     finally:
         torch.set_default_dtype(torch.float32)
 
@@ -155,6 +157,13 @@ def test_forward_is_the_replica_and_the_look_inside_sees_feature_maps(cell):
     # an untrained residual model copies the last frame here too (the conv head starts at zero)
     frames = torch.rand(2, 4, 1, H, W)
     assert torch.equal(model(frames), frames.flatten(2))
+
+
+@pytest.mark.parametrize("kernel", [0, 2, 17, 4.0])
+def test_a_conv_kernel_that_cannot_keep_the_frame_size_names_the_field(kernel):
+    with pytest.raises(SpecError) as info:
+        validate(_preset("conv_gru", f"model.conv_kernel={kernel}"))
+    assert info.value.field == "model.conv_kernel"
 
 
 def test_conv_cells_are_refused_where_frames_do_not_go_in():

@@ -31,7 +31,10 @@ from contextvars import ContextVar
 
 from workbench.cells import Cell, Gate, OnnxRule
 
-KERNEL = 5  # the convolutions' kernel (Shi et al. use 5x5 on Moving MNIST), 'same' padding
+# The convolutions' kernel side by default (Shi et al. use 5x5 on Moving MNIST), 'same'
+# padding; model.conv_kernel sets it per model (frame_grid), odd, up to MAX_KERNEL.
+KERNEL = 5
+MAX_KERNEL = 15
 SPATIAL = ("conv_lstm", "conv_gru")
 # hidden_size of a spatial cell (C*H*W) may exceed the spec's MAX_HIDDEN for vectors
 MAX_STATE = 2**20
@@ -42,6 +45,7 @@ MAX_STATE = 2**20
 SAVED_PER_STEP = 7
 
 _GRID: ContextVar[tuple[int, int] | None] = ContextVar("workbench_conv_grid", default=None)
+_KERNEL: ContextVar[int] = ContextVar("workbench_conv_kernel", default=KERNEL)
 
 
 def is_spatial(cell: str) -> bool:
@@ -49,14 +53,21 @@ def is_spatial(cell: str) -> bool:
 
 
 @contextmanager
-def frame_grid(frame_shape) -> Iterator[None]:
-    """Inside the block, spatial cells' shapes are for frames of ``frame_shape`` (C, H, W)."""
+def frame_grid(frame_shape, kernel: int = KERNEL) -> Iterator[None]:
+    """Inside the block, spatial cells' shapes are for frames of ``frame_shape`` (C, H, W)
+    and ``kernel`` x ``kernel`` convolutions (model.conv_kernel)."""
     grid = (int(frame_shape[1]), int(frame_shape[2])) if frame_shape and frame_shape[1] else None
-    token = _GRID.set(grid)
+    token, k_token = _GRID.set(grid), _KERNEL.set(int(kernel))
     try:
         yield
     finally:
         _GRID.reset(token)
+        _KERNEL.reset(k_token)
+
+
+def kernel() -> int:
+    """The kernel side under the current frame_grid block."""
+    return _KERNEL.get()
 
 
 def geometry(input_size: int, hidden_size: int) -> tuple[int, int, int, int]:
@@ -80,13 +91,15 @@ def geometry(input_size: int, hidden_size: int) -> tuple[int, int, int, int]:
 
 def _lstm_shapes(n_in: int, hidden: int) -> dict[str, tuple[int, ...]]:
     c_in, c, h, w = geometry(n_in, hidden)
-    return {"weight_ih": (4 * c, c_in, KERNEL, KERNEL), "weight_hh": (4 * c, c, KERNEL, KERNEL),
+    k = kernel()
+    return {"weight_ih": (4 * c, c_in, k, k), "weight_hh": (4 * c, c, k, k),
             "bias": (4 * c,), "peephole": (3, c, h, w)}
 
 
 def _gru_shapes(n_in: int, hidden: int) -> dict[str, tuple[int, ...]]:
     c_in, c, h, w = geometry(n_in, hidden)
-    return {"weight_ih": (3 * c, c_in, KERNEL, KERNEL), "weight_hh": (3 * c, c, KERNEL, KERNEL), "bias": (3 * c,)}
+    k = kernel()
+    return {"weight_ih": (3 * c, c_in, k, k), "weight_hh": (3 * c, c, k, k), "bias": (3 * c,)}
 
 
 def _ops(kind: str):
@@ -97,13 +110,12 @@ def _ops(kind: str):
 
     from workbench.cells.generic import StepOps, _Direction
 
-    pad = KERNEL // 2
-
     def input_conv(p, x: torch.Tensor) -> torch.Tensor:
         """x [B, T, c_in*H*W] -> W_x * x + b for every step at once: [B, T, G*c, H, W]."""
         c_in, _c, h, w = p["grid"]
         B, T = x.shape[:2]
-        a = F.conv2d(x.reshape(B * T, c_in, h, w), p["weight_ih"], p["bias"], padding=pad)
+        wt = p["weight_ih"]  # [G*c, c_in, k, k]: the kernel is the weights' own ('same' padding)
+        a = F.conv2d(x.reshape(B * T, c_in, h, w), wt, p["bias"], padding=wt.shape[-1] // 2)
         return a.reshape(B, T, *a.shape[1:])
 
     def lstm_cell(p, a_x: torch.Tensor, state):
@@ -111,7 +123,8 @@ def _ops(kind: str):
         _c_in, c, h, w = p["grid"]
         B = a_x.shape[0]
         hp, cp = (s.reshape(B, c, h, w) for s in state)
-        a = a_x + F.conv2d(hp, p["weight_hh"], padding=pad)  # [B, 4c, H, W]
+        u = p["weight_hh"]  # [4c, c, k, k]
+        a = a_x + F.conv2d(hp, u, padding=u.shape[-1] // 2)  # [B, 4c, H, W]
         ai, af, ag, ao = a.chunk(4, dim=1)
         peep = p["peephole"]  # [3, c, H, W]
         i = torch.sigmoid(ai + peep[0] * cp)
@@ -129,6 +142,7 @@ def _ops(kind: str):
         B = a_x.shape[0]
         hp = state[0].reshape(B, c, h, w)
         u = p["weight_hh"]  # [3c, c, k, k]
+        pad = u.shape[-1] // 2
         a_rz = a_x[:, :2 * c] + F.conv2d(hp, u[:2 * c], padding=pad)
         r, z = torch.sigmoid(a_rz).chunk(2, dim=1)
         n = torch.tanh(a_x[:, 2 * c:] + F.conv2d(r * hp, u[2 * c:], padding=pad))

@@ -548,12 +548,12 @@ class Head(nn.Module):
 
 class ConvHead(nn.Module):
     """The decoder after convolutional cells: the top layer's feature maps [B, T, c*H*W]
-    -> frames [B, T, C_out*H*W] by KERNEL x KERNEL convolutions ('same' padding), with an
+    -> frames [B, T, C_out*H*W] by k x k convolutions (model.conv_kernel, 'same' padding), with an
     optional hidden layer of ``hidden`` maps (tanh) as Head has."""
 
-    def __init__(self, channels: int, hidden: int, out_channels: int, grid: tuple[int, int]):
+    def __init__(self, channels: int, hidden: int, out_channels: int, grid: tuple[int, int],
+                 k: int = conv_cells.KERNEL):
         super().__init__()
-        k = conv_cells.KERNEL
         self.grid = tuple(int(g) for g in grid)
         self.channels = channels
         self.hidden = nn.Conv2d(channels, hidden, k, padding=k // 2) if hidden else None
@@ -600,7 +600,7 @@ class RecurrentModel(nn.Module):
         self.topology = spec.topology
         self.input_side = _input_module(spec, io)
         width = input_width(spec, io)
-        with conv_cells.frame_grid(io.frame_shape):  # convolutional cells' shapes are the frames'
+        with conv_cells.frame_grid(io.frame_shape, spec.conv_kernel):  # convolutional cells' shapes are the frames'
             self._build(spec, io, width)
         self.tap_inputs = False
         # the probe's forward (unrolled) also records each layer's input and initial state
@@ -640,13 +640,18 @@ class RecurrentModel(nn.Module):
                 self.attention_out = nn.Linear(top + enc_width, top)
         conv_head = spatial_head(spec, io)
         if conv_head is not None:
-            self.head = ConvHead(*conv_head, io.frame_shape[1:])
+            self.head = ConvHead(*conv_head, io.frame_shape[1:], spec.conv_kernel)
         else:
             self.head = Head(top, spec.head.hidden_size, io.output_size)
         self.residual = spec.head.residual
         if self.residual and (io.frame_shape is None or io.output_size != _prod(io.frame_shape)):
             raise ValueError(f"model.head.residual: the output ({io.output_size} values per step) must be one "
                              f"frame ({io.frame_shape}) to add the input frame to it")
+        # The head's output is a change in units of the training data's typical change (a
+        # scalar, the task's; not saved: the run's task artifacts hold it). Without it Adam,
+        # whose step ignores the gradient's scale, moves the zero-initialised output by
+        # ~lr * fan-in per step: a frame change of 0.1 on footage that changes by 0.01.
+        self.register_buffer("delta_scale", torch.tensor(float(io.delta_scale)), persistent=False)
 
     # -- stacks in order, named as the spec names them --------------------------------
     def named_stacks(self) -> list[tuple[str, RecurrentStack]]:
@@ -715,7 +720,7 @@ class RecurrentModel(nn.Module):
         if self.topology == "many_to_many":
             result = self.head(out)  # [B, T, O]
             if self.residual:  # the change from the frame just read: x [B, T, C, H, W] -> [B, T, C*H*W]
-                result = result + x.flatten(2).to(result.dtype)
+                result = result * self.delta_scale.to(result.dtype) + x.flatten(2).to(result.dtype)
             return (result, finals) if return_states else result
         # encoder_decoder
         if y_in is None:

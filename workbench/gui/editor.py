@@ -27,6 +27,7 @@ from PySide6.QtWidgets import (
 )
 
 from workbench import cells, spec
+from workbench.cells import conv as conv_cells
 from workbench.gui.document import PresetDocument
 from workbench.gui.widgets import Binder, ErrorBoard, ErrorLabel, guard_wheel, parse_option_text
 from workbench.spec import Preset, SpecError
@@ -42,7 +43,11 @@ TIPS = {
                       "decoder, or one input unrolled into a sequence.",
     "cell": "The recurrent cell: vanilla RNN (tanh or ReLU), LSTM or GRU; gated cells carry gradients further "
             "back in time.",
-    "hidden_size": "Width of this layer's hidden state.",
+    "model.conv_kernel": "Convolutional cells and the head over them: the side of each convolution's kernel "
+                         "(odd). 1 learns each pixel's motion from its own past and generalises from a short "
+                         "clip; 5 sees 2 pixels around and needs more footage.",
+    "hidden_size": "Width of this layer's hidden state; for a conv cell, its feature maps x frame height x width. "
+                   "What it costs in memory is the estimate under the diagram.",
     "bidirectional": "Also run the sequence backwards and join both directions' states.",
     "dropout": "Fraction of this layer's outputs zeroed at random while training.",
     "model.input.kind": "How raw inputs become vectors: a token embedding, a word embedding next to a "
@@ -109,7 +114,9 @@ class LayerRow(QObject):
         self.cell.setToolTip(TIPS["cell"])
         _compact(self.cell, 4)
         self.hidden = QSpinBox()
-        self.hidden.setRange(0, spec.MAX_HIDDEN)  # 0 is let through to be reported under the row, not clamped
+        # 0 is let through to be reported under the row, not clamped; the maximum follows the
+        # cell (refresh): a conv cell's state on 64x64 frames is larger than any vector cell's
+        self.hidden.setRange(0, spec.max_hidden_size(self.cell.currentData() or ""))
         self.hidden.setKeyboardTracking(False)
         self.hidden.setToolTip(TIPS["hidden_size"])
         self.hidden.setAccelerated(True)
@@ -170,6 +177,9 @@ class LayerRow(QObject):
         try:
             i = self.cell.findData(layer.cell)
             self.cell.setCurrentIndex(i)
+            # before the value, never below it: a size the cell refuses is shown as it is and
+            # reported under the row, not clamped out of sight
+            self.hidden.setMaximum(max(spec.max_hidden_size(layer.cell), layer.hidden_size))
             self.hidden.setValue(layer.hidden_size)
             self.bi.setChecked(layer.bidirectional)
             self.dropout.setValue(layer.dropout)
@@ -337,6 +347,11 @@ class ArchitectureEditor(QScrollArea):
         v.setContentsMargins(6, 4, 6, 4)
         self.layers = LayerList(doc, "layers", self.errors)
         v.addWidget(self.layers)
+        kernel_form = QFormLayout()
+        kernel_form.setContentsMargins(0, 0, 0, 0)
+        self.conv_kernel = self._spin(0, conv_cells.MAX_KERNEL + 1, "model.conv_kernel")
+        self._row(kernel_form, "Conv kernel", self.conv_kernel, "model.conv_kernel")
+        v.addLayout(kernel_form)
         lay.addWidget(self.layers_box)
         self.decoder_box = QGroupBox("Decoder layers")
         v = QVBoxLayout(self.decoder_box)
@@ -689,6 +704,7 @@ class ArchitectureEditor(QScrollArea):
         self.projection.setEnabled(kind != "embedding")
         self.char_embedding_dim.setEnabled(kind == "embedding_chars")
         self.conv.setEnabled(kind == "frames_conv")
+        self.conv_kernel.setEnabled(any(conv_cells.is_spatial(layer.cell) for layer in m.layers))
         enc_dec = m.topology == "encoder_decoder"
         self.layers_box.setTitle("Encoder layers" if enc_dec else "Recurrent layers")
         self.layers.refresh(m.layers)

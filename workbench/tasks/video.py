@@ -473,6 +473,7 @@ class NextFrameTask(FrameTask):
         self.horizons: tuple[int, ...] = ()
         self.clip_names: list[str] = []
         self.val_clip_names: list[str] = []
+        self.delta_scale = 1.0  # set by prepare() (_delta_scale) or restore()
 
     @property
     def frame_size(self) -> int:
@@ -499,6 +500,7 @@ class NextFrameTask(FrameTask):
             else:
                 self._prepare_video(path)
         self._baseline = self._baseline_scores()
+        self.delta_scale = self._delta_scale()
 
     def _prepare_video(self, path: Path) -> None:
         """One video: training windows from its first part, its last ``val_fraction``
@@ -557,6 +559,30 @@ class NextFrameTask(FrameTask):
         train_frames = np.concatenate([c for i, c in enumerate(clips) if i not in held])
         self.mean_frame = _to_float(train_frames).mean(dim=0)  # [C, H, W]
         self._rollout_setup(val_spans)
+
+    def _delta_scale(self) -> float:
+        """The typical size of a frame-to-frame change the model is trained on: the RMS
+        over pixels of x_{t+1} - x_t for every (frame, next frame) pair of the training
+        windows (generated clips: a fixed sample of them). The residual head predicts
+        changes in these units (engine/model.py), so the optimiser's step moves the
+        prediction by a fraction of the footage's own motion, whether it changes by 0.8%
+        a frame (Newton's cradle) or 10% (a bouncing shape)."""
+        if self.generated:
+            rng = np.random.default_rng([self.seed, 1_000_037])
+            clips = bouncing_clips(64, self.window + 1, self.height, self.width, self.channels, rng, self.options.noise)
+            change = np.diff(clips.astype(np.float32) / 255.0, axis=1)  # [64, W, C, H, W]
+            rms = float(np.sqrt(np.mean(change ** 2)))
+        else:
+            # targets t of the training windows (frames [o - W + 1, o]); t - 1 is in the same window
+            targets = torch.unique((self.train_origins[:, None] - torch.arange(self.window)[None, :]).flatten())
+            total, count = 0.0, 0
+            for chunk in targets.split(1024):  # bounded memory on long footage
+                t = chunk.numpy()
+                change = _to_float(self.frames[t]) - _to_float(self.frames[t - 1])  # [n, C, H, W]
+                total += float(change.double().pow(2).sum())
+                count += change.numel()
+            rms = math.sqrt(total / max(count, 1))
+        return max(rms, 1.0 / 255.0)  # still footage: one grey level, never zero
 
     def _rollout_setup(self, spans: list[tuple[int, int]]) -> None:
         """Origins of the held-out windows rolled forward: the context is frames [o - W, o),
@@ -694,18 +720,21 @@ class NextFrameTask(FrameTask):
     # -- life cycle ------------------------------------------------------------------------
     def artifacts(self) -> dict:
         return {**self._frame_artifacts(), "window": self.window, "baseline": self.baseline(),
-                "horizons": list(self.horizons)}
+                "horizons": list(self.horizons), "delta_scale": self.delta_scale}
 
     def restore(self, artifacts: dict) -> None:
         self._restore_frames(artifacts)
         self.window = int(artifacts.get("window", self.window))
         self._baseline = dict(artifacts.get("baseline", {}))
         self.horizons = tuple(int(h) for h in artifacts.get("horizons", ()))
+        # runs saved before the residual head had a scale predicted changes in pixel units (1.0)
+        self.delta_scale = float(artifacts.get("delta_scale", 1.0))
         self.prepared = True
 
     # -- shapes, loss, metrics -----------------------------------------------------------
     def model_io(self) -> ModelIO:
-        return ModelIO(input_kind="frames", frame_shape=self.frame_shape, output_size=self.frame_size)
+        return ModelIO(input_kind="frames", frame_shape=self.frame_shape, output_size=self.frame_size,
+                       delta_scale=self.delta_scale)
 
     def check_model(self, model: ModelSpec) -> None:
         super().check_model(model)
