@@ -171,7 +171,7 @@ class DataSpec:
 @dataclass
 class TrainSpec:
     steps: int = 1000  # optimizer steps (the budget); epochs, if set, caps it
-    epochs: int = 0  # 0: run for `steps`; >0: stop after this many passes over the data
+    epochs: int = 0  # 0: run for `steps`; >0: stop after this many passes over the data (endless generated data: no cap)
     batch_size: int = 32
     optimizer: str = "adam"
     lr: float = 1e-3

@@ -160,3 +160,23 @@ def test_preset_combo_and_status_bar_tell_the_truth(qtbot, window):
     qtbot.waitUntil(lambda: not window.training_active, timeout=60_000)
     qtbot.waitUntil(lambda: "ETA" not in window.time_label.text(), timeout=10_000)
     assert window.speed_label.text() == ""
+
+
+def test_a_conv_cells_state_on_64x64_rgb_frames_is_shown_as_it_is(qtbot, window):
+    """The hidden-size field's limit is the spec's for the row's cell: 8 maps of 64x64 frames
+    are 32,768 values (more than any vector cell's 16,384), shown, not clamped."""
+    from workbench import presets, spec
+
+    preset = spec.with_overrides(presets.load_builtin("video_nextframe_convgru"), [
+        "data.options.width=64", "data.options.height=64", "data.options.grey=false",
+        "model.layers.0.hidden_size=32768", "model.conv_kernel=1"])
+    window.doc.replace(preset)
+    editor = window.editor
+    row = editor.layers.rows[0]
+    assert row.hidden.value() == 32768 and row.hidden.maximum() == spec.max_hidden_size("conv_gru")
+    assert editor.conv_kernel.isEnabled() and editor.conv_kernel.value() == 1
+    # as an LSTM the same size is over the vector cells' limit: kept, and said under the row
+    row.cell.setCurrentIndex(row.cell.findData("lstm"))
+    assert window.doc.preset.model.layers[0].hidden_size == 32768 and row.hidden.value() == 32768
+    assert not row.error.isHidden() and "hidden_size" in row.error.text()
+    assert not editor.conv_kernel.isEnabled()

@@ -66,7 +66,7 @@ options = st.fixed_dictionaries({"seq_len": st.integers(2, 7), "val_size": st.in
 BROKEN = [("model.layers.0.hidden_size", 0), ("model.layers.0.hidden_size", -4), ("model.layers.0.cell", "transformer"),
           ("model.layers", []), ("model.topology", "many_to_many"), ("model.input.kind", "embedding"),
           ("model.head.kind", "classification"), ("model.init.recurrent", "xavier"), ("model.layers.0.dropout", 1.0),
-          ("train.steps", 0), ("train.epochs", 1), ("train.batch_size", 0), ("train.optimizer", "adamax"),
+          ("train.steps", 0), ("train.epochs", -1), ("train.batch_size", 0), ("train.optimizer", "adamax"),
           ("train.lr", 0.0), ("train.lr", "fast"), ("train.clip_value", 0.0), ("train.tbptt", -1),
           ("train.device", "tpu"), ("train.precision", "fp8"), ("train.on_non_finite", "ignore"),
           ("train.log_every", 0), ("train.eval_batches", 0), ("data.options.seq_len", 1),

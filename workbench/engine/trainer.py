@@ -335,9 +335,9 @@ class Trainer:
             if not self.task.step_aligned:
                 raise SpecError("train.tbptt", f"task {self.task.name!r} has no target per input step (one label "
                                 f"string per sequence), so a chunk has no targets of its own: set train.tbptt to 0")
-        if t.epochs and self.task.epoch_size(t.batch_size) is None:
-            raise SpecError("train.epochs", f"task {self.task.name!r} generates endless data, so it has no epochs: "
-                            f"set train.epochs to 0 and give the budget in train.steps")
+        # train.epochs caps the passes over finite data; a task's generated, endless data has
+        # no passes to count, so there the cap does not apply (total_steps): one preset can
+        # cap the passes over a user's short clip and still train on its generated default
 
     # ------------------------------------------------------------------ set-up
     def _setup(self) -> None:

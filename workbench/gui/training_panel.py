@@ -22,7 +22,8 @@ from workbench.gui.widgets import Binder, ErrorBoard, ErrorLabel, SciSpinBox, gu
 
 TRAIN_TIPS = {
     "steps": "How many optimizer updates to run: the training budget.",
-    "epochs": "Stop after this many passes over the training data (0: run for the number of steps).",
+    "epochs": "Stop after this many passes over the training data (0: run for the number of steps; "
+              "generated data is endless and runs for the steps).",
     "batch_size": "How many sequences are averaged into each gradient step.",
     "optimizer": "The update rule: SGD with momentum, Adam, AdamW or RMSprop.",
     "lr": "Learning rate, the size of each update: too high diverges, too low crawls.",
