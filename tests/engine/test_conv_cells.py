@@ -262,8 +262,8 @@ def test_the_memory_estimate_is_what_autograd_keeps(name, overrides):
 def test_a_conv_preset_beats_copying_the_last_frame_on_real_footage(shared_data):
     """bench/quality.py --only video in small: ConvGRU on cockatoo.mp4's held-out 20%."""
     p = with_overrides(presets.load_builtin("video_nextframe_convgru"), [
-        f"data.path={shared_data / 'video' / 'cockatoo.mp4'}", "data.options.window=8", "train.steps=300",
+        f"data.path={shared_data / 'video' / 'cockatoo.mp4'}", "data.options.window=8",  # the preset's own budget
         "train.device=cpu", "train.eval_every=0", "train.probe_every=0", "train.checkpoint_every=0"])
     task = make_task(p)
     end = [r for r in Trainer(p, task=task).run() if r["kind"] == "end"][0]
-    assert end["metrics"]["mse"] < 0.95 * task.baseline()["copy_last_mse"], end["metrics"]
+    assert end["metrics"]["mse"] < 0.98 * task.baseline()["copy_last_mse"], end["metrics"]  # bench: 0.93
