@@ -187,6 +187,7 @@ class TrainSpec:
     eval_every: int = 100
     eval_batches: int = 10
     probe_every: int = 50  # exact dL/dh_t probe rate in steps (0 = off)
+    dynamics: bool = True  # after each probe, the Dynamics record (Jacobians, spectra, gates; engine/dynamics.py)
     log_every: int = 1
     checkpoint_every: int = 0  # 0 = only at the end
     seed: int = 0
@@ -461,6 +462,8 @@ def validate_train(train: TrainSpec) -> None:
     _int_range("train.eval_every", train.eval_every, 0, MAX_STEPS)
     _int_range("train.eval_batches", train.eval_batches, 1, 100_000)
     _int_range("train.probe_every", train.probe_every, 0, MAX_STEPS)
+    if not isinstance(train.dynamics, bool):
+        raise SpecError("train.dynamics", f"expected true or false, got {_type_name(train.dynamics)}")
     _int_range("train.log_every", train.log_every, 1, MAX_STEPS)
     _int_range("train.checkpoint_every", train.checkpoint_every, 0, MAX_STEPS)
     _int_range("train.seed", train.seed, 0, 2**63 - 1)

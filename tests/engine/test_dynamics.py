@@ -244,13 +244,15 @@ def test_trajectory_is_the_pca_of_the_hidden_states():
     flat = h.reshape(-1, h.shape[-1])
     centred = flat - flat.mean(axis=0)
     values, vectors = np.linalg.eigh(centred.T @ centred)
-    top = vectors[:, ::-1][:, :2]
-    expected = (centred @ top).reshape(h.shape[0], h.shape[1], 2)
-    rows = np.asarray(got["rows"])  # [B, 2, T]
-    for c in range(2):
+    top = vectors[:, ::-1][:, :3]
+    expected = (centred @ top).reshape(h.shape[0], h.shape[1], 3)
+    rows = np.asarray(got["rows"])  # [B, 3, T]: PC1..PC3 (the 3-D view; the 2-D one reads the first two)
+    assert rows.shape == (h.shape[0], 3, h.shape[1])
+    for c in range(3):
         sign = np.sign(np.sum(rows[:, c] * expected[..., c]))
         np.testing.assert_allclose(sign * rows[:, c], expected[..., c], atol=1e-8)
-    np.testing.assert_allclose(got["explained"], values[::-1][:2] / values.sum(), rtol=1e-8)
+    np.testing.assert_allclose(got["explained"], values[::-1][:3] / values.sum(), rtol=1e-8)
+    assert "labels" not in got  # a regression batch: no classes
 
 
 def test_a_failing_instrument_does_not_end_the_run(monkeypatch):
@@ -264,3 +266,68 @@ def test_a_failing_instrument_does_not_end_the_run(monkeypatch):
     assert not any(isinstance(r, Dynamics) for r in records)
     assert sum(r.kind == "probe" for r in records) == 4 and records[-1].status == "finished"
     assert records[-1].dynamics_off == "RuntimeError: this cell's step has no double backward"
+
+
+def test_padded_rows_count_only_their_real_steps_in_both_directions():
+    """A padded batch (lengths 7, 4, 5) against each row run alone, unpadded, through the
+    module's own forward: per step, the mean over the rows where it is real of
+    ||diag(1 - h_t^2) W_hh|| (the reverse direction from each row's last real step, not
+    from the padding); padded steps are NaN in the trajectory and absent from the gates."""
+    model, batch = _tanh_model(bidirectional=True)
+    lengths = torch.tensor([7, 4, 5], device=DEVICE)
+    with torch.no_grad():
+        batch.x[1, 4:] = 5.0  # loud padding: were it read, the norms would differ
+        batch.x[2, 5:] = -5.0
+    got = model_dynamics(model, lambda: model(batch.x, None, lengths, unrolled=True), EXACT)
+    rnn = model.encoder.rnns[0]
+    x0 = model.encode_input(batch.x)
+    for key, reverse in (("layers.0", False), ("layers.0.reverse", True)):
+        per_row = np.full((3, 7), np.nan)
+        for b, n in enumerate(lengths.tolist()):
+            per_row[b, :n] = _direct_tanh_norms(rnn, x0[b:b + 1, :n], reverse)
+        expected = np.nanmean(per_row, axis=0)
+        np.testing.assert_allclose(got["jacobian_norms"][key], expected, rtol=1e-6)
+        rows = np.asarray(got["trajectories"][key]["rows"][1])  # [3, T] row 1 (length 4), read order
+        assert np.isfinite(rows[:, :4]).all() and np.isnan(rows[:, 4:]).all()
+    # without the lengths the padding is read: the reverse direction's norms then differ
+    whole = _run(model, batch)["jacobian_norms"]["layers.0.reverse"]
+    assert np.max(np.abs(whole - got["jacobian_norms"]["layers.0.reverse"])) > 1e-3
+
+
+def test_padded_lyapunov_exponents_are_each_rows_own():
+    """Row b's exponents from its own real steps: the same as the batch cut to that row's
+    length (the same tangent vectors: the same shapes, the same generator seed)."""
+    H = 6
+    with cells.registered(LINEAR):
+        model, batch = small_model("many_to_one", [LayerSpec(cell=LINEAR.name, hidden_size=H)])
+        f = cells.ops(LINEAR.name).transition(cells.ops(LINEAR.name).directions(model.encoder.rnns[0])[0])
+        u = torch.randn(2, 9, 4, dtype=torch.float64, device=DEVICE)
+        start = (torch.randn(2, H, dtype=torch.float64, device=DEVICE),)
+        padded = u.clone()
+        padded[1, 5:] = 100.0
+        _, lyap = trajectory_and_lyapunov(f, padded, start, k=3, generator=torch.Generator().manual_seed(1),
+                                          lengths=torch.tensor([9, 5]))
+        for b, n in ((0, 9), (1, 5)):
+            _, cut = trajectory_and_lyapunov(f, u[:, :n], start, k=3, generator=torch.Generator().manual_seed(1))
+            np.testing.assert_allclose(lyap[b].cpu().numpy(), cut[b].cpu().numpy(), rtol=1e-9, atol=1e-12)
+        assert abs(lyap[1] - cut[1]).max() < 1e-9 and np.all(np.isfinite(lyap.cpu().numpy()))
+
+
+def test_train_dynamics_false_turns_the_instruments_off():
+    from workbench.spec import Preset, SpecError
+
+    p = preset("adding_lstm", "train.steps=2", "train.probe_every=1", "train.dynamics=false")
+    assert p.train.dynamics is False
+    records = list(Trainer(p, probe_budget=None).run())
+    assert any(r.kind == "probe" for r in records) and not any(isinstance(r, Dynamics) for r in records)
+    raw = p.to_dict()
+    raw["train"]["dynamics"] = "no"
+    with pytest.raises(SpecError, match="train.dynamics"):
+        Preset.from_dict(raw)
+
+
+def test_classification_rows_keep_their_classes_with_the_trajectories():
+    model, batch = _tanh_model(hidden=8)
+    got = model_dynamics(model, lambda: model(batch.x, unrolled=True), EXACT,
+                         labels=torch.tensor([2, 0, 1]))["trajectories"]["layers.0"]
+    assert got["labels"] == [2, 0, 1] and len(got["rows"]) == 3

@@ -23,14 +23,19 @@ as ``NAME.reverse``), at the weights of the moment, no parameter's .grad touched
 - ``gates`` (gated cells): per gate, the mean and the saturation: the fraction of values
   within 5% of the range's width from either end (a sigmoid gate: < 0.05 or > 0.95; a
   tanh one: < -0.9 or > 0.9), over batch, steps and units.
-- ``trajectories``: each row's path h_1..h_T projected on the two leading principal
-  components of all the rows' hidden states (PCA by SVD), and the share of variance
-  those two explain.
+- ``trajectories``: each row's path h_1..h_T (in the order the direction reads it)
+  projected on the three leading principal components of all the rows' hidden states
+  (PCA by SVD), the share of variance each explains, and each row's class where the
+  batch has one per row (a classification task).
 
-Every row of the batch counts, padded steps included (as for the exact probe); over
-padded rows a bidirectional layer's reverse direction here starts at the padded end.
-The states come from one forward with the layer-input taps (no gradients), the layer's
-initial state included (a TBPTT chunk's carried state, an encoder's bridge).
+Padded rows (the probe batch's true lengths, recorded with the layer inputs) count only
+their real steps: a bidirectional layer's reverse direction starts at each row's last
+real step, as the model's own forward does (model.RowAlignment), and the padding is left
+out of every quantity (a step where no row is real: NaN in ``jacobian_norms``; the
+Lyapunov vectors start at each row's last real step and each row's exponents are over
+its own length; the gates and the PCA read the real steps only). The states come from
+one forward with the layer-input taps (no gradients), the layer's initial state
+included (a TBPTT chunk's carried state, an encoder's bridge).
 
 Imports torch, never Qt.
 """
@@ -43,6 +48,7 @@ import numpy as np
 import torch
 
 from workbench import cells
+from workbench.engine.model import RowAlignment
 
 SATURATION = 0.05  # share of a gate's range at either end counted as saturated
 
@@ -110,10 +116,13 @@ def jacobian_norms(f: Callable, u: torch.Tensor, states: torch.Tensor, parts: in
 
 
 def trajectory_and_lyapunov(f: Callable, u: torch.Tensor, start: tuple, k: int,
-                            generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                            generator: torch.Generator | None = None,
+                            lengths: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Run the transition over time from ``start`` (S x [B, H]) with inputs u [B, T, U].
     -> (the state each step read, s_{t-1} [T, B, n]; the leading k finite-time Lyapunov
-    exponents per row [B, k], float64).
+    exponents per row [B, k], float64). ``lengths`` [B]: row b's real steps are its
+    first lengths[b]; its vectors start at its last real one, its exponents are the
+    mean over its real steps (a row of length 0: zeros).
 
     The exponents are those of the adjoint (backpropagation) dynamics, which in the
     limit are the forward dynamics' own (Oseledets): k orthonormal vectors go backwards
@@ -140,21 +149,33 @@ def trajectory_and_lyapunov(f: Callable, u: torch.Tensor, start: tuple, k: int,
     q = torch.randn(B, n, k, generator=generator, dtype=s.dtype, device="cpu").to(s.device)
     q = torch.linalg.qr(q)[0]  # [B, n, k] orthonormal columns
     tiny = torch.finfo(s.dtype).tiny
+    lengths = None if lengths is None else lengths.to(s.device).long().clamp(0, T)  # [B]
     for t in range(T, 0, -1):
         cot = q.permute(2, 0, 1).reshape(k * B, n)  # the k vectors as the k copies' cotangents
         z = torch.autograd.grad(seen[t], seen[t - 1], cot, retain_graph=t > 1)[0]  # J_t^T q [k*B, n]
-        q, r = torch.linalg.qr(z.reshape(k, B, n).permute(1, 2, 0))  # [B, n, k]
-        logs += torch.diagonal(r, dim1=-2, dim2=-1).abs().clamp_min(tiny).double().log()
-    return prev, logs / T
+        q_new, r = torch.linalg.qr(z.reshape(k, B, n).permute(1, 2, 0))  # [B, n, k]
+        step_logs = torch.diagonal(r, dim1=-2, dim2=-1).abs().clamp_min(tiny).double().log()  # [B, k]
+        if lengths is None:
+            q, logs = q_new, logs + step_logs
+        else:  # step t is padding for rows shorter than t: their vectors wait at their last real step
+            real = t <= lengths  # [B]
+            q = torch.where(real[:, None, None], q_new, q)
+            logs = logs + torch.where(real[:, None], step_logs, 0.0)
+    if lengths is None:
+        return prev, logs / T
+    return prev, logs / lengths.clamp_min(1).double()[:, None]
 
 
-def gate_stats(gates: dict, ranges: dict) -> dict:
-    """{name: [N, H]} -> {name: {"mean", "saturation"}} (host floats); gates of a free range skipped."""
+def gate_stats(gates: dict, ranges: dict, keep: torch.Tensor | None = None) -> dict:
+    """{name: [N, H]} -> {name: (mean, saturation)} (0-d tensors); gates of a free range
+    skipped; ``keep`` [N] bool: only those rows (the real steps of padded rows)."""
     out = {}
     for name, g in gates.items():
         kind = ranges.get(name)
         if kind not in ("unit", "tanh"):
             continue
+        if keep is not None:
+            g = g[keep]
         lo, hi = (0.0, 1.0) if kind == "unit" else (-1.0, 1.0)
         edge = SATURATION * (hi - lo)
         sat = ((g < lo + edge) | (g > hi - edge)).float().mean()
@@ -180,47 +201,77 @@ def block_spectra(blocks: dict, max_eigenvalues: int) -> dict:
 
 
 def direction_dynamics(ops, direction, x: torch.Tensor, start: tuple, settings: DynamicsSettings,
-                       generator: torch.Generator | None = None) -> dict:
+                       generator: torch.Generator | None = None, lengths: torch.Tensor | None = None) -> dict:
     """One direction over x [B, T, In] (in the order it reads it) from ``start`` (S x
-    [B, H]). -> {"jacobian": [T] (device), "lyapunov": [k] float64, "gates": {name:
-    (mean, saturation)}} (device tensors)."""
+    [B, H]); ``lengths`` [B]: each row's real steps are its first lengths[b] in that
+    order (None: all). -> {"jacobian": [B, T] per row (device), "lyapunov": [k] float64
+    (mean over the rows with a real step), "gates": {name: (mean, saturation)},
+    "trajectory": see pca_trajectory} (device tensors)."""
     f = ops.transition(direction)
     u = ops.input_part(direction, x)  # [B, T, U]
     B, T = u.shape[:2]
-    prev, lyap = trajectory_and_lyapunov(f, u, start, settings.lyapunov_vectors, generator)  # [T, B, n]
+    prev, lyap = trajectory_and_lyapunov(f, u, start, settings.lyapunov_vectors, generator, lengths)  # [T, B, n]
     parts = len(start)
     # all (t, row) pairs at once: row t*B + b reads u[b, t] and s_{t-1}[b]
     sigma, gates = jacobian_norms(f, u.transpose(0, 1).reshape(T * B, -1), prev.reshape(T * B, -1), parts,
                                   settings.power_iterations, generator)
+    real = None if lengths is None else real_steps(lengths, T)  # [B, T]
     ranges = {g.name: g.range for g in ops.cell.gate_info}
-    out = {"jacobian": sigma.view(T, B).mean(dim=1), "lyapunov": lyap.mean(dim=0),
-           "gates": gate_stats(gates, ranges)}
+    if real is None:
+        lyap_mean = lyap.mean(dim=0)
+    else:
+        whole = real.any(dim=1)  # rows with a real step
+        lyap_mean = (lyap * whole[:, None]).sum(dim=0) / whole.sum().clamp_min(1)
+    out = {"jacobian": sigma.view(T, B).t(), "lyapunov": lyap_mean,
+           "gates": gate_stats(gates, ranges, None if real is None else real.t().reshape(T * B))}
     if T:
         last = _flat(f(u[:, T - 1], _unflat(prev[T - 1], parts))[0])  # s_T [B, n]
         H = start[0].shape[-1]
-        out["trajectory"] = pca_trajectory(torch.cat([prev[1:], last[None]])[..., :H])  # h_1..h_T
+        out["trajectory"] = pca_trajectory(torch.cat([prev[1:], last[None]])[..., :H],  # h_1..h_T
+                                           None if real is None else real.t())
     return out
 
 
-def pca_trajectory(h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """h [T, B, H] -> (each row's path in the plane of the two leading principal
-    components of all its states [B, T, 2], the share of variance each explains [2])."""
+def real_steps(lengths: torch.Tensor, T: int) -> torch.Tensor:
+    """lengths [B] -> [B, T] bool: step t of row b is real (t < lengths[b])."""
+    return torch.arange(T, device=lengths.device)[None, :] < lengths.to(torch.long)[:, None]
+
+
+def masked_step_mean(per_row: torch.Tensor, real: torch.Tensor | None) -> torch.Tensor:
+    """[B, T] per row and step, [B, T] bool real steps (None: all) -> [T] the mean over
+    the rows where step t is real (NaN where none is)."""
+    if real is None:
+        return per_row.mean(dim=0)
+    count = real.sum(dim=0)  # [T]
+    total = torch.where(real, per_row, 0.0).sum(dim=0)
+    return torch.where(count > 0, total / count.clamp_min(1), torch.nan)
+
+
+def pca_trajectory(h: torch.Tensor, real: torch.Tensor | None = None,
+                   components: int = 3) -> tuple[torch.Tensor, torch.Tensor]:
+    """h [T, B, H] -> (each row's path in the space of the ``components`` leading
+    principal components of all its states [B, T, components], the share of variance
+    each explains [components]). ``real`` [T, B] bool: only those states count (the
+    others are NaN in the path: padding)."""
     T, B, H = h.shape
     flat = h.reshape(T * B, H).double()
     # an exploding run's states may overflow: those steps are left out (NaN in the path)
     ok = torch.isfinite(flat).all(dim=1, keepdim=True)  # [T*B, 1]
+    if real is not None:
+        ok = ok & real.reshape(T * B, 1)
     flat = torch.where(ok, flat, 0.0)
     n_ok = ok.sum().clamp_min(1)
     centred = torch.where(ok, flat - flat.sum(dim=0) / n_ok, 0.0)
     _u, sv, vh = torch.linalg.svd(centred, full_matrices=False)  # vh [r, H]
-    k = min(2, vh.shape[0])
-    axes = torch.zeros(H, 2, dtype=flat.dtype, device=flat.device)
+    c = components
+    k = min(c, vh.shape[0])
+    axes = torch.zeros(H, c, dtype=flat.dtype, device=flat.device)
     axes[:, :k] = vh[:k].t()
     total = sv.pow(2).sum().clamp_min(1e-300)
-    explained = torch.zeros(2, dtype=flat.dtype, device=flat.device)
+    explained = torch.zeros(c, dtype=flat.dtype, device=flat.device)
     explained[:k] = sv[:k].pow(2) / total
     path = torch.where(ok, centred @ axes, torch.nan)
-    return path.view(T, B, 2).transpose(0, 1), explained
+    return path.view(T, B, c).transpose(0, 1), explained
 
 
 def _start_states(ops, state, D: int, B: int, H: int, like: torch.Tensor) -> list[tuple]:
@@ -234,14 +285,15 @@ def _start_states(ops, state, D: int, B: int, H: int, like: torch.Tensor) -> lis
 def layer_inputs(model, forward: Callable[[], object]) -> dict:
     """Run ``forward()`` (the model once on the probe batch, unrolled=True, its output
     unused) recording the layer inputs: {"names", "taps": each layer's input [B, T, In], "initials": its initial
-    state or None} (what exact_hidden_grad_norm_tensors(inputs=...) also gives)."""
+    state or None, "lengths": its rows' true lengths [B] or None} (what
+    exact_hidden_grad_norm_tensors(inputs=...) also gives)."""
     model.record_inputs = True
     try:
         with torch.no_grad():
             forward()
         probe = model.probe
         return {"names": list(probe.layer_names), "taps": [x.detach() for x in probe.taps],
-                "initials": list(probe.initials)}
+                "initials": list(probe.initials), "lengths": list(probe.lengths)}
     finally:
         model.record_inputs = False
         model.probe = None
@@ -249,33 +301,48 @@ def layer_inputs(model, forward: Callable[[], object]) -> dict:
 
 @torch.no_grad()
 def model_dynamics(model, forward: Callable[[], object] | None = None, settings: DynamicsSettings | None = None,
-                   seed: int = 0, inputs: dict | None = None) -> dict:
+                   seed: int = 0, inputs: dict | None = None, labels: torch.Tensor | None = None) -> dict:
     """The dynamics of every recurrent layer on the probe batch: fed either by
-    ``forward()`` (see layer_inputs) or by ``inputs`` the probe recorded. -> the Dynamics
-    record's fields: {"jacobian_norms": {layer: [T]}, "lyapunov": {layer: [k]}, "spectra":
-    {layer: {block: ...}}, "gates": {layer: {gate: {"mean", "saturation"}}}}, host values."""
+    ``forward()`` (see layer_inputs) or by ``inputs`` the probe recorded. ``labels`` [B]:
+    each row's class (a classification batch), kept with the trajectories. -> the
+    Dynamics record's fields: {"jacobian_norms": {layer: [T]}, "lyapunov": {layer: [k]},
+    "spectra": {layer: {block: ...}}, "gates": {layer: {gate: {"mean", "saturation"}}},
+    "trajectories": {layer: {"rows", "explained"[, "labels"]}}}, host values."""
     settings = settings or DynamicsSettings()
     generator = torch.Generator().manual_seed(seed)  # its own: the training run's RNG is not touched
     if inputs is None:
         inputs = layer_inputs(model, forward)
     names, taps, initials = inputs["names"], inputs["taps"], inputs["initials"]
+    all_lengths = inputs.get("lengths") or [None] * len(names)
     layers = {name: (spec, rnn) for name, spec, rnn in model.recurrent_layers()}
     jac, lyap, gate_out, spectra, paths = {}, {}, {}, {}, {}
-    for name, x, state in zip(names, taps, initials):
+    for name, x, state, lengths in zip(names, taps, initials, all_lengths):
         spec, rnn = layers[name]
         ops = cells.ops(spec.cell)
         directions = ops.directions(rnn)
         rows = min(x.shape[0], settings.max_rows) if settings.max_rows else x.shape[0]
         x = x[:rows].detach()  # [B', T, In]
+        T = x.shape[1]
+        align = None
+        if lengths is not None:
+            lengths = lengths[:rows].to(x.device).long().clamp(0, T)  # [B']
+            # the model's own reading of padded rows: the reverse direction from each row's last real step
+            align = RowAlignment.of(lengths, T, x.device)
+        real = None if lengths is None else real_steps(lengths, T)  # [B', T]
         if state is not None:
             state = tuple(p[:, :rows] for p in state) if ops.multi else state[:, :rows]
         starts = _start_states(ops, state, len(directions), rows, rnn.hidden_size, x)
         for d, (direction, start) in enumerate(zip(directions, starts)):
             key = name + (".reverse" if d else "")
-            seq = x.flip(1) if d else x  # the reverse direction reads x backwards
+            # the reverse direction reads each row backwards from its last real step
+            # (padding, if any, last); its real steps then come first, as the forward's do
+            seq = (align.flip(x) if align is not None else x.flip(1)) if d else x
             with torch.enable_grad():  # (torch.func needs autograd on; nothing reaches the parameters)
-                out = direction_dynamics(ops, direction, seq, start, settings, generator)
-            jac[key] = out["jacobian"].flip(0) if d else out["jacobian"]
+                out = direction_dynamics(ops, direction, seq, start, settings, generator, lengths)
+            per_row = out["jacobian"]  # [B', T] in the order the direction read
+            if d:  # back to time order: row b's read step p is its time step flip_index[b, p]
+                per_row = align.flip(per_row.unsqueeze(-1)).squeeze(-1) if align is not None else per_row.flip(1)
+            jac[key] = masked_step_mean(per_row, real)
             lyap[key] = out["lyapunov"]
             if out["gates"]:
                 gate_out[key] = out["gates"]
@@ -299,9 +366,14 @@ def model_dynamics(model, forward: Callable[[], object] | None = None, settings:
     gates_h = {k: {g: {"mean": float(take(1)[0]), "saturation": float(take(1)[0])} for g in v}
                for k, v in gate_out.items()}
     traj_h = {}
-    for k, (path, _explained) in paths.items():
-        xy = take(path.numel()).reshape(path.shape)  # [B, T, 2]
-        traj_h[k] = {"rows": [[row[:, 0].tolist(), row[:, 1].tolist()] for row in xy],
-                     "explained": take(2).tolist()}
+    row_labels = None
+    if labels is not None and labels.dim() == 1 and not labels.is_floating_point():
+        row_labels = [int(v) for v in labels.detach().cpu().tolist()]
+    for k, (path, explained) in paths.items():
+        xy = take(path.numel()).reshape(path.shape)  # [B, T, C]
+        traj_h[k] = {"rows": [[row[:, c].tolist() for c in range(row.shape[1])] for row in xy],
+                     "explained": take(explained.numel()).tolist()}
+        if row_labels is not None:
+            traj_h[k]["labels"] = row_labels[:len(xy)]
     return {"jacobian_norms": jac_h, "lyapunov": lyap_h, "spectra": spectra, "gates": gates_h,
             "trajectories": traj_h}

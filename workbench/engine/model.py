@@ -580,6 +580,8 @@ class Probe:
     layer_names: list[str] = field(default_factory=list)
     # per layer: the state it started from (None: zeros), recorded with the taps
     initials: list = field(default_factory=list)
+    # per layer: the true lengths [B] of its padded rows (None: every row is whole), with the taps
+    lengths: list = field(default_factory=list)
 
 
 class RecurrentModel(nn.Module):
@@ -682,6 +684,8 @@ class RecurrentModel(nn.Module):
         states = probe.states if probe is not None and unrolled else None
         if probe is not None:
             probe.layer_names += [f"{prefix}.{i}" for i in range(len(stack.rnns))]
+            if taps is not None:
+                probe.lengths += [lengths] * len(stack.rnns)
         if taps is not None and torch.is_grad_enabled() and x.is_floating_point() and not x.requires_grad:
             # raw frames feed the first layer ('frames_grid'): a leaf that asks for its
             # gradient, so the first tap gives dL/dx_t as every other layer's does

@@ -158,7 +158,7 @@ def exact_hidden_grad_norm_tensors(model: RecurrentModel, compute_loss: Callable
     device. Parameters' .grad are not touched. ``inputs``: a dict that receives what
     that forward fed each layer (engine/dynamics.py reads it instead of a forward of its
     own): "names", "taps" (each layer's input [B, T, In], detached), "initials" (its
-    initial state or None)."""
+    initial state or None), "lengths" (its rows' true lengths [B] or None)."""
     was_tapping = model.tap_inputs
     model.tap_inputs = False
     model.record_inputs = inputs is not None
@@ -170,7 +170,7 @@ def exact_hidden_grad_norm_tensors(model: RecurrentModel, compute_loss: Callable
                 raise RuntimeError("the probe's loss must come from a forward with unrolled=True")
             if inputs is not None:
                 inputs.update(names=list(probe.layer_names), taps=[x.detach() for x in probe.taps],
-                              initials=list(probe.initials))
+                              initials=list(probe.initials), lengths=list(probe.lengths))
             per_layer = [layer.targets() for layer in probe.states]
             flat = [t for targets in per_layer for t in targets]
             grads = torch.autograd.grad(loss, flat, allow_unused=True)

@@ -16,7 +16,7 @@ Kinds:
   Probe       the exact ||dL/dh_t||, hidden_grad_norms {layer: [T]}
   Dynamics    after each Probe, on its batch: the one-step Jacobian norms {layer: [T]},
               leading Lyapunov exponents, W_hh gate blocks' spectra, gate statistics,
-              hidden-state trajectories in their two leading principal components
+              hidden-state trajectories in their three leading principal components
   Eval        validation metrics {name: value} (val_loss and the task's own)
   NonFinite   a NaN/Inf loss or gradient: what, action (skipped / stopped), restored
   Checkpoint  a checkpoint was written: path, final
@@ -181,7 +181,8 @@ class Dynamics(Record):
     # {layer: {block: {"radius", "sigma_max", "eigenvalues": [[re...], [im...]]}}} of W_hh's gate blocks
     spectra: dict = field(default_factory=dict)
     gates: dict = field(default_factory=dict)  # {layer: {gate: {"mean", "saturation"}}} (gated cells)
-    # {layer: {"rows": per row [[pc1 over t], [pc2 over t]], "explained": [share, share]}}
+    # {layer: {"rows": per row [[pc1 over t], [pc2 over t], [pc3 over t]], "explained": [share per PC],
+    #  "labels": per row its class (classification batches only)}} (older records: two PCs)
     trajectories: dict = field(default_factory=dict)
     time_s: float = 0.0
 
@@ -199,6 +200,7 @@ class Dynamics(Record):
 def jacobian_log_product(norms) -> np.ndarray:
     """[T] one-step Jacobian norms -> [T] log10 of the product of those after each step."""
     logs = np.log10(np.clip(np.asarray(norms, dtype=np.float64), 1e-300, None))
+    logs = np.where(np.isnan(logs), 0.0, logs)  # a step no row reached (padding): no factor
     out = np.zeros_like(logs)
     if logs.size > 1:
         out[:-1] = np.cumsum(logs[::-1])[::-1][1:]

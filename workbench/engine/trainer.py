@@ -247,6 +247,14 @@ class _Work:
     batch: Batch | None = None  # the whole device batch (not a TBPTT chunk): a CUDA graph can replay it
 
 
+def _row_classes(batch: Batch | None) -> torch.Tensor | None:
+    """A classification batch's class per row [B] (the trajectory's colours), else None."""
+    y = batch.y if batch is not None else None
+    if y is None or y.dim() != 1 or y.is_floating_point() or y.is_complex():
+        return None
+    return y
+
+
 def _slice_time(t: torch.Tensor | None, s: int, e: int) -> torch.Tensor | None:
     return None if t is None else t[:, s:e]
 
@@ -299,14 +307,15 @@ class Trainer:
     = on CUDA, unless fp16's grad scaler or several processes are in play.
     ``dynamics``: after each Probe, a Dynamics record on the same batch (Jacobian norms,
     Lyapunov exponents, W_hh spectra, gates; engine/dynamics.py), its time counted in
-    the probe's budget."""
+    the probe's budget; None = as the preset's ``train.dynamics`` says (False turns it
+    off whatever the preset says)."""
 
     def __init__(self, preset: Preset, run_dir: str | Path | None = None, control: TrainControl | None = None,
                  task: Task | None = None, resume: bool = False, probe_budget: float | None = 0.02,
                  clock: Callable[[], float] = time.perf_counter, fused_stacks: bool | None = None,
-                 cuda_graphs: bool | None = None, dynamics: bool = True):
+                 cuda_graphs: bool | None = None, dynamics: bool | None = None):
         self.preset = preset
-        self.dynamics = dynamics
+        self.dynamics = preset.train.dynamics if dynamics is None else dynamics and preset.train.dynamics
         self.train = preset.train
         self.run_dir = Path(run_dir) if run_dir else None
         self.control = control or TrainControl()
@@ -922,7 +931,8 @@ class Trainer:
         devices = [self.device.index or 0] if self.device.type == "cuda" else []
         try:
             with torch.random.fork_rng(devices=devices):  # (only a forward of its own draws dropout masks)
-                fields = model_dynamics(self.model, work.probe_loss, seed=self.train.seed, inputs=inputs or None)
+                fields = model_dynamics(self.model, work.probe_loss, seed=self.train.seed, inputs=inputs or None,
+                                        labels=_row_classes(work.batch))
         except Exception as exc:  # noqa: BLE001 - an instrument's defect is reported in End, never ends the run
             if out_of_memory(exc):
                 raise

@@ -5,6 +5,7 @@ from __future__ import annotations
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QStandardItemModel
 from PySide6.QtWidgets import (
+    QCheckBox,
     QComboBox,
     QDoubleSpinBox,
     QFormLayout,
@@ -43,6 +44,9 @@ TRAIN_TIPS = {
                     "(the final one reads the whole validation set).",
     "probe_every": "Run the exact dL/dh_t probe (costing about one training step) every this many steps "
                    "(0: off); it is postponed when it would take more than 2% of the training time.",
+    "dynamics": "After each probe, also measure why the gradient vanishes or explodes (the Dynamics panel: "
+                "one-step Jacobian norms, Lyapunov exponents, W_hh spectra, gates, hidden-state PCA), within "
+                "the probe's time budget; off: the probe alone.",
     "log_every": "Record the per-timestep gradient norms every this many steps; on a GPU the steps in "
                  "between can run the stack as one fused kernel.",
     "checkpoint_every": "Save a resumable checkpoint every this many steps (0: only at the end).",
@@ -89,7 +93,7 @@ class TrainingPanel(QScrollArea):
             "Optimizer": ["optimizer", "lr", "momentum", "weight_decay", "schedule", "warmup_steps", "step_size",
                           "gamma"],
             "Gradients": ["clip", "clip_value", "tbptt", "on_non_finite"],
-            "Monitoring": ["eval_every", "eval_batches", "probe_every", "log_every", "checkpoint_every"],
+            "Monitoring": ["eval_every", "eval_batches", "probe_every", "dynamics", "log_every", "checkpoint_every"],
             "Machine": ["device", "precision", "num_threads", "seed"],
         }
         self.fields: dict[str, QWidget] = {}
@@ -127,6 +131,8 @@ class TrainingPanel(QScrollArea):
             combo.setMinimumContentsLength(8)
             self.binder.combo(combo, path, choices[name], DEVICE_LABELS if name == "device" else None)
             return combo
+        if name == "dynamics":
+            return self.binder.check(QCheckBox("measure the dynamics"), path)
         if name in ("lr", "clip_value", "weight_decay"):
             lo = 0.0 if name == "weight_decay" else 1e-12
             box = SciSpinBox(lo, 100.0 if name != "clip_value" else 1e9)
@@ -163,6 +169,7 @@ class TrainingPanel(QScrollArea):
         self.fields["step_size"].setEnabled(t.schedule == "step")
         self.fields["gamma"].setEnabled(t.schedule == "step")
         self.fields["clip_value"].setEnabled(t.clip != "none")
+        self.fields["dynamics"].setEnabled(t.probe_every > 0)  # the instruments follow each probe
 
     def show_errors(self, errors: list) -> list:
         return self.errors.show(errors)
