@@ -59,6 +59,9 @@ class DynamicsSettings:
     lyapunov_vectors: int = 3  # k tangent vectors: the leading k exponents
     max_eigenvalues: int = 64  # per block: the largest in modulus (the complex-plane plot)
     max_rows: int = 4  # the first rows of the probe batch (the cost grows with rows * T)
+    # the trajectory's rows (at least max_rows): one forward of the step, no gradients, so
+    # many inputs (a classification batch's classes) cost little
+    trajectory_rows: int = 16
 
 
 def _flat(state: tuple) -> torch.Tensor:
@@ -205,8 +208,8 @@ def direction_dynamics(ops, direction, x: torch.Tensor, start: tuple, settings: 
     """One direction over x [B, T, In] (in the order it reads it) from ``start`` (S x
     [B, H]); ``lengths`` [B]: each row's real steps are its first lengths[b] in that
     order (None: all). -> {"jacobian": [B, T] per row (device), "lyapunov": [k] float64
-    (mean over the rows with a real step), "gates": {name: (mean, saturation)},
-    "trajectory": see pca_trajectory} (device tensors)."""
+    (mean over the rows with a real step), "gates": {name: (mean, saturation)}} (device
+    tensors)."""
     f = ops.transition(direction)
     u = ops.input_part(direction, x)  # [B, T, U]
     B, T = u.shape[:2]
@@ -222,14 +225,27 @@ def direction_dynamics(ops, direction, x: torch.Tensor, start: tuple, settings: 
     else:
         whole = real.any(dim=1)  # rows with a real step
         lyap_mean = (lyap * whole[:, None]).sum(dim=0) / whole.sum().clamp_min(1)
-    out = {"jacobian": sigma.view(T, B).t(), "lyapunov": lyap_mean,
-           "gates": gate_stats(gates, ranges, None if real is None else real.t().reshape(T * B))}
-    if T:
-        last = _flat(f(u[:, T - 1], _unflat(prev[T - 1], parts))[0])  # s_T [B, n]
-        H = start[0].shape[-1]
-        out["trajectory"] = pca_trajectory(torch.cat([prev[1:], last[None]])[..., :H],  # h_1..h_T
-                                           None if real is None else real.t())
-    return out
+    return {"jacobian": sigma.view(T, B).t(), "lyapunov": lyap_mean,
+            "gates": gate_stats(gates, ranges, None if real is None else real.t().reshape(T * B))}
+
+
+@torch.no_grad()
+def direction_trajectory(ops, direction, x: torch.Tensor, start: tuple,
+                         lengths: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """One direction's hidden states h_1..h_T over x [B, T, In] (in the order it reads
+    it) from ``start``, one forward of the step without gradients, in their PCA (see
+    pca_trajectory; padded steps NaN). None for T = 0."""
+    f = ops.transition(direction)
+    u = ops.input_part(direction, x)  # [B, T, U]
+    T = u.shape[1]
+    if not T:
+        return None
+    H = start[0].shape[-1]
+    s, hs = tuple(start), []
+    for t in range(T):
+        s = tuple(f(u[:, t], s)[0])
+        hs.append(_flat(s)[..., :H])  # h_t [B, H] (the carried state's first part)
+    return pca_trajectory(torch.stack(hs), None if lengths is None else real_steps(lengths, T).t())
 
 
 def real_steps(lengths: torch.Tensor, T: int) -> torch.Tensor:
@@ -320,34 +336,40 @@ def model_dynamics(model, forward: Callable[[], object] | None = None, settings:
         spec, rnn = layers[name]
         ops = cells.ops(spec.cell)
         directions = ops.directions(rnn)
-        rows = min(x.shape[0], settings.max_rows) if settings.max_rows else x.shape[0]
-        x = x[:rows].detach()  # [B', T, In]
+        B = x.shape[0]
+        rows = min(B, settings.max_rows) if settings.max_rows else B
+        trows = max(rows, min(B, settings.trajectory_rows))  # the trajectory's rows: the first trows
+        x = x[:trows].detach()  # [B'', T, In]
         T = x.shape[1]
         align = None
         if lengths is not None:
-            lengths = lengths[:rows].to(x.device).long().clamp(0, T)  # [B']
+            lengths = lengths[:trows].to(x.device).long().clamp(0, T)  # [B'']
             # the model's own reading of padded rows: the reverse direction from each row's last real step
             align = RowAlignment.of(lengths, T, x.device)
-        real = None if lengths is None else real_steps(lengths, T)  # [B', T]
+        few = None if lengths is None else lengths[:rows]  # the instruments' rows [B']
+        real = None if few is None else real_steps(few, T)  # [B', T]
         if state is not None:
-            state = tuple(p[:, :rows] for p in state) if ops.multi else state[:, :rows]
-        starts = _start_states(ops, state, len(directions), rows, rnn.hidden_size, x)
+            state = tuple(p[:, :trows] for p in state) if ops.multi else state[:, :trows]
+        starts = _start_states(ops, state, len(directions), trows, rnn.hidden_size, x)
         for d, (direction, start) in enumerate(zip(directions, starts)):
             key = name + (".reverse" if d else "")
             # the reverse direction reads each row backwards from its last real step
             # (padding, if any, last); its real steps then come first, as the forward's do
             seq = (align.flip(x) if align is not None else x.flip(1)) if d else x
             with torch.enable_grad():  # (torch.func needs autograd on; nothing reaches the parameters)
-                out = direction_dynamics(ops, direction, seq, start, settings, generator, lengths)
+                out = direction_dynamics(ops, direction, seq[:rows], tuple(p[:rows] for p in start), settings,
+                                         generator, few)
             per_row = out["jacobian"]  # [B', T] in the order the direction read
             if d:  # back to time order: row b's read step p is its time step flip_index[b, p]
-                per_row = align.flip(per_row.unsqueeze(-1)).squeeze(-1) if align is not None else per_row.flip(1)
+                per_row = (RowAlignment(align.flip_index[:rows], align.mask[:rows]).flip(per_row.unsqueeze(-1))
+                           .squeeze(-1) if align is not None else per_row.flip(1))
             jac[key] = masked_step_mean(per_row, real)
             lyap[key] = out["lyapunov"]
             if out["gates"]:
                 gate_out[key] = out["gates"]
-            if "trajectory" in out:
-                paths[key] = out["trajectory"]
+            path = direction_trajectory(ops, direction, seq, start, lengths)
+            if path is not None:
+                paths[key] = path
             spectra[key] = block_spectra(ops.recurrent_blocks(direction, rnn.hidden_size), settings.max_eigenvalues)
     # one transfer for everything on the device
     flat = [t for t in jac.values()] + [t for t in lyap.values()] + \
