@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 from PySide6.QtCore import QPoint, QPointF, Qt
 from PySide6.QtGui import QWheelEvent
-from PySide6.QtWidgets import QApplication
+from PySide6.QtWidgets import QApplication, QCheckBox
 
 pytestmark = pytest.mark.gui
 
@@ -180,3 +180,14 @@ def test_a_conv_cells_state_on_64x64_rgb_frames_is_shown_as_it_is(qtbot, window)
     assert window.doc.preset.model.layers[0].hidden_size == 32768 and row.hidden.value() == 32768
     assert not row.error.isHidden() and "hidden_size" in row.error.text()
     assert not editor.conv_kernel.isEnabled()
+
+
+def test_the_dynamics_switch_is_a_checkbox_bound_to_train_dynamics(qtbot, window):
+    box = window.training.fields["dynamics"]
+    assert isinstance(box, QCheckBox) and box.isChecked() and "Dynamics panel" in box.toolTip()
+    box.setChecked(False)
+    assert window.doc.preset.train.dynamics is False
+    window.doc.set("train.probe_every", 0)
+    assert not box.isEnabled()  # the instruments follow the probe: off with it
+    window.doc.set("train.probe_every", 25)
+    assert box.isEnabled()

@@ -9,7 +9,8 @@ axis with the fitted decay per step), NormPanel (global grad norm before/after
 clipping with the threshold and clip events; learning rate), DynamicsPanel (why: the
 one-step Jacobian norms as a heatmap with their product bound beside dL/dh_t, W_hh's
 spectra and eigenvalues, gate means and saturation, Lyapunov exponents, the hidden
-state's trajectory in its two principal components, in tabs). Non-finite events are
+state's trajectory in its leading principal components (2-D, or 3-D as a turnable
+orthographic view), in tabs; the shown runs side by side). Non-finite events are
 marked in red. Every panel saves its picture (PNG/SVG) and its data (CSV).
 """
 from __future__ import annotations
@@ -196,6 +197,11 @@ class PlotWidget(_TimedPaint, pg.PlotWidget):
 
 class GraphicsLayoutWidget(_TimedPaint, pg.GraphicsLayoutWidget):
     pass
+
+
+def _html(text: str) -> str:
+    """Text for a rich-text label (a run's name may hold < or &)."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def _legend(item: pg.PlotItem, offset=(-8, 8)) -> pg.LegendItem:
@@ -982,10 +988,11 @@ DYNAMICS_TIPS = {
     "gates": "Per gate: solid, its mean over units, timesteps and rows of the probe batch; dashed, its saturation, "
              "the fraction of values within 5% of the range's ends (a sigmoid gate < 0.05 or > 0.95). An LSTM "
              "forget gate near 1 keeps the cell state's gradient path open.",
-    "trajectory": "The hidden state's path h_1..h_T of the first rows of the newest probe batch, projected on "
-                  "the two leading principal components of all their states (PCA by SVD); dots coloured by "
-                  "timestep (dark: early, yellow: late), the first step ringed. A path that settles on a point "
-                  "has forgotten its input; one that keeps moving still carries it.",
+    "trajectory": "The hidden state's path h_1..h_T of the first 16 rows of the newest probe batch, projected on "
+                  "the two (2-D) or three (3-D, drawn as a turnable orthographic view) leading principal "
+                  "components of all their states (PCA by SVD); dots coloured by timestep (dark: early, yellow: "
+                  "late) or by the input's class, the first step ringed. A path that settles on a point has "
+                  "forgotten its input; one that keeps moving still carries it.",
     "lyapunov": "The leading finite-time Lyapunov exponents of the hidden-state dynamics on the probe batch: k "
                 "vectors carried back through each step's transposed Jacobian (as backpropagation does), "
                 "re-orthonormalised by QR; (1/T) sum log |R_ii|. Below 0: forgetting (vanishing), above 0: "
@@ -993,27 +1000,53 @@ DYNAMICS_TIPS = {
 }
 
 
+# a class per row (classification batches): the trajectory's colours by class
+_CLASS_COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
+                  "#17becf", "#ff7f0e")
+
+
+def project_3d(points: np.ndarray, azimuth: float, elevation: float) -> np.ndarray:
+    """[..., 3] coordinates (PC1, PC2, PC3) -> [..., 2] their orthographic view from a
+    camera at ``azimuth`` degrees around the PC3 axis and ``elevation`` degrees above the
+    PC1-PC2 plane: at elevation 90 the PC1-PC2 plane seen from above (turned by the
+    azimuth), at elevation 0 from its edge with PC3 up."""
+    az, el = math.radians(azimuth), math.radians(elevation)
+    p1, p2, p3 = points[..., 0], points[..., 1], points[..., 2]
+    across = p1 * math.cos(az) - p2 * math.sin(az)  # the horizontal screen axis
+    depth = p1 * math.sin(az) + p2 * math.cos(az)  # toward the camera's horizon
+    return np.stack([across, depth * math.sin(el) + p3 * math.cos(el)], axis=-1)
+
+
 class DynamicsPanel(_ChosenRun, PlotPanel):
     """Why the gradient vanishes: the Dynamics records (workbench/engine/dynamics.py) in
-    five tabs, each drawn from the runs' buffers on the frame timer. Curves are overlaid
-    across the shown runs in their colours; the heatmap and the eigenvalues are of the
-    run chosen in the header (so is the trajectory), every view of the layer chosen there."""
+    five tabs, each drawn from the runs' buffers on the frame timer, every view of the
+    layer chosen in the header. The shown runs side by side: one Jacobian heatmap per run
+    (on one colour scale), every curve and the eigenvalues overlaid in the runs' colours
+    (named in the header's legend); the trajectory is of the run chosen there, in 2-D
+    (PC1, PC2) or 3-D (PC1..PC3 turned by two sliders), coloured by timestep or class."""
 
     title = "Dynamics"
     csv_name = "dynamics.csv"
+    MAX_HEATMAPS = 4  # side by side, the first shown runs
 
     def __init__(self, parent=None):
         super().__init__(parent)
         from PySide6.QtWidgets import QTabWidget
 
         self.run_box = QComboBox()
-        self.run_box.setToolTip("Whose Jacobian heatmap and eigenvalues to show")
+        self.run_box.setToolTip("Whose hidden-state trajectory to show (every other view shows all the shown "
+                                "runs: the Jacobian heatmaps side by side, the curves and eigenvalues overlaid)")
         self.run_box.setMinimumContentsLength(8)
         self.layer_box = QComboBox()
         self.layer_box.setToolTip("Which layer (a bidirectional layer's reverse direction is NAME.reverse)")
-        self.header.addWidget(self.run_box)
+        self.run_legend = QLabel("")
+        self.run_legend.setObjectName("runLegend")
+        self.run_legend.setToolTip("The shown runs' colours: their curves and eigenvalues are drawn in them")
+        self.run_legend.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         self.header.addWidget(self.layer_box)
-        self.finish_header()
+        self.header.addWidget(self.run_legend, 1)
+        self.finish_header(readout_below=True)
+        self.readout.setWordWrap(True)
         self.tabs = QTabWidget()
         self.tabs.setDocumentMode(True)
         self.layout_.addWidget(self.tabs, 1)
@@ -1025,26 +1058,29 @@ class DynamicsPanel(_ChosenRun, PlotPanel):
                 page.addWidget(w)
             self.tabs.addTab(page, name)
 
-        self.heat = _plot_widget(left="training step", bottom="timestep t")
+        self.heat = GraphicsLayoutWidget()
+        self.heat.setMinimumSize(160, 120)
         self.heat.setToolTip(DYNAMICS_TIPS["jacobian"])
-        self.heat_item = self.heat.getPlotItem()
-        self.heat_img = pg.ImageItem()
-        self.heat_img.setColorMap(self.cmap)
-        self.heat_item.addItem(self.heat_img)
-        self.heat_item.setTitle("log10 ||ds_t/ds_(t-1)||", size="8pt")
+        self._heats: dict[int, tuple[pg.PlotItem, pg.ImageItem]] = {}  # run id -> its heatmap
+        self._heat_key: tuple = ()
+        self._heat_bar: pg.ColorBarItem | None = None
         self.product = _plot_widget(left="log10", bottom="timestep t")
         self.product.setToolTip(DYNAMICS_TIPS["product"])
         self.product_item = self.product.getPlotItem()
         self.product_item.setTitle("Jacobian product bound (—) and dL/dh_t (- -)", size="8pt")
         tab("Jacobian", self.heat, self.product)
+        self.tabs.widget(0).setStretchFactor(0, 3)
+        self.tabs.widget(0).setStretchFactor(1, 2)
         self.spectrum = _plot_widget(left="radius, ||W||")
         self.spectrum.setToolTip(DYNAMICS_TIPS["spectrum"])
         self.spectrum_item = self.spectrum.getPlotItem()
+        self.spectrum_item.setTitle("spectral radius (bold), ||W||₂ (faint)", size="8pt")
         self.spectrum_item.addItem(pg.InfiniteLine(pos=1.0, angle=0, pen=_pen("#888888", 1, 160, Qt.PenStyle.DotLine)))
         self.eigen = _plot_widget(left="Im λ", bottom="Re λ")
         self.eigen.setToolTip(DYNAMICS_TIPS["eigen"])
         self.eigen_item = self.eigen.getPlotItem()
         self.eigen_item.setAspectLocked(True)
+        self.eigen_item.setTitle("eigenvalues of W_hh, newest probe", size="8pt")
         theta = np.linspace(0, 2 * np.pi, 181)
         self.eigen_item.addItem(pg.PlotDataItem(np.cos(theta), np.sin(theta), pen=_pen("#888888", 1)))
         tab("Spectrum", self.spectrum, self.eigen)
@@ -1057,11 +1093,7 @@ class DynamicsPanel(_ChosenRun, PlotPanel):
         self.lyap_item = self.lyap.getPlotItem()
         self.lyap_item.addItem(pg.InfiniteLine(pos=0.0, angle=0, pen=_pen("#888888", 1, 160, Qt.PenStyle.DotLine)))
         tab("Lyapunov", self.lyap)
-        self.traj = _plot_widget(left="PC2", bottom="PC1")
-        self.traj.setToolTip(DYNAMICS_TIPS["trajectory"])
-        self.traj_item = self.traj.getPlotItem()
-        self.time_cmap = pg.colormap.get("viridis")
-        tab("Trajectory", self.traj)
+        self._build_trajectory_tab()
         self._items: dict[tuple, pg.PlotDataItem] = {}  # (plot name, run id, key...) -> curve
         self._runs: list[RunData] = []
         self._current: RunData | None = None
@@ -1071,13 +1103,72 @@ class DynamicsPanel(_ChosenRun, PlotPanel):
         self.run_box.currentIndexChanged.connect(self._force)
         self.layer_box.currentIndexChanged.connect(self._force)
 
+    def _build_trajectory_tab(self) -> None:
+        page = QWidget()
+        lay = QVBoxLayout(page)
+        lay.setContentsMargins(0, 0, 0, 0)
+        lay.setSpacing(1)
+        row = QHBoxLayout()
+        row.setSpacing(6)
+        row.addWidget(QLabel("run"))
+        row.addWidget(self.run_box)
+        self.traj_view = QComboBox()
+        self.traj_view.addItem("2-D: PC1, PC2", "2d")
+        self.traj_view.addItem("3-D: PC1–PC3", "3d")
+        self.traj_view.setToolTip("2-D: the path in the plane of the two leading principal components. 3-D: in "
+                                  "the three leading ones, drawn as their orthographic view, turned by the "
+                                  "azimuth and elevation sliders")
+        self.traj_colour = QComboBox()
+        self.traj_colour.addItem("colour by timestep", "time")
+        self.traj_colour.addItem("colour by class", "class")
+        self.traj_colour.setToolTip("Dots coloured by timestep (dark: early, yellow: late), or by each input's "
+                                    "class (a classification task's batch)")
+        self.azimuth = QSlider(Qt.Orientation.Horizontal)
+        self.azimuth.setRange(-180, 180)
+        self.azimuth.setValue(35)
+        self.azimuth.setToolTip("3-D view: azimuth, the turn around the PC3 axis (degrees)")
+        self.elevation = QSlider(Qt.Orientation.Horizontal)
+        self.elevation.setRange(0, 90)
+        self.elevation.setValue(30)
+        self.elevation.setToolTip("3-D view: elevation above the PC1-PC2 plane (degrees; 90: seen from above)")
+        self._angle_labels = (QLabel("azimuth"), QLabel("elevation"))
+        for w in (self.traj_view, self.traj_colour, self._angle_labels[0], self.azimuth, self._angle_labels[1],
+                  self.elevation):
+            row.addWidget(w)
+        row.addStretch(1)
+        lay.addLayout(row)
+        self.traj = _plot_widget(left="PC2", bottom="PC1")
+        self.traj.setToolTip(DYNAMICS_TIPS["trajectory"])
+        self.traj_item = self.traj.getPlotItem()
+        self.traj_legend = _legend(self.traj_item)
+        self._traj_extras: list = []  # the 3-D axes and their labels, redrawn each time
+        self.time_cmap = pg.colormap.get("viridis")
+        lay.addWidget(self.traj, 1)
+        self.tabs.addTab(page, "Trajectory")
+        for w in (self.traj_view, self.traj_colour):
+            w.currentIndexChanged.connect(self._on_traj_controls)
+        for w in (self.azimuth, self.elevation):
+            w.valueChanged.connect(self._force)
+        self._on_traj_controls()
+
+    def _on_traj_controls(self, *_):
+        three = self.traj_view.currentData() == "3d"
+        for w in (*self._angle_labels, self.azimuth, self.elevation):
+            w.setVisible(three)
+        if hasattr(self, "_items"):
+            self._force()
+
     def plot_area(self) -> QWidget:
         return self.tabs.currentWidget()
-
 
     @property
     def layer(self) -> str:
         return self.layer_box.currentText()
+
+    def heat_image(self, run: RunData) -> pg.ImageItem | None:
+        """The run's Jacobian heatmap (None when it is not among those shown)."""
+        found = self._heats.get(id(run))
+        return found[1] if found else None
 
     def _sync_boxes(self, shown: list[RunData]) -> None:
         ids = [id(r) for r in shown]
@@ -1103,6 +1194,60 @@ class DynamicsPanel(_ChosenRun, PlotPanel):
                 self.layer_box.setCurrentIndex(layers.index(keep))
             self.layer_box.blockSignals(False)
             self._layers = layers
+        self.run_legend.setText("  ".join(f'<span style="color:{r.colour}; font-weight:bold">━━</span> '
+                                          f"{_html(r.name)}" for r in shown))
+
+    def _layout_heats(self, runs: list[RunData]) -> None:
+        """One heatmap per run, side by side, one colour bar (log10 norm; white at 1)."""
+        key = tuple((id(r), r.name, r.colour) for r in runs)
+        if key == self._heat_key:
+            return
+        self.heat.clear()
+        self._heats.clear()
+        self._heat_bar = None
+        self._heat_key = key
+        if not runs:
+            self.heat.addLabel("One heatmap per shown run: log10 ||ds_t/ds_(t-1)||<br>over timestep t (x) and "
+                               "training step (y, newest on top).<br>Blue: the step shrinks the gradient "
+                               "(vanishing); red: it grows it.", color="#888888", size="9pt")
+            return
+        for col, run in enumerate(runs):
+            plot = self.heat.addPlot(row=0, col=col)
+            plot.setTitle(f'<span style="color:{run.colour}">{_html(run.name)}</span>', size="8pt")
+            plot.setLabel("bottom", "timestep t")
+            if col == 0:
+                plot.setLabel("left", "training step")
+            for axis in ("left", "bottom"):
+                plot.getAxis(axis).enableAutoSIPrefix(False)
+            img = pg.ImageItem()
+            img.setColorMap(self.cmap)
+            plot.addItem(img)
+            self._heats[id(run)] = (plot, img)
+        images = [img for _p, img in self._heats.values()]
+        self._heat_bar = pg.ColorBarItem(values=(-1, 1), colorMap=self.cmap, interactive=False, width=10,
+                                         label="log10 ||J||", pen="#333333")
+        self._heat_bar.setImageItem(images, insert_in=self._heats[id(runs[-1])][0])
+
+    def _draw_heats(self, runs: list[RunData], layer: str) -> None:
+        images = {}
+        for run in runs:
+            ring = run.dynamics.jacobian.get(layer)
+            image, steps = ring.image() if ring is not None else (np.zeros((0, 0)), np.zeros(0))
+            images[id(run)] = (image, steps)
+        finite = [np.abs(im[np.isfinite(im)]).max() for im, _s in images.values() if np.isfinite(im).any()]
+        m = max(max(finite) if finite else 1.0, 1e-3)  # one symmetric scale for all: comparable colours
+        for rid, (image, steps) in images.items():
+            img = self._heats[rid][1]
+            if image.size:
+                img.setImage(np.where(np.isfinite(image), image, np.nan), levels=(-m, m))
+                first, last = float(steps[0]), float(steps[-1])
+                height = max(last - first, 1.0)
+                row_h = height / max(image.shape[0] - 1, 1)
+                img.setRect(QRectF(0.5, first - row_h / 2, image.shape[1], height + row_h))
+            else:
+                img.clear()
+        if self._heat_bar is not None:
+            self._heat_bar.setLevels((-m, m))
 
     def _curve(self, plot: pg.PlotItem, key: tuple, pen=None, **kwargs) -> pg.PlotDataItem:
         item = self._items.get(key)
@@ -1112,12 +1257,17 @@ class DynamicsPanel(_ChosenRun, PlotPanel):
             self._items[key] = item
         return item
 
+    def _traj_state(self) -> tuple:
+        return (self.traj_view.currentData(), self.traj_colour.currentData(), self.azimuth.value(),
+                self.elevation.value())
+
     def refresh(self, runs: list[RunData], current: RunData | None) -> bool:
         self._runs, self._current = runs, current
         shown = self.shown(runs)
         self._sync_boxes(shown)
         chosen, layer = self.chosen_run(), self.layer
-        key = (tuple((id(r), r.dynamics.count, r.colour, r.name) for r in shown), id(chosen) if chosen else 0, layer)
+        key = (tuple((id(r), r.dynamics.count, r.colour, r.name) for r in shown), id(chosen) if chosen else 0, layer,
+               self._traj_state())
         if self._drawn.get("all") == key:
             return False
         self._drawn["all"] = key
@@ -1146,7 +1296,7 @@ class DynamicsPanel(_ChosenRun, PlotPanel):
             for bi, block in enumerate(blocks):
                 style = _STYLES[bi % len(_STYLES)]
                 legend.setdefault("spectrum", []).append(f"{_STYLE_MARKS[bi % 4]} {block}")
-                for name, series, width, alpha in (("radius", dyn.radius, 1.6, 255),
+                for name, series, width, alpha in (("radius", dyn.radius, 1.8, 255),
                                                    ("sigma", dyn.sigma_max, 1.0, 110)):
                     c = series[(layer, block)]
                     k = ("spectrum", rid, name, block)
@@ -1172,61 +1322,88 @@ class DynamicsPanel(_ChosenRun, PlotPanel):
                 self._curve(self.lyap_item, k, _pen(run.colour, 1.6 if i == 0 else 1.0, 255 if i == 0 else 150,
                                                     _STYLES[i % len(_STYLES)])).setData(
                     c.x.view(), c.y.view(), skipFiniteCheck=True)
-        # eigenvalues and the heatmap: the chosen run
+            # the eigenvalues of every shown run, overlaid in its colour (a symbol per block)
+            if dyn.latest is not None:
+                for bi, (block, stats) in enumerate(dyn.latest.spectra.get(layer, {}).items()):
+                    re, im = (np.asarray(v, dtype=np.float64) for v in stats.get("eigenvalues", ([], [])))
+                    k = ("eigen", rid, block)
+                    wanted.add(k)
+                    self._curve(self.eigen_item, k, None, symbol=_SYMBOLS[bi % len(_SYMBOLS)], symbolSize=6,
+                                symbolBrush=pg.mkBrush(run.colour), symbolPen=pg.mkPen("#222222", width=0.5),
+                                name=block).setData(re, im)
         if chosen is not None and chosen.dynamics.latest is not None:
-            for bi, (block, stats) in enumerate(chosen.dynamics.latest.spectra.get(layer, {}).items()):
-                re, im = (np.asarray(v, dtype=np.float64) for v in stats.get("eigenvalues", ([], [])))
-                k = ("eigen", id(chosen), block)
-                wanted.add(k)
-                self._curve(self.eigen_item, k, None, symbol=_SYMBOLS[bi % len(_SYMBOLS)], symbolSize=6,
-                            symbolBrush=pg.mkBrush(chosen.colour), symbolPen=pg.mkPen("#222222", width=0.5),
-                            name=block).setData(re, im)
             self._draw_trajectory(chosen, layer, wanted)
-        ring = chosen.dynamics.jacobian.get(layer) if chosen is not None else None
-        image, steps = ring.image() if ring is not None else (np.zeros((0, 0)), np.zeros(0))
-        if image.size:
-            finite = image[np.isfinite(image)]
-            m = max(float(np.abs(finite).max()) if finite.size else 1.0, 1e-3)
-            self.heat_img.setImage(np.where(np.isfinite(image), image, np.nan), levels=(-m, m))
-            first, last = float(steps[0]), float(steps[-1])
-            height = max(last - first, 1.0)
-            row_h = height / max(image.shape[0] - 1, 1)
-            self.heat_img.setRect(QRectF(0.5, first - row_h / 2, image.shape[1], height + row_h))
         else:
-            self.heat_img.clear()
+            self._clear_traj_extras()
+        side = shown[:self.MAX_HEATMAPS]
+        self._layout_heats(side)
+        self._draw_heats(side, layer)
         for k in [k for k in self._items if k not in wanted]:
             plots[k[0]].removeItem(self._items.pop(k))
         parts = []
-        if chosen is not None and chosen.dynamics.latest is not None:
-            latest = chosen.dynamics.latest
+        for run in shown:
+            latest = run.dynamics.latest
+            if latest is None or layer not in latest.jacobian_norms:
+                continue
             lyap = latest.lyapunov.get(layer)
             lead = f"{float(lyap[0]):.3g}" if lyap is not None and len(lyap) else "—"
-            parts.append(f"{chosen.name} {layer} at step {latest.step}: spectral radius {latest.radius(layer):.3g}, "
-                         f"leading Lyapunov exponent {lead}")
+            parts.append(f'<span style="color:{run.colour}">{_html(run.name)}</span> at step {latest.step}: '
+                         f"spectral radius {latest.radius(layer):.3g}, leading Lyapunov exponent {lead}")
         for name in ("spectrum", "gates"):
             if legend.get(name):
-                parts.append(", ".join(dict.fromkeys(legend[name])))
+                parts.append(name + ": " + ", ".join(dict.fromkeys(legend[name])))
         self.readout.setText(" · ".join(parts) if parts else "no Dynamics records yet (they follow each exact probe)")
         self.frames += 1
         self.settle()
         return True
 
+    def _clear_traj_extras(self) -> None:
+        for item in self._traj_extras:
+            self.traj_item.removeItem(item)
+        self._traj_extras.clear()
+        self.traj_legend.clear()
+
     def _draw_trajectory(self, run: RunData, layer: str, wanted: set) -> None:
-        """The chosen run's newest paths in the PCA plane: a faint line per row, dots
-        coloured by timestep, the first step ringed."""
+        """The chosen run's newest paths: a faint line per row, dots coloured by timestep
+        or by the row's class, the first step ringed; in 3-D the PC1..PC3 axes drawn from
+        the origin (the states' mean) and labelled."""
+        self._clear_traj_extras()
         found = run.dynamics.latest.trajectories.get(layer) if run.dynamics.latest is not None else None
+        labels = found.get("labels") if found else None
+        item = self.traj_colour.model().item(1)
+        if item is not None:
+            item.setEnabled(labels is not None)
+            item.setToolTip("" if labels is not None else "this run's batch has no class per input")
         if not found:
             return
-        explained = list(found.get("explained", [])) + [math.nan, math.nan]
-        self.traj_item.setLabel("bottom", f"PC1 ({100 * explained[0]:.0f}% of the variance)")
-        self.traj_item.setLabel("left", f"PC2 ({100 * explained[1]:.0f}%)")
-        for i, (xs, ys) in enumerate(found.get("rows", [])):
-            x, y = np.asarray(xs, dtype=np.float64), np.asarray(ys, dtype=np.float64)
+        rows = [np.asarray(r, dtype=np.float64) for r in found.get("rows", [])]  # each [C, T]
+        comps = min((r.shape[0] for r in rows), default=0)
+        explained = list(found.get("explained", [])) + [math.nan] * 3
+        three = self.traj_view.currentData() == "3d" and comps >= 3
+        by_class = self.traj_colour.currentData() == "class" and labels is not None
+        az, el = self.azimuth.value(), self.elevation.value()
+        if three:
+            self.traj_item.setLabel("bottom", f"PC1–PC3 seen from azimuth {az}°, elevation {el}° "
+                                              f"({100 * sum(explained[:3]):.0f}% of the variance)")
+            self.traj_item.setLabel("left", "")
+            paths = [project_3d(r[:3].T, az, el) for r in rows]  # each [T, 2]
+        else:
+            self.traj_item.setLabel("bottom", f"PC1 ({100 * explained[0]:.0f}% of the variance)")
+            self.traj_item.setLabel("left", f"PC2 ({100 * explained[1]:.0f}%)")
+            paths = [r[:2].T for r in rows]
+        classes = sorted(set(labels)) if by_class else []
+        colour_of = {c: _CLASS_COLOURS[i % len(_CLASS_COLOURS)] for i, c in enumerate(classes)}
+        for i, xy in enumerate(paths):
+            x, y = xy[:, 0], xy[:, 1]
+            line = colour_of[labels[i]] if by_class and i < len(labels) else run.colour
             k = ("traj", id(run), i, "line")
             wanted.add(k)
-            self._curve(self.traj_item, k, _pen(run.colour, 1.0, 140)).setData(x, y, connect="finite")
-            t = np.linspace(0.0, 1.0, x.size) if x.size > 1 else np.zeros(x.size)
-            brushes = [pg.mkBrush(c) for c in self.time_cmap.map(t, mode="qcolor")]
+            self._curve(self.traj_item, k, None).setData(x, y, connect="finite", pen=_pen(line, 1.0, 140))
+            if by_class:
+                brushes = pg.mkBrush(line)
+            else:
+                t = np.linspace(0.0, 1.0, x.size) if x.size > 1 else np.zeros(x.size)
+                brushes = [pg.mkBrush(c) for c in self.time_cmap.map(t, mode="qcolor")]
             k = ("traj", id(run), i, "dots")
             wanted.add(k)
             self._curve(self.traj_item, k, None, symbol="o", symbolSize=5, symbolPen=None).setData(
@@ -1235,10 +1412,28 @@ class DynamicsPanel(_ChosenRun, PlotPanel):
             wanted.add(k)
             self._curve(self.traj_item, k, None, symbol="o", symbolSize=11, symbolBrush=None,
                         symbolPen=pg.mkPen(run.colour, width=1.5)).setData(x[:1], y[:1])
+        for c in classes:
+            self.traj_legend.addItem(pg.PlotDataItem(pen=_pen(colour_of[c], 1.5), symbol="o", symbolSize=6,
+                                                     symbolBrush=colour_of[c], symbolPen=None), f"class {c}")
+        if three:
+            pts = np.concatenate([r[:3].T for r in rows]) if rows else np.zeros((0, 3))
+            pts = pts[np.isfinite(pts).all(axis=1)]
+            reach = 0.6 * float(np.abs(pts).max()) if pts.size else 1.0
+            for axis in range(3):
+                end = np.zeros((2, 3))
+                end[1, axis] = reach
+                xy = project_3d(end, az, el)
+                line = pg.PlotDataItem(xy[:, 0], xy[:, 1], pen=_pen("#555555", 1.2, 200, Qt.PenStyle.DashLine))
+                text = pg.TextItem(f"PC{axis + 1} ({100 * explained[axis]:.0f}%)", color="#333333",
+                                   anchor=(0.5, 0.5))
+                text.setPos(float(xy[1, 0]), float(xy[1, 1]))
+                for extra in (line, text):
+                    self.traj_item.addItem(extra, ignoreBounds=extra is text)
+                    self._traj_extras.append(extra)
 
     def plot_items(self) -> list[pg.PlotItem]:
-        return [self.heat_item, self.product_item, self.spectrum_item, self.eigen_item, self.gates_item,
-                self.lyap_item, self.traj_item]
+        return [p for p, _img in self._heats.values()] + [self.product_item, self.spectrum_item, self.eigen_item,
+                                                          self.gates_item, self.lyap_item, self.traj_item]
 
     def csv(self, runs: list[RunData], current: RunData | None) -> str:
         """Every curve of every shown run: run, quantity, layer, key, step, value."""
