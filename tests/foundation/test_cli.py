@@ -40,6 +40,19 @@ def test_train_adding_50_steps_writes_the_three_files(tmp_path):
     assert records[-1]["kind"] == "end" and records[-1]["status"] == "finished"
     assert (run_dir / "model.safetensors").stat().st_size > 0
     assert "gradient through time" in proc.stdout and "layers.0" in proc.stdout
+    # beside the gradient's decay, why: W_hh's spectral radius and the leading Lyapunov exponent per layer
+    dyn = proc.stdout.split("dynamics (step ", 1)[1]
+    assert "layers.0: spectral radius of W_hh " in dyn and "leading Lyapunov exponent " in dyn
+    assert any(r["kind"] == "dynamics" for r in records)
+
+
+def test_train_dynamics_false_leaves_the_instruments_out(tmp_path):
+    run_dir = tmp_path / "run"
+    proc = run_cli("train", "adding_lstm", "--steps", "2", "--device", "cpu", "--run-dir", str(run_dir), *SMALL,
+                   "--set", "train.dynamics=false")
+    assert proc.returncode == 0, proc.stderr
+    assert "gradient through time" in proc.stdout and "dynamics (step" not in proc.stdout
+    assert not any(json.loads(line)["kind"] == "dynamics" for line in (run_dir / "metrics.jsonl").open())
 
 
 @pytest.mark.parametrize("args,needle", [
@@ -49,6 +62,7 @@ def test_train_adding_50_steps_writes_the_three_files(tmp_path):
     (["--set", "data.options.seq_len=1"], "data.options.seq_len"),
     (["--set", "data.options.lenght=10"], "data.options.lenght"),
     (["--set", "data.task=poetry"], "data.task"),
+    (["--set", "train.dynamics=maybe"], "train.dynamics"),
 ])
 def test_bad_field_exits_2_with_one_line_naming_it(tmp_path, args, needle):
     proc = run_cli("train", "adding_lstm", "--steps", "2", "--run-dir", str(tmp_path / "r"), *args)
