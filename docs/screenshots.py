@@ -4,9 +4,13 @@
 
 Writes docs/screenshot-idle.png (first start) and docs/screenshot-training.png (an LSTM
 run finished and tried out in the Try it panel, a vanilla RNN training, the gradient
-heatmap filling) and docs/screenshot-dynamics.png (the same moment in the Dynamics tab),
-all at 1280x800. Uses a temporary settings file and data folder, so
-it never touches the user's own.
+heatmap filling), then the Dynamics panel, given the bottom of the window beside the
+loss, on the two pairs side by side: docs/screenshot-dynamics-adding-TAB.png (that
+LSTM and RNN) and docs/screenshot-dynamics-exploding-TAB.png (exploding_relu_noclip
+and exploding_relu_clip), one per tab (jacobian, spectrum, gates, lyapunov,
+trajectory); all at 1280x800. Uses a temporary settings file and data folder, so it
+never touches the user's own. ``--dynamics-only``: skip the idle and training shots
+(and the Try it step), for a quicker run.
 
     ... docs/screenshots.py sweep
 
@@ -49,7 +53,27 @@ def shot(app, window, name: str) -> None:
     print("wrote", DOCS / name)
 
 
+TABS = ("jacobian", "spectrum", "gates", "lyapunov", "trajectory")
+
+
+def dynamics_shots(app, window, pair: str) -> None:
+    """Every tab of the Dynamics panel, the panel given the bottom of the window beside
+    the loss (the gradient-norm panel closed, the bottom row taller)."""
+    from PySide6.QtCore import Qt
+
+    window.norm_dock.hide()
+    window.dynamics_dock.raise_()
+    window.resizeDocks([window.loss_dock, window.dynamics_dock], [400, 880], Qt.Orientation.Horizontal)
+    window.resizeDocks([window.loss_dock], [500], Qt.Orientation.Vertical)
+    panel = window.dynamics_panel
+    for index, name in enumerate(TABS):
+        panel.tabs.setCurrentIndex(index)
+        window._plots_changed()
+        shot(app, window, f"screenshot-dynamics-{pair}-{name}.png")
+
+
 def main() -> int:
+    dynamics_only = "--dynamics-only" in sys.argv
     app = create_app()
     from workbench.gui.main_window import MainWindow, icon
 
@@ -62,36 +86,49 @@ def main() -> int:
     window.show()
     pump(app, 20, until=lambda: window.resolver.task_info("adding") is not None and window.resolver.devices)
     pump(app, 1)
-    shot(app, window, "screenshot-idle.png")
+    if not dynamics_only:
+        shot(app, window, "screenshot-idle.png")
 
     # An LSTM first (kept for comparison), then the vanilla RNN, caught mid-run.
     window.welcome.hide()
     window.open_builtin("adding_lstm", quiet=True)
-    window.doc.set("train.steps", 2500)
+    window.doc.set("train.steps", 1500 if dynamics_only else 2500)
     window.start_training()
-    pump(app, 600, until=lambda: not window.training_active)
-    # The finished LSTM in Try it: a sum asked of it, and the look inside.
+    pump(app, 900, until=lambda: not window.training_active)
     tryout = window.tryout
-    pump(app, 120, until=lambda: tryout.mode == "adding")
-    seen: list[str] = []
-    tryout.result_shown.connect(seen.append)
-    tryout.view.input.setText("0.3 0.9* 0.1 0.4 0.7 0.2* 0.5 0.8 0.6 0.1 0.3 0.2")
-    tryout.view.run()
-    pump(app, 120, until=lambda: "numbers" in seen and "inside" in seen)
-    window.tryout_dock.raise_()
+    if not dynamics_only:
+        # The finished LSTM in Try it: a sum asked of it, and the look inside.
+        pump(app, 120, until=lambda: tryout.mode == "adding")
+        seen: list[str] = []
+        tryout.result_shown.connect(seen.append)
+        tryout.view.input.setText("0.3 0.9* 0.1 0.4 0.7 0.2* 0.5 0.8 0.6 0.1 0.3 0.2")
+        tryout.view.run()
+        pump(app, 120, until=lambda: "numbers" in seen and "inside" in seen)
+        window.tryout_dock.raise_()
     window.open_builtin("adding_rnn_tanh", quiet=True)
     window.doc.set("train.steps", 1500)
     window.start_training()
     run = window.current_run
     pump(app, 600, until=lambda: run.last_step >= 700)
-    shot(app, window, "screenshot-training.png")
-    # the same moment in the Dynamics tab: why the RNN's gradient vanishes and the LSTM's not
-    window.dynamics_dock.raise_()
-    window.dynamics_panel.tabs.setCurrentIndex(0)
-    window._plots_changed()
-    shot(app, window, "screenshot-dynamics.png")
+    if not dynamics_only:
+        shot(app, window, "screenshot-training.png")
+    # the same moment in the Dynamics panel: why the RNN's gradient vanishes and the LSTM's not
+    dynamics_shots(app, window, "adding")
     window.stop_training()
     pump(app, 60, until=lambda: not window.training_active)
+
+    # The exploding pair from the same initial weights: without clipping the first
+    # updates overflow (the run stops on the non-finite loss), with it the run trains.
+    for data in window.runs_model.plotted:
+        data.visible = False
+    window.open_builtin("exploding_relu_noclip", quiet=True)
+    window.start_training()
+    pump(app, 300, until=lambda: not window.training_active)
+    window.open_builtin("exploding_relu_clip", quiet=True)
+    window.doc.set("train.steps", 600)
+    window.start_training()
+    pump(app, 600, until=lambda: not window.training_active)
+    dynamics_shots(app, window, "exploding")
     tryout.shutdown()
     window.close()
     pump(app, 2)
