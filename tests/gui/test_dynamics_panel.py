@@ -126,6 +126,7 @@ def test_the_trajectory_turns_in_3d_and_colours_by_class(qtbot):
     x, y = panel._items[("traj", id(run), 2, "dots")].getData()
     np.testing.assert_allclose(np.stack([x, y]), rows[2, :2], rtol=1e-6)  # 2-D: PC1, PC2
     assert panel.azimuth.isHidden()  # the angles only for the 3-D view
+    panel.traj_item.setXRange(0.0, 0.2)  # zoomed in: the dots keep one brush each (nothing clipped)
     panel.traj_view.setCurrentIndex(1)
     assert not panel.azimuth.isHidden()
     panel.azimuth.setValue(40)

@@ -1140,6 +1140,9 @@ class DynamicsPanel(_ChosenRun, PlotPanel):
         self.traj = _plot_widget(left="PC2", bottom="PC1")
         self.traj.setToolTip(DYNAMICS_TIPS["trajectory"])
         self.traj_item = self.traj.getPlotItem()
+        # every dot drawn: a brush per dot must meet as many points (no clipping, no downsampling)
+        self.traj_item.setClipToView(False)
+        self.traj_item.setDownsampling(auto=False, ds=1)
         self.traj_legend = _legend(self.traj_item)
         self._traj_extras: list = []  # the 3-D axes and their labels, redrawn each time
         self.time_cmap = pg.colormap.get("viridis")
