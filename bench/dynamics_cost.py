@@ -8,7 +8,8 @@ postponed.
 Printed per cell: training step ms (taps on), the probe alone and what the dynamics add
 to it (probe then Dynamics record, minus the probe alone) in training steps, that over
 the probe, and the dynamics' parts in ms (the trajectory with the Lyapunov vectors, the
-Jacobian norms, the spectra; the parts' ms include the probe-and-dynamics runs' noise).
+Jacobian norms, the spectra, the PCA trajectory of more rows; the parts' ms include the
+probe-and-dynamics runs' noise).
 
   python bench/dynamics_cost.py            # CPU, 2x128 LSTM/RNN/GRU, T=50, B=64
   python bench/dynamics_cost.py --gpu      # CUDA (timed with synchronisation)
@@ -78,7 +79,8 @@ def measure(cell: str, size: Size, device: str, repeats: int) -> dict:
     out = {"step": timed(step, device, repeats), "probe": timed(probe, device, repeats)}
     out["dynamics"] = timed(both, device, repeats) - out["probe"]
     clock = PartClock(device)
-    originals = {n: getattr(dynamics, n) for n in ("trajectory_and_lyapunov", "jacobian_norms", "block_spectra")}
+    originals = {n: getattr(dynamics, n) for n in ("trajectory_and_lyapunov", "jacobian_norms", "block_spectra",
+                                                  "direction_trajectory")}
     try:
         for n, fn in originals.items():
             setattr(dynamics, n, clock.wrap(n, fn))
@@ -107,9 +109,10 @@ def main(argv=None) -> int:
         torch.set_num_threads(1)
     s = dynamics.DynamicsSettings()
     print(f"torch {torch.__version__}, {device}; per probe, in training steps (taps on); dynamics settings: "
-          f"{s.power_iterations} Lanczos iterations, {s.lyapunov_vectors} Lyapunov vectors, first {s.max_rows} rows")
+          f"{s.power_iterations} Lanczos iterations, {s.lyapunov_vectors} Lyapunov vectors, first {s.max_rows} rows "
+          f"(the PCA trajectory: first {s.trajectory_rows})")
     print(f"{'cell':<9}{'size':<8}{'step ms':>9}{'probe':>8}{'dynamics':>10}{'dyn/probe':>11}"
-          f"{'lyap ms':>9}{'jac ms':>8}{'spec ms':>9}")
+          f"{'lyap ms':>9}{'jac ms':>8}{'spec ms':>9}{'traj ms':>9}")
     for size_name in args.sizes.split(","):
         for cell in args.cells.split(","):
             r = measure(cell, GPU_SIZES[size_name], device, args.repeats)
@@ -117,7 +120,7 @@ def main(argv=None) -> int:
             print(f"{cell:<9}{size_name:<8}{1e3 * r['step']:>9.2f}{r['probe'] / r['step']:>8.2f}"
                   f"{r['dynamics'] / r['step']:>10.2f}{r['dynamics'] / r['probe']:>11.2f}"
                   f"{1e3 * p.get('trajectory_and_lyapunov', 0):>9.1f}{1e3 * p.get('jacobian_norms', 0):>8.1f}"
-                  f"{1e3 * p.get('block_spectra', 0):>9.1f}", flush=True)
+                  f"{1e3 * p.get('block_spectra', 0):>9.1f}{1e3 * p.get('direction_trajectory', 0):>9.1f}", flush=True)
     return 0
 
 

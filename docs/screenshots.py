@@ -6,9 +6,11 @@ Writes docs/screenshot-idle.png (first start) and docs/screenshot-training.png (
 run finished and tried out in the Try it panel, a vanilla RNN training, the gradient
 heatmap filling), then the Dynamics panel, given the bottom of the window beside the
 loss, on the two pairs side by side: docs/screenshot-dynamics-adding-TAB.png (that
-LSTM and RNN) and docs/screenshot-dynamics-exploding-TAB.png (exploding_relu_noclip
-and exploding_relu_clip), one per tab (jacobian, spectrum, gates, lyapunov,
-trajectory); all at 1280x800. Uses a temporary settings file and data folder, so it
+LSTM and RNN; every tab: jacobian, spectrum, gates, lyapunov, trajectory) and
+docs/screenshot-dynamics-exploding-TAB.png (exploding_relu_noclip and
+exploding_relu_clip; jacobian, spectrum, lyapunov), and a classifier's trajectory in
+3-D coloured by class (docs/screenshot-dynamics-brackets-trajectory.png); all at
+1280x800. Uses a temporary settings file and data folder, so it
 never touches the user's own. ``--dynamics-only``: skip the idle and training shots
 (and the Try it step), for a quicker run.
 
@@ -56,9 +58,9 @@ def shot(app, window, name: str) -> None:
 TABS = ("jacobian", "spectrum", "gates", "lyapunov", "trajectory")
 
 
-def dynamics_shots(app, window, pair: str) -> None:
-    """Every tab of the Dynamics panel, the panel given the bottom of the window beside
-    the loss (the gradient-norm panel closed, the bottom row taller)."""
+def dynamics_shots(app, window, pair: str, tabs=TABS) -> None:
+    """Tabs of the Dynamics panel, the panel given the bottom of the window beside the
+    loss (the gradient-norm panel closed, the bottom row taller)."""
     from PySide6.QtCore import Qt
 
     window.norm_dock.hide()
@@ -66,8 +68,8 @@ def dynamics_shots(app, window, pair: str) -> None:
     window.resizeDocks([window.loss_dock, window.dynamics_dock], [400, 880], Qt.Orientation.Horizontal)
     window.resizeDocks([window.loss_dock], [500], Qt.Orientation.Vertical)
     panel = window.dynamics_panel
-    for index, name in enumerate(TABS):
-        panel.tabs.setCurrentIndex(index)
+    for name in tabs:
+        panel.tabs.setCurrentIndex(TABS.index(name))
         window._plots_changed()
         shot(app, window, f"screenshot-dynamics-{pair}-{name}.png")
 
@@ -128,7 +130,22 @@ def main() -> int:
     window.doc.set("train.steps", 600)
     window.start_training()
     pump(app, 600, until=lambda: not window.training_active)
-    dynamics_shots(app, window, "exploding")
+    window.loss_panel.log_box.setChecked(True)  # the unclipped run's loss reaches 1e8
+    dynamics_shots(app, window, "exploding", ("jacobian", "spectrum", "lyapunov"))
+
+    # A classification task with padded rows (bracket strings of 2 to 20): the trajectory
+    # of 16 strings in 3-D, coloured by class (well nested or not), padding left out.
+    for data in window.runs_model.plotted:
+        data.visible = False
+    window.loss_panel.log_box.setChecked(False)
+    window.open_builtin("brackets_gru", quiet=True)
+    window.doc.set("train.steps", 600)
+    window.start_training()
+    pump(app, 600, until=lambda: not window.training_active)
+    panel = window.dynamics_panel
+    panel.traj_view.setCurrentIndex(panel.traj_view.findData("3d"))
+    panel.traj_colour.setCurrentIndex(panel.traj_colour.findData("class"))
+    dynamics_shots(app, window, "brackets", ("trajectory",))
     tryout.shutdown()
     window.close()
     pump(app, 2)

@@ -26,7 +26,8 @@ as ``NAME.reverse``), at the weights of the moment, no parameter's .grad touched
 - ``trajectories``: each row's path h_1..h_T (in the order the direction reads it)
   projected on the three leading principal components of all the rows' hidden states
   (PCA by SVD), the share of variance each explains, and each row's class where the
-  batch has one per row (a classification task).
+  batch has one per row (a classification task); of more rows than the rest
+  (``trajectory_rows``: one forward of the step without gradients).
 
 Padded rows (the probe batch's true lengths, recorded with the layer inputs) count only
 their real steps: a bidirectional layer's reverse direction starts at each row's last

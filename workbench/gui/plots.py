@@ -968,7 +968,6 @@ class NormPanel(PlotPanel):
 # ----------------------------------------------------------------------------- dynamics
 
 _STYLES = (Qt.PenStyle.SolidLine, Qt.PenStyle.DashLine, Qt.PenStyle.DotLine, Qt.PenStyle.DashDotLine)
-_STYLE_MARKS = ("—", "- -", "···", "-·-")
 _SYMBOLS = ("o", "s", "t", "d", "+", "x")
 
 # One sentence per quantity: what it is and how it was computed (engine/dynamics.py).
@@ -1094,6 +1093,9 @@ class DynamicsPanel(_ChosenRun, PlotPanel):
         self.lyap_item.addItem(pg.InfiniteLine(pos=0.0, angle=0, pen=_pen("#888888", 1, 160, Qt.PenStyle.DotLine)))
         tab("Lyapunov", self.lyap)
         self._build_trajectory_tab()
+        self._key_legends = {"spectrum": _legend(self.spectrum_item), "gates": _legend(self.gates_item),
+                             "eigen": _legend(self.eigen_item)}
+        self._key_entries: dict[str, list] = {}
         self._items: dict[tuple, pg.PlotDataItem] = {}  # (plot name, run id, key...) -> curve
         self._runs: list[RunData] = []
         self._current: RunData | None = None
@@ -1228,7 +1230,7 @@ class DynamicsPanel(_ChosenRun, PlotPanel):
             self._heats[id(run)] = (plot, img)
         images = [img for _p, img in self._heats.values()]
         self._heat_bar = pg.ColorBarItem(values=(-1, 1), colorMap=self.cmap, interactive=False, width=10,
-                                         label="log10 ||J||", pen="#333333")
+                                         label="log10 ‖J‖", pen="#333333")
         self._heat_bar.setImageItem(images, insert_in=self._heats[id(runs[-1])][0])
 
     def _draw_heats(self, runs: list[RunData], layer: str) -> None:
@@ -1298,17 +1300,19 @@ class DynamicsPanel(_ChosenRun, PlotPanel):
             blocks = [b for (l, b) in dyn.radius if l == layer]
             for bi, block in enumerate(blocks):
                 style = _STYLES[bi % len(_STYLES)]
-                legend.setdefault("spectrum", []).append(f"{_STYLE_MARKS[bi % 4]} {block}")
+                legend.setdefault("spectrum", []).append((block, bi))
                 for name, series, width, alpha in (("radius", dyn.radius, 1.8, 255),
                                                    ("sigma", dyn.sigma_max, 1.0, 110)):
                     c = series[(layer, block)]
                     k = ("spectrum", rid, name, block)
                     wanted.add(k)
-                    self._curve(self.spectrum_item, k, _pen(run.colour, width, alpha, style)).setData(
+                    dots = {"symbol": "o", "symbolSize": 4, "symbolBrush": run.colour, "symbolPen": None} \
+                        if name == "radius" else {}  # (a run of one record is a point)
+                    self._curve(self.spectrum_item, k, _pen(run.colour, width, alpha, style), **dots).setData(
                         c.x.view(), c.y.view(), skipFiniteCheck=True)
             gates = [g for (l, g) in dyn.gate_mean if l == layer]
             for gi, gate in enumerate(gates):
-                legend.setdefault("gates", []).append(f"{_SYMBOLS[gi % len(_SYMBOLS)]} {gate}")
+                legend.setdefault("gates", []).append((gate, gi))
                 for name, series, style in (("mean", dyn.gate_mean, Qt.PenStyle.SolidLine),
                                             ("sat", dyn.gate_saturation, Qt.PenStyle.DashLine)):
                     c = series[(layer, gate)]
@@ -1322,18 +1326,20 @@ class DynamicsPanel(_ChosenRun, PlotPanel):
                 c = dyn.lyapunov[(layer, i)]
                 k = ("lyap", rid, i)
                 wanted.add(k)
+                dots = {"symbol": "o", "symbolSize": 5, "symbolBrush": run.colour, "symbolPen": None} if i == 0 else {}
                 self._curve(self.lyap_item, k, _pen(run.colour, 1.6 if i == 0 else 1.0, 255 if i == 0 else 150,
-                                                    _STYLES[i % len(_STYLES)])).setData(
+                                                    _STYLES[i % len(_STYLES)]), **dots).setData(
                     c.x.view(), c.y.view(), skipFiniteCheck=True)
             # the eigenvalues of every shown run, overlaid in its colour (a symbol per block)
             if dyn.latest is not None:
                 for bi, (block, stats) in enumerate(dyn.latest.spectra.get(layer, {}).items()):
                     re, im = (np.asarray(v, dtype=np.float64) for v in stats.get("eigenvalues", ([], [])))
+                    legend.setdefault("eigen", []).append((block, bi))
                     k = ("eigen", rid, block)
                     wanted.add(k)
                     self._curve(self.eigen_item, k, None, symbol=_SYMBOLS[bi % len(_SYMBOLS)], symbolSize=6,
-                                symbolBrush=pg.mkBrush(run.colour), symbolPen=pg.mkPen("#222222", width=0.5),
-                                name=block).setData(re, im)
+                                symbolBrush=pg.mkBrush(run.colour),
+                                symbolPen=pg.mkPen("#222222", width=0.5)).setData(re, im)
         if chosen is not None and chosen.dynamics.latest is not None:
             self._draw_trajectory(chosen, layer, wanted)
         else:
@@ -1352,13 +1358,32 @@ class DynamicsPanel(_ChosenRun, PlotPanel):
             lead = f"{float(lyap[0]):.3g}" if lyap is not None and len(lyap) else "—"
             parts.append(f'<span style="color:{run.colour}">{_html(run.name)}</span> at step {latest.step}: '
                          f"spectral radius {latest.radius(layer):.3g}, leading Lyapunov exponent {lead}")
-        for name in ("spectrum", "gates"):
-            if legend.get(name):
-                parts.append(name + ": " + ", ".join(dict.fromkeys(legend[name])))
+        self._fill_key_legends(legend)
         self.readout.setText(" · ".join(parts) if parts else "no Dynamics records yet (they follow each exact probe)")
         self.frames += 1
         self.settle()
         return True
+
+    def _fill_key_legends(self, entries: dict[str, list[tuple[str, int]]]) -> None:
+        """The in-plot keys (grey samples: the runs' colours are the header's): a line
+        style per W_hh block, a symbol per gate and per block of the eigenvalues."""
+        for name, legend in self._key_legends.items():
+            keys = list(dict.fromkeys(entries.get(name, [])))
+            if self._key_entries.get(name) == keys:
+                continue
+            self._key_entries[name] = keys
+            legend.clear()
+            for label, i in keys:
+                if name == "spectrum":
+                    sample = pg.PlotDataItem(pen=_pen("#555555", 1.8, 255, _STYLES[i % len(_STYLES)]))
+                elif name == "gates":
+                    sample = pg.PlotDataItem(pen=_pen("#555555", 1.3), symbol=_SYMBOLS[i % len(_SYMBOLS)],
+                                             symbolSize=6, symbolBrush="#555555", symbolPen=None)
+                else:
+                    sample = pg.PlotDataItem(pen=None, symbol=_SYMBOLS[i % len(_SYMBOLS)], symbolSize=7,
+                                             symbolBrush="#bbbbbb", symbolPen=pg.mkPen("#222222", width=0.5))
+                legend.addItem(sample, label)
+            legend.setVisible(bool(keys))
 
     def _clear_traj_extras(self) -> None:
         for item in self._traj_extras:
@@ -1415,6 +1440,7 @@ class DynamicsPanel(_ChosenRun, PlotPanel):
             wanted.add(k)
             self._curve(self.traj_item, k, None, symbol="o", symbolSize=11, symbolBrush=None,
                         symbolPen=pg.mkPen(run.colour, width=1.5)).setData(x[:1], y[:1])
+        self.traj_legend.setVisible(bool(classes))
         for c in classes:
             self.traj_legend.addItem(pg.PlotDataItem(pen=_pen(colour_of[c], 1.5), symbol="o", symbolSize=6,
                                                      symbolBrush=colour_of[c], symbolPen=None), f"class {c}")
