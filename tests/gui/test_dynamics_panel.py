@@ -59,9 +59,9 @@ def test_the_panel_fills_from_a_short_runs_records(runs, qtbot):
     _x, y = panel._items[("spectrum", id(lstm), "radius", "forget")].getData()
     np.testing.assert_allclose(y[-1], lstm.dynamics.latest.spectra["layers.0"]["forget"]["radius"])
     assert "spectral radius" in panel.readout.text() and "rnn</span> at step 4" in panel.readout.text()
-    keys = {name: [label.text for _sample, label in legend.items] for name, legend in panel._key_legends.items()}
-    assert keys == {"spectrum": ["input", "forget", "cell", "output", "W_hh"],
-                    "gates": ["input", "forget", "cell", "output"], "eigen": ["input", "forget", "cell", "output", "W_hh"]}
+    assert panel.key_text("spectrum") == "— input  - - forget  ··· cell  -·- output  — W_hh"
+    assert panel.key_text("gates") == "● input  ■ forget  ▼ cell  ◆ output"
+    assert "◆ output" in panel.eigen_item.titleLabel.text and "■ forget" in panel.gates_item.titleLabel.text
     paths = [k for k in keys if k[0] == "traj" and k[3] == "line"]
     assert len(paths) == 4 and all(k[1] == id(lstm) for k in paths)  # every row (4) of the chosen run
     x, y = panel._items[paths[0]].getData()

@@ -969,6 +969,8 @@ class NormPanel(PlotPanel):
 
 _STYLES = (Qt.PenStyle.SolidLine, Qt.PenStyle.DashLine, Qt.PenStyle.DotLine, Qt.PenStyle.DashDotLine)
 _SYMBOLS = ("o", "s", "t", "d", "+", "x")
+_SYMBOL_MARKS = ("●", "■", "▼", "◆", "+", "×")  # the same, in text (the plots' titles)
+_STYLE_MARKS = ("—", "- -", "···", "-·-")  # _STYLES in text
 
 # One sentence per quantity: what it is and how it was computed (engine/dynamics.py).
 DYNAMICS_TIPS = {
@@ -1083,7 +1085,7 @@ class DynamicsPanel(_ChosenRun, PlotPanel):
         theta = np.linspace(0, 2 * np.pi, 181)
         self.eigen_item.addItem(pg.PlotDataItem(np.cos(theta), np.sin(theta), pen=_pen("#888888", 1)))
         tab("Spectrum", self.spectrum, self.eigen)
-        self.gates = _plot_widget(left="mean (—), saturated (- -)")
+        self.gates = _plot_widget(left="gate value")
         self.gates.setToolTip(DYNAMICS_TIPS["gates"])
         self.gates_item = self.gates.getPlotItem()
         tab("Gates", self.gates)
@@ -1093,8 +1095,10 @@ class DynamicsPanel(_ChosenRun, PlotPanel):
         self.lyap_item.addItem(pg.InfiniteLine(pos=0.0, angle=0, pen=_pen("#888888", 1, 160, Qt.PenStyle.DotLine)))
         tab("Lyapunov", self.lyap)
         self._build_trajectory_tab()
-        self._key_legends = {"spectrum": _legend(self.spectrum_item), "gates": _legend(self.gates_item),
-                             "eigen": _legend(self.eigen_item)}
+        # the keys (W_hh block line styles, gate and block symbols) in the titles, never over the data
+        self._key_titles = {"spectrum": (self.spectrum_item, "spectral radius (bold), ||W||₂ (faint)"),
+                            "gates": (self.gates_item, "mean (—), saturated (- -)"),
+                            "eigen": (self.eigen_item, "eigenvalues of W_hh, newest probe")}
         self._key_entries: dict[str, list] = {}
         self._items: dict[tuple, pg.PlotDataItem] = {}  # (plot name, run id, key...) -> curve
         self._runs: list[RunData] = []
@@ -1230,7 +1234,7 @@ class DynamicsPanel(_ChosenRun, PlotPanel):
             self._heats[id(run)] = (plot, img)
         images = [img for _p, img in self._heats.values()]
         self._heat_bar = pg.ColorBarItem(values=(-1, 1), colorMap=self.cmap, interactive=False, width=10,
-                                         label="log10 ‖J‖", pen="#333333")
+                                         label="log10 norm", pen="#333333")
         self._heat_bar.setImageItem(images, insert_in=self._heats[id(runs[-1])][0])
 
     def _draw_heats(self, runs: list[RunData], layer: str) -> None:
@@ -1364,26 +1368,22 @@ class DynamicsPanel(_ChosenRun, PlotPanel):
         self.settle()
         return True
 
+    def key_text(self, name: str) -> str:
+        """The key of plot ``name`` (spectrum, gates, eigen) as its title shows it."""
+        keys = self._key_entries.get(name, [])
+        marks = _STYLE_MARKS if name == "spectrum" else _SYMBOL_MARKS
+        return "  ".join(f"{marks[i % len(marks)]} {_html(label)}" for label, i in keys)
+
     def _fill_key_legends(self, entries: dict[str, list[tuple[str, int]]]) -> None:
-        """The in-plot keys (grey samples: the runs' colours are the header's): a line
+        """The keys in the plots' titles (the runs' colours are the header's): a line
         style per W_hh block, a symbol per gate and per block of the eigenvalues."""
-        for name, legend in self._key_legends.items():
+        for name, (item, title) in self._key_titles.items():
             keys = list(dict.fromkeys(entries.get(name, [])))
             if self._key_entries.get(name) == keys:
                 continue
             self._key_entries[name] = keys
-            legend.clear()
-            for label, i in keys:
-                if name == "spectrum":
-                    sample = pg.PlotDataItem(pen=_pen("#555555", 1.8, 255, _STYLES[i % len(_STYLES)]))
-                elif name == "gates":
-                    sample = pg.PlotDataItem(pen=_pen("#555555", 1.3), symbol=_SYMBOLS[i % len(_SYMBOLS)],
-                                             symbolSize=6, symbolBrush="#555555", symbolPen=None)
-                else:
-                    sample = pg.PlotDataItem(pen=None, symbol=_SYMBOLS[i % len(_SYMBOLS)], symbolSize=7,
-                                             symbolBrush="#bbbbbb", symbolPen=pg.mkPen("#222222", width=0.5))
-                legend.addItem(sample, label)
-            legend.setVisible(bool(keys))
+            key = self.key_text(name)
+            item.setTitle(f"{title}{' · ' + key if key else ''}", size="8pt")
 
     def _clear_traj_extras(self) -> None:
         for item in self._traj_extras:
@@ -1442,8 +1442,7 @@ class DynamicsPanel(_ChosenRun, PlotPanel):
                         symbolPen=pg.mkPen(run.colour, width=1.5)).setData(x[:1], y[:1])
         self.traj_legend.setVisible(bool(classes))
         for c in classes:
-            self.traj_legend.addItem(pg.PlotDataItem(pen=_pen(colour_of[c], 1.5), symbol="o", symbolSize=6,
-                                                     symbolBrush=colour_of[c], symbolPen=None), f"class {c}")
+            self.traj_legend.addItem(pg.PlotDataItem(pen=_pen(colour_of[c], 4)), f"class {c}")
         if three:
             pts = np.concatenate([r[:3].T for r in rows]) if rows else np.zeros((0, 3))
             pts = pts[np.isfinite(pts).all(axis=1)]
