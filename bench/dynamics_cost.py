@@ -69,12 +69,11 @@ def measure(cell: str, size: Size, device: str, repeats: int) -> dict:
     def both():  # with: the probe (recording the layer inputs), then the Dynamics record
         trainer.dynamics = True
         trainer._probe(work)
-        trainer._dynamics(work)
+        records = list(trainer._dynamics(work))  # (a generator: it runs only when read)
+        assert records and trainer.dynamics, getattr(trainer, "_dynamics_off", "no Dynamics record")
 
     def dyn():
-        trainer.dynamics = True
-        trainer._probe(work)
-        return trainer._dynamics(work)
+        both()
 
     out = {"step": timed(step, device, repeats), "probe": timed(probe, device, repeats)}
     out["dynamics"] = timed(both, device, repeats) - out["probe"]

@@ -289,6 +289,19 @@ def test_padded_rows_count_only_their_real_steps_in_both_directions():
         np.testing.assert_allclose(got["jacobian_norms"][key], expected, rtol=1e-6)
         rows = np.asarray(got["trajectories"][key]["rows"][1])  # [3, T] row 1 (length 4), read order
         assert np.isfinite(rows[:, :4]).all() and np.isnan(rows[:, 4:]).all()
+    # the trajectory (the module's own forward) against the step loop over each row read backwards
+    from workbench.engine.dynamics import direction_trajectory
+    from workbench.engine.model import RowAlignment
+
+    ops = cells.ops("rnn_tanh")
+    seq = RowAlignment.of(lengths, 7, x0.device).flip(x0.detach())
+    start = (torch.zeros(3, 8, dtype=x0.dtype, device=DEVICE),)
+    loop = direction_trajectory(ops, ops.directions(rnn)[1], seq, start, lengths)[0].transpose(1, 2).cpu().numpy()
+    rows = np.asarray(got["trajectories"]["layers.0.reverse"]["rows"])  # [B, 3, T]
+    assert np.array_equal(np.isnan(rows), np.isnan(loop))
+    for c in range(3):
+        sign = np.sign(np.nansum(rows[:, c] * loop[:, c]))
+        np.testing.assert_allclose(sign * rows[:, c], loop[:, c], atol=1e-8)
     # without the lengths the padding is read: the reverse direction's norms then differ
     whole = _run(model, batch)["jacobian_norms"]["layers.0.reverse"]
     assert np.max(np.abs(whole - got["jacobian_norms"]["layers.0.reverse"])) > 1e-3

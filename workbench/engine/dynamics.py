@@ -249,6 +249,18 @@ def direction_trajectory(ops, direction, x: torch.Tensor, start: tuple,
     return pca_trajectory(torch.stack(hs), None if lengths is None else real_steps(lengths, T).t())
 
 
+@torch.no_grad()
+def module_states(rnn, x: torch.Tensor, state, align: RowAlignment | None, D: int, H: int) -> list | None:
+    """Per direction h_1..h_T [B, T, H] in time order (a reverse direction's zero on the
+    padding) from one call of the layer's own module (its kernel: far cheaper than a
+    Python loop over the step), as the model's forward reads the rows. None when its
+    output is not [B, T, D*H] (a convolutional cell's grid: the step loop instead)."""
+    out = rnn(x, state, align=align)[0]
+    if out.dim() != 3 or out.shape[-1] != D * H:
+        return None
+    return [out[..., d * H:(d + 1) * H] for d in range(D)]
+
+
 def real_steps(lengths: torch.Tensor, T: int) -> torch.Tensor:
     """lengths [B] -> [B, T] bool: step t of row b is real (t < lengths[b])."""
     return torch.arange(T, device=lengths.device)[None, :] < lengths.to(torch.long)[:, None]
@@ -352,6 +364,8 @@ def model_dynamics(model, forward: Callable[[], object] | None = None, settings:
         if state is not None:
             state = tuple(p[:, :trows] for p in state) if ops.multi else state[:, :trows]
         starts = _start_states(ops, state, len(directions), trows, rnn.hidden_size, x)
+        # the trajectory's states: the module's own forward over the trajectory's rows
+        hs = module_states(rnn, x, state, align, len(directions), rnn.hidden_size) if T else None
         for d, (direction, start) in enumerate(zip(directions, starts)):
             key = name + (".reverse" if d else "")
             # the reverse direction reads each row backwards from its last real step
@@ -368,7 +382,11 @@ def model_dynamics(model, forward: Callable[[], object] | None = None, settings:
             lyap[key] = out["lyapunov"]
             if out["gates"]:
                 gate_out[key] = out["gates"]
-            path = direction_trajectory(ops, direction, seq, start, lengths)
+            if hs is not None:  # in the order the direction reads (as ``seq``), padding last
+                h = hs[d] if not d else (align.flip(hs[d]) if align is not None else hs[d].flip(1))
+                path = pca_trajectory(h.transpose(0, 1), None if lengths is None else real_steps(lengths, T).t())
+            else:
+                path = direction_trajectory(ops, direction, seq, start, lengths)
             if path is not None:
                 paths[key] = path
             spectra[key] = block_spectra(ops.recurrent_blocks(direction, rnn.hidden_size), settings.max_eigenvalues)
