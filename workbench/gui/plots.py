@@ -1383,7 +1383,7 @@ class DynamicsPanel(_ChosenRun, PlotPanel):
                 continue
             self._key_entries[name] = keys
             key = self.key_text(name)
-            item.setTitle(f"{title}{' · ' + key if key else ''}", size="8pt")
+            item.setTitle(f"{title}{'<br>' + key if key else ''}", size="8pt")  # the key on its own line
 
     def _clear_traj_extras(self) -> None:
         for item in self._traj_extras:
