@@ -9,9 +9,10 @@ loss, on the two pairs side by side: docs/screenshot-dynamics-adding-TAB.png (th
 LSTM and RNN; TAB: jacobian, spectrum, gates, lyapunov) and
 docs/screenshot-dynamics-exploding-jacobian.png (exploding_relu_noclip and
 exploding_relu_clip), and a classifier's trajectory in 3-D coloured by class
-(docs/screenshot-dynamics-brackets-trajectory.png); all at 1280x800. Uses a temporary settings file and data folder, so it
-never touches the user's own. ``--dynamics-only``: skip the idle and training shots
-(and the Try it step), for a quicker run.
+(docs/screenshot-dynamics-brackets-trajectory.png); all at 1280x800. Uses a temporary
+settings file and data folder, so it never touches the user's own.
+``--dynamics-only``: skip the idle and training shots (and the Try it step; the LSTM
+trains 1500 steps, not 2500), for a quicker run: how the Dynamics shots were taken.
 
     ... docs/screenshots.py sweep
 
