@@ -332,41 +332,50 @@ def bench_translation(args) -> tuple[str, list[dict]]:
 
 def bench_chatbot(args) -> tuple[str, list[dict]]:
     """chatbot_encdec on the chatterbot English corpus (10% of the distinct conversations
-    held out) trained for --minutes: reply perplexity against a unigram model of the
-    training replies, and BLEU/chrF of greedy and beam replies against nearest-question
-    retrieval (TF-IDF); a handful of example exchanges."""
+    held out, those sharing a turn together) trained to its step budget (--chat-set
+    overrides it): reply perplexity against a unigram model of the training replies,
+    and BLEU/chrF of greedy and beam replies against nearest-question retrieval
+    (TF-IDF), all scored by sacrebleu on the same held-out replies; example exchanges."""
     from workbench import inference, presets
     from workbench.spec import with_overrides
+    from workbench.tasks.dialogue import NearestQuestion
 
     path = _shared("dialogue", "chatterbot-english")
-    preset = with_overrides(presets.load_builtin("chatbot_encdec"), [f"data.path={path}", "train.epochs=12"])
-    task, model, seconds, steps, _evals = train_for_minutes(preset, args.minutes, args.device)
+    preset = with_overrides(presets.load_builtin("chatbot_encdec"), [f"data.path={path}"] + args.chat_set)
+    task, model, seconds, _ = train_preset(preset, args.device)
     model.cpu().eval()
     m, base, decode_s = _seq2seq_scores(task, model, args.beam)
     unigram = task.baseline()["perplexity"]
-    print(f"  chatbot: perplexity {m['perplexity']:.2f} (unigram {unigram:.2f}) after {seconds / 60:.1f} min, "
-          f"{steps} steps", flush=True)
+    print(f"  chatbot: perplexity {m['perplexity']:.2f} (unigram {unigram:.2f}), BLEU {m['bleu']:.2f} greedy, "
+          f"{m['bleu_beam']:.2f} beam (retrieval {base['retrieval_bleu']:.2f}) after {seconds / 60:.1f} min",
+          flush=True)
+    steps = preset.train.steps
     epochs = steps / (task.epoch_size(preset.train.batch_size) or 1)
-    rows = [
-        {"replies by": f"chatbot_encdec greedy ({steps} steps, {epochs:.0f} epochs, {seconds / 60:.1f} min)",
-         "perplexity": m["perplexity"], "x unigram": m["perplexity"] / unigram, "BLEU": m["bleu"], "chrF": m["chrf"]},
-        {"replies by": f"chatbot_encdec beam {args.beam}", "BLEU": m["bleu_beam"], "chrF": m["chrf_beam"]},
-        {"replies by": "unigram of the training replies", "perplexity": unigram, "x unigram": 1.0},
-        {"replies by": "nearest training question's reply (TF-IDF)", "BLEU": base["retrieval_bleu"],
-         "chrF": base["retrieval_chrf"]},
-    ]
-    from workbench.tasks.dialogue import NearestQuestion
+    o = task.options
 
+    def scored(name: str, bleu: float, chrf: float, ratio: float, **more) -> dict:
+        return {"replies by": name, **more, "BLEU": bleu, "chrF": chrf, "BLEU x retrieval":
+                bleu / max(base["retrieval_bleu"], 1e-9), "chrF x retrieval": chrf / max(base["retrieval_chrf"], 1e-9),
+                "length / reference": ratio}
+    rows = [
+        scored(f"chatbot_encdec greedy ({steps} steps, {epochs:.0f} epochs, {seconds / 60:.1f} min)", m["bleu"],
+               m["chrf"], m["length_ratio"], perplexity=m["perplexity"], **{"x unigram": m["perplexity"] / unigram}),
+        scored(f"chatbot_encdec beam {args.beam} (length penalty {o.length_penalty:g}, no repeated "
+               f"{o.no_repeat_ngram}-gram)", m["bleu_beam"], m["chrf_beam"], m["length_ratio_beam"]),
+        {"replies by": "unigram of the training replies", "perplexity": unigram, "x unigram": 1.0},
+        scored("nearest training question's reply (TF-IDF)", base["retrieval_bleu"], base["retrieval_chrf"],
+               base["retrieval_length_ratio"]),
+    ]
     retrieval = NearestQuestion(task.train_texts, task.tokenize)
     session = inference.session_from_model(preset, task, model)
     print("  example exchanges (message -> greedy | beam | retrieval; held-out reply):")
     for message, ref in [("Hello", ""), ("How are you?", ""), ("What is your name?", ""),
-                         ("Tell me a joke", "")] + task.val_texts[:6]:
+                         ("Tell me a joke", "")] + task.val_texts[:8]:
         greedy = inference.chat(session, message)["reply"]
         beam = inference.chat(session, message, beam=args.beam)["reply"]
         print(f"    {message} -> {greedy} | {beam} | {retrieval.reply(message)}" + (f"; {ref}" if ref else ""))
-    return (f"Chatbot, chatterbot English ({len(task.val_pairs)} held-out exchanges), {args.minutes:g} min budget on "
-            f"{args.device}, {_threads()} torch threads; decoding and scoring took {decode_s:.0f} s"), rows
+    return (f"Chatbot, chatterbot English ({len(task.val_pairs)} held-out exchanges, {len(task.train_pairs)} "
+            f"training), on {args.device}, {_threads()} torch threads; decoding and scoring took {decode_s:.0f} s"), rows
 
 
 # ----------------------------------------------------------------------------- speech
@@ -462,7 +471,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     parser.add_argument("--seeds", type=int, default=1, help="training seeds per case (mean reported)")
     parser.add_argument("--minutes", type=float, default=10.0,
-                        help="charlm, pos, translation, chatbot: wall-clock training budget in minutes "
+                        help="charlm, pos, translation: wall-clock training budget in minutes "
                              "(periodic evals included)")
     parser.add_argument("--beam", type=int, default=4, help="translation, chatbot: beam width")
     parser.add_argument("--adding-steps", type=int, default=3000,
@@ -470,6 +479,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lengths", default="", help="adding: comma-separated sequence lengths (default 50,100,200,400)")
     parser.add_argument("--speech-set", action="append", default=[], metavar="FIELD=VALUE",
                         help="speech: a preset override for both speech presets (repeatable)")
+    parser.add_argument("--chat-set", action="append", default=[], metavar="FIELD=VALUE",
+                        help="chatbot: a preset override (repeatable)")
     parser.add_argument("--video-steps", type=int, default=300, help="video: training steps per clip and model")
     args = parser.parse_args(argv)
     names = [n.strip() for n in args.only.split(",") if n.strip()] or list(BENCHMARKS)

@@ -290,7 +290,8 @@ def _decode(session: Session, x, lengths, temperature: float, top_k: int, gen, m
 
 
 def _beam_decode(session: Session, x, lengths, width: int, max_len: int) -> dict:
-    tokens, attention = session.model.beam_search(x, width, max_len, lengths)
+    options = session.task.beam_options() if hasattr(session.task, "beam_options") else {}
+    tokens, attention = session.model.beam_search(x, width, max_len, lengths, **options)
     ids = tokens[0].tolist()
     eos = session.model.io.eos_id
     if eos in ids:
@@ -395,24 +396,24 @@ def chat_stream(session: Session, message: str, previous: str = "", temperature:
     x = batch.x.to(session.device)
     gen = _generator(seed) if temperature > 0 else None
     with torch.no_grad():
-        stack, state, enc = model.decoding_start(x, batch.lengths)
-        token = torch.full((1, 1), model.io.bos_id, dtype=torch.long, device=x.device)
+        _, state, enc = model.decoding_start(x, batch.lengths)
+        token = torch.full((1,), model.io.bos_id, dtype=torch.long, device=x.device)
+        words: list[str] = []
+        shown = ""
         for index in range(max_len):
             if stop is not None and stop():
                 return
-            out, state = stack(model.target_embedding(token), state)
-            attention = None
-            if enc is not None:
-                out = model._attend(out, enc, batch.lengths)
-                if model.last_attention is not None:
-                    attention = model.last_attention[0, 0].cpu().numpy()  # [S]
-            token = sample_logits(model.head(out[:, -1]), temperature, top_k, gen).unsqueeze(1)  # [1, 1]
+            logits, state, weights = model.decode_step(token, state, enc, batch.lengths)  # [1, V], [1, S]
+            attention = weights[0].cpu().numpy() if weights is not None else None  # [S]
+            token = sample_logits(logits, temperature, top_k, gen)  # [1]
             i = int(token)
             if i == model.io.eos_id:
                 return
-            word = task.target_vocab.tokens[i]
-            text = word if task.level == "char" or index == 0 else " " + word
-            yield {"index": index, "id": i, "token": word, "text": text, "attention": attention}
+            words.append(task.target_vocab.tokens[i])
+            # What this token adds to the reply as shown (detokenised: no space before ",").
+            reply = task.detokenize(words)
+            text, shown = reply[len(shown):], reply
+            yield {"index": index, "id": i, "token": words[-1], "text": text, "attention": attention}
 
 
 def _image_array(session: Session, image=None, path: str | Path | None = None) -> np.ndarray:

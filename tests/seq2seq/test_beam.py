@@ -68,3 +68,31 @@ def test_beam_output_is_at_least_as_likely_as_greedy_on_the_hand_set_model():
             prev = t
         return total
     assert logprob(_search(2)[0]) > logprob(_search(1)[0])
+
+
+def test_decode_step_is_the_step_generate_and_beam_search_take():
+    """Stepping the public decode_step by hand gives generate()'s tokens and attention."""
+    preset = presets.load_builtin("dates_encdec_attention")
+    preset.data.options["val_size"] = 8
+    task = make_task(preset)
+    torch.manual_seed(5)
+    model = build_model(preset.model, task.model_io()).eval()
+    batch = next(task.val_batches(8, 1))
+    want, want_attn = model.generate(batch.x, 12, batch.lengths)
+    with torch.no_grad():
+        _, state, enc = model.decoding_start(batch.x, batch.lengths)
+        token = torch.full((8,), model.io.bos_id)
+        tokens, attn = [], []
+        for _ in range(want.shape[1]):
+            logits, state, weights = model.decode_step(token, state, enc, batch.lengths)  # [B, V], [B, S]
+            assert logits.shape == (8, task.model_io().output_size) and weights.shape == batch.x.shape
+            token = logits.argmax(-1)
+            tokens.append(token)
+            attn.append(weights)
+    got = torch.stack(tokens, 1)
+    ended = torch.cumsum((got == model.io.eos_id).long(), 1) - (got == model.io.eos_id).long() > 0  # after <eos>
+    assert torch.equal(got.masked_fill(ended, model.io.pad_id), want)
+    assert torch.allclose(torch.stack(attn, 1), want_attn)
+    # attend() is public too: weights [B, T, S] summing to 1 over the source
+    out, weights = model.attend(torch.randn(8, 3, preset.model.decoder_layers[-1].hidden_size), enc, batch.lengths)
+    assert out.shape[:2] == (8, 3) and torch.allclose(weights.sum(-1), torch.ones(8, 3))

@@ -151,10 +151,28 @@ def test_the_real_corpus_holds_out_whole_conversations(shared_data):
     task = DialogueTask({}, str(folder))
     task.ensure_prepared()
     # Repeated conversations (2,025 in all, 898 distinct) are kept once before the split,
-    # so the held-out exchanges are (nearly all) not training ones.
-    training = set(task.train_texts)
-    assert task.val_texts and sum(p in training for p in task.val_texts) < 0.1 * len(task.val_texts)
+    # and those that share a turn are held out together: no held-out turn is a training one.
+    def same(text):
+        return " ".join(text.lower().split())
+    training = {same(t) for pair in task.train_texts for t in pair}
+    assert task.val_texts and not any(same(t) in training for pair in task.val_texts for t in pair)
+    assert 0.08 < len(task.val_texts) / (len(task.val_texts) + len(task.train_texts)) < 0.2
     assert task.baseline()["perplexity"] > 10
+
+
+def test_conversations_sharing_a_turn_are_held_out_together():
+    from workbench.tasks.dialogue import split_conversations
+
+    conversations = [["Tell me a joke", f"joke {i}"] for i in range(4)] + [[f"q{i}", f"a{i}"] for i in range(16)]
+    conversations += [["Hello", "Hi"], ["hello ", "Hi"]]  # the same, case and spacing aside: one group
+    train, val = split_conversations(conversations, 0.25)
+    assert len(train) + len(val) == len(conversations)
+    turns = {" ".join(t.lower().split()) for c in train for t in c}
+    assert val and not any(" ".join(t.lower().split()) in turns for c in val for t in c)
+    assert split_conversations(conversations, 0.25) == (train, val)  # fixed
+    # all conversations share one turn: split one by one rather than not at all
+    train, val = split_conversations([["Hi", f"a{i}"] for i in range(10)], 0.2)
+    assert len(val) == 2 and len(train) == 8
 
 
 def test_the_previous_turn_as_context(tmp_path):

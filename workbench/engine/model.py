@@ -731,12 +731,17 @@ class RecurrentModel(nn.Module):
             raise ValueError("encoder-decoder forward needs y_in (teacher-forced decoder inputs)")
         initial = self.bridge(summarise(out, top_bidir, lengths))
         dec, _ = self._run(self.decoder, self.target_embedding(y_in), initial, probe, unrolled, "decoder_layers")
-        return self.head(self._attend(dec, out, lengths))
+        return self.head(self.attend(dec, out, lengths)[0])
 
-    def _attend(self, dec: torch.Tensor, enc: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
-        """Luong attention: dec [B, T, Hd], enc [B, S, He] -> [B, T, Hd]."""
+    def attend(self, dec: torch.Tensor, enc: torch.Tensor, lengths: torch.Tensor | None = None
+               ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Luong attention of the decoder's outputs over the encoder's: dec [B, T, Hd],
+        enc [B, S, He], lengths [B] (the sources' true lengths: padding gets no weight)
+        -> (tanh(W [dec; context]) [B, T, Hd], weights [B, T, S], each row summing to 1).
+        A model without attention returns (dec, None). The weights are also kept,
+        detached, in ``last_attention``."""
         if self.attention_in is None:
-            return dec
+            return dec, None
         scores = dec @ self.attention_in(enc).transpose(1, 2)  # [B, T, S]
         if lengths is not None:
             S = enc.shape[1]
@@ -745,7 +750,7 @@ class RecurrentModel(nn.Module):
         weights = torch.softmax(scores, dim=-1)
         self.last_attention = weights.detach()
         context = weights @ enc  # [B, T, He]
-        return torch.tanh(self.attention_out(torch.cat([dec, context], dim=-1)))
+        return torch.tanh(self.attention_out(torch.cat([dec, context], dim=-1))), weights
 
     # -- inference ---------------------------------------------------------------------
     @torch.no_grad()
@@ -758,17 +763,14 @@ class RecurrentModel(nn.Module):
         attention [B, L, S] when the model has attention, else None)."""
         B = x.shape[0]
         device = next(self.parameters()).device
-        stack, state, enc = self.decoding_start(x, lengths)
+        _, state, enc = self.decoding_start(x, lengths)
         token = torch.full((B, 1), self.io.bos_id, dtype=torch.long, device=device)
         done = torch.zeros(B, dtype=torch.bool, device=device)
         tokens, attn = [], []
         for _ in range(max_len):
-            out, state = stack(self.target_embedding(token), state)
-            if enc is not None:
-                out = self._attend(out, enc, lengths)
-                if self.last_attention is not None:
-                    attn.append(self.last_attention[:, 0])
-            logits = self.head(out[:, -1])  # [B, V]
+            logits, state, weights = self.decode_step(token[:, 0], state, enc, lengths)  # [B, V]
+            if weights is not None:
+                attn.append(weights)
             token = sample_logits(logits, temperature, top_k, generator).unsqueeze(1)
             token = token.masked_fill(done[:, None], self.io.pad_id)
             tokens.append(token)
@@ -790,19 +792,47 @@ class RecurrentModel(nn.Module):
         state = self.bridge(summarise(enc, self.spec.layers[-1].bidirectional, lengths))
         return self.decoder, state, enc
 
+    def decode_step(self, tokens: torch.Tensor, state, enc: torch.Tensor | None = None,
+                    lengths: torch.Tensor | None = None) -> tuple[torch.Tensor, list, torch.Tensor | None]:
+        """One step of step-wise decoding (encoder_decoder / one_to_many), with attention
+        when the model has it: the way generate(), beam_search() and a streamed reply
+        write their outputs one token at a time.
+
+        ``tokens`` [B]: the token each row wrote last (<bos> at the start, ``io.bos_id``);
+        ``state``: the generating stack's per-layer state, from decoding_start() or the
+        previous step; ``enc`` [B, S, He] and ``lengths`` [B]: the encoder's outputs from
+        decoding_start() and the sources' true lengths (None for one_to_many).
+        Returns (logits [B, V] for the next token, the state after this step,
+        attention weights [B, S] over the source for this step, or None)::
+
+            _, state, enc = model.decoding_start(x, lengths)
+            token = torch.full((B,), model.io.bos_id)
+            for _ in range(max_len):
+                logits, state, weights = model.decode_step(token, state, enc, lengths)
+                token = logits.argmax(-1)
+        """
+        stack = self.decoder if self.topology == "encoder_decoder" else self.encoder
+        out, state = stack(self.target_embedding(tokens[:, None]), state)  # [B, 1, H]
+        weights = None
+        if enc is not None:
+            out, weights = self.attend(out, enc, lengths)
+            weights = weights[:, 0] if weights is not None else None  # [B, S]
+        return self.head(out[:, -1]), state, weights
+
     @torch.no_grad()
     def beam_search(self, x: torch.Tensor, width: int, max_len: int, lengths: torch.Tensor | None = None,
-                    length_penalty: float = 1.0) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Beam-search decoding (encoder_decoder / one_to_many): the ``width`` likeliest
-        prefixes are kept at each step; the output is the finished hypothesis with the
-        best log-probability / length**length_penalty. Width 1 is greedy decoding.
+                    length_penalty: float = 1.0, no_repeat_ngram: int = 0) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Beam-search decoding (encoder_decoder / one_to_many): the ``width`` prefixes
+        with the best log-probability / length**length_penalty are kept at each step and
+        the best finished one is the output (see the module's beam_search). Width 1 is
+        greedy decoding. ``no_repeat_ngram`` n > 0: no hypothesis writes an n-gram twice.
 
         Returns like generate(): (tokens [B, L] without BOS, ending at EOS, padded with
         pad_id; attention [B, L, S] of the chosen hypothesis, or None)."""
         if width < 1:
             raise ValueError(f"the beam width must be 1 or more, got {width}")
         B = x.shape[0]
-        stack, state, enc = self.decoding_start(x, lengths)
+        _, state, enc = self.decoding_start(x, lengths)
         # Every row's beams side by side: row b's beams are rows b*K .. b*K+K-1.
         K = width
         state = reorder_state(state, torch.arange(B, device=x.device).repeat_interleave(K))
@@ -810,15 +840,11 @@ class RecurrentModel(nn.Module):
         lengths_k = lengths.repeat_interleave(K) if lengths is not None else None
 
         def step(tokens: torch.Tensor, state):
-            out, state = stack(self.target_embedding(tokens[:, None]), state)  # [N, 1, H]
-            attn = None
-            if enc_k is not None:
-                out = self._attend(out, enc_k, lengths_k)
-                attn = self.last_attention[:, 0] if self.last_attention is not None else None  # [N, S]
-            return torch.log_softmax(self.head(out[:, -1]).float(), dim=-1), state, attn
+            logits, state, attn = self.decode_step(tokens, state, enc_k, lengths_k)  # [N, V], [N, S]
+            return torch.log_softmax(logits.float(), dim=-1), state, attn
 
         return beam_search(step, state, B, K, max_len, self.io.bos_id, self.io.eos_id, self.io.pad_id,
-                           length_penalty)
+                           length_penalty, no_repeat_ngram)
 
 
 def reorder_state(state, index: torch.Tensor):
@@ -828,15 +854,31 @@ def reorder_state(state, index: torch.Tensor):
             else layer.index_select(1, index) for layer in state]
 
 
+def _repeated_ngram_bans(history: torch.Tensor, done: torch.Tensor, n: int) -> torch.Tensor:
+    """history [N, t] -> [M, 2] (row, token) pairs: the tokens that would end an n-gram the
+    row has already written (live rows only)."""
+    bans = []
+    if history.shape[1] >= n - 1:
+        for row, seq in enumerate(history.tolist()):
+            if done[row]:
+                continue
+            last = tuple(seq[len(seq) - n + 1:]) if n > 1 else ()
+            bans += [(row, seq[j + n - 1]) for j in range(len(seq) - n + 1) if tuple(seq[j:j + n - 1]) == last]
+    return torch.tensor(bans, dtype=torch.long, device=history.device).reshape(-1, 2)
+
+
 def beam_search(step, state, B: int, K: int, max_len: int, bos: int, eos: int, pad: int,
-                length_penalty: float = 1.0) -> tuple[torch.Tensor, torch.Tensor | None]:
+                length_penalty: float = 1.0, no_repeat_ngram: int = 0) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Beam search over any step function, B rows of K beams each (batch rows N = B*K).
 
     ``step(tokens [N], state) -> (log-probabilities [N, V], state, attention [N, S] or
     None)``; ``state`` is a stack's per-layer state (reordered with reorder_state).
+    Beams are ranked by log-probability / length**length_penalty (length in tokens,
+    <eos> included; 0 ranks by the log-probability alone, which favours short outputs).
     A finished beam (it chose EOS) stays in the beam with its score frozen, competing
-    with the live ones; at the end each row takes the beam with the best
-    score / length**length_penalty. Returns (tokens [B, L], attention [B, L, S] or None)."""
+    with the live ones by that ranking, which also picks each row's output at the end.
+    ``no_repeat_ngram`` n > 0: a live beam may not write an n-gram it has written before
+    (stops "when you get when you get" loops). Returns (tokens [B, L], attention [B, L, S] or None)."""
     device = state[0][0].device if isinstance(state[0], tuple) else state[0].device
     N = B * K
     scores = torch.zeros(B, K, device=device)
@@ -854,8 +896,14 @@ def beam_search(step, state, B: int, K: int, max_len: int, bos: int, eos: int, p
         frozen = torch.full_like(logp, float("-inf"))
         frozen[:, pad] = 0.0
         logp = torch.where(done[:, None], frozen, logp)
-        total = (scores.reshape(N, 1) + logp).reshape(B, K * V)
-        scores, flat = total.topk(K, dim=1)  # [B, K]
+        if no_repeat_ngram > 0:
+            bans = _repeated_ngram_bans(history, done, no_repeat_ngram)  # [M, 2]
+            logp[bans[:, 0], bans[:, 1]] = float("-inf")
+        total = scores.reshape(N, 1) + logp  # [N, V]
+        # ranked by the score per length**length_penalty each candidate would have
+        grown = (length + (~done).float()).clamp_min(1.0)[:, None] ** length_penalty  # [N, 1]
+        _, flat = (total / grown).reshape(B, K * V).topk(K, dim=1)  # [B, K]
+        scores = total.reshape(B, K * V).gather(1, flat)  # [B, K] log-probabilities
         beam = (rows + flat // V).reshape(N)  # the beam each survivor extends
         token = (flat % V).reshape(N)
         history = torch.cat([history[beam], token[:, None]], dim=1)

@@ -150,8 +150,8 @@ class StepGraph(nn.Module):
         out, finals = self.stack(m.target_embedding(y_in), initial)  # [B, L, H]
         if self.attention:
             memory, lengths = rest[self.n_states], rest[self.n_states + 1]
-            out = m._attend(out, memory, lengths)
-            return (m.head(out), *_flatten(finals, self.cells), m.last_attention)
+            out, weights = m.attend(out, memory, lengths)
+            return (m.head(out), *_flatten(finals, self.cells), weights)
         return (m.head(out), *_flatten(finals, self.cells))
 
 

@@ -33,6 +33,53 @@ def tokenize_words(text: str, lowercase: bool = False) -> list[str]:
     return _WORD_RE.findall(text)
 
 
+# Detokenising: marks written against the word before them, and ones the next word is
+# written against (what tokenize_words split off, put back as English and French print it).
+_CLOSING = frozenset(".,!?;:%)]}…")
+_OPENING = frozenset("([{$")
+_APOSTROPHES = frozenset("'’")
+_JOINERS = frozenset("-/")  # "well - known" -> "well-known", "and / or" -> "and/or"
+
+
+def _space_before(tokens: Sequence[str], i: int, quotes_open: bool) -> bool:
+    """Whether tokens[i] is written with a space before it. Looks only behind, so a text
+    grows by whole pieces as tokens arrive (streamed replies): see detokenize_words."""
+    tok, prev = tokens[i], tokens[i - 1]
+    before = tokens[i - 2] if i >= 2 else ""
+    word, prev_word = tok[:1].isalnum(), prev[-1:].isalnum()
+    if tok in _CLOSING or prev in _OPENING:
+        return False
+    if tok in _APOSTROPHES:  # "don ' t" -> "don't"; after a space it opens a quote
+        return not prev_word
+    if prev in _APOSTROPHES:  # the rest of "don't", "l'homme", or a quoted word
+        return False
+    if tok == '"':  # the opening one of a pair takes the space, the closing one none
+        return not quotes_open
+    if prev == '"' and quotes_open:
+        return False
+    if (tok in _JOINERS and prev_word) or (prev in _JOINERS and before[-1:].isalnum() and word):
+        return False
+    if before.isdigit() and tok.isdigit() and (prev == "." or prev == "," and len(tok) == 3):
+        return False  # "3 . 14" -> "3.14", "1 , 000" -> "1,000"
+    return True
+
+
+def detokenize_words(tokens: Sequence[str]) -> str:
+    """Word tokens (tokenize_words) -> text: "hello , how are you ?" -> "hello, how are
+    you?", "i don ' t know" -> "i don't know". Undoes tokenize_words except where the
+    original spacing is lost ("a - b" comes back as "a-b"). A prefix of the tokens gives
+    a prefix of the text."""
+    parts: list[str] = []
+    quotes_open = False
+    for i, tok in enumerate(tokens):
+        if i and _space_before(tokens, i, quotes_open):
+            parts.append(" ")
+        parts.append(tok)
+        if tok == '"':
+            quotes_open = not quotes_open
+    return "".join(parts)
+
+
 class Vocab:
     """token <-> id. Unknown tokens map to <unk> when the vocabulary has one."""
 

@@ -5,8 +5,8 @@ message<TAB>reply lines (workbench.io.dialogue). Without a file: generated conve
 (greetings, small talk, colours, likes, additions; workbench.tasks.phrases). Every turn after a
 conversation's first is a reply to the turn before it; with ``context`` the turn before
 that is read too ("previous | message"). Whole conversations are held out
-(``val_fraction`` of the distinct ones, shuffled with a fixed seed) or ``val_path`` names a
-validation file. Word level by default, lowercased; batches and shapes as the
+(``val_fraction`` of the distinct ones, shuffled with a fixed seed), conversations that
+share a turn together (split_conversations), or ``val_path`` names a validation file. Word level by default, lowercased; batches and shapes as the
 transduction task (x [B, S] message ids, y_in/y [B, T] reply ids, mask [B, T]).
 
 Metrics: teacher-forced token accuracy, and the reply perplexity exp(nats per reply
@@ -34,7 +34,7 @@ from workbench.spec import SpecError
 from workbench.tasks.base import Batch
 from workbench.tasks.phrases import generated_conversations
 from workbench.tasks.textutil import check_choice, check_float, check_int, position_mode_baseline
-from workbench.tasks.transduction import TransductionTask, text_scores
+from workbench.tasks.transduction import TransductionTask, check_beam_options, text_scores
 
 
 @dataclass
@@ -46,6 +46,8 @@ class DialogueOptions:
     val_fraction: float = 0.1  # of the conversations
     min_freq: int = 1  # rarer words become <unk>
     max_len: int = 40  # exchanges with a longer message or reply (in tokens) are left out
+    length_penalty: float = 1.0  # beam search ranks by log-probability / length**length_penalty
+    no_repeat_ngram: int = 0  # beam search: n > 0 writes no n-gram twice in one reply
 
 
 class DialogueTask(TransductionTask):
@@ -63,6 +65,7 @@ class DialogueTask(TransductionTask):
         check_float(o, "val_fraction", 0.0, 0.9)
         check_int(o, "min_freq", 1, 1_000_000)
         check_int(o, "max_len", 1, 100_000)
+        check_beam_options(o)
         if o.val_path and not path:
             raise SpecError("data.options.val_path", "a validation file needs a training file in data.path")
         if not o.val_path and o.val_fraction <= 0:
@@ -85,17 +88,13 @@ class DialogueTask(TransductionTask):
         if o.val_path:
             train, val = self._read_file_pairs(self.path), self._read_file_pairs(o.val_path)
         else:
-            # Repeated conversations (the English corpus holds 2,025, 898 of them distinct)
-            # are kept once, so that no held-out conversation is also a training one.
             read = read_dialogue(self.path).conversations if self.path else generated_conversations()
-            conversations = [list(c) for c in dict.fromkeys(map(tuple, read))]
-            if len(conversations) < 2:
+            if len(dict.fromkeys(map(tuple, read))) < 2:
                 raise DataError(self.path, "holds one conversation; holding some out needs at least 2 "
                                            "(or set data.options.val_path)")
-            random.Random(0).shuffle(conversations)  # fixed: the same split for every seed
-            cut = min(max(int(round(len(conversations) * (1 - o.val_fraction))), 1), len(conversations) - 1)
-            train = self._within_max_len(self.path, exchanges(conversations[:cut], o.context))
-            val = self._within_max_len(self.path, exchanges(conversations[cut:], o.context))
+            train_convs, val_convs = split_conversations(read, o.val_fraction)
+            train = self._within_max_len(self.path, exchanges(train_convs, o.context))
+            val = self._within_max_len(self.path, exchanges(val_convs, o.context))
         self.train_texts = list(train)
         return train, val
 
@@ -157,6 +156,59 @@ class DialogueTask(TransductionTask):
             except DataError:
                 return []
         return self.train_texts
+
+
+def _same_text(turn: str) -> str:
+    return " ".join(turn.lower().split())
+
+
+def split_conversations(conversations: Sequence[Sequence[str]], val_fraction: float, seed: int = 0
+                        ) -> tuple[list[list[str]], list[list[str]]]:
+    """(training, held-out) conversations, no turn on both sides.
+
+    Repeated conversations are kept once, and conversations that share a turn (the same
+    text, case and spacing aside) are held out or kept together, as one group: the
+    English corpus asks "Tell me a joke" in 30 conversations and answers "What kind of
+    hardware" with a reply that another file gives to another question, so a split by
+    conversation alone would leave held-out replies in the training data (8 of 112
+    held-out exchanges), which a model or a retrieval baseline could repeat rather than
+    write. Groups are shuffled with a fixed seed; whole groups are held out until
+    ``val_fraction`` of the conversations are, passing over any group that would hold out
+    more than 1.2 times that. At least one group lands on each side (when every
+    conversation shares a turn with another, they are split one by one)."""
+    distinct = [list(c) for c in dict.fromkeys(map(tuple, conversations))]
+    parent = list(range(len(distinct)))  # union-find over conversations
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    first: dict[str, int] = {}
+    for i, turns in enumerate(distinct):
+        for turn in turns:
+            j = first.setdefault(_same_text(turn), i)
+            parent[root(i)] = root(j)
+    groups: dict[int, list[int]] = {}
+    for i in range(len(distinct)):
+        groups.setdefault(root(i), []).append(i)
+    order = list(groups.values())  # in file order of each group's first conversation
+    if len(order) < 2:  # every conversation shares turns with the others: split them one by one
+        order = [[i] for i in range(len(distinct))]
+    random.Random(seed).shuffle(order)
+    wanted = len(distinct) * val_fraction
+    held: list[int] = []
+    for group in order:
+        if len(held) >= wanted:
+            break
+        if len(held) + len(group) <= max(wanted * 1.2, 1):  # a group far larger than wanted trains
+            held += group
+    if not held or len(held) == len(distinct):
+        held = min(order, key=len)
+    held_set = set(held)
+    train = [c for i, c in enumerate(distinct) if i not in held_set]
+    return train, [distinct[i] for i in sorted(held_set)]
 
 
 class NearestQuestion:

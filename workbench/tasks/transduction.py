@@ -31,9 +31,9 @@ greedy decoding's exact match: see textutil.sequence_metric_sums), and in
 For file data ``workbench eval`` also scores the decoded text with sacrebleu (the
 field's standard scorer): ``bleu``/``chrf`` from greedy decoding and
 ``bleu_beam``/``chrf_beam`` from beam search, beside the copy-the-source baseline
-(the source itself as the output). Both sides are compared as the model sees them:
-tokenised, lowercased per ``lowercase``, tokens joined by spaces (characters joined as
-they are at level "char"); references keep their rare words (no <unk>).
+(the source itself as the output). Outputs are detokenised (``detokenize``: "i don ' t know ." -> "i don't
+know."), references and baselines are the text as read (lowercased per ``lowercase``;
+rare words kept, no <unk>), and sacrebleu tokenises both alike with its own tokenizer.
 
 Inference helpers (after ``restore``): ``encode_source("march 5, 2024") -> Batch``
 (x [1, S], lengths), ``decode_target(ids) -> str`` (stops at <eos>).
@@ -53,7 +53,16 @@ import torch
 
 from workbench.io.errors import DataError
 from workbench.io.tsv import read_pairs
-from workbench.io.vocab import ALL_SPECIALS, PAD, UNK, Vocab, bucketed_batches, pad_sequences, tokenize_words
+from workbench.io.vocab import (
+    ALL_SPECIALS,
+    PAD,
+    UNK,
+    Vocab,
+    bucketed_batches,
+    detokenize_words,
+    pad_sequences,
+    tokenize_words,
+)
 from workbench.spec import ModelIO, ModelSpec, SpecError
 from workbench.tasks.base import Batch
 from workbench.tasks.phrases import all_phrases, sample_phrase
@@ -184,6 +193,8 @@ class TransductionOptions:
     max_len: int = 60  # files: pairs with a longer source or target (in tokens) are left out
     source_column: int = 1  # files: the source's column (1-based)
     target_column: int = 2  # files: the target's column (1-based)
+    length_penalty: float = 1.0  # beam search ranks by log-probability / length**length_penalty
+    no_repeat_ngram: int = 0  # beam search: n > 0 writes no n-gram twice in one output
 
 
 class TransductionTask(GeneratedTokensTask):
@@ -204,6 +215,7 @@ class TransductionTask(GeneratedTokensTask):
         check_int(o, "val_size", 1, 1_000_000)
         check_int(o, "min_freq", 1, 1_000_000)
         check_int(o, "max_len", 1, 100_000)
+        check_beam_options(o)
         check_int(o, "source_column", 1, 1000)
         check_int(o, "target_column", 1, 1000)
         if o.source_column == o.target_column:
@@ -230,7 +242,9 @@ class TransductionTask(GeneratedTokensTask):
         return tokenize_words(text)
 
     def detokenize(self, tokens: Sequence[str]) -> str:
-        return "".join(tokens) if self.level == "char" else " ".join(tokens)
+        """Tokens -> text as it is shown and scored: words rejoined with their punctuation
+        ("hello , how are you ?" -> "hello, how are you?"; workbench.io.vocab.detokenize_words)."""
+        return "".join(tokens) if self.level == "char" else detokenize_words(tokens)
 
     def encode_source(self, text: str) -> Batch:
         """A user's source text -> Batch (x [1, S], lengths); y/y_in hold only <eos>/<bos>."""
@@ -241,6 +255,10 @@ class TransductionTask(GeneratedTokensTask):
 
     def decode_target(self, ids) -> str:
         return self.detokenize(self.target_vocab.decode(ids))
+
+    def beam_options(self) -> dict:
+        """The options of model.beam_search this task's outputs are decoded with."""
+        return {"length_penalty": self.options.length_penalty, "no_repeat_ngram": self.options.no_repeat_ngram}
 
     # -- life cycle ----------------------------------------------------------------------------
     def _generate(self, rng: random.Random, count: int, validation: bool) -> list[tuple[str, str]]:
@@ -331,7 +349,12 @@ class TransductionTask(GeneratedTokensTask):
 
     # -- decoded text scored with sacrebleu (`workbench eval`) ------------------------------
     def _as_compared(self, text: str) -> str:
-        return self.detokenize(self.tokenize(text))
+        """A reference or a baseline's output as it is scored: the text itself, lowercased
+        when the model reads lowercased text, runs of spaces made one. Outputs are the
+        detokenised tokens; sacrebleu tokenises both sides alike (its 13a tokenizer)."""
+        if self.reads_pairs() and self.options.lowercase:
+            text = text.lower()
+        return " ".join(text.split())
 
     def decode_outputs(self, model, device, batch_size: int, max_items: int, beam: int = 0) -> list[str]:
         """The validation sources decoded greedily (beam 0 or 1) or by beam search, as text."""
@@ -340,7 +363,7 @@ class TransductionTask(GeneratedTokensTask):
             batch = self._batch(self.val_pairs[b:b + batch_size]).to(device)
             max_len = int(batch.y.shape[1]) * 2 + 10
             if beam > 1:
-                tokens, _ = model.beam_search(batch.x, beam, max_len, batch.lengths)
+                tokens, _ = model.beam_search(batch.x, beam, max_len, batch.lengths, **self.beam_options())
             else:
                 tokens, _ = model.generate(batch.x, max_len, batch.lengths)
             outputs += [self.decode_target(row) for row in tokens.tolist()]
@@ -406,9 +429,17 @@ class TransductionTask(GeneratedTokensTask):
     # loss, metric_sums, decode_metrics, baseline: GeneratedTokensTask
 
 
+def check_beam_options(o) -> None:
+    check_float(o, "length_penalty", 0.0, 10.0)
+    check_int(o, "no_repeat_ngram", 0, 100)
+
+
 def text_scores(hypotheses: Sequence[str], references: Sequence[str]) -> dict[str, float]:
-    """Corpus BLEU and chrF (sacrebleu's defaults, one reference per output), 0-100."""
+    """Corpus BLEU and chrF (sacrebleu's defaults, one reference per output), 0-100, and
+    the outputs' length in BLEU's tokens over the references' (chrF weighs recall twice
+    as much as precision, so outputs longer than the references gain chrF)."""
     import sacrebleu
 
-    return {"bleu": float(sacrebleu.corpus_bleu(list(hypotheses), [list(references)], force=True).score),
-            "chrf": float(sacrebleu.corpus_chrf(list(hypotheses), [list(references)]).score)}
+    bleu = sacrebleu.corpus_bleu(list(hypotheses), [list(references)], force=True)
+    return {"bleu": float(bleu.score), "chrf": float(sacrebleu.corpus_chrf(list(hypotheses), [list(references)]).score),
+            "length_ratio": bleu.sys_len / max(bleu.ref_len, 1)}
