@@ -46,7 +46,7 @@ import numpy as np
 import torch
 
 from workbench import cells, tryout_modes
-from workbench.engine.model import sample_logits, unrolled_layer
+from workbench.engine.model import repeated_ngram_bans, sample_logits, unrolled_layer
 from workbench.spec import Preset
 
 # Generation / decoding lengths beyond these are typos.
@@ -275,9 +275,14 @@ def classify(session: Session, text: str) -> dict:
 # ----------------------------------------------------------------------------- encoder-decoder, one-to-many
 
 
+def _no_repeat(session: Session) -> int:
+    """The task's no_repeat_ngram option (encoder-decoder tasks; 0 for the others)."""
+    return int(getattr(session.task.options, "no_repeat_ngram", 0))
+
+
 def _decode(session: Session, x, lengths, temperature: float, top_k: int, gen, max_len: int) -> dict:
     tokens, attention = session.model.generate(x, max_len=max_len, lengths=lengths, temperature=temperature,
-                                               top_k=top_k, generator=gen)
+                                               top_k=top_k, generator=gen, no_repeat_ngram=_no_repeat(session))
     ids = tokens[0].tolist()
     eos = session.model.io.eos_id
     if eos in ids:
@@ -399,16 +404,23 @@ def chat_stream(session: Session, message: str, previous: str = "", temperature:
         _, state, enc = model.decoding_start(x, batch.lengths)
         token = torch.full((1,), model.io.bos_id, dtype=torch.long, device=x.device)
         words: list[str] = []
+        ids: list[int] = []
         shown = ""
+        no_repeat = _no_repeat(session)
         for index in range(max_len):
             if stop is not None and stop():
                 return
             logits, state, weights = model.decode_step(token, state, enc, batch.lengths)  # [1, V], [1, S]
+            if no_repeat and words:  # as generate() does: no n-gram twice
+                written = torch.tensor([ids], device=x.device)  # [1, t]
+                bans = repeated_ngram_bans(written, torch.zeros(1, dtype=torch.bool), no_repeat)  # [M, 2]
+                logits[bans[:, 0], bans[:, 1]] = float("-inf")
             attention = weights[0].cpu().numpy() if weights is not None else None  # [S]
             token = sample_logits(logits, temperature, top_k, gen)  # [1]
             i = int(token)
             if i == model.io.eos_id:
                 return
+            ids.append(i)
             words.append(task.target_vocab.tokens[i])
             # What this token adds to the reply as shown (detokenised: no space before ",").
             reply = task.detokenize(words)

@@ -755,9 +755,10 @@ class RecurrentModel(nn.Module):
     # -- inference ---------------------------------------------------------------------
     @torch.no_grad()
     def generate(self, x: torch.Tensor, max_len: int, lengths: torch.Tensor | None = None,
-                 temperature: float = 0.0, top_k: int = 0, generator: torch.Generator | None = None
-                 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Decode token by token (encoder_decoder / one_to_many).
+                 temperature: float = 0.0, top_k: int = 0, generator: torch.Generator | None = None,
+                 no_repeat_ngram: int = 0) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Decode token by token (encoder_decoder / one_to_many). ``no_repeat_ngram`` n > 0:
+        no row writes an n-gram twice (greedy decoding's "a b, a b, a b ..." loops).
 
         Returns (tokens [B, L] without BOS, stopping rows at EOS (padded with pad_id),
         attention [B, L, S] when the model has attention, else None)."""
@@ -771,6 +772,9 @@ class RecurrentModel(nn.Module):
             logits, state, weights = self.decode_step(token[:, 0], state, enc, lengths)  # [B, V]
             if weights is not None:
                 attn.append(weights)
+            if no_repeat_ngram > 0 and tokens:
+                bans = repeated_ngram_bans(torch.cat(tokens, dim=1), done, no_repeat_ngram)  # [M, 2]
+                logits = logits.index_put((bans[:, 0], bans[:, 1]), torch.tensor(float("-inf"), device=device))
             token = sample_logits(logits, temperature, top_k, generator).unsqueeze(1)
             token = token.masked_fill(done[:, None], self.io.pad_id)
             tokens.append(token)
@@ -854,7 +858,7 @@ def reorder_state(state, index: torch.Tensor):
             else layer.index_select(1, index) for layer in state]
 
 
-def _repeated_ngram_bans(history: torch.Tensor, done: torch.Tensor, n: int) -> torch.Tensor:
+def repeated_ngram_bans(history: torch.Tensor, done: torch.Tensor, n: int) -> torch.Tensor:
     """history [N, t] -> [M, 2] (row, token) pairs: the tokens that would end an n-gram the
     row has already written (live rows only)."""
     bans = []
@@ -897,7 +901,7 @@ def beam_search(step, state, B: int, K: int, max_len: int, bos: int, eos: int, p
         frozen[:, pad] = 0.0
         logp = torch.where(done[:, None], frozen, logp)
         if no_repeat_ngram > 0:
-            bans = _repeated_ngram_bans(history, done, no_repeat_ngram)  # [M, 2]
+            bans = repeated_ngram_bans(history, done, no_repeat_ngram)  # [M, 2]
             logp[bans[:, 0], bans[:, 1]] = float("-inf")
         total = scores.reshape(N, 1) + logp  # [N, V]
         # ranked by the score per length**length_penalty each candidate would have

@@ -47,7 +47,7 @@ class DialogueOptions:
     min_freq: int = 1  # rarer words become <unk>
     max_len: int = 40  # exchanges with a longer message or reply (in tokens) are left out
     length_penalty: float = 1.0  # beam search ranks by log-probability / length**length_penalty
-    no_repeat_ngram: int = 0  # beam search: n > 0 writes no n-gram twice in one reply
+    no_repeat_ngram: int = 0  # greedy and beam search: n > 0 writes no n-gram twice in one reply
 
 
 class DialogueTask(TransductionTask):

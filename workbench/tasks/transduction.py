@@ -194,7 +194,7 @@ class TransductionOptions:
     source_column: int = 1  # files: the source's column (1-based)
     target_column: int = 2  # files: the target's column (1-based)
     length_penalty: float = 1.0  # beam search ranks by log-probability / length**length_penalty
-    no_repeat_ngram: int = 0  # beam search: n > 0 writes no n-gram twice in one output
+    no_repeat_ngram: int = 0  # greedy and beam search: n > 0 writes no n-gram twice in one output
 
 
 class TransductionTask(GeneratedTokensTask):
@@ -365,7 +365,8 @@ class TransductionTask(GeneratedTokensTask):
             if beam > 1:
                 tokens, _ = model.beam_search(batch.x, beam, max_len, batch.lengths, **self.beam_options())
             else:
-                tokens, _ = model.generate(batch.x, max_len, batch.lengths)
+                tokens, _ = model.generate(batch.x, max_len, batch.lengths,
+                                           no_repeat_ngram=self.options.no_repeat_ngram)
             outputs += [self.decode_target(row) for row in tokens.tolist()]
         return outputs
 
