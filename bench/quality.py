@@ -335,7 +335,8 @@ def bench_chatbot(args) -> tuple[str, list[dict]]:
     held out, those sharing a turn together) trained to its step budget (--chat-set
     overrides it): reply perplexity against a unigram model of the training replies,
     and BLEU/chrF of greedy and beam replies against nearest-question retrieval
-    (TF-IDF), all scored by sacrebleu on the same held-out replies; example exchanges."""
+    (TF-IDF) and the echo (the message as its own reply), all scored by sacrebleu on the
+    same held-out replies; example exchanges."""
     from workbench import inference, presets
     from workbench.spec import with_overrides
     from workbench.tasks.dialogue import NearestQuestion
@@ -365,6 +366,7 @@ def bench_chatbot(args) -> tuple[str, list[dict]]:
         {"replies by": "unigram of the training replies", "perplexity": unigram, "x unigram": 1.0},
         scored("nearest training question's reply (TF-IDF)", base["retrieval_bleu"], base["retrieval_chrf"],
                base["retrieval_length_ratio"]),
+        scored("the message itself (echo)", base["echo_bleu"], base["echo_chrf"], base["echo_length_ratio"]),
     ]
     retrieval = NearestQuestion(task.train_texts, task.tokenize)
     session = inference.session_from_model(preset, task, model)

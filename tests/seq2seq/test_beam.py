@@ -96,3 +96,21 @@ def test_decode_step_is_the_step_generate_and_beam_search_take():
     # attend() is public too: weights [B, T, S] summing to 1 over the source
     out, weights = model.attend(torch.randn(8, 3, preset.model.decoder_layers[-1].hidden_size), enc, batch.lengths)
     assert out.shape[:2] == (8, 3) and torch.allclose(weights.sum(-1), torch.ones(8, 3))
+
+
+def test_no_repeated_ngrams_in_greedy_or_beam_output():
+    preset = presets.load_builtin("dates_encdec_attention")
+    preset.data.options["val_size"] = 8
+    task = make_task(preset)
+    torch.manual_seed(1)
+    model = build_model(preset.model, task.model_io()).eval()
+    batch = next(task.val_batches(8, 1))
+
+    def bigrams(row):
+        row = [t for t in row if t not in (PAD, EOS)]
+        return list(zip(row, row[1:]))
+    loops = model.generate(batch.x, 30, batch.lengths)[0].tolist()  # an untrained model repeats itself
+    assert any(len(set(bigrams(r))) < len(bigrams(r)) for r in loops)
+    for tokens in (model.generate(batch.x, 30, batch.lengths, no_repeat_ngram=2)[0],
+                   model.beam_search(batch.x, 3, 30, batch.lengths, no_repeat_ngram=2)[0]):
+        assert all(len(set(bigrams(r))) == len(bigrams(r)) for r in tokens.tolist())

@@ -101,6 +101,7 @@ def test_chatbot_preset_trains_evaluates_and_replies_in_json(tmp_path, capsys, s
     assert result["main_metric"] == "perplexity"
     assert m["perplexity"] == pytest.approx(2.718281828459045 ** m["nats_per_token"], rel=1e-6)
     assert base["perplexity"] > 1 and 0 <= base["retrieval_bleu"] <= 100 and 0 <= base["retrieval_chrf"] <= 100
+    assert 0 <= base["echo_bleu"] <= 100 and 0 <= base["echo_chrf"] <= 100
     assert {"bleu", "chrf", "bleu_beam", "chrf_beam"} <= set(m)
 
     talk = tmp_path / "talk.yml"

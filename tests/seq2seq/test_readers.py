@@ -191,3 +191,18 @@ def test_the_previous_turn_as_context(tmp_path):
     assert inference.chat_source(session, "And you?", "") == "And you?"
     session.task = DialogueTask({"context": False}, str(path))
     assert inference.chat_source(session, "And you?", "Fine.") == "And you?"
+
+
+def test_copy_pairs_add_replies_as_their_own_messages_for_training_only(tmp_path):
+    path = _write(tmp_path, "talk.yml", CONVERSATIONS)
+    plain = DialogueTask({"val_fraction": 0.3}, str(path))
+    plain.ensure_prepared()
+    task = DialogueTask({"val_fraction": 0.3, "copy_pairs": 1.0}, str(path))
+    task.ensure_prepared()
+    assert task.train_texts == plain.train_texts and task.val_pairs == plain.val_pairs  # the real exchanges
+    replies = list(dict.fromkeys(r for _, r in task.train_texts))
+    copies = task.train_pairs[len(task.train_texts):]
+    assert len(copies) == len(replies) and all(s == t for s, t in
+                                               [(task.source_vocab.decode(s), task.target_vocab.decode(t))
+                                                for s, t in copies])
+    assert task.baseline()["perplexity"] == pytest.approx(plain.baseline()["perplexity"])  # real replies only

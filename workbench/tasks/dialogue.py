@@ -14,7 +14,9 @@ token, <eos> included) on held-out conversations. ``workbench eval`` adds BLEU a
 (sacrebleu) of the greedy and beam-search replies. Baselines: the perplexity of a
 unigram model of the training replies (add-one smoothed over the reply vocabulary), and
 nearest-question retrieval: the reply of the training message closest to the held-out
-message by TF-IDF cosine over words, scored with the same BLEU and chrF.
+message by TF-IDF cosine over words, and the echo (the held-out message itself as the
+reply), scored with the same BLEU and chrF. ``copy_pairs`` adds (reply, reply) pairs to
+the training data (see _copy_pairs).
 """
 from __future__ import annotations
 
@@ -48,6 +50,7 @@ class DialogueOptions:
     max_len: int = 40  # exchanges with a longer message or reply (in tokens) are left out
     length_penalty: float = 1.0  # beam search ranks by log-probability / length**length_penalty
     no_repeat_ngram: int = 0  # greedy and beam search: n > 0 writes no n-gram twice in one reply
+    copy_pairs: float = 0.0  # this fraction of the training replies is also trained as reply -> itself
 
 
 class DialogueTask(TransductionTask):
@@ -66,6 +69,7 @@ class DialogueTask(TransductionTask):
         check_int(o, "min_freq", 1, 1_000_000)
         check_int(o, "max_len", 1, 100_000)
         check_beam_options(o)
+        check_float(o, "copy_pairs", 0.0, 1.0)
         if o.val_path and not path:
             raise SpecError("data.options.val_path", "a validation file needs a training file in data.path")
         if not o.val_path and o.val_fraction <= 0:
@@ -96,12 +100,26 @@ class DialogueTask(TransductionTask):
             train = self._within_max_len(self.path, exchanges(train_convs, o.context))
             val = self._within_max_len(self.path, exchanges(val_convs, o.context))
         self.train_texts = list(train)
-        return train, val
+        return train + self._copy_pairs(train), val
+
+    def _copy_pairs(self, train: list[tuple[str, str]]) -> list[tuple[str, str]]:
+        """Augmentation from the corpus itself: (reply, reply) for ``copy_pairs`` of the
+        training replies (a fixed sample). A turn often repeats words of the turn before
+        it (on the English corpus, the held-out message itself as the reply scores BLEU
+        3.6, chrF 16.7, above nearest-question retrieval), which a model with separate
+        message and reply vocabularies can only do for the words it has seen carried
+        over; copying teaches it to carry any word it knows over."""
+        fraction = self.options.copy_pairs
+        if fraction <= 0:
+            return []
+        replies = list(dict.fromkeys(r for _, r in train))
+        random.Random(1).shuffle(replies)
+        return [(r, r) for r in replies[: int(round(len(replies) * fraction))]]
 
     def prepare(self) -> None:
         super().prepare()
         eos = self.target_vocab.id("<eos>")
-        targets = [t + [eos] for _, t in self.train_pairs]
+        targets = [t + [eos] for _, t in self._encode_pairs(self.train_texts)]  # the real replies only
         self._baseline = position_mode_baseline(targets, [t + [eos] for _, t in self.val_pairs])
         self._baseline["perplexity"] = self._unigram_perplexity(targets, [t + [eos] for _, t in self.val_pairs])
 
@@ -146,6 +164,8 @@ class DialogueTask(TransductionTask):
             retrieval = NearestQuestion(train, self.tokenize)
             replies = [self._as_compared(retrieval.reply(m)) for m, _ in texts]
             baseline = {f"retrieval_{k}": v for k, v in text_scores(replies, refs).items()}
+        # Another trivial answer: the message itself, as the reply.
+        baseline.update({f"echo_{k}": v for k, v in text_scores([self._as_compared(m) for m, _ in texts], refs).items()})
         return {"metrics": metrics, "baseline": baseline}
 
     def _training_texts(self) -> list[tuple[str, str]]:
