@@ -376,8 +376,9 @@ def bench_chatbot(args) -> tuple[str, list[dict]]:
         greedy = inference.chat(session, message)["reply"]
         beam = inference.chat(session, message, beam=args.beam)["reply"]
         print(f"    {message} -> {greedy} | {beam} | {retrieval.reply(message)}" + (f"; {ref}" if ref else ""))
-    return (f"Chatbot, chatterbot English ({len(task.val_pairs)} held-out exchanges, {len(task.train_pairs)} "
-            f"training), on {args.device}, {_threads()} torch threads; decoding and scoring took {decode_s:.0f} s"), rows
+    copies = len(task.train_pairs) - len(task.train_texts)
+    return (f"Chatbot, chatterbot English ({len(task.val_pairs)} held-out exchanges, {len(task.train_texts)} "
+            f"training + {copies} copy pairs), on {args.device}, {_threads()} torch threads; decoding and scoring took {decode_s:.0f} s"), rows
 
 
 # ----------------------------------------------------------------------------- speech
