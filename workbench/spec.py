@@ -120,6 +120,13 @@ class HeadSpec:
     # s is the training frames' typical change (ModelIO.delta_scale), so the head's output
     # is in units of the footage's own motion.
     residual: bool = False
+    # With the residual head: add a learned linear extrapolation of the last motion,
+    # output_t = x_t + alpha * (x_t - x_{t-1}) + s * head(h_t), alpha one learned number per
+    # colour channel starting at 0 (so an untrained model still copies the last frame); for
+    # the first frame of a sequence x_{t-1} is unknown and the term is 0. The network then
+    # learns what a constant-velocity guess misses (engine/model.py: RecurrentModel.extrapolation).
+    # Without model.head.residual it does nothing (there is no copy of the frame to extrapolate).
+    extrapolate: bool = False
 
 
 @dataclass

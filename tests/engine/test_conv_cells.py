@@ -200,11 +200,13 @@ def test_onnx_step_graph_matches_pytorch_frame_by_frame(tmp_path, cell):
     assert manifest["frame_steps"] and [g["role"] for g in manifest["graphs"]] == ["model"]
     sess = ort.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
     names = [i.name for i in sess.get_inputs()][1:]
+    assert model.extrapolate and names[-1] == "previous_frame"  # the preset's extrapolating head
     x = torch.rand(3, 7, 1, H, W, generator=torch.Generator().manual_seed(2))
     with torch.no_grad():
         want = model(x)  # [3, 7, H*W]
-    sizes = {n: (2 if n.startswith("state_1") else 3) * H * W for n in names}
-    states = {n: np.zeros((1, 3, sizes[n]), np.float32) for n in names}
+    sizes = {n: (2 if n.startswith("state_1") else 3) * H * W for n in names[:-1]}
+    states = {n: np.zeros((1, 3, sizes[n]), np.float32) for n in names[:-1]}
+    states["previous_frame"] = x[:, 0].numpy()  # the first frame is its own predecessor: no motion
     got = []
     for t in range(7):
         out = sess.run(None, {"x": x[:, t:t + 1].numpy(), **states})

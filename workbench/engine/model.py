@@ -584,6 +584,10 @@ class Probe:
     lengths: list = field(default_factory=list)
 
 
+# alpha = EXTRAPOLATE_GAIN * its parameter (RecurrentModel.extrapolation says why)
+EXTRAPOLATE_GAIN = 25.0
+
+
 class RecurrentModel(nn.Module):
     """Input side -> recurrent stack(s) in the chosen topology -> head.
 
@@ -614,6 +618,9 @@ class RecurrentModel(nn.Module):
             with torch.no_grad():  # an untrained model predicts "no change": it copies the last frame exactly
                 self.head.out.weight.zero_()
                 self.head.out.bias.zero_()
+        if self.extrapolate:
+            # alpha = EXTRAPOLATE_GAIN * extrapolate_raw, one per colour channel [C], from 0
+            self.extrapolate_raw = nn.Parameter(torch.zeros(io.frame_shape[0]))
 
     def _build(self, spec: ModelSpec, io: ModelIO, width: int) -> None:
         self.decoder = None
@@ -654,6 +661,7 @@ class RecurrentModel(nn.Module):
         # whose step ignores the gradient's scale, moves the zero-initialised output by
         # ~lr * fan-in per step: a frame change of 0.1 on footage that changes by 0.01.
         self.register_buffer("delta_scale", torch.tensor(float(io.delta_scale)), persistent=False)
+        self.extrapolate = spec.head.extrapolate and self.residual
 
     # -- stacks in order, named as the spec names them --------------------------------
     def named_stacks(self) -> list[tuple[str, RecurrentStack]]:
@@ -698,12 +706,15 @@ class RecurrentModel(nn.Module):
 
     def forward(self, x: torch.Tensor, y_in: torch.Tensor | None = None,
                 lengths: torch.Tensor | None = None, unrolled: bool = False, *,
-                initial_states: list | None = None, return_states: bool = False):
+                initial_states: list | None = None, return_states: bool = False,
+                previous_frame: torch.Tensor | None = None):
         """See the class docstring for shapes. many_to_one / many_to_many only (truncated
         BPTT carries the state between chunks of one long sequence):
         ``initial_states``: per recurrent layer, the state to start from, as the layer's
         module takes it (h [D, B, H], or (h, c) for an LSTM); None = zeros.
-        ``return_states``: return (output, final states per layer) instead of output."""
+        ``return_states``: return (output, final states per layer) instead of output.
+        ``previous_frame`` [B, C, H, W]: the frame before x[:, 0], for the extrapolating
+        head (model.head.extrapolate) when a clip is fed in pieces; None: x[:, 0] has none."""
         if (initial_states is not None or return_states) and self.topology not in ("many_to_one", "many_to_many"):
             raise ValueError(f"initial_states/return_states are for many_to_one and many_to_many models, "
                              f"not {self.topology}")
@@ -724,7 +735,10 @@ class RecurrentModel(nn.Module):
         if self.topology == "many_to_many":
             result = self.head(out)  # [B, T, O]
             if self.residual:  # the change from the frame just read: x [B, T, C, H, W] -> [B, T, C*H*W]
-                result = result * self.delta_scale.to(result.dtype) + x.flatten(2).to(result.dtype)
+                frames = x.to(result.dtype)
+                result = result * self.delta_scale.to(result.dtype) + frames.flatten(2)
+                if self.extrapolate:
+                    result = result + self.extrapolation(frames, previous_frame).flatten(2)
             return (result, finals) if return_states else result
         # encoder_decoder
         if y_in is None:
@@ -732,6 +746,20 @@ class RecurrentModel(nn.Module):
         initial = self.bridge(summarise(out, top_bidir, lengths))
         dec, _ = self._run(self.decoder, self.target_embedding(y_in), initial, probe, unrolled, "decoder_layers")
         return self.head(self.attend(dec, out, lengths)[0])
+
+    def extrapolation(self, frames: torch.Tensor, previous: torch.Tensor | None = None) -> torch.Tensor:
+        """The extrapolating head's linear part: alpha * (x_t - x_{t-1}) for frames
+        [B, T, C, H, W] -> [B, T, C, H, W], alpha [C] learned. ``previous`` [B, C, H, W] is the
+        frame before frames[:, 0]; None: the first frame is its own predecessor (no motion).
+
+        Why a gain: Adam moves each weight by about lr per step whatever its gradient, and
+        alpha lives on the scale of 1 (0: copy the last frame, 1: constant velocity); at
+        lr 1e-3 alone it would need ~300 steps to reach the 0.3-0.7 that least squares finds
+        on the shared clips, more than a short clip's pass cap allows (50 steps on 36 frames)."""
+        first = frames[:, :1] if previous is None else previous.to(frames.dtype)[:, None]
+        before = torch.cat([first, frames[:, :-1]], dim=1)  # [B, T, C, H, W]: x_{t-1}
+        alpha = (self.extrapolate_raw * EXTRAPOLATE_GAIN).to(frames.dtype)  # [C]
+        return alpha[:, None, None] * (frames - before)
 
     def attend(self, dec: torch.Tensor, enc: torch.Tensor, lengths: torch.Tensor | None = None
                ) -> tuple[torch.Tensor, torch.Tensor | None]:

@@ -14,7 +14,9 @@ One graph where the topology reads its whole input at once; two where it generat
 A many-to-many model over convolutional cells (workbench.cells.conv: a Python loop of
 convolutions per step, which no fused ONNX op carries) is exported as a one-frame step
 graph instead: FILE  x [B, 1, C, H, W], state_* -> output [B, 1, O], next_state_*; run it
-frame by frame, feeding next_state_* back (zeros to start), as next-frame rollouts do.
+frame by frame, feeding next_state_* back (zeros to start), as next-frame rollouts do;
+with model.head.extrapolate it also takes previous_frame [B, C, H, W] (the first frame
+itself to start) and returns next_previous_frame (x's frame) to feed back.
 
 B, T, S and L are dynamic. The decoder/step graph takes any L: the whole teacher-forced
 target at once, or L = 1 per step of a greedy/sampled decoding loop that feeds
@@ -165,6 +167,11 @@ class FrameStepGraph(nn.Module):
         self.cells = [l.cell for l in model.spec.layers]
 
     def forward(self, x: torch.Tensor, *states: torch.Tensor):
+        if self.model.extrapolate:  # the last input is the frame before x (model.head.extrapolate)
+            states, previous = states[:-1], states[-1]
+            out, finals = self.model(x, initial_states=_unflatten(states, self.cells), return_states=True,
+                                     previous_frame=previous)
+            return (out, *_flatten(finals, self.cells), x[:, -1])
         out, finals = self.model(x, initial_states=_unflatten(states, self.cells), return_states=True)
         return (out, *_flatten(finals, self.cells))
 
@@ -244,9 +251,13 @@ def graph_specs(model: RecurrentModel) -> list[GraphSpec]:
             _, finals = model(x1, return_states=True)
         states = tuple(torch.rand_like(s) * 0.5 for s in _flatten(finals, step.cells))  # [1, B, H] each
         next_names = ["next_" + n for n in names]
-        return [GraphSpec("model", step, (x1, *states), ["x", *names], ["output", *next_names],
-                          {"x": {0: "batch"}, "output": {0: "batch"}, **{n: {1: "batch"} for n in names},
-                           **{n: {1: "batch"} for n in next_names}})]
+        axes = {"x": {0: "batch"}, "output": {0: "batch"}, **{n: {1: "batch"} for n in names},
+                **{n: {1: "batch"} for n in next_names}}
+        if model.extrapolate:  # the frame before x [B, C, H, W] in, x's frame out
+            states = (*states, torch.rand_like(x1[:, 0]))
+            names, next_names = [*names, "previous_frame"], [*next_names, "next_previous_frame"]
+            axes.update({"previous_frame": {0: "batch"}, "next_previous_frame": {0: "batch"}})
+        return [GraphSpec("model", step, (x1, *states), ["x", *names], ["output", *next_names], axes)]
     if topo == "many_to_one":
         return [GraphSpec("model", SequenceGraph(model), (x, lengths), ["x", "lengths"], ["output"],
                           {"x": x_axes, "lengths": {0: "batch"}, "output": {0: "batch"}})]
@@ -356,7 +367,10 @@ def export_model(model: RecurrentModel, path: str | Path, preset=None, opset: in
                      if topo in GRAPH_SUFFIXES else None),
         "frame_steps": ({"how": "one frame at a time: x [B, 1, C, H, W] and state_* (zeros for the first "
                                 "frame) -> output [B, 1, O] and next_state_*, fed back as state_* for the next "
-                                "frame"} if frame_steps(model) else None),
+                                "frame" + ("; previous_frame [B, C, H, W] is the frame before x (the first "
+                                           "frame itself to start: no motion), fed from "
+                                           "next_previous_frame" if model.extrapolate else "")}
+                       if frame_steps(model) else None),
         "preset": json.loads(preset.to_json()) if preset is not None else None,
     }
     manifest_path = Path(str(Path(path)) + ".json") if Path(path).suffix == ".onnx" else Path(path).with_suffix(".json")

@@ -763,11 +763,15 @@ class NextFrameTask(FrameTask):
         return out
 
     # -- inference (try-out) -------------------------------------------------------------
-    def _step(self, model, frames: torch.Tensor, state):
-        """frames [B, T, C, H, W] -> (predicted next frames [B, T, C, H, W], state)."""
-        out, state = model(frames, initial_states=state, return_states=True)  # [B, T, C*H*W]
+    def _step(self, model, frames: torch.Tensor, carried):
+        """frames [B, T, C, H, W] -> (predicted next frames [B, T, C, H, W], carried): carried
+        is (the layers' states, the last frame read [B, C, H, W], which the extrapolating
+        head needs as the next piece's x_{t-1}); None to start."""
+        state, previous = carried if carried is not None else (None, None)
+        out, state = model(frames, initial_states=state, return_states=True,
+                           previous_frame=previous)  # [B, T, C*H*W]
         pred = out.reshape(*frames.shape)
-        return pred.clamp(0.0, 1.0), state
+        return pred.clamp(0.0, 1.0), (state, frames[:, -1])
 
     @torch.no_grad()
     def predict_next_frames(self, model: torch.nn.Module, frames: torch.Tensor,
