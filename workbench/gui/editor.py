@@ -64,6 +64,9 @@ TIPS = {
     "model.head.hidden_size": "An extra hidden layer between the recurrent stack and the output (0: none).",
     "model.head.residual": "Frames in, frames out: add each input frame to the output, so the model predicts the "
                            "change and starts out copying the last frame.",
+    "model.head.extrapolate": "With the change predicted: also extend the last motion, x_t + a * (x_t - x_{t-1}), "
+                              "with a learned a per colour channel starting at 0 (still copying the last frame "
+                              "at first); the network learns what this linear guess misses.",
     "model.init.recurrent": "Initial recurrent weights: PyTorch's default, orthogonal, or identity (IRNN, "
                             "vanilla RNNs only).",
     "model.init.lru_r_min": "LRU layers: their eigenvalues start uniformly on the ring min |λ| ≤ |λ| ≤ max |λ| "
@@ -376,6 +379,13 @@ class ArchitectureEditor(QScrollArea):
                                                "model.head.residual")
         self.head_residual.setToolTip(TIPS["model.head.residual"])
         form.addRow(self.head_residual)
+        self.head_extrapolate = self.binder.check(QCheckBox("Extend the last motion (learned linear part)"),
+                                                  "model.head.extrapolate")
+        self.head_extrapolate.setToolTip(TIPS["model.head.extrapolate"])
+        form.addRow(self.head_extrapolate)
+        # it extends the residual head's copy of the frame: nothing to extend without it
+        self.head_residual.toggled.connect(self.head_extrapolate.setEnabled)
+        self.head_extrapolate.setEnabled(self.head_residual.isChecked())
         form.addRow(self.errors.register("model.head", ErrorLabel()))
         lay.addWidget(box)
 
