@@ -759,7 +759,8 @@ def _parameter_report(model: ModelSpec, io: ModelIO) -> ParamReport:
         for l in layers:
             bridge += _state_count(l.cell) * (width * l.hidden_size + l.hidden_size)
         top = layers[-1].output_size
-    head = 0
+    # the extrapolating head's alpha, one per colour channel (engine/model.py: RecurrentModel.extrapolation)
+    head = io.frame_shape[0] if model.head.extrapolate and model.head.residual and io.frame_shape else 0
     conv_head = spatial_head(model, io)
     if conv_head is not None:  # conv_kernel x conv_kernel convolutions, channels to channels
         k2 = model.conv_kernel ** 2
