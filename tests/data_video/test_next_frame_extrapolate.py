@@ -88,3 +88,21 @@ def test_presets_and_runs_from_before_the_option_load_with_it_off():
     small = with_overrides(old, SMALL + ["model.layers.0.hidden_size=96"])
     model = build_model(small.model, make_task(small).ensure_prepared().model_io())
     assert not model.extrapolate and not any("extrapolate" in k for k in model.state_dict())
+
+
+def test_the_flattening_lstm_exports_its_extrapolation_to_onnx(tmp_path):
+    ort = pytest.importorskip("onnxruntime")
+    from workbench.export.onnx import export_model
+
+    preset, task, model = _setup("video_nextframe_lstm")
+    with torch.no_grad():
+        model.extrapolate_raw.fill_(0.7 / EXTRAPOLATE_GAIN)
+        for p in model.head.parameters():
+            p.add_(0.01 * torch.randn_like(p))
+    export_model(model, tmp_path / "m.onnx", preset=preset)
+    x = torch.rand(2, 5, 1, 6, 8, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        want = model(x).numpy()
+    sess = ort.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
+    got = sess.run(None, {"x": x.numpy()})[0]
+    assert abs(got - want).max() <= 1e-5
