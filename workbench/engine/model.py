@@ -585,7 +585,7 @@ class Probe:
 
 
 # alpha = EXTRAPOLATE_GAIN * its parameter (RecurrentModel.extrapolation says why)
-EXTRAPOLATE_GAIN = 25.0
+EXTRAPOLATE_GAIN = 35.0
 
 
 class RecurrentModel(nn.Module):
@@ -755,7 +755,9 @@ class RecurrentModel(nn.Module):
         Why a gain: Adam moves each weight by about lr per step whatever its gradient, and
         alpha lives on the scale of 1 (0: copy the last frame, 1: constant velocity); at
         lr 1e-3 alone it would need ~300 steps to reach the 0.3-0.7 that least squares finds
-        on the shared clips, more than a short clip's pass cap allows (50 steps on 36 frames)."""
+        on the shared clips, more than a short clip's pass cap allows (50 steps on 36 frames).
+        35: alpha crosses 0.7 in ~20 steps; on 25-50-step runs gains of 25-100 end within
+        a few percent of each other (BENCHMARKS.md, next-frame video), 35 the most even."""
         first = frames[:, :1] if previous is None else previous.to(frames.dtype)[:, None]
         before = torch.cat([first, frames[:, :-1]], dim=1)  # [B, T, C, H, W]: x_{t-1}
         alpha = (self.extrapolate_raw * EXTRAPOLATE_GAIN).to(frames.dtype)  # [C]
