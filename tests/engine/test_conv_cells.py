@@ -268,4 +268,4 @@ def test_a_conv_preset_beats_copying_the_last_frame_on_real_footage(shared_data)
         "train.device=cpu", "train.eval_every=0", "train.probe_every=0", "train.checkpoint_every=0"])
     task = make_task(p)
     end = [r for r in Trainer(p, task=task).run() if r["kind"] == "end"][0]
-    assert end["metrics"]["mse"] < 0.98 * task.baseline()["copy_last_mse"], end["metrics"]  # bench: 0.93
+    assert end["metrics"]["mse"] < 0.98 * task.baseline()["copy_last_mse"], end["metrics"]  # bench: 0.73
