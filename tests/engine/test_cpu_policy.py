@@ -294,6 +294,7 @@ def test_the_thread_trial_leaves_the_losses_of_the_count_it_chose(monkeypatch, t
 
     from workbench.engine.trainer import Trainer
 
+    monkeypatch.delenv("WORKBENCH_THREAD_TRIAL", raising=False)  # (tests/conftest.py turns it off)
     before = torch.get_num_threads()
     clock = _FakeClock({1: 0.001, 2: 0.002})  # one thread "faster", so that the run itself is quick
     real = cpu_policy.choose_threads
@@ -357,6 +358,7 @@ def test_the_window_records_its_policy_and_a_lower_priority_changes_no_loss(tmp_
     try:
         low, policy = _window_run(tmp_path, "low", 1, {}, monkeypatch)
         normal, off = _window_run(tmp_path, "normal", 1, {"WORKBENCH_TRAINER_NICE": "0"}, monkeypatch)
+        monkeypatch.delenv("WORKBENCH_THREAD_TRIAL", raising=False)  # (tests/conftest.py turns it off)
         auto, automatic = _window_run(tmp_path, "auto", 0, {}, monkeypatch)
     finally:
         torch.set_num_threads(before)
@@ -371,3 +373,34 @@ def test_the_window_records_its_policy_and_a_lower_priority_changes_no_loss(tmp_
     if automatic["window"]["threads"] > 1:  # automatic on several cores: the trial chose
         assert automatic["thread_trial"]["threads"] in (1, automatic["window"]["threads"])
         assert automatic["threads"] == automatic["thread_trial"]["threads"]
+
+
+def test_out_of_memory_in_the_thread_trial_is_reported_as_the_first_steps(monkeypatch):
+    """The trial runs the first step's forward before the loop: memory running out there
+    must end the run as memory running out at step 1 does (the hint names what to
+    change), not as an unexplained error."""
+    import torch
+
+    from workbench.engine.model import RecurrentModel
+    from workbench.engine.records import End, Start
+    from workbench.engine.trainer import Trainer
+
+    monkeypatch.delenv("WORKBENCH_THREAD_TRIAL", raising=False)
+    original = RecurrentModel.forward
+
+    def forward(model, *args, **kwargs):
+        if torch.is_grad_enabled():
+            raise RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 1 TB")
+        return original(model, *args, **kwargs)
+
+    monkeypatch.setattr(RecurrentModel, "forward", forward)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)  # automatic on two cores: the trial is due
+        records = list(Trainer(_tiny(0)).run())
+    finally:
+        torch.set_num_threads(before)
+    start = next(r for r in records if isinstance(r, Start))
+    end = next(r for r in records if isinstance(r, End))
+    assert start.cpu_policy["thread_trial"] == {"threads": 2, "skipped": "out of memory"}
+    assert end.status == "failed" and "out of memory" in end.message and "train.batch_size" in end.message

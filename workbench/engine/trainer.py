@@ -474,8 +474,16 @@ class Trainer:
             else:
                 pending.append(self._next_work())
                 if pending[0] is not None:
-                    policy["thread_trial"] = self._choose_threads(pending[0])
-                    self._trial_threads = policy["thread_trial"]["threads"]
+                    automatic = torch.get_num_threads()
+                    try:
+                        policy["thread_trial"] = self._choose_threads(pending[0])
+                        self._trial_threads = policy["thread_trial"]["threads"]
+                    except RuntimeError as exc:  # the run's own first step meets it and says what to change
+                        if not out_of_memory(exc):
+                            raise
+                        self.optimizer.zero_grad(set_to_none=True)
+                        torch.set_num_threads(automatic)
+                        policy["thread_trial"] = {"threads": automatic, "skipped": "out of memory"}
             policy["threads"] = torch.get_num_threads()
         yield Start(device=str(self.device), precision=self.precision, parameters=int(n_params),
                     total_steps=int(total), step=self.state.step, resumed_from=self.resumed_from,
