@@ -122,18 +122,22 @@ def bench_timeseries(args) -> tuple[str, list[dict]]:
 # ----------------------------------------------------------------------------- text: char-LM and POS tagging
 
 
-def train_for_minutes(preset, minutes: float, device: str = "cpu", calibrate_steps: int = 30):
+def train_for_minutes(preset, minutes: float, device: str = "cpu", calibrate_steps: int = 30, steps: int = 0):
     """Train ``preset`` for at most ``minutes`` of wall-clock time (its periodic evals
     included), with the step budget sized so that its learning-rate schedule ends in
     that time: a short calibration run measures the step rate first (its time counts
-    too). Returns (task, model, seconds, steps done, eval records)."""
+    too). With ``steps``, exactly that many steps instead (no calibration, no time limit:
+    the budget for a loaded machine, sized with bench/step_cost.py). Returns (task,
+    model, seconds, steps done, eval records)."""
     from workbench.engine.trainer import Trainer
     from workbench.spec import with_overrides
     from workbench.tasks import make_task
 
     started = time.perf_counter()
-    budget = minutes * 60.0
+    budget = minutes * 60.0 if not steps else float("inf")
     task = make_task(preset)
+    if steps:
+        return _train_steps(preset, task, steps, device, started, budget)
     probe = with_overrides(preset, [f"train.device={device}", f"train.steps={calibrate_steps}", "train.eval_every=0",
                                     "train.eval_batches=1", "train.checkpoint_every=0", "train.probe_every=0",
                                     "train.epochs=0"])
@@ -144,6 +148,13 @@ def train_for_minutes(preset, minutes: float, device: str = "cpu", calibrate_ste
     steps = max(int(left * 0.92 / per_step), 1)
     if preset.train.epochs:
         steps = min(steps, preset.train.epochs * (task.epoch_size(preset.train.batch_size) or steps))
+    return _train_steps(preset, task, steps, device, started, budget)
+
+
+def _train_steps(preset, task, steps: int, device: str, started: float, budget: float):
+    from workbench.engine.trainer import Trainer
+    from workbench.spec import with_overrides
+
     run = with_overrides(preset, [f"train.device={device}", f"train.steps={steps}", "train.checkpoint_every=0"])
     trainer = Trainer(run, task=task)
     evals, done = [], 0
@@ -195,8 +206,8 @@ def bench_charlm(args) -> tuple[str, list[dict]]:
     from workbench.spec import with_overrides
 
     path = _shared("tinyshakespeare", "input.txt")
-    preset = with_overrides(presets.load_builtin("charlm_lstm"), [f"data.path={path}"])
-    task, model, seconds, steps, evals = train_for_minutes(preset, args.minutes, args.device)
+    preset = with_overrides(presets.load_builtin("charlm_lstm"), [f"data.path={path}", f"train.seed={args.seed}"])
+    task, model, seconds, steps, evals = train_for_minutes(preset, args.minutes, args.device, steps=args.steps)
     metrics, eval_s = full_validation(task, model, preset.train.batch_size)
     base = task.baseline()
     nats = metrics["nats_per_char"]
@@ -229,8 +240,9 @@ def bench_pos(args) -> tuple[str, list[dict]]:
     train = _shared("ud_english_ewt", "en_ewt-ud-train.conllu")
     dev = _shared("ud_english_ewt", "en_ewt-ud-dev.conllu")
     preset = with_overrides(presets.load_builtin("tagger_bilstm"),
-                            [f"data.path={train}", f"data.options.val_path={dev}"])
-    task, model, seconds, steps, evals = train_for_minutes(preset, args.minutes, args.device)
+                            [f"data.path={train}", f"data.options.val_path={dev}",
+                             f"train.seed={args.seed}"])
+    task, model, seconds, steps, evals = train_for_minutes(preset, args.minutes, args.device, steps=args.steps)
     metrics, _eval_s = full_validation(task, model, 256)
     base = task.baseline()["accuracy"]
     acc = metrics["accuracy"]
@@ -476,6 +488,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--minutes", type=float, default=10.0,
                         help="charlm, pos, translation: wall-clock training budget in minutes "
                              "(periodic evals included)")
+    parser.add_argument("--steps", type=int, default=0,
+                        help="charlm, pos: train exactly this many steps instead of for --minutes (pos: at most its "
+                             "epochs); a step budget sized on an idle machine, for a loaded one")
+    parser.add_argument("--seed", type=int, default=0, help="charlm, pos: the training seed")
     parser.add_argument("--beam", type=int, default=4, help="translation, chatbot: beam width")
     parser.add_argument("--adding-steps", type=int, default=3000,
                         help="adding: the step budget per length and cell")
@@ -490,6 +506,9 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [n for n in names if n not in BENCHMARKS]
     if unknown:
         parser.error(f"unknown benchmark {unknown[0]!r} (known: {', '.join(BENCHMARKS)})")
+    from workbench.engine import cpu_policy
+
+    cpu_policy.apply("bench")  # the allocator policy every entry point applies (WORKBENCH_ALLOCATOR=default: off)
     import torch
 
     if args.threads:
