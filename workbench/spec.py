@@ -153,6 +153,12 @@ class ModelSpec:
     decoder_layers: list[LayerSpec] = field(default_factory=list)
     # encoder_decoder only: Luong (dot-product) attention over the encoder states.
     attention: bool = False
+    # encoder_decoder with attention over token ids only: a copy mechanism (pointer-generator,
+    # See et al. 2017): the output mixes the vocabulary distribution with the attention over
+    # the source's tokens, p(w) = p_gen p_vocab(w) + (1 - p_gen) sum_i a_i [src_i = w], so a
+    # reply can repeat a word of the message (engine/model.py, RecurrentModel.predict).
+    # Off by default: a run folder from before this field loads unchanged.
+    copy: bool = False
     # one_to_many / encoder_decoder: layer-normalise the vector that sets the generator's
     # initial states (tanh(W v) of a vector far from unit scale saturates; see
     # StateBridge). Off by default: a run folder from before this field keeps its bridge.
@@ -409,6 +415,12 @@ def validate_model(model: ModelSpec) -> None:
                         f"a {TOPOLOGY_LABELS[model.topology].lower()} model uses model.layers only")
     if model.attention and model.topology != "encoder_decoder":
         raise SpecError("model.attention", "attention over encoder states needs the encoder-decoder topology")
+    if model.copy and not (model.topology == "encoder_decoder" and model.attention):
+        raise SpecError("model.copy", "copying source words needs an encoder-decoder with attention "
+                                      "(model.attention): the copy distribution is the attention")
+    if model.copy and inp.kind != "embedding":
+        raise SpecError("model.copy", "copying source words needs token ids in (model.input.kind 'embedding'), "
+                                      f"not {inp.kind!r}")
     _choice("model.head.kind", model.head.kind, HEAD_KINDS)
     _int_range("model.head.hidden_size", model.head.hidden_size, 0, MAX_HIDDEN)
     if model.head.residual:
@@ -612,6 +624,10 @@ class ModelIO:
     # frames in, frames out: the RMS of a frame-to-frame change in the training data; the
     # residual head predicts changes in these units (model.head.residual)
     delta_scale: float = 1.0
+    # token-to-token tasks: per source-vocabulary id, the target-vocabulary id of the same
+    # token (the target's <unk> where the target vocabulary lacks it); what model.copy
+    # copies. Empty where the task has no such map.
+    source_to_target: tuple[int, ...] = ()
     pad_id: int = 0
     bos_id: int = 1
     eos_id: int = 2
@@ -751,6 +767,8 @@ def _parameter_report(model: ModelSpec, io: ModelIO) -> ParamReport:
             # score = h_dec . (W_a h_enc); combine [h_dec; context] -> top via linear + tanh
             bridge += top * enc_final  # W_a (no bias)
             bridge += (top + enc_final) * top + top
+            if model.copy:  # p_gen = sigmoid(w . [context; decoder output; input embedding] + b)
+                bridge += enc_final + top + model.input.embedding_dim + 1
     elif model.topology == "one_to_many":
         # The single input is encoded once (the input side, width `width`) into each
         # layer's initial state; the generator reads embeddings of its previous token.

@@ -628,6 +628,7 @@ class RecurrentModel(nn.Module):
         self.target_embedding = None
         self.attention_in = None
         self.attention_out = None
+        self.copy_gate = None
         self.last_attention: torch.Tensor | None = None
         if self.topology == "one_to_many":
             # The generator reads its previous token; the single input only sets its state.
@@ -647,6 +648,15 @@ class RecurrentModel(nn.Module):
             if spec.attention:
                 self.attention_in = nn.Linear(enc_width, top, bias=False)
                 self.attention_out = nn.Linear(top + enc_width, top)
+            if spec.copy:
+                if len(io.source_to_target) != io.vocab_size:
+                    raise ValueError("model.copy: this task maps no source token to an output token "
+                                     "(copying needs token ids in and out, e.g. translation or a chatbot)")
+                # p_gen from [context He; decoder output Hd; input embedding E] (See et al. 2017)
+                self.copy_gate = nn.Linear(enc_width + top + spec.input.embedding_dim, 1)
+                # [source vocab] -> target id; rebuilt from the task's vocabularies, not saved
+                self.register_buffer("source_to_target", torch.tensor(io.source_to_target, dtype=torch.long),
+                                     persistent=False)
         conv_head = spatial_head(spec, io)
         if conv_head is not None:
             self.head = ConvHead(*conv_head, io.frame_shape[1:], spec.conv_kernel)
@@ -744,8 +754,51 @@ class RecurrentModel(nn.Module):
         if y_in is None:
             raise ValueError("encoder-decoder forward needs y_in (teacher-forced decoder inputs)")
         initial = self.bridge(summarise(out, top_bidir, lengths))
-        dec, _ = self._run(self.decoder, self.target_embedding(y_in), initial, probe, unrolled, "decoder_layers")
-        return self.head(self.attend(dec, out, lengths)[0])
+        emb = self.target_embedding(y_in)  # [B, T, E]
+        dec, _ = self._run(self.decoder, emb, initial, probe, unrolled, "decoder_layers")
+        return self.predict(dec, emb, self.memory(out, x), lengths)[0]
+
+    def memory(self, enc: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """What the decoder reads of the source: the encoder's outputs enc [B, S, He], and
+        for a copy model (model.copy) also the source tokens' output-vocabulary ids, as a
+        last channel: [B, S, He + 1] (ids as floats: exact below 2**24). Carrying the ids
+        with the encoder's outputs keeps decode_step's and the ONNX step graph's inputs
+        those of every attention model."""
+        if self.copy_gate is None:
+            return enc
+        ids = self.source_to_target[x].to(enc.dtype)  # x [B, S] source ids -> [B, S]
+        return torch.cat([enc, ids[..., None]], dim=-1)
+
+    def predict(self, dec: torch.Tensor, emb: torch.Tensor, memory: torch.Tensor | None,
+                lengths: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The decoder's outputs dec [B, T, Hd] (read after the input embeddings emb
+        [B, T, E]) -> (the output [B, T, O], attention weights [B, T, S] or None), given
+        memory() [B, S, ...] (None: one_to_many). The training forward, decode_step and
+        the ONNX step graph all end here.
+
+        Without copy the output is the head's logits. With copy (model.copy) it is the
+        log of the pointer-generator mixture (See et al. 2017), normalised log-probabilities
+        (so cross-entropy, argmax, softmax and tempered sampling read it as logits):
+            p(w) = p_gen p_vocab(w) + (1 - p_gen) sum_i a_i [src_i = w],
+            p_gen = sigmoid(w . [context; dec; emb] + b),
+        summed in log space (logsumexp of the two terms); the copy term is floored at
+        1e-30 so words absent from the source give log(0) neither as a value nor a gradient."""
+        if memory is None:
+            return self.head(dec), None
+        if self.copy_gate is None:
+            out, weights = self.attend(dec, memory, lengths)
+            return self.head(out), weights
+        enc, src = memory[..., :-1], memory[..., -1].long()  # [B, S, He], [B, S] output ids
+        out, weights = self.attend(dec, enc, lengths)  # weights [B, T, S]
+        context = weights @ enc  # [B, T, He]
+        gate = self.copy_gate(torch.cat([context, dec, emb], dim=-1)).float()  # [B, T, 1]: logit of p_gen
+        vocab = torch.log_softmax(self.head(out).float(), dim=-1)  # [B, T, V]
+        V = vocab.shape[-1]
+        # one-hot of the source's ids [B, S, V]: a matmul, not a scatter, so ONNX exports it
+        onehot = (src[..., None] == torch.arange(V, device=src.device)).to(weights.dtype)
+        copied = (weights @ onehot).float()  # [B, T, V]: attention mass on each output token
+        terms = torch.stack([F.logsigmoid(gate) + vocab, F.logsigmoid(-gate) + copied.clamp_min(1e-30).log()])
+        return torch.logsumexp(terms, dim=0), weights
 
     def extrapolation(self, frames: torch.Tensor, previous: torch.Tensor | None = None) -> torch.Tensor:
         """The extrapolating head's linear part: alpha * (x_t - x_{t-1}) for frames
@@ -816,7 +869,7 @@ class RecurrentModel(nn.Module):
 
     def decoding_start(self, x: torch.Tensor, lengths: torch.Tensor | None):
         """The generating stack, its initial state (per layer) and the encoder's outputs
-        enc [B, S, He] (None for one_to_many) before the first output token."""
+        as memory() gives them, [B, S, He] (None for one_to_many), before the first output token."""
         if self.topology not in ("encoder_decoder", "one_to_many"):
             raise ValueError(f"decoding is for generating topologies, not {self.topology}")
         if self.topology == "one_to_many":
@@ -824,7 +877,7 @@ class RecurrentModel(nn.Module):
         feats = self.encode_input(x)
         enc, _ = self.encoder(feats, align=self.encoder.alignment(feats, lengths))
         state = self.bridge(summarise(enc, self.spec.layers[-1].bidirectional, lengths))
-        return self.decoder, state, enc
+        return self.decoder, state, self.memory(enc, x)
 
     def decode_step(self, tokens: torch.Tensor, state, enc: torch.Tensor | None = None,
                     lengths: torch.Tensor | None = None) -> tuple[torch.Tensor, list, torch.Tensor | None]:
@@ -834,8 +887,9 @@ class RecurrentModel(nn.Module):
 
         ``tokens`` [B]: the token each row wrote last (<bos> at the start, ``io.bos_id``);
         ``state``: the generating stack's per-layer state, from decoding_start() or the
-        previous step; ``enc`` [B, S, He] and ``lengths`` [B]: the encoder's outputs from
-        decoding_start() and the sources' true lengths (None for one_to_many).
+        previous step; ``enc`` and ``lengths`` [B]: the memory from decoding_start() (the
+        encoder's outputs [B, S, He], see memory()) and the sources' true lengths (None for
+        one_to_many).
         Returns (logits [B, V] for the next token, the state after this step,
         attention weights [B, S] over the source for this step, or None)::
 
@@ -846,12 +900,10 @@ class RecurrentModel(nn.Module):
                 token = logits.argmax(-1)
         """
         stack = self.decoder if self.topology == "encoder_decoder" else self.encoder
-        out, state = stack(self.target_embedding(tokens[:, None]), state)  # [B, 1, H]
-        weights = None
-        if enc is not None:
-            out, weights = self.attend(out, enc, lengths)
-            weights = weights[:, 0] if weights is not None else None  # [B, S]
-        return self.head(out[:, -1]), state, weights
+        emb = self.target_embedding(tokens[:, None])  # [B, 1, E]
+        out, state = stack(emb, state)  # [B, 1, H]
+        logits, weights = self.predict(out, emb, enc, lengths)
+        return logits[:, -1], state, weights[:, 0] if weights is not None else None  # [B, V], [B, S]
 
     @torch.no_grad()
     def beam_search(self, x: torch.Tensor, width: int, max_len: int, lengths: torch.Tensor | None = None,

@@ -8,6 +8,9 @@ One graph where the topology reads its whole input at once; two where it generat
   encoder_decoder  STEM.encoder.onnx       x [B, S, ...], lengths [B] -> [memory [B, S, He],] state_*
                    STEM.decoder.onnx       y_in [B, L], state_* [, memory, lengths]
                                            -> logits [B, L, O], next_state_* [, attention [B, L, S]]
+                                           (a copy model, model.copy: memory [B, S, He + 1], its last
+                                           channel the source's output ids; logits are the copy
+                                           mixture's log-probabilities)
   one_to_many      STEM.init.onnx          x (one item: [B] class, [B, F] vector, [B, C, H, W] image) -> state_*
                    STEM.step.onnx          y_in [B, L], state_* -> logits [B, L, O], next_state_*
 
@@ -128,9 +131,10 @@ class EncoderGraph(nn.Module):
     def forward(self, x: torch.Tensor, lengths: torch.Tensor):
         m = self.model
         feats = m.encode_input(x)
-        memory, _ = m.encoder(feats, align=m.encoder.alignment(feats, lengths))  # [B, S, He]
-        states = m.bridge(summarise(memory, m.spec.layers[-1].bidirectional, lengths))
+        enc, _ = m.encoder(feats, align=m.encoder.alignment(feats, lengths))  # [B, S, He]
+        states = m.bridge(summarise(enc, m.spec.layers[-1].bidirectional, lengths))
         flat = _flatten(states, self.cells)
+        memory = m.memory(enc, x)  # a copy model's carries the source's output ids: [B, S, He + 1]
         return (memory, *flat) if m.attention_in is not None else tuple(flat)
 
 
@@ -149,11 +153,12 @@ class StepGraph(nn.Module):
     def forward(self, y_in: torch.Tensor, *rest: torch.Tensor):
         m = self.model
         initial = _unflatten(rest[: self.n_states], self.cells)
-        out, finals = self.stack(m.target_embedding(y_in), initial)  # [B, L, H]
+        emb = m.target_embedding(y_in)  # [B, L, E]
+        out, finals = self.stack(emb, initial)  # [B, L, H]
         if self.attention:
             memory, lengths = rest[self.n_states], rest[self.n_states + 1]
-            out, weights = m.attend(out, memory, lengths)
-            return (m.head(out), *_flatten(finals, self.cells), weights)
+            logits, weights = m.predict(out, emb, memory, lengths)  # a copy model's: log-probabilities
+            return (logits, *_flatten(finals, self.cells), weights)
         return (m.head(out), *_flatten(finals, self.cells))
 
 

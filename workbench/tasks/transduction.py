@@ -388,7 +388,14 @@ class TransductionTask(GeneratedTokensTask):
     # -- shapes ----------------------------------------------------------------------------------
     def model_io(self) -> ModelIO:
         return ModelIO(input_kind="tokens", vocab_size=len(self.source_vocab), output_size=len(self.target_vocab),
-                       output_vocab_size=len(self.target_vocab), pad_id=0, bos_id=1, eos_id=2)
+                       output_vocab_size=len(self.target_vocab), pad_id=0, bos_id=1, eos_id=2,
+                       source_to_target=self.source_to_target())
+
+    def source_to_target(self) -> tuple[int, ...]:
+        """Per source id, the target id of the same token (<unk> where absent; <pad> to
+        <pad>): what a copy model (model.copy) writes when it copies a source token."""
+        unk = self.target_vocab.unk_id if self.target_vocab.unk_id is not None else 0
+        return tuple(self.target_vocab.index.get(t, unk) for t in self.source_vocab.tokens)
 
     def check_model(self, model: ModelSpec) -> None:
         super().check_model(model)
