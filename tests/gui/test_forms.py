@@ -191,3 +191,22 @@ def test_the_dynamics_switch_is_a_checkbox_bound_to_train_dynamics(qtbot, window
     assert not box.isEnabled()  # the instruments follow the probe: off with it
     window.doc.set("train.probe_every", 25)
     assert box.isEnabled()
+
+
+def test_the_copy_option_is_shown_where_valid(qtbot, window):
+    """model.copy: a checkbox with a tooltip under the decoder, shown only for an encoder-decoder
+    with attention over token ids; leaving the encoder-decoder turns it off."""
+    from workbench import presets
+
+    window.doc.replace(presets.load_builtin("chatbot_encdec"))
+    editor = window.editor
+    assert not editor.copy.isHidden() and "pointer-generator" in editor.copy.toolTip()
+    editor.copy.setChecked(not window.doc.preset.model.copy)
+    assert window.doc.preset.model.copy is editor.copy.isChecked()
+    window.doc.set("model.copy", False)
+    window.doc.set("model.attention", False)
+    assert editor.copy.isHidden()
+    window.doc.set("model.attention", True)
+    window.doc.set("model.copy", True)
+    window.doc.set_topology("many_to_one")
+    assert window.doc.preset.model.copy is False and editor.copy.isHidden()

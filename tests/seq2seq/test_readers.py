@@ -206,3 +206,19 @@ def test_copy_pairs_add_replies_as_their_own_messages_for_training_only(tmp_path
                                                [(task.source_vocab.decode(s), task.target_vocab.decode(t))
                                                 for s, t in copies])
     assert task.baseline()["perplexity"] == pytest.approx(plain.baseline()["perplexity"])  # real replies only
+
+
+def test_the_source_to_target_map_and_a_shared_vocabulary(tmp_path):
+    """ModelIO.source_to_target (what model.copy copies) maps each message word to the same
+    reply word, <unk> where the replies lack it; with shared_vocab every message word has one."""
+    path = _write(tmp_path, "talk.yml", CONVERSATIONS)
+    for shared in (False, True):
+        task = DialogueTask({"val_fraction": 0.3, "shared_vocab": shared}, str(path))
+        task.ensure_prepared()
+        mapping = task.model_io().source_to_target
+        assert len(mapping) == len(task.source_vocab)
+        unk = task.target_vocab.id("<unk>")
+        for i, token in enumerate(task.source_vocab.tokens):
+            assert mapping[i] == task.target_vocab.index.get(token, unk)
+        unmapped = {t for i, t in enumerate(task.source_vocab.tokens) if mapping[i] == unk} - {"<unk>"}
+        assert (not unmapped) if shared else bool(unmapped)

@@ -191,7 +191,8 @@ class DiagramScene(QGraphicsScene):
                 for bx_, by_ in b[:1] + b[-1:]:
                     self._arrow(mid_enc, QPointF(bx_ - 6, by_ - NODE_H / 2), QColor("#b03a2e"), dashed=True,
                                 curve=-40.0)
-                self._text("attention over encoder states", (mid_enc.x() + b[0][0]) / 2, top_y - 34, self._small,
+                label = "attention over encoder states" + (" · copies input words" if m.copy else "")
+                self._text(label, (mid_enc.x() + b[0][0]) / 2, top_y - 34, self._small,
                            QColor("#b03a2e"))
             model.rows = [r[1] for r in rows] + [r[1] for r in drows]
         else:  # one_to_many

@@ -291,6 +291,7 @@ def apply_topology(p: Preset, topology: str) -> None:
     else:
         m.decoder_layers = []
         m.attention = False
+        m.copy = False
     if topology == "one_to_many":
         for layer in m.layers:
             layer.bidirectional = False

@@ -76,6 +76,10 @@ TIPS = {
     "model.init.spectral_radius": "Rescale recurrent matrices to this spectral radius at the start (>1 makes "
                                   "gradients explode through time, <1 vanish).",
     "model.attention": "Let every decoder step read all encoder states (Luong dot-product attention).",
+    "model.copy": "Copy mechanism (pointer-generator): each output word is either generated from the "
+                  "vocabulary or copied from the input where the attention points, mixed by a learned gate. "
+                  "Helps replies and translations repeat words of the input (names, rare words). Needs "
+                  "attention and token input.",
     "model.bridge_norm": "Layer-normalise the vector that sets the generator's initial states (the image, "
                          "item or encoder summary) before tanh(W v): features far from unit scale otherwise "
                          "saturate tanh, and the states then carry little of the input. On the captioning "
@@ -365,6 +369,10 @@ class ArchitectureEditor(QScrollArea):
         self.attention.setToolTip(TIPS["model.attention"])
         v.addWidget(self.attention)
         v.addWidget(self.errors.register("model.attention", ErrorLabel()))
+        self.copy = self.binder.check(QCheckBox("Copy words from the input (pointer-generator)"), "model.copy")
+        self.copy.setToolTip(TIPS["model.copy"])
+        v.addWidget(self.copy)
+        v.addWidget(self.errors.register("model.copy", ErrorLabel()))
         lay.addWidget(self.decoder_box)
 
         # ---- head and init
@@ -721,6 +729,8 @@ class ArchitectureEditor(QScrollArea):
         self.decoder_box.setVisible(enc_dec or bool(m.decoder_layers))
         self.decoder.refresh(m.decoder_layers)
         self.attention.setEnabled(enc_dec or m.attention)
+        # shown where valid (and where set, so an invalid setting can be cleared)
+        self.copy.setVisible((enc_dec and m.attention and kind == "embedding") or m.copy)
         self.bridge_norm.setVisible(m.topology in ("encoder_decoder", "one_to_many"))
         for row in self.layers.rows:
             row.bi.setEnabled(m.topology != "one_to_many" or m.layers[row.index].bidirectional)

@@ -16,7 +16,8 @@ unigram model of the training replies (add-one smoothed over the reply vocabular
 nearest-question retrieval: the reply of the training message closest to the held-out
 message by TF-IDF cosine over words, and the echo (the held-out message itself as the
 reply), scored with the same BLEU and chrF. ``copy_pairs`` adds (reply, reply) pairs to
-the training data (see _copy_pairs).
+the training data (see _copy_pairs); ``shared_vocab`` builds one vocabulary of both sides'
+words (for model.copy, which copies message words into the reply).
 """
 from __future__ import annotations
 
@@ -31,7 +32,7 @@ import torch.nn.functional as F
 
 from workbench.io.dialogue import exchanges, read_dialogue
 from workbench.io.errors import DataError
-from workbench.io.vocab import tokenize_words
+from workbench.io.vocab import ALL_SPECIALS, PAD, UNK, Vocab, tokenize_words
 from workbench.spec import SpecError
 from workbench.tasks.base import Batch
 from workbench.tasks.phrases import generated_conversations
@@ -51,6 +52,9 @@ class DialogueOptions:
     length_penalty: float = 1.0  # beam search ranks by log-probability / length**length_penalty
     no_repeat_ngram: int = 0  # greedy and beam search: n > 0 writes no n-gram twice in one reply
     copy_pairs: float = 0.0  # this fraction of the training replies is also trained as reply -> itself
+    # one vocabulary for messages and replies (word level: the same language), so a copy model
+    # (model.copy) can write any message word it copies rather than the reply side's <unk>
+    shared_vocab: bool = False
 
 
 class DialogueTask(TransductionTask):
@@ -117,6 +121,12 @@ class DialogueTask(TransductionTask):
         return [(r, r) for r in replies[: int(round(len(replies) * fraction))]]
 
     def prepare(self) -> None:
+        o = self.options
+        if o.shared_vocab and self.source_vocab is None:
+            train, _ = self._split_file()
+            counts = Counter(t for pair in train for side in pair for t in self.tokenize(side))
+            self.source_vocab = Vocab.build(counts, specials=(PAD, UNK), min_freq=o.min_freq)
+            self.target_vocab = Vocab.build(counts, specials=ALL_SPECIALS, min_freq=o.min_freq)
         super().prepare()
         eos = self.target_vocab.id("<eos>")
         targets = [t + [eos] for _, t in self._encode_pairs(self.train_texts)]  # the real replies only
