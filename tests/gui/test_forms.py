@@ -200,6 +200,8 @@ def test_the_copy_option_is_shown_where_valid(qtbot, window):
 
     window.doc.replace(presets.load_builtin("chatbot_encdec"))
     editor = window.editor
+    qtbot.waitUntil(lambda: any("copies input words" in getattr(item, "text", str)()
+                                for item in window.diagram.diagram.items()), timeout=5000)
     assert not editor.copy.isHidden() and "pointer-generator" in editor.copy.toolTip()
     editor.copy.setChecked(not window.doc.preset.model.copy)
     assert window.doc.preset.model.copy is editor.copy.isChecked()
