@@ -59,6 +59,57 @@ def row(name: str, values_s, unit_ms: bool = True) -> str:
     return f"{name:<44} n={v.size:<6} p50 {pct(v, 50):7.2f}  p99 {pct(v, 99):7.2f}  max {v.max():7.2f}  ms"
 
 
+class LoopProbe:
+    """A 10 ms precise timer whose lateness is the event loop's delay; measure(seconds)
+    runs a real event loop (not processEvents polling) for that long and returns the
+    delays in seconds. A local QEventLoop, not app.exec(): once the application's own
+    loop has quit, Qt treats the application as closing."""
+
+    interval_ms = 10
+
+    def __init__(self):
+        from PySide6.QtCore import Qt, QTimer
+
+        self.stamps: list[float] = []
+        self.timer = QTimer()
+        self.timer.setTimerType(Qt.TimerType.PreciseTimer)
+        self.timer.setInterval(self.interval_ms)
+        self.timer.timeout.connect(lambda: self.stamps.append(time.perf_counter()))
+
+    def measure(self, seconds: float) -> list[float]:
+        from PySide6.QtCore import QEventLoop, QTimer
+
+        self.stamps.clear()
+        self.timer.start()
+        loop = QEventLoop()
+        QTimer.singleShot(int(seconds * 1000), loop.quit)
+        loop.exec()
+        self.timer.stop()
+        return list(np.maximum(np.diff(np.asarray(self.stamps)) - self.interval_ms / 1000.0, 0.0))
+
+
+def bench_window(tmp: Path):
+    """The window as a user has it (1280x800), its settings and data in ``tmp``."""
+    from PySide6.QtCore import QSettings
+
+    from workbench.gui.main_window import MainWindow
+
+    window = MainWindow(settings=QSettings(str(tmp / "s.ini"), QSettings.Format.IniFormat), data_dir=tmp / "data")
+    window.dialog_answers = {"keep_run": "discard", "save_changes": "discard"}
+    window.resize(1280, 800)
+    return window
+
+
+def pump(app, seconds: float, until=None) -> None:
+    """Process events for up to ``seconds``, until ``until()`` holds."""
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        app.processEvents()
+        if until is not None and until():
+            return
+        time.sleep(0.001)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--seconds", type=float, default=None,
@@ -84,7 +135,7 @@ def main(argv=None) -> int:
         return compare(args)
     args.seconds = args.seconds or 30.0
 
-    from PySide6.QtCore import QEventLoop, QSettings, Qt, QTimer
+    from PySide6.QtCore import QTimer
 
     from workbench.gui.app import create_app
 
@@ -93,54 +144,20 @@ def main(argv=None) -> int:
 
     if args.nice is not None:
         os.environ[cpu_policy.ENV_TRAINER_NICE] = str(args.nice)
-    from workbench.gui.main_window import MainWindow
     from workbench.gui.rundata import RunData
 
     tmp = Path(tempfile.mkdtemp(prefix="workbench-bench-"))
-    window = MainWindow(settings=QSettings(str(tmp / "s.ini"), QSettings.Format.IniFormat), data_dir=tmp / "data")
-    window.dialog_answers = {"keep_run": "discard", "save_changes": "discard"}
-    window.resize(1280, 800)
+    window = bench_window(tmp)
     window.show()
     window.welcome.hide()
-
-    def pump(seconds: float, until=None) -> None:
-        end = time.perf_counter() + seconds
-        while time.perf_counter() < end:
-            app.processEvents()
-            if until is not None and until():
-                return
-            time.sleep(0.001)
-
-    # The probe: a 10 ms timer; its lateness is the event-loop delay.
-    interval_ms = 10
-    stamps: list[float] = []
-    probe = QTimer()
-    probe.setTimerType(Qt.TimerType.PreciseTimer)
-    probe.setInterval(interval_ms)
-    probe.timeout.connect(lambda: stamps.append(time.perf_counter()))
-
-    def delays(ts: list[float]) -> list[float]:
-        d = np.diff(np.asarray(ts)) - interval_ms / 1000.0
-        return list(np.maximum(d, 0.0))
-
-    def run_loop(seconds: float) -> None:
-        # A real event loop (not processEvents polling), ended by a single-shot timer. A
-        # local QEventLoop, not app.exec(): once the application's own loop has quit, Qt
-        # treats the application as closing.
-        loop = QEventLoop()
-        QTimer.singleShot(int(seconds * 1000), loop.quit)
-        loop.exec()
+    probe = LoopProbe()
 
     load0 = os.getloadavg()
     threads = args.threads
-    pump(20, until=lambda: window.resolver.task_info("adding") is not None)  # task modules (torch) loaded
+    pump(app, 20, until=lambda: window.resolver.task_info("adding") is not None)  # task modules (torch) loaded
 
     # ---- idle baseline
-    stamps.clear()
-    probe.start()
-    run_loop(args.idle_seconds)
-    probe.stop()
-    idle = delays(stamps)
+    idle = probe.measure(args.idle_seconds)
 
     # ---- training at full speed
     window.open_builtin("adding_lstm", quiet=True)
@@ -158,23 +175,19 @@ def main(argv=None) -> int:
     ))
     assert window.start_training(), window.validation_errors()
     run = window.current_run
-    pump(120, until=lambda: run.last_step >= 3 or not window.training_active)  # past set-up and the first steps
+    pump(app, 120, until=lambda: run.last_step >= 3 or not window.training_active)  # past set-up and the first steps
     if run.last_step < 3:
         print(f"training did not start: {run.status}; {window.info.label.text()}", file=sys.stderr)
         return 1
     first_step = run.last_step
     frames_before = len(window.frame_times)
-    stamps.clear()
     t0 = time.perf_counter()
-    probe.start()
-    run_loop(args.seconds)
-    probe.stop()
+    busy = probe.measure(args.seconds)
     elapsed = time.perf_counter() - t0
-    busy = delays(stamps)
     frames = window.frame_times[frames_before:]
     steps = run.last_step - first_step
     window.stop_training()
-    pump(120, until=lambda: not window.training_active)
+    pump(app, 120, until=lambda: not window.training_active)
 
     # ---- a long run: 10^6 points per series, growing by 30 steps every 33 ms (a fast
     # live run), drawn by the window's own frame timer; a 2,000-point run is the baseline.
@@ -213,20 +226,17 @@ def main(argv=None) -> int:
         feeder.setInterval(33)
         feeder.timeout.connect(grow)
         before = len(window.frame_times)
-        stamps.clear()
         feeder.start()
-        probe.start()
-        run_loop(seconds)
-        probe.stop()
+        delayed = probe.measure(seconds)
         feeder.stop()
-        return delays(stamps), window.frame_times[before:]
+        return delayed, window.frame_times[before:]
 
     small_delay = small_frames = big_delay = big_frames = []
     if not args.no_replay:
         small_delay, small_frames = replay(long_run(2000), 8)
         big_delay, big_frames = replay(long_run(args.points), 8)
     window.close()
-    pump(10, until=lambda: not window.isVisible())
+    pump(app, 10, until=lambda: not window.isVisible())
     load1 = os.getloadavg()
 
     print(f"machine: {os.cpu_count()} cores; load average {load0[0]:.2f} at start, {load1[0]:.2f} at end "
@@ -278,45 +288,18 @@ def compare(args) -> int:
     import subprocess
     import threading
 
-    from PySide6.QtCore import QEventLoop, QSettings, Qt, QTimer
-
     from workbench.gui.app import create_app
 
     app = create_app()
     from workbench.engine import cpu_policy
     from workbench.engine.records import Step
     from workbench.engine.trainer import Trainer
-    from workbench.gui.main_window import MainWindow
 
     tmp = Path(tempfile.mkdtemp(prefix="workbench-bench-"))
     os.environ["WORKBENCH_HOME"] = str(tmp / "home")  # the runs' history rows: not the user's
-    window = MainWindow(settings=QSettings(str(tmp / "s.ini"), QSettings.Format.IniFormat), data_dir=tmp / "data")
-    window.dialog_answers = {"keep_run": "discard", "save_changes": "discard"}
-    window.resize(1280, 800)
-
-    def pump(seconds: float, until=None) -> None:
-        end = time.perf_counter() + seconds
-        while time.perf_counter() < end:
-            app.processEvents()
-            if until is not None and until():
-                return
-            time.sleep(0.001)
-
-    interval_ms = 10
-    stamps: list[float] = []
-    probe = QTimer()
-    probe.setTimerType(Qt.TimerType.PreciseTimer)
-    probe.setInterval(interval_ms)
-    probe.timeout.connect(lambda: stamps.append(time.perf_counter()))
-
-    def measure_loop(seconds: float) -> list[float]:
-        stamps.clear()
-        probe.start()
-        loop = QEventLoop()
-        QTimer.singleShot(int(seconds * 1000), loop.quit)
-        loop.exec()
-        probe.stop()
-        return list(np.maximum(np.diff(np.asarray(stamps)) - interval_ms / 1000.0, 0.0))
+    window = bench_window(tmp)
+    probe = LoopProbe()
+    measure_loop = probe.measure
 
     def cli_phase() -> dict:
         """The engine's trainer in a plain thread, the window closed and no event loop
@@ -364,7 +347,7 @@ def compare(args) -> int:
         window.doc.edit("bench", lambda preset: configure(preset, args))
         assert window.start_training(), window.validation_errors()
         run = window.current_run
-        pump(120, until=lambda: run.last_step >= 3 or not window.training_active)
+        pump(app, 120, until=lambda: run.last_step >= 3 or not window.training_active)
         if run.last_step < 3:
             raise SystemExit(f"training did not start: {run.status}; {window.info.label.text()}")
         first, t0 = run.last_step, time.perf_counter()
@@ -373,7 +356,7 @@ def compare(args) -> int:
             delays += measure_loop(1.0)  # at least MIN_STEPS steps (a loaded machine: up to 4x as long)
         steps_s = (run.last_step - first) / (time.perf_counter() - t0)
         window.stop_training()
-        pump(120, until=lambda: not window.training_active)
+        pump(app, 120, until=lambda: not window.training_active)
         policy = start_policy(run.run_dir)
         nice = policy.get("window", {}).get("nice", 0) - os.getpriority(os.PRIO_PROCESS, os.getpid()) \
             if policy.get("window", {}).get("nice") else 0  # the increment over the interface's
@@ -384,7 +367,7 @@ def compare(args) -> int:
     load0 = os.getloadavg()
     window.show()
     window.welcome.hide()
-    pump(20, until=lambda: window.resolver.task_info("adding") is not None)  # task modules (torch) loaded
+    pump(app, 20, until=lambda: window.resolver.task_info("adding") is not None)  # task modules (torch) loaded
     window.open_builtin("adding_lstm", quiet=True)
     idle = measure_loop(3.0)
     results = []
@@ -400,7 +383,7 @@ def compare(args) -> int:
                 for phase in phases:
                     if phase == "cli":
                         window.hide()
-                        pump(0.5)
+                        pump(app, 0.5)
                         got[phase] = cli_phase()
                         window.show()
                     else:
@@ -412,7 +395,7 @@ def compare(args) -> int:
             results.append((f"{'a busy process' if busy else 'nothing started'} (load {load:.1f})",
                             got["cli"], got["old"], got["new"]))
     window.close()
-    pump(5, until=lambda: not window.isVisible())
+    pump(app, 5, until=lambda: not window.isVisible())
     load1 = os.getloadavg()
 
     def ms(values, q=None) -> str:
