@@ -39,13 +39,19 @@ def test_beam_finds_the_likelier_output_that_greedy_misses():
     assert _search(4, rows=3) == [[B, EOS]] * 3
 
 
-def test_width_one_is_greedy_decoding_on_a_real_encoder_decoder():
+def _dates_model(rows: int, seed: int):
+    """An untrained dates_encdec_attention (weights from ``seed``) in eval mode and one
+    validation batch of ``rows`` padded sources."""
     preset = presets.load_builtin("dates_encdec_attention")
-    preset.data.options["val_size"] = 40
+    preset.data.options["val_size"] = rows
     task = make_task(preset)
-    torch.manual_seed(3)
+    torch.manual_seed(seed)
     model = build_model(preset.model, task.model_io()).eval()
-    batch = next(task.val_batches(40, 1))
+    return model, next(task.val_batches(rows, 1))
+
+
+def test_width_one_is_greedy_decoding_on_a_real_encoder_decoder():
+    model, batch = _dates_model(rows=40, seed=3)
     greedy, greedy_attn = model.generate(batch.x, 16, batch.lengths)
     beam1, beam1_attn = model.beam_search(batch.x, 1, 16, batch.lengths)
     assert torch.equal(greedy, beam1)
@@ -72,12 +78,7 @@ def test_beam_output_is_at_least_as_likely_as_greedy_on_the_hand_set_model():
 
 def test_decode_step_is_the_step_generate_and_beam_search_take():
     """Stepping the public decode_step by hand gives generate()'s tokens and attention."""
-    preset = presets.load_builtin("dates_encdec_attention")
-    preset.data.options["val_size"] = 8
-    task = make_task(preset)
-    torch.manual_seed(5)
-    model = build_model(preset.model, task.model_io()).eval()
-    batch = next(task.val_batches(8, 1))
+    model, batch = _dates_model(rows=8, seed=5)
     want, want_attn = model.generate(batch.x, 12, batch.lengths)
     with torch.no_grad():
         _, state, enc = model.decoding_start(batch.x, batch.lengths)
@@ -85,7 +86,7 @@ def test_decode_step_is_the_step_generate_and_beam_search_take():
         tokens, attn = [], []
         for _ in range(want.shape[1]):
             logits, state, weights = model.decode_step(token, state, enc, batch.lengths)  # [B, V], [B, S]
-            assert logits.shape == (8, task.model_io().output_size) and weights.shape == batch.x.shape
+            assert logits.shape == (8, model.io.output_size) and weights.shape == batch.x.shape
             token = logits.argmax(-1)
             tokens.append(token)
             attn.append(weights)
@@ -94,7 +95,7 @@ def test_decode_step_is_the_step_generate_and_beam_search_take():
     assert torch.equal(got.masked_fill(ended, model.io.pad_id), want)
     assert torch.allclose(torch.stack(attn, 1), want_attn)
     # attend() is public too: weights [B, T, S] summing to 1 over the source
-    out, weights = model.attend(torch.randn(8, 3, preset.model.decoder_layers[-1].hidden_size), enc, batch.lengths)
+    out, weights = model.attend(torch.randn(8, 3, model.spec.decoder_layers[-1].hidden_size), enc, batch.lengths)
     assert out.shape[:2] == (8, 3) and torch.allclose(weights.sum(-1), torch.ones(8, 3))
 
 
