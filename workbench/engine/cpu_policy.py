@@ -158,8 +158,14 @@ def window_plan(threads: int = 0) -> dict:
     elif nice == 0:
         why = f"{ENV_TRAINER_NICE}=0"
     if why:
-        return {"policy": "cores - 1", "threads": threads or max(1, cores - 1), "nice": 0, "why": why}
+        return _cores_less_one(threads, why)
     return {"policy": "every core, below the interface", "threads": threads or cores, "nice": nice}
+
+
+def _cores_less_one(threads: int, why: str) -> dict:
+    """The fallback plan: cores - 1 threads (or train.num_threads) at the normal priority,
+    so that the interface keeps a core."""
+    return {"policy": "cores - 1", "threads": threads or max(1, cpu_cores() - 1), "nice": 0, "why": why}
 
 
 def lower_this_thread(increment: int) -> int:
@@ -213,8 +219,7 @@ def window_training(threads: int = 0) -> dict:
         base = os.getpriority(os.PRIO_PROCESS, os.getpid())
         plan["nice"] = lower_this_thread(plan["nice"])  # from here on the thread's nice value, not the increment
         if plan["nice"] <= base:  # refused (a sandbox, say): every core at the interface's priority would starve it
-            plan = {"policy": "cores - 1", "threads": threads or max(1, cpu_cores() - 1), "nice": 0,
-                    "why": "the training thread's priority could not be lowered"}
+            plan = _cores_less_one(threads, "the training thread's priority could not be lowered")
     import torch
 
     torch.set_num_threads(plan["threads"])
