@@ -193,3 +193,48 @@ def reference_norms(model, compute_loss, dtype=torch.float64):
             total = sq if total is None else total + sq
         hidden[name] = total.sqrt().mean(0)
     return taps, hidden
+
+
+def run_against_reference(trainer, monkeypatch, forward):
+    """Run ``trainer`` to the end and hold every record to the float64 stand-in.
+
+    ``forward(model, batch)`` is the model's output for a batch (a conv model wants its
+    input as a fresh leaf). Each step record's dL/dx_t taps are compared with the
+    reference at the weights *before* that step (the training forward's), each probe
+    record's dL/dh_t with the reference at the weights of the moment, both rtol 1e-6.
+    Returns (kinds compared in order, step losses, probe records)."""
+    import numpy as np
+
+    loss_fn, last, seen = trainer.task.loss, {}, []
+
+    def spying_loss(output, batch):
+        last["batch"] = batch
+        if trainer.model.tap_inputs:  # a training forward, not the probe's
+            seen.append((batch, {k: v.detach().clone() for k, v in trainer.model.state_dict().items()}))
+        return loss_fn(output, batch)
+
+    monkeypatch.setattr(trainer.task, "loss", spying_loss)
+    compared, losses, probes = [], [], []
+    for record in trainer.run():
+        if record["kind"] == "step":
+            losses.append(record["loss"])
+            batch, before = seen[record["step"] - 1]
+            after = {k: v.detach().clone() for k, v in trainer.model.state_dict().items()}
+            trainer.model.load_state_dict(before)
+            ref_taps, _ = reference_norms(trainer.model, lambda m, b=batch: loss_fn(forward(m, b), b))
+            trainer.model.load_state_dict(after)
+            assert set(ref_taps) == set(record["timestep_grad_norms"])
+            for name, ref in ref_taps.items():
+                np.testing.assert_allclose(record["timestep_grad_norms"][name], ref.numpy(), rtol=1e-6)
+            compared.append("step")
+        if record["kind"] == "probe":
+            batch = last["batch"]
+            _, ref_hidden = reference_norms(trainer.model, lambda m, b=batch: loss_fn(forward(m, b), b))
+            assert set(ref_hidden) == set(record["hidden_grad_norms"])
+            for name, ref in ref_hidden.items():
+                got = record["hidden_grad_norms"][name]
+                assert np.isfinite(got).all()
+                np.testing.assert_allclose(got, ref.numpy(), rtol=1e-6)
+            probes.append(record)
+            compared.append("probe")
+    return compared, losses, probes

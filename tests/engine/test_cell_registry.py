@@ -105,37 +105,11 @@ def test_a_registered_cell_trains_and_its_probe_matches_autograd(leaky, monkeypa
                    model_layers=[dict(cell="leaky", hidden_size=6, bidirectional=True, dropout=0.0),
                                  dict(cell="gru", hidden_size=5, bidirectional=False, dropout=0.0)])
         trainer = Trainer(p, probe_budget=None)
-        loss_fn, last, seen = trainer.task.loss, {}, []
-
-        def spying_loss(output, batch):
-            last["batch"] = batch
-            if trainer.model.tap_inputs:  # a training forward, not the probe's
-                seen.append((batch, {k: v.detach().clone() for k, v in trainer.model.state_dict().items()}))
-            return loss_fn(output, batch)
-
-        monkeypatch.setattr(trainer.task, "loss", spying_loss)
-        compared, losses = [], []
-        for record in trainer.run():
-            if record["kind"] == "step":
-                losses.append(record["loss"])
-                batch, before = seen[record["step"] - 1]
-                after = {k: v.detach().clone() for k, v in trainer.model.state_dict().items()}
-                trainer.model.load_state_dict(before)
-                ref_taps, _ = reference.reference_norms(trainer.model, lambda m, batch=batch: loss_fn(m(batch.x), batch))
-                trainer.model.load_state_dict(after)
-                for name, ref in ref_taps.items():
-                    np.testing.assert_allclose(record["timestep_grad_norms"][name], ref.numpy(), rtol=1e-6)
-                compared.append("step")
-            if record["kind"] == "probe":
-                batch = last["batch"]
-                _, ref_hidden = reference.reference_norms(trainer.model, lambda m, batch=batch: loss_fn(m(batch.x), batch))
-                assert set(record["hidden_grad_norms"]) == {"layers.0", "layers.1"}
-                for name, ref in ref_hidden.items():
-                    got = record["hidden_grad_norms"][name]
-                    assert np.isfinite(got).all() and got.shape == (12,)
-                    np.testing.assert_allclose(got, ref.numpy(), rtol=1e-6)
-                assert record["hidden_grad_norms"]["layers.0"][0] > 0  # the leaky layer's first step gets gradient
-                compared.append("probe")
+        compared, losses, probes = reference.run_against_reference(trainer, monkeypatch, lambda m, b: m(b.x))
+        for record in probes:
+            assert set(record["hidden_grad_norms"]) == {"layers.0", "layers.1"}
+            assert all(got.shape == (12,) for got in record["hidden_grad_norms"].values())
+            assert record["hidden_grad_norms"]["layers.0"][0] > 0  # the leaky layer's first step gets gradient
         assert compared == ["probe", "step", "probe", "step", "probe", "step", "probe"]
         assert all(np.isfinite(losses)) and len(losses) == 3
         layer = trainer.model.encoder.rnns[0]

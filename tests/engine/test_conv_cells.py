@@ -99,36 +99,12 @@ def test_conv_cells_train_and_their_probe_and_taps_match_a_float64_reference(cel
         p = _preset(cell, "train.steps=3", "train.probe_every=1", "train.optimizer=sgd", "train.lr=0.5",
                     "model.head.residual=false", f"model.conv_kernel={kernel}", layers=2)
         trainer = Trainer(p, probe_budget=None)
-        loss_fn, last, seen = trainer.task.loss, {}, []
-
-        def spying_loss(output, batch):
-            last["batch"] = batch
-            if trainer.model.tap_inputs:
-                seen.append((batch, {k: v.detach().clone() for k, v in trainer.model.state_dict().items()}))
-            return loss_fn(output, batch)
-
-        monkeypatch.setattr(trainer.task, "loss", spying_loss)
-        compared, losses = [], []
-        for record in trainer.run():
-            if record["kind"] == "step":
-                losses.append(record["loss"])
-                batch, before = seen[record["step"] - 1]
-                after = {k: v.detach().clone() for k, v in trainer.model.state_dict().items()}
-                trainer.model.load_state_dict(before)
-                ref_taps, _ = reference.reference_norms(trainer.model, lambda m, b=batch: loss_fn(m(b.x.clone().requires_grad_()), b))
-                trainer.model.load_state_dict(after)
-                assert set(ref_taps) == {"layers.0", "layers.1"}
-                for name, ref in ref_taps.items():
-                    np.testing.assert_allclose(record["timestep_grad_norms"][name], ref.numpy(), rtol=1e-6)
-                compared.append("step")
-            if record["kind"] == "probe":
-                batch = last["batch"]
-                _, ref_hidden = reference.reference_norms(trainer.model, lambda m, b=batch: loss_fn(m(b.x.clone().requires_grad_()), b))
-                for name, ref in ref_hidden.items():
-                    got = record["hidden_grad_norms"][name]
-                    assert got.shape == (5,) and np.isfinite(got).all() and (got > 0).all()
-                    np.testing.assert_allclose(got, ref.numpy(), rtol=1e-6)
-                compared.append("probe")
+        # the conv input as a fresh leaf, so dL/dx_t reaches the first layer's taps
+        compared, losses, probes = reference.run_against_reference(
+            trainer, monkeypatch, lambda m, b: m(b.x.clone().requires_grad_()))
+        for record in probes:
+            assert set(record["hidden_grad_norms"]) == {"layers.0", "layers.1"}
+            assert all(got.shape == (5,) and (got > 0).all() for got in record["hidden_grad_norms"].values())
         assert compared == ["probe", "step", "probe", "step", "probe", "step", "probe"]
         assert all(np.isfinite(losses))
         report = parameter_report(p.model, trainer.task.model_io())
