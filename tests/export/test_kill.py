@@ -3,17 +3,17 @@ is marked interrupted at the next start) and the run resumes from its last check
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from workbench.engine.checkpoint import latest_checkpoint
 from workbench.runs import RunHistory
+
+from .processes import child_env, sigkill_when, start_child
 
 PROJECT = Path(__file__).resolve().parents[2]
 SETTINGS = ["--device", "cpu", "--quiet", "--set", "data.options.seq_len=8", "--set", "model.layers.0.hidden_size=8",
@@ -24,28 +24,19 @@ SETTINGS = ["--device", "cpu", "--quiet", "--set", "data.options.seq_len=8", "--
 @pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="SIGKILL is POSIX")
 def test_sigkill_leaves_a_readable_history_and_a_resumable_checkpoint(tmp_path):
     home, run_dir = tmp_path / "home", tmp_path / "run"
-    env = {**os.environ, "WORKBENCH_HOME": str(home), "OMP_NUM_THREADS": "1", "PYTHONPATH": str(PROJECT)}
-    for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
-        env.pop(name, None)
+    env = child_env(home)
     cmd = [sys.executable, "-m", "workbench", "train", "adding_gru", "--run-dir", str(run_dir)] + SETTINGS
-    proc = subprocess.Popen(cmd + ["--steps", "1000000"], cwd=tmp_path, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        deadline = time.monotonic() + 120
-        while latest_checkpoint(run_dir) is None or int(latest_checkpoint(run_dir).name[5:]) < 10:
-            assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
-            assert time.monotonic() < deadline, "no checkpoint within 120 s"
-            time.sleep(0.05)
-        # While it runs, another process can read the history (WAL: readers never block).
+    proc = start_child(cmd[1:] + ["--steps", "1000000"], tmp_path, env)
+
+    def saved_ten_steps():
+        saved = latest_checkpoint(run_dir)
+        return saved is not None and int(saved.name[5:]) >= 10
+
+    def history_readable():  # another process reads the history while the run writes it (WAL)
         running = RunHistory(home / "history.sqlite3").list()
         assert [r.status for r in running] == ["running"] and running[0].pid == proc.pid
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    assert proc.returncode == -signal.SIGKILL
+
+    sigkill_when(proc, saved_ten_steps, "no checkpoint", while_running=history_readable)
     history = RunHistory(home / "history.sqlite3")  # the next start
     (row,) = history.list()
     assert row.status == "interrupted" and row.run_dir == str(run_dir.resolve())

@@ -34,6 +34,8 @@ from workbench.engine.session import PROFILE_EVERY, RunSession
 from workbench.engine.trainer import TrainControl
 from workbench.runs import RunHistory
 
+from .processes import child_env, sigkill_when, start_child
+
 PROJECT = Path(__file__).resolve().parents[2]
 SETS = ["data.options.seq_len=6", "model.layers.0.hidden_size=4", "train.probe_every=3", "train.eval_every=2",
         "data.options.val_size=16", "train.num_threads=1", "train.checkpoint_every=2"]
@@ -164,29 +166,17 @@ worker.run()
 def test_a_window_killed_mid_run_leaves_its_run_interrupted(tmp_path):
     pytest.importorskip("PySide6.QtCore")
     home, run_dir = tmp_path / "home", tmp_path / "run"
-    env = {**os.environ, "WORKBENCH_HOME": str(home), "OMP_NUM_THREADS": "1", "PYTHONPATH": str(PROJECT),
-           "QT_QPA_PLATFORM": "offscreen"}
-    for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
-        env.pop(name, None)
-    proc = subprocess.Popen([sys.executable, "-c", _gui_trainer_script(run_dir)], cwd=tmp_path, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    env = child_env(home, QT_QPA_PLATFORM="offscreen")
+    proc = start_child(["-c", _gui_trainer_script(run_dir)], tmp_path, env)
     metrics = run_dir / "metrics.jsonl"
-    try:
-        deadline = time.monotonic() + 120
-        # the window's worker flushes its records at each eval/checkpoint only: wait for bytes on disk
-        while not (metrics.is_file() and metrics.stat().st_size > 4096):
-            assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
-            assert time.monotonic() < deadline, "the run wrote nothing within 120 s"
-            time.sleep(0.05)
+
+    def running_in_history():
         running = RunHistory(home / "history.sqlite3").list()
         assert [(r.status, r.source, r.pid) for r in running] == [("running", "gui", proc.pid)]
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    assert proc.returncode == -signal.SIGKILL
+
+    # the window's worker flushes its records at each eval/checkpoint only: wait for bytes on disk
+    sigkill_when(proc, lambda: metrics.is_file() and metrics.stat().st_size > 4096, "the run wrote nothing",
+                 while_running=running_in_history)
     (row,) = RunHistory(home / "history.sqlite3").list()  # the next start (or `workbench runs`)
     assert row.status == "interrupted" and row.run_dir == str(run_dir.resolve()) and "killed" in row.message
     listed = subprocess.run([sys.executable, "-m", "workbench", "runs"], env=env, capture_output=True, text=True,
