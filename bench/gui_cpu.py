@@ -119,7 +119,7 @@ def main(argv=None) -> int:
     loop.exec()
     wall, gui = time.perf_counter() - t0, clock() - c0
     steps, threads1 = run.last_step - first, gl.thread_cpu()
-    cpu, calls = dict(cpu), collections.Counter(calls)  # (the stop's own frames are not the training's)
+    spent, counted = dict(cpu), collections.Counter(calls)  # (the stop's own frames are not the training's)
     window.stop_training()
     gl.pump(app, 120, until=lambda: not window.training_active)
     window.close()
@@ -127,17 +127,17 @@ def main(argv=None) -> int:
     gui_tid = threading.get_native_id()
     print(f"{args.preset}: {steps} steps in {wall:.1f} s ({steps / wall:.2f} steps/s); load average "
           f"{load0:.1f} at start, {os.getloadavg()[0]:.1f} at end (other processes: wall-clock figures are noise)")
-    print(f"GUI thread CPU {1000 * gui / wall:.1f} ms per s of training; frame ticks {calls['ticks'] / wall:.1f}/s, "
-          f"{calls['ticks with no new data'] / max(calls['ticks'], 1):.0%} with no new data")
+    print(f"GUI thread CPU {1000 * gui / wall:.1f} ms per s of training; frame ticks {counted['ticks'] / wall:.1f}/s, "
+          f"{counted['ticks with no new data'] / max(counted['ticks'], 1):.0%} with no new data")
     print("busy threads (CPU ms per s, nice):")
     for tid, (seconds, nice) in sorted(threads1.items()):
         used = seconds - threads0.get(tid, (0.0, 0))[0]
         if used > 0.01 * wall:
             print(f"  {tid}{' (GUI)' if tid == gui_tid else ''}: {1000 * used / wall:.0f} ms/s, nice {nice}")
     print(f"{'GUI thread part':<48} {'ms/s':>7} {'share':>6} {'calls':>6} {'ms each':>8}")
-    for part in sorted(cpu, key=lambda p: -cpu[p]):
-        print(f"{part:<48} {1000 * cpu[part] / wall:7.2f} {cpu[part] / max(gui, 1e-9):6.0%} {calls[part]:6d} "
-              f"{1000 * cpu[part] / max(calls[part], 1):8.2f}")
+    for part in sorted(spent, key=lambda p: -spent[p]):
+        print(f"{part:<48} {1000 * spent[part] / wall:7.2f} {spent[part] / max(gui, 1e-9):6.0%} {counted[part]:6d} "
+              f"{1000 * spent[part] / max(counted[part], 1):8.2f}")
     return 0
 
 

@@ -252,6 +252,9 @@ def main(argv=None) -> int:
                 recs.append({"kind": "step", "step": counter[0], "loss": 0.01, "lr": 1e-3, "grad_norm": 1.5,
                              "grad_norm_clipped": 1.0, "clipped": True, "timestep_grad_norms": taps})
             run.add(recs)
+            wake = getattr(window, "_wake_plots", None)  # (the window's record slot does this: news for the pacer)
+            if wake is not None:
+                wake()
 
         feeder = QTimer()
         feeder.setInterval(33)
