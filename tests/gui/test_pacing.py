@@ -116,12 +116,22 @@ def test_the_window_asks_no_panel_without_news(window, monkeypatch):
     assert sum(calls.values()) >= 1
 
 
-def test_a_panel_behind_another_tab_is_not_drawn(window, monkeypatch):
+def test_a_panel_behind_another_tab_is_drawn_when_its_tab_is_chosen(qtbot, window, monkeypatch):
     window.grad_dock.raise_()  # the Dynamics panel is the tab behind it
-    window._plots_changed()  # forced: every panel, hidden or not
-    assert not window.dynamics_panel.on_screen() and window.grad_panel.on_screen()
+    qtbot.waitUntil(lambda: window.grad_panel.on_screen())
+    assert not window.dynamics_panel.on_screen()
     calls = _count_refreshes(window, monkeypatch)
+    window._plots_changed()  # a forced frame (a run started or ended)
     for _ in range(8):
         window.pacer.mark_data()
         window._on_frame()
     assert "DynamicsPanel" not in calls and calls.get("GradientPanel", 0) >= 1
+    for _ in range(8):
+        window._on_frame()
+    assert not window.pacer.pending
+    window.dynamics_dock.raise_()  # the user picks its tab: its dock says so, the plots wake
+    qtbot.waitUntil(lambda: window.dynamics_panel.on_screen())
+    assert window.pacer.pending
+    for _ in range(8):
+        window._on_frame()
+    assert calls.get("DynamicsPanel", 0) >= 1

@@ -538,6 +538,7 @@ class MainWindow(QMainWindow):
             if kind == "csv":
                 out = panel.save_csv(path, self.runs, self.current_run)
             else:
+                panel.refresh(self.runs, self.current_run)  # a panel behind a tab is drawn only when shown
                 out = panel.save_image(path)
         except OSError as exc:
             self.info.show_message(f"Not saved: {exc}", "error")
@@ -973,6 +974,10 @@ class MainWindow(QMainWindow):
             self.statusBar().showMessage(f"could not delete {folder}: {exc}", 5000)
 
     # ================================================================== the plot timer
+    def showEvent(self, event) -> None:  # noqa: N802 - Qt override
+        super().showEvent(event)
+        self._wake_plots(input_=True)  # the panels skipped while hidden draw now
+
     def changeEvent(self, event) -> None:  # noqa: N802 - Qt override
         if event.type() == QEvent.Type.WindowStateChange and not self.isMinimized():
             self._wake_plots(input_=True)  # restored: the panels skipped while minimised draw now
@@ -996,7 +1001,7 @@ class MainWindow(QMainWindow):
         changed (the pacer: records, a user's input), and one panel per tick, in turn, so
         no single frame's update + paint blocks the event loop for long; the pacer spaces
         the frames so that drawing stays a small share of one core while a model trains
-        (workbench/gui/pacing.py). ``force``: every panel now, on screen or not."""
+        (workbench/gui/pacing.py). ``force``: every panel on screen now."""
         if self._closed:
             return
         pacer = self.pacer
@@ -1014,7 +1019,10 @@ class MainWindow(QMainWindow):
             n = len(self.plot_panels)
             for i in range(n):
                 panel = self.plot_panels[(self._next_panel + i) % n]
-                if (force or panel.on_screen()) and panel.refresh(self.runs, self.current_run):
+                # (off screen: behind a tab, or minimised. Its dock's visibilityChanged and the
+                # window's restore wake the plots when it shows; forced frames skip it too, as a
+                # Dynamics draw takes 0.6 s, at every run's start and end.)
+                if panel.on_screen() and panel.refresh(self.runs, self.current_run):
                     drew = True
                     if not force:
                         self._next_panel = (self._next_panel + i + 1) % n
