@@ -5,13 +5,13 @@ The window draws its plots from numpy buffers on one frame timer (<= 30 Hz). Whi
 trains in this process, the interface thread's drawing costs training twice: its Python
 holds the GIL that the trainer thread needs between torch ops, and each wake-up takes a
 core from torch's thread team, which waits for its slowest member at every parallel op
-(issue 22). Measured before the pacer (bench/gui_latency.py --compare, BENCHMARKS.md): the
-interface thread used 0.2-0.4 s of CPU per second of training, most of it redrawing plots
-that had not changed or were hidden behind a tab. So the pacer
+(issue 22). Measured before the pacer (bench/gui_cpu.py, BENCHMARKS.md): the interface
+thread used 0.15-0.35 s of CPU per second of training, most of it redrawing and repainting
+plots that had not changed or were hidden behind a tab. So the pacer
 
 - draws only when something changed: records arrived (``mark_data``), the user did
-  something or a panel's option changed (``mark_input``); a tick with nothing new draws
-  nothing, and once a pass over the panels drew nothing, ticks stop until something new;
+  something or a panel came on screen (``mark_input``); a tick with nothing new asks no
+  panel, and once a pass over the panels drew nothing, the tick slows to IDLE_TICK_S;
 - keeps drawing to a share of one core: the next frame comes no sooner than a frame's
   measured CPU cost (update + paint) / share: TRAINING_SHARE while a model trains in this
   process, IDLE_SHARE otherwise, between MIN_S and MAX_S;
