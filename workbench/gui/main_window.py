@@ -3,8 +3,8 @@ and the gradients through time live.
 
 Threads: the trainer runs in a TrainWorker moved to a QThread; its signals reach this
 window queued, carrying plain records that are appended to RunData buffers. One QTimer
-(<= 30 Hz, paced by workbench/gui/pacing.py) redraws the plots on screen from the buffers. Nothing here waits on training,
-imports torch, or touches a widget from another thread.
+(<= 30 Hz, paced by workbench/gui/pacing.py) redraws the plots on screen from the buffers.
+Nothing here waits on training, imports torch, or touches a widget from another thread.
 """
 from __future__ import annotations
 
