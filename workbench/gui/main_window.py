@@ -3,8 +3,8 @@ and the gradients through time live.
 
 Threads: the trainer runs in a TrainWorker moved to a QThread; its signals reach this
 window queued, carrying plain records that are appended to RunData buffers. One QTimer
-(<= 30 Hz) redraws the visible plots from the buffers. Nothing here waits on training,
-imports torch, or touches a widget from another thread.
+(<= 30 Hz, paced by workbench/gui/pacing.py) redraws the plots on screen from the buffers.
+Nothing here waits on training, imports torch, or touches a widget from another thread.
 """
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import shutil
 import time
 from pathlib import Path
 
-from PySide6.QtCore import QSettings, QStandardPaths, Qt, QTimer, QUrl, Slot
+from PySide6.QtCore import QEvent, QSettings, QStandardPaths, Qt, QTimer, QUrl, Slot
 from PySide6.QtGui import QDesktopServices, QIcon
 from PySide6.QtWidgets import (
     QComboBox,
@@ -35,6 +35,7 @@ from workbench.gui.document import Change, PresetDocument
 from workbench.gui.editor import ArchitectureEditor
 from workbench.gui.exporter import KINDS as EXPORT_KINDS
 from workbench.gui.exporter import RunExporter, ask_export_target, done_message
+from workbench.gui.pacing import FramePacer
 from workbench.gui.plots import DynamicsPanel, GradientPanel, LossPanel, NormPanel, PaintClock, PlotPanel
 from workbench.gui.resolver import Resolver, fallback_io, input_lengths
 from workbench.gui.rundata import RunData
@@ -51,7 +52,8 @@ from workbench.spec import Preset, SpecError
 APP_TITLE = "RNN Workbench"
 PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22"]
 MAX_SESSION_RUNS = 8  # earlier in-app runs kept for overlay
-FRAME_MS = 33  # the plot timer: <= 30 Hz
+FRAME_MS = 33  # the plot timer: <= 30 Hz (its pace: workbench/gui/pacing.py)
+STATUS_S = 1.0  # the status line and the run's row in the Runs panel: at least this often while training
 
 
 def icon(name: str) -> QIcon:
@@ -100,6 +102,9 @@ class MainWindow(QMainWindow):
         self.frame_times: list[float] = []  # seconds per plot frame: update + its paint (the benchmark reads it)
         self._frame_update: float | None = None
         self._next_panel = 0
+        self.pacer = FramePacer()  # whether a frame tick draws, and when the next comes
+        self._status_at = self._row_at = -1e9  # when the status line / the run's row were last updated
+        self._row_stale = False  # a frame drew news that the run's row does not show yet
 
         self.setWindowTitle(APP_TITLE)
         self.setWindowIcon(icon("app"))
@@ -141,6 +146,15 @@ class MainWindow(QMainWindow):
         self.frame_timer.setInterval(FRAME_MS)
         self.frame_timer.timeout.connect(self._on_frame)
         self.frame_timer.start()
+        # A user's action that changes what a plot must show: a pan or zoom (re-decimated for the
+        # new view), a dock tabbed in; these wake the plots at once (the pacer: full frame rate
+        # for a moment). Signals, not an application event filter: that ran Python for each of
+        # ~600 events a second while training, each taking the GIL from the trainer.
+        for panel in self.plot_panels:
+            for item in panel.plot_items():
+                item.getViewBox().sigRangeChangedManually.connect(lambda *_: self._wake_plots(input_=True))
+        for dock in (self.loss_dock, self.grad_dock, self.norm_dock, self.dynamics_dock):
+            dock.visibilityChanged.connect(lambda shown: shown and self._wake_plots(input_=True))
 
         self.prefs.restore()
         self.runs_model.load_history()  # the Runs panel lists the history's runs from the start
@@ -524,6 +538,7 @@ class MainWindow(QMainWindow):
             if kind == "csv":
                 out = panel.save_csv(path, self.runs, self.current_run)
             else:
+                panel.refresh(self.runs, self.current_run)  # a panel behind a tab is drawn only when shown
                 out = panel.save_image(path)
         except OSError as exc:
             self.info.show_message(f"Not saved: {exc}", "error")
@@ -895,6 +910,7 @@ class MainWindow(QMainWindow):
             return
         records = [r if isinstance(r, Record) else from_json(r) for r in records]
         run.add(records)
+        self._wake_plots()
         for r in records:
             if isinstance(r, Start):
                 self.status_line.started(r)
@@ -958,36 +974,78 @@ class MainWindow(QMainWindow):
             self.statusBar().showMessage(f"could not delete {folder}: {exc}", 5000)
 
     # ================================================================== the plot timer
-    def _on_frame(self, force: bool = False) -> None:
-        """Redraw plots from the buffers, then the status line. One panel per tick, in
-        turn (each panel ~10 Hz at the 30 Hz tick), so no single frame's update + paint
-        blocks the event loop for long; the tick slows down when frames cost more than
-        half of it (a slow or busy machine)."""
+    def showEvent(self, event) -> None:  # noqa: N802 - Qt override
+        super().showEvent(event)
+        self._wake_plots(input_=True)  # the panels skipped while hidden draw now
+
+    def changeEvent(self, event) -> None:  # noqa: N802 - Qt override
+        if event.type() == QEvent.Type.WindowStateChange and not self.isMinimized():
+            self._wake_plots(input_=True)  # restored: the panels skipped while minimised draw now
+        super().changeEvent(event)
+
+    def _wake_plots(self, input_: bool = False) -> None:
+        """Records arrived (or, ``input_``, the user did something): the plots have news;
+        tick as soon as the pacer allows, not at the end of a long idle interval."""
         if self._closed:
             return
-        painted = PaintClock.take()  # what the previous frame's changes cost to paint
+        if input_:
+            self.pacer.mark_input()
+        else:
+            self.pacer.mark_data()
+        wait_ms = round(1000 * (self.pacer.paced_s() if input_ else self.pacer.data_wake()))
+        if self.frame_timer.remainingTime() > wait_ms:
+            self.frame_timer.start(wait_ms)
+
+    def _on_frame(self, force: bool = False) -> None:
+        """Redraw plots from the buffers, then the status line. Only when something
+        changed (the pacer: records, a user's input), and one panel per tick, in turn, so
+        no single frame's update + paint blocks the event loop for long; the pacer spaces
+        the frames so that drawing stays a small share of one core while a model trains
+        (workbench/gui/pacing.py). ``force``: every panel on screen now."""
+        if self._closed:
+            return
+        pacer = self.pacer
+        painted, painted_cpu = PaintClock.take()  # what the previous frame's changes cost to paint
+        pacer.painted(painted_cpu)
         if self._frame_update is not None:
             self.frame_times.append(self._frame_update + painted)
             if len(self.frame_times) > 100_000:
                 del self.frame_times[:50_000]
-            cost = self._frame_update + painted
-            self.frame_timer.setInterval(int(min(250, max(FRAME_MS, 2000 * cost))))
             self._frame_update = None
-        t0 = time.perf_counter()
+        pacer.training = self.trainer.active and not self.trainer.paused
         drew = False
-        n = len(self.plot_panels)
-        for i in range(n):
-            panel = self.plot_panels[(self._next_panel + i) % n]
-            if (force or panel.isVisible()) and panel.refresh(self.runs, self.current_run):
-                drew = True
-                if not force:
-                    self._next_panel = (self._next_panel + i + 1) % n
-                    break
-        if drew:
-            self._frame_update = time.perf_counter() - t0
-        self._update_progress()
-        if (drew or force) and self.current_run is not None:
+        if force or pacer.pending:
+            t0, c0 = time.perf_counter(), time.thread_time()
+            n = len(self.plot_panels)
+            for i in range(n):
+                panel = self.plot_panels[(self._next_panel + i) % n]
+                # (off screen: behind a tab, or minimised. Its dock's visibilityChanged and the
+                # window's restore wake the plots when it shows; forced frames skip it too, as a
+                # Dynamics draw takes 0.6 s, at every run's start and end.)
+                if panel.on_screen() and panel.refresh(self.runs, self.current_run):
+                    drew = True
+                    if not force:
+                        self._next_panel = (self._next_panel + i + 1) % n
+                        break
+            if drew:
+                self._frame_update = time.perf_counter() - t0
+            if force:
+                pass  # (every panel at once, hidden ones too: not a frame the pacer spaces)
+            elif drew:
+                pacer.drew(time.thread_time() - c0)
+            else:
+                pacer.settled()
+        else:
+            pacer.idle_tick()
+        now = time.perf_counter()
+        if drew or force or now - self._status_at >= STATUS_S:
+            self._status_at = now
+            self._update_progress()
+        self._row_stale = self._row_stale or drew
+        if self.current_run is not None and (force or (self._row_stale and now - self._row_at >= STATUS_S)):
+            self._row_at, self._row_stale = now, False
             self._run_changed(self.current_run)  # its line in the Runs panel: steps, status, metric
+        self.frame_timer.setInterval(round(1000 * pacer.interval()))
 
     def _update_progress(self) -> None:
         self.status_line.update(self.current_run, self.trainer)

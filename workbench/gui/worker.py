@@ -4,7 +4,7 @@ The only Qt module that touches the engine (it imports workbench.engine lazily, 
 the worker thread, so the window starts without torch and never imports torch itself).
 The run folder and the history row are the engine's run session's (the same one the
 CLI uses: workbench/engine/session.py); the worker only turns its records into
-signals: lists of typed records (workbench/engine/records.py), batched to at most ~30
+signals: lists of typed records (workbench/engine/records.py), batched to at most 10
 signals a second, so a fast trainer cannot flood the GUI thread's event queue.
 """
 from __future__ import annotations
@@ -20,8 +20,10 @@ from PySide6.QtCore import QObject, Signal, Slot
 from workbench.errors import describe
 from workbench.spec import Preset
 
-# Emit buffered records at most this often (the plots redraw at <= 30 Hz anyway).
-EMIT_INTERVAL_S = 1 / 30
+# Emit buffered records at most this often: each signal wakes the interface thread (and takes
+# the GIL from this one), and while a model trains the plots draw a few times a second
+# (workbench/gui/pacing.py). A record after a quiet spell goes out at once.
+EMIT_INTERVAL_S = 0.1
 
 
 def preset_for_gui(preset: Preset) -> Preset:
