@@ -47,6 +47,7 @@ import torch
 
 from workbench import cells, tryout_modes
 from workbench.engine.model import repeated_ngram_bans, sample_logits, unrolled_layer
+from workbench.io.vocab import EOS
 from workbench.spec import Preset
 
 # Generation / decoding lengths beyond these are typos.
@@ -280,29 +281,37 @@ def _no_repeat(session: Session) -> int:
     return int(getattr(session.task.options, "no_repeat_ngram", 0))
 
 
-def _decode(session: Session, x, lengths, temperature: float, top_k: int, gen, max_len: int) -> dict:
+def _output_tokens(session: Session, ids: list[int], source: str = "") -> list[str]:
+    """Output ids -> tokens; a copy model's extended ids (>= the vocabulary) are words of
+    ``source``, the text the model read (TransductionTask.target_tokens)."""
+    if hasattr(session.task, "target_tokens"):
+        return session.task.target_tokens(ids, source)
+    vocab = getattr(session.task, tryout_modes.get(session.mode).outputs)
+    return [vocab.tokens[i] for i in ids]
+
+
+def _decode(session: Session, x, lengths, temperature: float, top_k: int, gen, max_len: int,
+            source: str = "") -> dict:
     tokens, attention = session.model.generate(x, max_len=max_len, lengths=lengths, temperature=temperature,
                                                top_k=top_k, generator=gen, no_repeat_ngram=_no_repeat(session))
     ids = tokens[0].tolist()
     eos = session.model.io.eos_id
     if eos in ids:
         ids = ids[: ids.index(eos) + 1]  # keep the <eos>: the model chose to stop there
-    vocab = getattr(session.task, tryout_modes.get(session.mode).outputs)
-    out = {"ids": ids, "tokens": [vocab.tokens[i] for i in ids]}
+    out = {"ids": ids, "tokens": _output_tokens(session, ids, source)}
     if attention is not None:
         out["attention"] = attention[0, : len(ids)].cpu().numpy()  # [L, S]
     return out
 
 
-def _beam_decode(session: Session, x, lengths, width: int, max_len: int) -> dict:
+def _beam_decode(session: Session, x, lengths, width: int, max_len: int, source: str = "") -> dict:
     options = session.task.beam_options() if hasattr(session.task, "beam_options") else {}
     tokens, attention = session.model.beam_search(x, width, max_len, lengths, **options)
     ids = tokens[0].tolist()
     eos = session.model.io.eos_id
     if eos in ids:
         ids = ids[: ids.index(eos) + 1]
-    vocab = getattr(session.task, tryout_modes.get(session.mode).outputs)
-    out = {"ids": ids, "tokens": [vocab.tokens[i] for i in ids], "width": width}
+    out = {"ids": ids, "tokens": _output_tokens(session, ids, source), "width": width}
     if attention is not None:
         out["attention"] = attention[0, : len(ids)].cpu().numpy()  # [L, S]
     return out
@@ -335,13 +344,13 @@ def transduce(session: Session, text: str, temperature: float = 1.0, top_k: int 
     task = session.task
     batch, max_len = _source_batch(session, text, max_len)
     x = batch.x.to(session.device)
-    greedy = _decode(session, x, batch.lengths, 0.0, 0, None, max_len)
-    sampled = _decode(session, x, batch.lengths, temperature, top_k, _generator(seed), max_len)
+    greedy = _decode(session, x, batch.lengths, 0.0, 0, None, max_len, text)
+    sampled = _decode(session, x, batch.lengths, temperature, top_k, _generator(seed), max_len, text)
     found = {"greedy": greedy, "sampled": sampled}
     if beam > 1:
-        found["beam"] = _beam_decode(session, x, batch.lengths, beam, max_len)
+        found["beam"] = _beam_decode(session, x, batch.lengths, beam, max_len, text)
     for d in found.values():
-        d["text"] = task.decode_target(d["ids"])
+        d["text"] = task.decode_target(d["ids"], text)
     out = {"source": text, "source_tokens": task.tokenize(text)[: x.shape[1]]}
     out.update({name: {k: v for k, v in d.items() if k != "attention"} for name, d in found.items()})
     out["attention"] = greedy.get("attention")
@@ -376,12 +385,12 @@ def chat(session: Session, message: str, previous: str = "", beam: int = 1, temp
     batch, max_len = _source_batch(session, source, max_len)
     x = batch.x.to(session.device)
     if beam > 1:
-        out, decoding = _beam_decode(session, x, batch.lengths, beam, max_len), f"beam {beam}"
+        out, decoding = _beam_decode(session, x, batch.lengths, beam, max_len, source), f"beam {beam}"
     else:
         gen = _generator(seed) if temperature > 0 else None
-        out = _decode(session, x, batch.lengths, temperature, top_k, gen, max_len)
+        out = _decode(session, x, batch.lengths, temperature, top_k, gen, max_len, source)
         decoding = f"sampled at {temperature:g}" if temperature > 0 else "greedy"
-    words = session.task.target_vocab.decode(out["ids"])
+    words = [w for w in _output_tokens(session, out["ids"], source) if w != EOS]
     return {"message": message, "source_tokens": session.task.tokenize(source)[: x.shape[1]],
             "reply": session.task.detokenize(words), "reply_tokens": words, "ids": out["ids"],
             "decoding": decoding, "attention": out.get("attention")}
@@ -421,7 +430,7 @@ def chat_stream(session: Session, message: str, previous: str = "", temperature:
             if i == model.io.eos_id:
                 return
             ids.append(i)
-            words.append(task.target_vocab.tokens[i])
+            words.append(_output_tokens(session, [i], source)[0])
             # What this token adds to the reply as shown (detokenised: no space before ",").
             reply = task.detokenize(words)
             text, shown = reply[len(shown):], reply

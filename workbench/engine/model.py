@@ -657,6 +657,13 @@ class RecurrentModel(nn.Module):
                 # [source vocab] -> target id; rebuilt from the task's vocabularies, not saved
                 self.register_buffer("source_to_target", torch.tensor(io.source_to_target, dtype=torch.long),
                                      persistent=False)
+                # The extended vocabulary (See et al. 2017): a source id Vs + j (Vs = io.vocab_size) is
+                # the j-th distinct word of its message that the source vocabulary lacks. The encoder
+                # reads it as <unk>; the copy writes it as output id Vt + j (Vt = the output
+                # vocabulary), which the task turns back into the word. Output ids Vt + j fed back
+                # to the decoder are read as the target's <unk>.
+                self.source_unk = io.unk_id
+                self.target_unk = io.source_to_target[io.unk_id] if 0 <= io.unk_id < io.vocab_size else 0
         conv_head = spatial_head(spec, io)
         if conv_head is not None:
             self.head = ConvHead(*conv_head, io.frame_shape[1:], spec.conv_kernel)
@@ -712,7 +719,16 @@ class RecurrentModel(nn.Module):
                      initials=probe.initials if taps is not None else None)
 
     def encode_input(self, x: torch.Tensor) -> torch.Tensor:
+        if self.copy_gate is not None:  # extended source ids (a message's own words, see _build) read as <unk>
+            x = x.masked_fill(x >= self.io.vocab_size, self.source_unk)
         return self.input_side(x)
+
+    def embed_target(self, tokens: torch.Tensor) -> torch.Tensor:
+        """The generator's input embedding of output tokens [B, T] -> [B, T, E]; a copy
+        model's extended ids (copied words its output vocabulary lacks) read as <unk>."""
+        if self.copy_gate is not None:
+            tokens = tokens.masked_fill(tokens >= self.target_embedding.num_embeddings, self.target_unk)
+        return self.target_embedding(tokens)
 
     def forward(self, x: torch.Tensor, y_in: torch.Tensor | None = None,
                 lengths: torch.Tensor | None = None, unrolled: bool = False, *,
@@ -735,7 +751,7 @@ class RecurrentModel(nn.Module):
             if y_in is None:
                 raise ValueError("one-to-many forward needs y_in (the previous tokens)")
             initial = self.bridge(self.encode_input(x))  # x: one item per batch row
-            out, _ = self._run(self.encoder, self.target_embedding(y_in), initial, probe, unrolled, "layers")
+            out, _ = self._run(self.encoder, self.embed_target(y_in), initial, probe, unrolled, "layers")
             return self.head(out)
         feats = self.encode_input(x)  # [B, T, D]
         out, finals = self._run(self.encoder, feats, initial_states, probe, unrolled, "layers", lengths)
@@ -754,7 +770,7 @@ class RecurrentModel(nn.Module):
         if y_in is None:
             raise ValueError("encoder-decoder forward needs y_in (teacher-forced decoder inputs)")
         initial = self.bridge(summarise(out, top_bidir, lengths))
-        emb = self.target_embedding(y_in)  # [B, T, E]
+        emb = self.embed_target(y_in)  # [B, T, E]
         dec, _ = self._run(self.decoder, emb, initial, probe, unrolled, "decoder_layers")
         return self.predict(dec, emb, self.memory(out, x), lengths)[0]
 
@@ -763,10 +779,13 @@ class RecurrentModel(nn.Module):
         for a copy model (model.copy) also the source tokens' output-vocabulary ids, as a
         last channel: [B, S, He + 1] (ids as floats: exact below 2**24). Carrying the ids
         with the encoder's outputs keeps decode_step's and the ONNX step graph's inputs
-        those of every attention model."""
+        those of every attention model. An extended source id Vs + j (a word the source
+        vocabulary lacks, see _build) becomes the extended output id Vt + j."""
         if self.copy_gate is None:
             return enc
-        ids = self.source_to_target[x].to(enc.dtype)  # x [B, S] source ids -> [B, S]
+        Vs, Vt = self.io.vocab_size, self.target_embedding.num_embeddings
+        known = self.source_to_target[x.clamp(max=Vs - 1)]  # x [B, S] source ids -> [B, S]
+        ids = torch.where(x >= Vs, x - Vs + Vt, known).to(enc.dtype)
         return torch.cat([enc, ids[..., None]], dim=-1)
 
     def predict(self, dec: torch.Tensor, emb: torch.Tensor, memory: torch.Tensor | None,
@@ -782,7 +801,11 @@ class RecurrentModel(nn.Module):
             p(w) = p_gen p_vocab(w) + (1 - p_gen) sum_i a_i [src_i = w],
             p_gen = sigmoid(w . [context; dec; emb] + b),
         summed in log space (logsumexp of the two terms); the copy term is floored at
-        1e-30 so words absent from the source give log(0) neither as a value nor a gradient."""
+        1e-30 so words absent from the source give log(0) neither as a value nor a gradient.
+        A copy model's output has V + S entries [B, T, V + S] (S = memory's source length):
+        id V + j is the extended vocabulary's j-th word (a message word the vocabularies
+        lack, see _build), which only the copy term can write (the generator's part is 0
+        there); S slots are always enough, as a message has at most S such words."""
         if memory is None:
             return self.head(dec), None
         if self.copy_gate is None:
@@ -793,10 +816,11 @@ class RecurrentModel(nn.Module):
         context = weights @ enc  # [B, T, He]
         gate = self.copy_gate(torch.cat([context, dec, emb], dim=-1)).float()  # [B, T, 1]: logit of p_gen
         vocab = torch.log_softmax(self.head(out).float(), dim=-1)  # [B, T, V]
-        V = vocab.shape[-1]
-        # one-hot of the source's ids [B, S, V]: a matmul, not a scatter, so ONNX exports it
-        onehot = (src[..., None] == torch.arange(V, device=src.device)).to(weights.dtype)
-        copied = (weights @ onehot).float()  # [B, T, V]: attention mass on each output token
+        S = src.shape[1]
+        vocab = F.pad(vocab, (0, S), value=float("-inf"))  # [B, T, V + S]: the extended ids, copy only
+        # one-hot of the source's ids [B, S, V + S]: a matmul, not a scatter, so ONNX exports it
+        onehot = (src[..., None] == torch.arange(vocab.shape[-1], device=src.device)).to(weights.dtype)
+        copied = (weights @ onehot).float()  # [B, T, V + S]: attention mass on each output token
         terms = torch.stack([F.logsigmoid(gate) + vocab, F.logsigmoid(-gate) + copied.clamp_min(1e-30).log()])
         return torch.logsumexp(terms, dim=0), weights
 
@@ -900,7 +924,7 @@ class RecurrentModel(nn.Module):
                 token = logits.argmax(-1)
         """
         stack = self.decoder if self.topology == "encoder_decoder" else self.encoder
-        emb = self.target_embedding(tokens[:, None])  # [B, 1, E]
+        emb = self.embed_target(tokens[:, None])  # [B, 1, E]
         out, state = stack(emb, state)  # [B, 1, H]
         logits, weights = self.predict(out, emb, enc, lengths)
         return logits[:, -1], state, weights[:, 0] if weights is not None else None  # [B, V], [B, S]

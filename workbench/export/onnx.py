@@ -153,7 +153,7 @@ class StepGraph(nn.Module):
     def forward(self, y_in: torch.Tensor, *rest: torch.Tensor):
         m = self.model
         initial = _unflatten(rest[: self.n_states], self.cells)
-        emb = m.target_embedding(y_in)  # [B, L, E]
+        emb = m.embed_target(y_in)  # [B, L, E]
         out, finals = self.stack(emb, initial)  # [B, L, H]
         if self.attention:
             memory, lengths = rest[self.n_states], rest[self.n_states + 1]

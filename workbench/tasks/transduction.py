@@ -55,6 +55,8 @@ from workbench.io.errors import DataError
 from workbench.io.tsv import read_pairs
 from workbench.io.vocab import (
     ALL_SPECIALS,
+    BOS,
+    EOS,
     PAD,
     UNK,
     Vocab,
@@ -248,13 +250,48 @@ class TransductionTask(GeneratedTokensTask):
 
     def encode_source(self, text: str) -> Batch:
         """A user's source text -> Batch (x [1, S], lengths); y/y_in hold only <eos>/<bos>."""
-        ids = self.source_vocab.encode(self.tokenize(text))
+        ids, _ = self._source_ids(self.tokenize(text))
         if not ids:
             raise ValueError("the source text is empty")
         return self._batch([(ids, [])])
 
-    def decode_target(self, ids) -> str:
-        return self.detokenize(self.target_vocab.decode(ids))
+    # -- the extended vocabulary of a copy model (model.copy; See et al. 2017) ------------------
+    # A copy model reads the source words its vocabulary lacks as <unk> but can copy them: the
+    # j-th distinct such word of a source has the id Vs + j (Vs = the source vocabulary's
+    # size), the copy writes it as Vt + j (Vt = the target vocabulary's), and the output is
+    # turned back into text with the source's own words (target_tokens). Targets use Vt + j
+    # where their word is one of the source's, so training learns to copy words it never
+    # saw. Other models read the plain ids (<unk>). The model's side: RecurrentModel._build.
+    extended_vocab = False  # set by check_model for a copy model
+
+    def source_oovs(self, tokens: Sequence[str]) -> list[str]:
+        """The source's words the source vocabulary lacks, in order of first appearance."""
+        return list(dict.fromkeys(t for t in tokens if t not in self.source_vocab.index))
+
+    def _source_ids(self, tokens: Sequence[str]) -> tuple[list[int], list[str]]:
+        """Source tokens -> (ids, the extended words): plain ids (<unk>) unless the model copies."""
+        if not self.extended_vocab:
+            return self.source_vocab.encode(tokens), []
+        oovs = self.source_oovs(tokens)
+        Vs, where = len(self.source_vocab), {w: j for j, w in enumerate(oovs)}
+        return [self.source_vocab.index[t] if t not in where else Vs + where[t] for t in tokens], oovs
+
+    def target_tokens(self, ids: Sequence[int], source: str = "") -> list[str]:
+        """Output ids -> tokens, an extended id (>= the target vocabulary) as the source's word."""
+        Vt, tokens = len(self.target_vocab), self.target_vocab.tokens
+        oovs = self.source_oovs(self.tokenize(source)) if any(i >= Vt for i in ids) else []
+        return [tokens[i] if i < Vt else (oovs[i - Vt] if i - Vt < len(oovs) else UNK) for i in ids]
+
+    def decode_target(self, ids, source: str = "") -> str:
+        """Output ids -> text, stopping at <eos>; ``source``: the text the ids answer (a copy
+        model's extended ids are its words)."""
+        words = []
+        for token in self.target_tokens([int(i) for i in ids], source):
+            if token == EOS:
+                break
+            if token not in (PAD, BOS):
+                words.append(token)
+        return self.detokenize(words)
 
     def beam_options(self) -> dict:
         """The options of model.beam_search this task's outputs are decoded with."""
@@ -266,8 +303,16 @@ class TransductionTask(GeneratedTokensTask):
         return [sample(rng, validation) for _ in range(count)]
 
     def _encode_pairs(self, pairs: Sequence[tuple[str, str]]) -> list[tuple[list[int], list[int]]]:
-        return [(self.source_vocab.encode(self.tokenize(s)), self.target_vocab.encode(self.tokenize(t)))
-                for s, t in pairs]
+        out = []
+        for s, t in pairs:
+            source, oovs = self._source_ids(self.tokenize(s))
+            target = self.target_vocab.encode(self.tokenize(t))
+            if oovs:  # a target word the target vocabulary lacks, copied from the source: Vt + j
+                Vt, where = len(self.target_vocab), {w: j for j, w in enumerate(oovs)}
+                target = [Vt + where[w] if w not in self.target_vocab.index and w in where else i
+                          for i, w in zip(target, self.tokenize(t))]
+            out.append((source, target))
+        return out
 
     def _read_file_pairs(self, path: str) -> list[tuple[str, str]]:
         o = self.options
@@ -367,7 +412,9 @@ class TransductionTask(GeneratedTokensTask):
             else:
                 tokens, _ = model.generate(batch.x, max_len, batch.lengths,
                                            no_repeat_ngram=self.options.no_repeat_ngram)
-            outputs += [self.decode_target(row) for row in tokens.tolist()]
+            sources = [s for s, _ in self.val_texts[b:b + len(tokens)]] if self.val_texts else []
+            outputs += [self.decode_target(row, sources[i] if i < len(sources) else "")
+                        for i, row in enumerate(tokens.tolist())]
         return outputs
 
     def corpus_metrics(self, model, device, batch_size: int, max_items: int, beam: int) -> dict:
@@ -389,7 +436,7 @@ class TransductionTask(GeneratedTokensTask):
     def model_io(self) -> ModelIO:
         return ModelIO(input_kind="tokens", vocab_size=len(self.source_vocab), output_size=len(self.target_vocab),
                        output_vocab_size=len(self.target_vocab), pad_id=0, bos_id=1, eos_id=2,
-                       source_to_target=self.source_to_target())
+                       source_to_target=self.source_to_target(), unk_id=self.source_vocab.unk_id or 0)
 
     def source_to_target(self) -> tuple[int, ...]:
         """Per source id, the target id of the same token (<unk> where absent; <pad> to
@@ -401,6 +448,7 @@ class TransductionTask(GeneratedTokensTask):
         super().check_model(model)
         check_token_input(model, self.name)
         check_classification_head(model, self.name)
+        self.extended_vocab = bool(model.copy)  # see source_oovs: a copy model copies unknown words
 
     # -- data --------------------------------------------------------------------------------------
     def _batch(self, pairs: Sequence[tuple[list[int], list[int]]]) -> Batch:
