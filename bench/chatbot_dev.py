@@ -20,8 +20,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 def dev_files(out: Path) -> tuple[Path, Path]:
     import yaml
-
     from quality import _shared
+
     from workbench.io.dialogue import read_dialogue
     from workbench.tasks.dialogue import split_conversations
 
@@ -37,6 +37,7 @@ def dev_files(out: Path) -> tuple[Path, Path]:
 
 def main() -> None:
     from quality import _seq2seq_scores, train_preset
+
     from workbench import presets
     from workbench.spec import with_overrides
 
@@ -44,7 +45,7 @@ def main() -> None:
     parser.add_argument("--set", action="append", default=[])
     parser.add_argument("--dir", default="/tmp/chatbot_dev")
     parser.add_argument("--decode", action="append", default=[],
-                        help="extra decoding settings 'no_repeat,length_penalty' to score")
+                        help="extra decoding settings 'no_repeat,length_penalty,min_length,no_unk' to score")
     args = parser.parse_args()
     train, dev = dev_files(Path(args.dir))
     preset = with_overrides(presets.load_builtin("chatbot_encdec"),
@@ -54,21 +55,22 @@ def main() -> None:
     print(f"trained {preset.train.steps} steps in {seconds / 60:.1f} min; {len(task.train_texts)} train', "
           f"{len(task.val_pairs)} dev exchanges; vocab {len(task.source_vocab)}", flush=True)
     o = task.options
-    settings = [(o.no_repeat_ngram, o.length_penalty)] + [tuple(map(float, d.split(","))) for d in args.decode]
-    for i, (nr, lp) in enumerate(settings):
-        o.no_repeat_ngram, o.length_penalty = int(nr), lp
+    settings = [(o.no_repeat_ngram, o.length_penalty, o.min_length, o.no_unk)]
+    settings += [tuple(map(float, d.split(","))) for d in args.decode]
+    for i, (nr, lp, ml, nu) in enumerate(settings):
+        o.no_repeat_ngram, o.length_penalty, o.min_length, o.no_unk = int(nr), lp, int(ml), bool(nu)
         started = time.perf_counter()
         m, base, _ = _seq2seq_scores(task, model, 4)
         if i == 0:
             print(f"dev perplexity {m['perplexity']:.1f} (unigram {task.baseline()['perplexity']:.1f}); "
                   f"retrieval BLEU {base['retrieval_bleu']:.2f} chrF {base['retrieval_chrf']:.2f}; "
                   f"echo BLEU {base['echo_bleu']:.2f} chrF {base['echo_chrf']:.2f} len {base['echo_length_ratio']:.2f}")
-        print(f"no_repeat {int(nr)} lp {lp:g}: greedy BLEU {m['bleu']:.2f} chrF {m['chrf']:.2f} "
+        print(f"no_repeat {int(nr)} lp {lp:g} min_length {int(ml)} no_unk {bool(nu)}: greedy BLEU {m['bleu']:.2f} chrF {m['chrf']:.2f} "
               f"len {m['length_ratio']:.2f} | beam BLEU {m['bleu_beam']:.2f} chrF {m['chrf_beam']:.2f} "
               f"len {m['length_ratio_beam']:.2f} ({time.perf_counter() - started:.0f} s)", flush=True)
-    outs = task.decode_outputs(model, "cpu", 64, 12)
-    for (message, reply), out in zip(task.val_texts[:12], outs):
-        print(f"  {message} -> {out}  [ref: {reply}]")
+    outs = task.decode_outputs(model, "cpu", 64, 40)
+    for (message, reply), out in list(zip(task.val_texts[:40], outs))[::3]:
+        print(f"  {message} -> {out}  [ref: {reply[:80]}]")
 
 
 if __name__ == "__main__":

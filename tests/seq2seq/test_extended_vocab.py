@@ -71,3 +71,6 @@ def test_greedy_beam_and_chat_write_an_unknown_word_back(tmp_path):
         assert reply["reply_tokens"][0] == "zebra" and reply["reply"].startswith("zebra")
     streamed = list(inference.chat_stream(session, "zebra", max_len=3))
     assert streamed[0]["token"] == "zebra" and streamed[0]["id"] == Vt
+    # Try it's look inside the chat: the reply's copied word by name, its saliency on the message
+    inside = inference.inside(session, {"text": "zebra", "output_ids": [Vt, Vt, 2]}, target={"step": 1})
+    assert inside["out_steps"][1] == "zebra" and len(inside["saliency"]["values"]) == 1

@@ -23,6 +23,7 @@ trainer can observe:
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -863,9 +864,11 @@ class RecurrentModel(nn.Module):
     @torch.no_grad()
     def generate(self, x: torch.Tensor, max_len: int, lengths: torch.Tensor | None = None,
                  temperature: float = 0.0, top_k: int = 0, generator: torch.Generator | None = None,
-                 no_repeat_ngram: int = 0) -> tuple[torch.Tensor, torch.Tensor | None]:
+                 no_repeat_ngram: int = 0, min_length: int = 0, banned: Sequence[int] = ()
+                 ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Decode token by token (encoder_decoder / one_to_many). ``no_repeat_ngram`` n > 0:
-        no row writes an n-gram twice (greedy decoding's "a b, a b, a b ..." loops).
+        no row writes an n-gram twice (greedy decoding's "a b, a b, a b ..." loops);
+        ``min_length``, ``banned``: see decoding_rules.
 
         Returns (tokens [B, L] without BOS, stopping rows at EOS (padded with pad_id),
         attention [B, L, S] when the model has attention, else None)."""
@@ -879,9 +882,8 @@ class RecurrentModel(nn.Module):
             logits, state, weights = self.decode_step(token[:, 0], state, enc, lengths)  # [B, V]
             if weights is not None:
                 attn.append(weights)
-            if no_repeat_ngram > 0 and tokens:
-                bans = repeated_ngram_bans(torch.cat(tokens, dim=1), done, no_repeat_ngram)  # [M, 2]
-                logits = logits.index_put((bans[:, 0], bans[:, 1]), torch.tensor(float("-inf"), device=device))
+            written = torch.cat(tokens, dim=1) if tokens else token[:, :0]  # [B, t]
+            logits = decoding_rules(logits, written, done, self.io.eos_id, no_repeat_ngram, min_length, banned)
             token = sample_logits(logits, temperature, top_k, generator).unsqueeze(1)
             token = token.masked_fill(done[:, None], self.io.pad_id)
             tokens.append(token)
@@ -931,7 +933,8 @@ class RecurrentModel(nn.Module):
 
     @torch.no_grad()
     def beam_search(self, x: torch.Tensor, width: int, max_len: int, lengths: torch.Tensor | None = None,
-                    length_penalty: float = 1.0, no_repeat_ngram: int = 0) -> tuple[torch.Tensor, torch.Tensor | None]:
+                    length_penalty: float = 1.0, no_repeat_ngram: int = 0, min_length: int = 0,
+                    banned: Sequence[int] = ()) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Beam-search decoding (encoder_decoder / one_to_many): the ``width`` prefixes
         with the best log-probability / length**length_penalty are kept at each step and
         the best finished one is the output (see the module's beam_search). Width 1 is
@@ -954,7 +957,7 @@ class RecurrentModel(nn.Module):
             return torch.log_softmax(logits.float(), dim=-1), state, attn
 
         return beam_search(step, state, B, K, max_len, self.io.bos_id, self.io.eos_id, self.io.pad_id,
-                           length_penalty, no_repeat_ngram)
+                           length_penalty, no_repeat_ngram, min_length, banned)
 
 
 def reorder_state(state, index: torch.Tensor):
@@ -962,6 +965,27 @@ def reorder_state(state, index: torch.Tensor):
     taken at ``index`` [M] -> rows [M]."""
     return [tuple(s.index_select(1, index) for s in layer) if isinstance(layer, tuple)
             else layer.index_select(1, index) for layer in state]
+
+
+def decoding_rules(logits: torch.Tensor, written: torch.Tensor, done: torch.Tensor, eos: int,
+                   no_repeat_ngram: int = 0, min_length: int = 0, banned: Sequence[int] = ()) -> torch.Tensor:
+    """The rules every step-wise decoding (greedy, sampled, beam, a streamed reply) obeys,
+    as -inf on the next token's logits [N, V] of the live rows (not ``done`` [N]) given
+    what each row has written, ``written`` [N, t]: no n-gram twice (``no_repeat_ngram``
+    n > 0), no <eos> before ``min_length`` tokens, never a ``banned`` id (e.g. <unk>,
+    which is never the right word to show)."""
+    if no_repeat_ngram > 0 and written.shape[1]:
+        bans = repeated_ngram_bans(written, done, no_repeat_ngram)  # [M, 2]
+        logits = logits.index_put((bans[:, 0], bans[:, 1]), torch.tensor(float("-inf"), device=logits.device))
+    live = ~done.to(logits.device)
+    if written.shape[1] < min_length:
+        logits = logits.clone()
+        logits[live, eos] = float("-inf")
+    if banned:
+        ids = torch.tensor(list(banned), device=logits.device)
+        logits = logits.clone()
+        logits[live.nonzero()[:, 0][:, None], ids[None, :]] = float("-inf")
+    return logits
 
 
 def repeated_ngram_bans(history: torch.Tensor, done: torch.Tensor, n: int) -> torch.Tensor:
@@ -978,7 +1002,8 @@ def repeated_ngram_bans(history: torch.Tensor, done: torch.Tensor, n: int) -> to
 
 
 def beam_search(step, state, B: int, K: int, max_len: int, bos: int, eos: int, pad: int,
-                length_penalty: float = 1.0, no_repeat_ngram: int = 0) -> tuple[torch.Tensor, torch.Tensor | None]:
+                length_penalty: float = 1.0, no_repeat_ngram: int = 0, min_length: int = 0,
+                banned: Sequence[int] = ()) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Beam search over any step function, B rows of K beams each (batch rows N = B*K).
 
     ``step(tokens [N], state) -> (log-probabilities [N, V], state, attention [N, S] or
@@ -1006,9 +1031,7 @@ def beam_search(step, state, B: int, K: int, max_len: int, bos: int, eos: int, p
         frozen = torch.full_like(logp, float("-inf"))
         frozen[:, pad] = 0.0
         logp = torch.where(done[:, None], frozen, logp)
-        if no_repeat_ngram > 0:
-            bans = repeated_ngram_bans(history, done, no_repeat_ngram)  # [M, 2]
-            logp[bans[:, 0], bans[:, 1]] = float("-inf")
+        logp = decoding_rules(logp, history, done, eos, no_repeat_ngram, min_length, banned)
         total = scores.reshape(N, 1) + logp  # [N, V]
         # ranked by the score per length**length_penalty each candidate would have
         grown = (length + (~done).float()).clamp_min(1.0)[:, None] ** length_penalty  # [N, 1]

@@ -51,6 +51,8 @@ class DialogueOptions:
     max_len: int = 40  # exchanges with a longer message or reply (in tokens) are left out
     length_penalty: float = 1.0  # beam search ranks by log-probability / length**length_penalty
     no_repeat_ngram: int = 0  # greedy and beam search: n > 0 writes no n-gram twice in one reply
+    min_length: int = 0  # decoding writes at least this many tokens before <eos>
+    no_unk: bool = False  # decoding never writes <unk> (a copy model still copies unknown words)
     copy_pairs: float = 0.0  # this fraction of the training replies is also trained as reply -> itself
     # one vocabulary for messages and replies (word level: the same language), so a copy model
     # (model.copy) can write any message word it copies rather than the reply side's <unk>

@@ -197,6 +197,8 @@ class TransductionOptions:
     target_column: int = 2  # files: the target's column (1-based)
     length_penalty: float = 1.0  # beam search ranks by log-probability / length**length_penalty
     no_repeat_ngram: int = 0  # greedy and beam search: n > 0 writes no n-gram twice in one output
+    min_length: int = 0  # decoding writes at least this many tokens before <eos>
+    no_unk: bool = False  # decoding never writes <unk> (a copy model still copies unknown words)
 
 
 class TransductionTask(GeneratedTokensTask):
@@ -293,9 +295,16 @@ class TransductionTask(GeneratedTokensTask):
                 words.append(token)
         return self.detokenize(words)
 
+    def decode_rules(self) -> dict:
+        """The rules every decoding of this task's outputs obeys (model.decoding_rules'
+        arguments, eos aside): greedy, sampled, beam search and a streamed reply alike."""
+        o = self.options
+        banned = (self.target_vocab.unk_id,) if o.no_unk and self.target_vocab.unk_id is not None else ()
+        return {"no_repeat_ngram": o.no_repeat_ngram, "min_length": o.min_length, "banned": banned}
+
     def beam_options(self) -> dict:
         """The options of model.beam_search this task's outputs are decoded with."""
-        return {"length_penalty": self.options.length_penalty, "no_repeat_ngram": self.options.no_repeat_ngram}
+        return {"length_penalty": self.options.length_penalty, **self.decode_rules()}
 
     # -- life cycle ----------------------------------------------------------------------------
     def _generate(self, rng: random.Random, count: int, validation: bool) -> list[tuple[str, str]]:
@@ -410,8 +419,7 @@ class TransductionTask(GeneratedTokensTask):
             if beam > 1:
                 tokens, _ = model.beam_search(batch.x, beam, max_len, batch.lengths, **self.beam_options())
             else:
-                tokens, _ = model.generate(batch.x, max_len, batch.lengths,
-                                           no_repeat_ngram=self.options.no_repeat_ngram)
+                tokens, _ = model.generate(batch.x, max_len, batch.lengths, **self.decode_rules())
             sources = [s for s, _ in self.val_texts[b:b + len(tokens)]] if self.val_texts else []
             outputs += [self.decode_target(row, sources[i] if i < len(sources) else "")
                         for i, row in enumerate(tokens.tolist())]
@@ -488,6 +496,7 @@ class TransductionTask(GeneratedTokensTask):
 def check_beam_options(o) -> None:
     check_float(o, "length_penalty", 0.0, 10.0)
     check_int(o, "no_repeat_ngram", 0, 100)
+    check_int(o, "min_length", 0, 1000)
 
 
 def text_scores(hypotheses: Sequence[str], references: Sequence[str]) -> dict[str, float]:
