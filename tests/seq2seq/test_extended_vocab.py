@@ -20,7 +20,8 @@ def _setup(tmp_path, copy: bool = True):
     path = tmp_path / "talk.tsv"
     path.write_text(PAIRS, encoding="utf-8")
     preset = with_overrides(presets.load_builtin("chatbot_encdec"), [
-        f"data.path={path}", "data.options.val_fraction=0.25", f"model.copy={str(copy).lower()}",
+        f"data.path={path}", "data.options.val_fraction=0.25", "data.options.min_freq=1",
+        f"model.copy={str(copy).lower()}",
         "model.input.embedding_dim=8", "model.layers.0.hidden_size=8", "model.decoder_layers.0.hidden_size=8"])
     task = make_task(preset)
     torch.manual_seed(0)
