@@ -68,6 +68,7 @@ def main() -> None:
         print(f"no_repeat {int(nr)} lp {lp:g} min_length {int(ml)} no_unk {bool(nu)}: greedy BLEU {m['bleu']:.2f} chrF {m['chrf']:.2f} "
               f"len {m['length_ratio']:.2f} | beam BLEU {m['bleu_beam']:.2f} chrF {m['chrf_beam']:.2f} "
               f"len {m['length_ratio_beam']:.2f} ({time.perf_counter() - started:.0f} s)", flush=True)
+    o.no_repeat_ngram, o.length_penalty, o.min_length, o.no_unk = settings[0]  # examples: the preset's decoding
     outs = task.decode_outputs(model, "cpu", 64, 40)
     for (message, reply), out in list(zip(task.val_texts[:40], outs))[::3]:
         print(f"  {message} -> {out}  [ref: {reply[:80]}]")
