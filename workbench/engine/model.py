@@ -916,7 +916,8 @@ class RecurrentModel(nn.Module):
         previous step; ``enc`` and ``lengths`` [B]: the memory from decoding_start() (the
         encoder's outputs [B, S, He], see memory()) and the sources' true lengths (None for
         one_to_many).
-        Returns (logits [B, V] for the next token, the state after this step,
+        Returns (logits [B, V] for the next token (a copy model's: [B, V + S], ids V + j
+        the source's words outside the vocabulary, see predict), the state after this step,
         attention weights [B, S] over the source for this step, or None)::
 
             _, state, enc = model.decoding_start(x, lengths)
