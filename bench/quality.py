@@ -355,7 +355,7 @@ def bench_chatbot(args) -> tuple[str, list[dict]]:
 
     path = _shared("dialogue", "chatterbot-english")
     preset = with_overrides(presets.load_builtin("chatbot_encdec"), [f"data.path={path}"] + args.chat_set)
-    task, model, seconds, _ = train_preset(preset, args.device)
+    task, model, seconds, _ = train_preset(preset, args.device, seed=args.seed)
     model.cpu().eval()
     m, base, decode_s = _seq2seq_scores(task, model, args.beam)
     unigram = task.baseline()["perplexity"]
@@ -491,7 +491,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=0,
                         help="charlm, pos: train exactly this many steps instead of for --minutes (pos: at most its "
                              "epochs); a step budget sized on an idle machine, for a loaded one")
-    parser.add_argument("--seed", type=int, default=0, help="charlm, pos: the training seed")
+    parser.add_argument("--seed", type=int, default=0, help="charlm, pos, chatbot: the training seed")
     parser.add_argument("--beam", type=int, default=4, help="translation, chatbot: beam width")
     parser.add_argument("--adding-steps", type=int, default=3000,
                         help="adding: the step budget per length and cell")

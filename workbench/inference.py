@@ -46,7 +46,8 @@ import numpy as np
 import torch
 
 from workbench import cells, tryout_modes
-from workbench.engine.model import repeated_ngram_bans, sample_logits, unrolled_layer
+from workbench.engine.model import decoding_rules, sample_logits, unrolled_layer
+from workbench.io.vocab import EOS
 from workbench.spec import Preset
 
 # Generation / decoding lengths beyond these are typos.
@@ -275,34 +276,44 @@ def classify(session: Session, text: str) -> dict:
 # ----------------------------------------------------------------------------- encoder-decoder, one-to-many
 
 
-def _no_repeat(session: Session) -> int:
-    """The task's no_repeat_ngram option (encoder-decoder tasks; 0 for the others)."""
-    return int(getattr(session.task.options, "no_repeat_ngram", 0))
+def _decode_rules(session: Session) -> dict:
+    """The task's decoding rules (TransductionTask.decode_rules: no repeated n-gram, a
+    minimum length, banned ids); none for tasks without them."""
+    rules = getattr(session.task, "decode_rules", None)
+    return rules() if rules is not None else {}
 
 
-def _decode(session: Session, x, lengths, temperature: float, top_k: int, gen, max_len: int) -> dict:
+def _output_tokens(session: Session, ids: list[int], source: str = "") -> list[str]:
+    """Output ids -> tokens; a copy model's extended ids (>= the vocabulary) are words of
+    ``source``, the text the model read (TransductionTask.target_tokens)."""
+    if hasattr(session.task, "target_tokens"):
+        return session.task.target_tokens(ids, source)
+    vocab = getattr(session.task, tryout_modes.get(session.mode).outputs)
+    return [vocab.tokens[i] for i in ids]
+
+
+def _decode(session: Session, x, lengths, temperature: float, top_k: int, gen, max_len: int,
+            source: str = "") -> dict:
     tokens, attention = session.model.generate(x, max_len=max_len, lengths=lengths, temperature=temperature,
-                                               top_k=top_k, generator=gen, no_repeat_ngram=_no_repeat(session))
+                                               top_k=top_k, generator=gen, **_decode_rules(session))
     ids = tokens[0].tolist()
     eos = session.model.io.eos_id
     if eos in ids:
         ids = ids[: ids.index(eos) + 1]  # keep the <eos>: the model chose to stop there
-    vocab = getattr(session.task, tryout_modes.get(session.mode).outputs)
-    out = {"ids": ids, "tokens": [vocab.tokens[i] for i in ids]}
+    out = {"ids": ids, "tokens": _output_tokens(session, ids, source)}
     if attention is not None:
         out["attention"] = attention[0, : len(ids)].cpu().numpy()  # [L, S]
     return out
 
 
-def _beam_decode(session: Session, x, lengths, width: int, max_len: int) -> dict:
+def _beam_decode(session: Session, x, lengths, width: int, max_len: int, source: str = "") -> dict:
     options = session.task.beam_options() if hasattr(session.task, "beam_options") else {}
     tokens, attention = session.model.beam_search(x, width, max_len, lengths, **options)
     ids = tokens[0].tolist()
     eos = session.model.io.eos_id
     if eos in ids:
         ids = ids[: ids.index(eos) + 1]
-    vocab = getattr(session.task, tryout_modes.get(session.mode).outputs)
-    out = {"ids": ids, "tokens": [vocab.tokens[i] for i in ids], "width": width}
+    out = {"ids": ids, "tokens": _output_tokens(session, ids, source), "width": width}
     if attention is not None:
         out["attention"] = attention[0, : len(ids)].cpu().numpy()  # [L, S]
     return out
@@ -335,13 +346,13 @@ def transduce(session: Session, text: str, temperature: float = 1.0, top_k: int 
     task = session.task
     batch, max_len = _source_batch(session, text, max_len)
     x = batch.x.to(session.device)
-    greedy = _decode(session, x, batch.lengths, 0.0, 0, None, max_len)
-    sampled = _decode(session, x, batch.lengths, temperature, top_k, _generator(seed), max_len)
+    greedy = _decode(session, x, batch.lengths, 0.0, 0, None, max_len, text)
+    sampled = _decode(session, x, batch.lengths, temperature, top_k, _generator(seed), max_len, text)
     found = {"greedy": greedy, "sampled": sampled}
     if beam > 1:
-        found["beam"] = _beam_decode(session, x, batch.lengths, beam, max_len)
+        found["beam"] = _beam_decode(session, x, batch.lengths, beam, max_len, text)
     for d in found.values():
-        d["text"] = task.decode_target(d["ids"])
+        d["text"] = task.decode_target(d["ids"], text)
     out = {"source": text, "source_tokens": task.tokenize(text)[: x.shape[1]]}
     out.update({name: {k: v for k, v in d.items() if k != "attention"} for name, d in found.items()})
     out["attention"] = greedy.get("attention")
@@ -376,12 +387,12 @@ def chat(session: Session, message: str, previous: str = "", beam: int = 1, temp
     batch, max_len = _source_batch(session, source, max_len)
     x = batch.x.to(session.device)
     if beam > 1:
-        out, decoding = _beam_decode(session, x, batch.lengths, beam, max_len), f"beam {beam}"
+        out, decoding = _beam_decode(session, x, batch.lengths, beam, max_len, source), f"beam {beam}"
     else:
         gen = _generator(seed) if temperature > 0 else None
-        out = _decode(session, x, batch.lengths, temperature, top_k, gen, max_len)
+        out = _decode(session, x, batch.lengths, temperature, top_k, gen, max_len, source)
         decoding = f"sampled at {temperature:g}" if temperature > 0 else "greedy"
-    words = session.task.target_vocab.decode(out["ids"])
+    words = [w for w in _output_tokens(session, out["ids"], source) if w != EOS]
     return {"message": message, "source_tokens": session.task.tokenize(source)[: x.shape[1]],
             "reply": session.task.detokenize(words), "reply_tokens": words, "ids": out["ids"],
             "decoding": decoding, "attention": out.get("attention")}
@@ -406,22 +417,21 @@ def chat_stream(session: Session, message: str, previous: str = "", temperature:
         words: list[str] = []
         ids: list[int] = []
         shown = ""
-        no_repeat = _no_repeat(session)
+        rules = _decode_rules(session)
+        done = torch.zeros(1, dtype=torch.bool)
         for index in range(max_len):
             if stop is not None and stop():
                 return
             logits, state, weights = model.decode_step(token, state, enc, batch.lengths)  # [1, V], [1, S]
-            if no_repeat and words:  # as generate() does: no n-gram twice
-                written = torch.tensor([ids], device=x.device)  # [1, t]
-                bans = repeated_ngram_bans(written, torch.zeros(1, dtype=torch.bool), no_repeat)  # [M, 2]
-                logits[bans[:, 0], bans[:, 1]] = float("-inf")
+            written = torch.tensor([ids], dtype=torch.long, device=x.device).reshape(1, -1)  # [1, t]
+            logits = decoding_rules(logits, written, done, model.io.eos_id, **rules)  # as generate() does
             attention = weights[0].cpu().numpy() if weights is not None else None  # [S]
             token = sample_logits(logits, temperature, top_k, gen)  # [1]
             i = int(token)
             if i == model.io.eos_id:
                 return
             ids.append(i)
-            words.append(task.target_vocab.tokens[i])
+            words.append(_output_tokens(session, [i], source)[0])
             # What this token adds to the reply as shown (detokenised: no space before ",").
             reply = task.detokenize(words)
             text, shown = reply[len(shown):], reply
@@ -910,7 +920,8 @@ def prepare_transduce(session: Session, request: dict) -> _Prepared:
     except ValueError as exc:
         raise InputError(str(exc)) from None
     ids = _output_ids(request, task.target_vocab, task.tokenize)
-    p = _prepared_generating(batch.x, batch.lengths, ids, task.target_vocab)
+    # a copy model's reply may hold extended ids (words of the message): named by the message
+    p = _prepared_generating(batch.x, batch.lengths, ids, task.target_vocab, task.target_tokens(ids, text))
     p.in_steps = task.tokenize(text)[: batch.x.shape[1]]
     return p
 
@@ -964,11 +975,13 @@ def _output_ids(request: dict, vocab, tokenize: Callable[[str], list[str]]) -> l
     return ids[:MAX_INSIDE_STEPS]
 
 
-def _prepared_generating(x, lengths, ids: list[int], vocab) -> _Prepared:
+def _prepared_generating(x, lengths, ids: list[int], vocab, names: list[str] | None = None) -> _Prepared:
     """Teacher-forced decoder inputs for an output: y_in = <bos> + output[:-1], so step t
-    reads the token before and produces output[t] (the states match free decoding)."""
+    reads the token before and produces output[t] (the states match free decoding);
+    ``names``: the output's tokens (default: the vocabulary's)."""
     y_in = torch.tensor([[1] + ids[:-1]], dtype=torch.long)
-    labels = ["<bos>"] + [vocab.tokens[i] for i in ids[:-1]]
+    names = names if names is not None else [vocab.tokens[i] for i in ids]
+    labels = ["<bos>"] + names[:-1]
     return _Prepared(x, lengths, y_in, [], labels, out_targets=list(ids))
 
 
@@ -1104,7 +1117,9 @@ def _saliency(session: Session, p: _Prepared, target: dict) -> dict:
 def _class_name(session: Session, k: int) -> str:
     outputs = tryout_modes.get(session.mode).outputs
     if outputs != "classes":  # the task's vocabulary of output tokens
-        return getattr(session.task, outputs).tokens[k]
+        tokens = getattr(session.task, outputs).tokens
+        # beyond it: a copy model's extended ids, the message's j-th word its vocabulary lacks
+        return tokens[k] if k < len(tokens) else f"<copied word {k - len(tokens) + 1}>"
     names = classes_of(session.task)
     return names[k] if 0 <= k < len(names) else str(k)
 

@@ -628,6 +628,7 @@ class ModelIO:
     # token (the target's <unk> where the target vocabulary lacks it); what model.copy
     # copies. Empty where the task has no such map.
     source_to_target: tuple[int, ...] = ()
+    unk_id: int = 1  # the source vocabulary's <unk> (a copy model reads extended ids, >= vocab_size, as it)
     pad_id: int = 0
     bos_id: int = 1
     eos_id: int = 2

@@ -115,3 +115,24 @@ def test_no_repeated_ngrams_in_greedy_or_beam_output():
     for tokens in (model.generate(batch.x, 30, batch.lengths, no_repeat_ngram=2)[0],
                    model.beam_search(batch.x, 3, 30, batch.lengths, no_repeat_ngram=2)[0]):
         assert all(len(set(bigrams(r))) == len(bigrams(r)) for r in tokens.tolist())
+
+
+def test_a_minimum_length_and_banned_tokens_in_every_decoding():
+    """decoding_rules: greedy and beam search write no <eos> before min_length tokens and
+    never a banned id; on the hand-set model too (greedy would stop after two tokens)."""
+    state = [torch.zeros(1, 2, 1)]
+    tokens, _ = beam_search(_markov_step, state, 1, 2, max_len=10, bos=BOS, eos=EOS, pad=PAD, min_length=3)
+    assert len(tokens[0]) >= 4 and EOS not in tokens[0, :3].tolist()
+    tokens, _ = beam_search(_markov_step, [torch.zeros(1, 1, 1)], 1, 1, max_len=10, bos=BOS, eos=EOS, pad=PAD,
+                            banned=(A,))
+    assert tokens.tolist() == [[B, EOS]]  # greedy without A
+    preset = presets.load_builtin("dates_encdec_attention")
+    preset.data.options["val_size"] = 4
+    task = make_task(preset)
+    torch.manual_seed(1)
+    model = build_model(preset.model, task.model_io()).eval()
+    batch = next(task.val_batches(4, 1))
+    for tokens in (model.generate(batch.x, 12, batch.lengths, min_length=6, banned=(5, 6))[0],
+                   model.beam_search(batch.x, 3, 12, batch.lengths, min_length=6, banned=(5, 6))[0]):
+        for row in tokens.tolist():
+            assert EOS not in row[:6] and 5 not in row and 6 not in row

@@ -36,7 +36,7 @@ def test_the_mixture_is_a_distribution_and_decode_step_is_the_training_forward()
     x, y_in, _ = _pairs(torch.Generator().manual_seed(0), 3)
     lengths = torch.tensor([4, 3, 2])
     with torch.no_grad():
-        out = model(x, y_in, lengths)  # [B, T, V] log-probabilities
+        out = model(x, y_in, lengths)  # [B, T, V + S] log-probabilities (S extended ids)
         assert torch.allclose(out.exp().sum(-1), torch.ones(3, 5), atol=1e-5)
         _, state, memory = model.decoding_start(x, lengths)
         steps = []
@@ -55,14 +55,16 @@ def test_with_p_gen_zero_the_output_is_the_attention_mass_over_the_source_tokens
     with torch.no_grad():
         model.copy_gate.weight.zero_()
         model.copy_gate.bias.fill_(-200.0)  # p_gen = sigmoid(-200) = 0
-        x = torch.tensor([[4, 5, 10, 6], [7, 7, 11, 0]])
+        # 12 and 13: extended ids (a message's 1st and 2nd word the vocabulary lacks), copied as 12 + j
+        x = torch.tensor([[4, 5, 12, 6], [7, 13, 12, 0]])
         lengths = torch.tensor([4, 3])
-        out = model(x, torch.tensor([[1, 4], [1, 3]]), lengths)  # [2, 2, V]
+        out = model(x, torch.tensor([[1, 4], [1, 12]]), lengths)  # [2, 2, V + S]
         weights = model.last_attention  # [2, 2, S]
-    want = torch.zeros(2, 2, vocab)
+    want = torch.zeros(2, 2, vocab + 4)
     for b in range(2):
         for s in range(int(lengths[b])):
-            want[b, :, mapping[int(x[b, s])]] += weights[b, :, s]
+            i = int(x[b, s])
+            want[b, :, mapping[i] if i < vocab else i] += weights[b, :, s]
     assert torch.allclose(out.exp(), want, atol=1e-6)
     assert float(out.exp()[1, :, 0].sum()) < 1e-6  # the padding copies nothing
 
@@ -76,7 +78,8 @@ def test_a_copy_model_learns_to_repeat_the_message_in_a_few_dozen_steps(copy):
     g = torch.Generator().manual_seed(1)
     for _ in range(40):
         x, y_in, y = _pairs(g, 32)
-        loss = F.cross_entropy(model(x, y_in).reshape(-1, V), y.reshape(-1))
+        out = model(x, y_in)
+        loss = F.cross_entropy(out.reshape(-1, out.shape[-1]), y.reshape(-1))
         optimiser.zero_grad()
         loss.backward()
         optimiser.step()
@@ -114,14 +117,19 @@ def test_onnx_exports_a_copy_model(tmp_path):
     model = _model(vocab=30).eval()
     wx.export_model(model, tmp_path / "copy.onnx")
     paths = wx.graph_paths(tmp_path / "copy.onnx", "encoder_decoder")
-    x, y_in, _ = _pairs(torch.Generator().manual_seed(2), 2, vocab=30)
-    lengths = torch.tensor([4, 3])
-    enc_s = ort.InferenceSession(str(paths["encoder"]))
-    enc = dict(zip([o.name for o in enc_s.get_outputs()], enc_s.run(None, {"x": x.numpy(), "lengths": lengths.numpy()})))
-    dec_s = ort.InferenceSession(str(paths["decoder"]))
-    feeds = {"y_in": y_in.numpy(), "memory": enc["memory"], "lengths": lengths.numpy(),
-             **{k: v for k, v in enc.items() if k.startswith("state_")}}
-    logits = dec_s.run(["logits"], feeds)[0]
-    with torch.no_grad():
-        want = model(x, y_in, lengths)
-    assert torch.allclose(torch.from_numpy(logits), want, atol=1e-4)
+    for length in (4, 7):  # the output's extended ids (V + S) follow the source's length S
+        x, y_in, _ = _pairs(torch.Generator().manual_seed(2), 2, vocab=30, length=length)
+        x[0, 1] = x[1, 0] = 30  # extended ids: words the vocabulary lacks
+        y_in[0, 2] = 30  # the decoder reads an extended id it wrote as <unk>
+        lengths = torch.tensor([length, length - 1])
+        enc_s = ort.InferenceSession(str(paths["encoder"]))
+        enc = dict(zip([o.name for o in enc_s.get_outputs()],
+                       enc_s.run(None, {"x": x.numpy(), "lengths": lengths.numpy()})))
+        dec_s = ort.InferenceSession(str(paths["decoder"]))
+        feeds = {"y_in": y_in.numpy(), "memory": enc["memory"], "lengths": lengths.numpy(),
+                 **{k: v for k, v in enc.items() if k.startswith("state_")}}
+        logits = dec_s.run(["logits"], feeds)[0]
+        with torch.no_grad():
+            want = model(x, y_in, lengths)
+        assert want.shape[-1] == 30 + length
+        assert torch.allclose(torch.from_numpy(logits), want, atol=1e-4)

@@ -23,6 +23,7 @@ trainer can observe:
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -657,6 +658,13 @@ class RecurrentModel(nn.Module):
                 # [source vocab] -> target id; rebuilt from the task's vocabularies, not saved
                 self.register_buffer("source_to_target", torch.tensor(io.source_to_target, dtype=torch.long),
                                      persistent=False)
+                # The extended vocabulary (See et al. 2017): a source id Vs + j (Vs = io.vocab_size) is
+                # the j-th distinct word of its message that the source vocabulary lacks. The encoder
+                # reads it as <unk>; the copy writes it as output id Vt + j (Vt = the output
+                # vocabulary), which the task turns back into the word. Output ids Vt + j fed back
+                # to the decoder are read as the target's <unk>.
+                self.source_unk = io.unk_id
+                self.target_unk = io.source_to_target[io.unk_id] if 0 <= io.unk_id < io.vocab_size else 0
         conv_head = spatial_head(spec, io)
         if conv_head is not None:
             self.head = ConvHead(*conv_head, io.frame_shape[1:], spec.conv_kernel)
@@ -712,7 +720,16 @@ class RecurrentModel(nn.Module):
                      initials=probe.initials if taps is not None else None)
 
     def encode_input(self, x: torch.Tensor) -> torch.Tensor:
+        if self.copy_gate is not None:  # extended source ids (a message's own words, see _build) read as <unk>
+            x = x.masked_fill(x >= self.io.vocab_size, self.source_unk)
         return self.input_side(x)
+
+    def embed_target(self, tokens: torch.Tensor) -> torch.Tensor:
+        """The generator's input embedding of output tokens [B, T] -> [B, T, E]; a copy
+        model's extended ids (copied words its output vocabulary lacks) read as <unk>."""
+        if self.copy_gate is not None:
+            tokens = tokens.masked_fill(tokens >= self.target_embedding.num_embeddings, self.target_unk)
+        return self.target_embedding(tokens)
 
     def forward(self, x: torch.Tensor, y_in: torch.Tensor | None = None,
                 lengths: torch.Tensor | None = None, unrolled: bool = False, *,
@@ -735,7 +752,7 @@ class RecurrentModel(nn.Module):
             if y_in is None:
                 raise ValueError("one-to-many forward needs y_in (the previous tokens)")
             initial = self.bridge(self.encode_input(x))  # x: one item per batch row
-            out, _ = self._run(self.encoder, self.target_embedding(y_in), initial, probe, unrolled, "layers")
+            out, _ = self._run(self.encoder, self.embed_target(y_in), initial, probe, unrolled, "layers")
             return self.head(out)
         feats = self.encode_input(x)  # [B, T, D]
         out, finals = self._run(self.encoder, feats, initial_states, probe, unrolled, "layers", lengths)
@@ -754,7 +771,7 @@ class RecurrentModel(nn.Module):
         if y_in is None:
             raise ValueError("encoder-decoder forward needs y_in (teacher-forced decoder inputs)")
         initial = self.bridge(summarise(out, top_bidir, lengths))
-        emb = self.target_embedding(y_in)  # [B, T, E]
+        emb = self.embed_target(y_in)  # [B, T, E]
         dec, _ = self._run(self.decoder, emb, initial, probe, unrolled, "decoder_layers")
         return self.predict(dec, emb, self.memory(out, x), lengths)[0]
 
@@ -763,10 +780,13 @@ class RecurrentModel(nn.Module):
         for a copy model (model.copy) also the source tokens' output-vocabulary ids, as a
         last channel: [B, S, He + 1] (ids as floats: exact below 2**24). Carrying the ids
         with the encoder's outputs keeps decode_step's and the ONNX step graph's inputs
-        those of every attention model."""
+        those of every attention model. An extended source id Vs + j (a word the source
+        vocabulary lacks, see _build) becomes the extended output id Vt + j."""
         if self.copy_gate is None:
             return enc
-        ids = self.source_to_target[x].to(enc.dtype)  # x [B, S] source ids -> [B, S]
+        Vs, Vt = self.io.vocab_size, self.target_embedding.num_embeddings
+        known = self.source_to_target[x.clamp(max=Vs - 1)]  # x [B, S] source ids -> [B, S]
+        ids = torch.where(x >= Vs, x - Vs + Vt, known).to(enc.dtype)
         return torch.cat([enc, ids[..., None]], dim=-1)
 
     def predict(self, dec: torch.Tensor, emb: torch.Tensor, memory: torch.Tensor | None,
@@ -782,7 +802,11 @@ class RecurrentModel(nn.Module):
             p(w) = p_gen p_vocab(w) + (1 - p_gen) sum_i a_i [src_i = w],
             p_gen = sigmoid(w . [context; dec; emb] + b),
         summed in log space (logsumexp of the two terms); the copy term is floored at
-        1e-30 so words absent from the source give log(0) neither as a value nor a gradient."""
+        1e-30 so words absent from the source give log(0) neither as a value nor a gradient.
+        A copy model's output has V + S entries [B, T, V + S] (S = memory's source length):
+        id V + j is the extended vocabulary's j-th word (a message word the vocabularies
+        lack, see _build), which only the copy term can write (the generator's part is 0
+        there); S slots are always enough, as a message has at most S such words."""
         if memory is None:
             return self.head(dec), None
         if self.copy_gate is None:
@@ -793,10 +817,11 @@ class RecurrentModel(nn.Module):
         context = weights @ enc  # [B, T, He]
         gate = self.copy_gate(torch.cat([context, dec, emb], dim=-1)).float()  # [B, T, 1]: logit of p_gen
         vocab = torch.log_softmax(self.head(out).float(), dim=-1)  # [B, T, V]
-        V = vocab.shape[-1]
-        # one-hot of the source's ids [B, S, V]: a matmul, not a scatter, so ONNX exports it
-        onehot = (src[..., None] == torch.arange(V, device=src.device)).to(weights.dtype)
-        copied = (weights @ onehot).float()  # [B, T, V]: attention mass on each output token
+        S = src.shape[1]
+        vocab = F.pad(vocab, (0, S), value=float("-inf"))  # [B, T, V + S]: the extended ids, copy only
+        # one-hot of the source's ids [B, S, V + S]: a matmul, not a scatter, so ONNX exports it
+        onehot = (src[..., None] == torch.arange(vocab.shape[-1], device=src.device)).to(weights.dtype)
+        copied = (weights @ onehot).float()  # [B, T, V + S]: attention mass on each output token
         terms = torch.stack([F.logsigmoid(gate) + vocab, F.logsigmoid(-gate) + copied.clamp_min(1e-30).log()])
         return torch.logsumexp(terms, dim=0), weights
 
@@ -839,9 +864,11 @@ class RecurrentModel(nn.Module):
     @torch.no_grad()
     def generate(self, x: torch.Tensor, max_len: int, lengths: torch.Tensor | None = None,
                  temperature: float = 0.0, top_k: int = 0, generator: torch.Generator | None = None,
-                 no_repeat_ngram: int = 0) -> tuple[torch.Tensor, torch.Tensor | None]:
+                 no_repeat_ngram: int = 0, min_length: int = 0, banned: Sequence[int] = ()
+                 ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Decode token by token (encoder_decoder / one_to_many). ``no_repeat_ngram`` n > 0:
-        no row writes an n-gram twice (greedy decoding's "a b, a b, a b ..." loops).
+        no row writes an n-gram twice (greedy decoding's "a b, a b, a b ..." loops);
+        ``min_length``, ``banned``: see decoding_rules.
 
         Returns (tokens [B, L] without BOS, stopping rows at EOS (padded with pad_id),
         attention [B, L, S] when the model has attention, else None)."""
@@ -855,9 +882,8 @@ class RecurrentModel(nn.Module):
             logits, state, weights = self.decode_step(token[:, 0], state, enc, lengths)  # [B, V]
             if weights is not None:
                 attn.append(weights)
-            if no_repeat_ngram > 0 and tokens:
-                bans = repeated_ngram_bans(torch.cat(tokens, dim=1), done, no_repeat_ngram)  # [M, 2]
-                logits = logits.index_put((bans[:, 0], bans[:, 1]), torch.tensor(float("-inf"), device=device))
+            written = torch.cat(tokens, dim=1) if tokens else token[:, :0]  # [B, t]
+            logits = decoding_rules(logits, written, done, self.io.eos_id, no_repeat_ngram, min_length, banned)
             token = sample_logits(logits, temperature, top_k, generator).unsqueeze(1)
             token = token.masked_fill(done[:, None], self.io.pad_id)
             tokens.append(token)
@@ -890,7 +916,8 @@ class RecurrentModel(nn.Module):
         previous step; ``enc`` and ``lengths`` [B]: the memory from decoding_start() (the
         encoder's outputs [B, S, He], see memory()) and the sources' true lengths (None for
         one_to_many).
-        Returns (logits [B, V] for the next token, the state after this step,
+        Returns (logits [B, V] for the next token (a copy model's: [B, V + S], ids V + j
+        the source's words outside the vocabulary, see predict), the state after this step,
         attention weights [B, S] over the source for this step, or None)::
 
             _, state, enc = model.decoding_start(x, lengths)
@@ -900,14 +927,15 @@ class RecurrentModel(nn.Module):
                 token = logits.argmax(-1)
         """
         stack = self.decoder if self.topology == "encoder_decoder" else self.encoder
-        emb = self.target_embedding(tokens[:, None])  # [B, 1, E]
+        emb = self.embed_target(tokens[:, None])  # [B, 1, E]
         out, state = stack(emb, state)  # [B, 1, H]
         logits, weights = self.predict(out, emb, enc, lengths)
         return logits[:, -1], state, weights[:, 0] if weights is not None else None  # [B, V], [B, S]
 
     @torch.no_grad()
     def beam_search(self, x: torch.Tensor, width: int, max_len: int, lengths: torch.Tensor | None = None,
-                    length_penalty: float = 1.0, no_repeat_ngram: int = 0) -> tuple[torch.Tensor, torch.Tensor | None]:
+                    length_penalty: float = 1.0, no_repeat_ngram: int = 0, min_length: int = 0,
+                    banned: Sequence[int] = ()) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Beam-search decoding (encoder_decoder / one_to_many): the ``width`` prefixes
         with the best log-probability / length**length_penalty are kept at each step and
         the best finished one is the output (see the module's beam_search). Width 1 is
@@ -930,7 +958,7 @@ class RecurrentModel(nn.Module):
             return torch.log_softmax(logits.float(), dim=-1), state, attn
 
         return beam_search(step, state, B, K, max_len, self.io.bos_id, self.io.eos_id, self.io.pad_id,
-                           length_penalty, no_repeat_ngram)
+                           length_penalty, no_repeat_ngram, min_length, banned)
 
 
 def reorder_state(state, index: torch.Tensor):
@@ -938,6 +966,27 @@ def reorder_state(state, index: torch.Tensor):
     taken at ``index`` [M] -> rows [M]."""
     return [tuple(s.index_select(1, index) for s in layer) if isinstance(layer, tuple)
             else layer.index_select(1, index) for layer in state]
+
+
+def decoding_rules(logits: torch.Tensor, written: torch.Tensor, done: torch.Tensor, eos: int,
+                   no_repeat_ngram: int = 0, min_length: int = 0, banned: Sequence[int] = ()) -> torch.Tensor:
+    """The rules every step-wise decoding (greedy, sampled, beam, a streamed reply) obeys,
+    as -inf on the next token's logits [N, V] of the live rows (not ``done`` [N]) given
+    what each row has written, ``written`` [N, t]: no n-gram twice (``no_repeat_ngram``
+    n > 0), no <eos> before ``min_length`` tokens, never a ``banned`` id (e.g. <unk>,
+    which is never the right word to show)."""
+    if no_repeat_ngram > 0 and written.shape[1]:
+        bans = repeated_ngram_bans(written, done, no_repeat_ngram)  # [M, 2]
+        logits = logits.index_put((bans[:, 0], bans[:, 1]), torch.tensor(float("-inf"), device=logits.device))
+    live = ~done.to(logits.device)
+    if written.shape[1] < min_length:
+        logits = logits.clone()
+        logits[live, eos] = float("-inf")
+    if banned:
+        ids = torch.tensor(list(banned), device=logits.device)
+        logits = logits.clone()
+        logits[live.nonzero()[:, 0][:, None], ids[None, :]] = float("-inf")
+    return logits
 
 
 def repeated_ngram_bans(history: torch.Tensor, done: torch.Tensor, n: int) -> torch.Tensor:
@@ -954,7 +1003,8 @@ def repeated_ngram_bans(history: torch.Tensor, done: torch.Tensor, n: int) -> to
 
 
 def beam_search(step, state, B: int, K: int, max_len: int, bos: int, eos: int, pad: int,
-                length_penalty: float = 1.0, no_repeat_ngram: int = 0) -> tuple[torch.Tensor, torch.Tensor | None]:
+                length_penalty: float = 1.0, no_repeat_ngram: int = 0, min_length: int = 0,
+                banned: Sequence[int] = ()) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Beam search over any step function, B rows of K beams each (batch rows N = B*K).
 
     ``step(tokens [N], state) -> (log-probabilities [N, V], state, attention [N, S] or
@@ -982,9 +1032,7 @@ def beam_search(step, state, B: int, K: int, max_len: int, bos: int, eos: int, p
         frozen = torch.full_like(logp, float("-inf"))
         frozen[:, pad] = 0.0
         logp = torch.where(done[:, None], frozen, logp)
-        if no_repeat_ngram > 0:
-            bans = repeated_ngram_bans(history, done, no_repeat_ngram)  # [M, 2]
-            logp[bans[:, 0], bans[:, 1]] = float("-inf")
+        logp = decoding_rules(logp, history, done, eos, no_repeat_ngram, min_length, banned)
         total = scores.reshape(N, 1) + logp  # [N, V]
         # ranked by the score per length**length_penalty each candidate would have
         grown = (length + (~done).float()).clamp_min(1.0)[:, None] ** length_penalty  # [N, 1]

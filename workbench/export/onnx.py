@@ -9,8 +9,12 @@ One graph where the topology reads its whole input at once; two where it generat
                    STEM.decoder.onnx       y_in [B, L], state_* [, memory, lengths]
                                            -> logits [B, L, O], next_state_* [, attention [B, L, S]]
                                            (a copy model, model.copy: memory [B, S, He + 1], its last
-                                           channel the source's output ids; logits are the copy
-                                           mixture's log-probabilities)
+                                           channel the source's output ids; logits [B, L, O + S] are
+                                           the copy mixture's log-probabilities, ids O + j the
+                                           source's j-th word outside the vocabulary: x may hold
+                                           extended ids, vocab_size + j, which the encoder reads
+                                           as <unk> and the copy writes as O + j; y_in ids >= O
+                                           are read as <unk>; the caller maps O + j back to the word)
   one_to_many      STEM.init.onnx          x (one item: [B] class, [B, F] vector, [B, C, H, W] image) -> state_*
                    STEM.step.onnx          y_in [B, L], state_* -> logits [B, L, O], next_state_*
 
@@ -153,7 +157,7 @@ class StepGraph(nn.Module):
     def forward(self, y_in: torch.Tensor, *rest: torch.Tensor):
         m = self.model
         initial = _unflatten(rest[: self.n_states], self.cells)
-        emb = m.target_embedding(y_in)  # [B, L, E]
+        emb = m.embed_target(y_in)  # [B, L, E]
         out, finals = self.stack(emb, initial)  # [B, L, H]
         if self.attention:
             memory, lengths = rest[self.n_states], rest[self.n_states + 1]

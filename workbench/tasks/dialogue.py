@@ -51,6 +51,8 @@ class DialogueOptions:
     max_len: int = 40  # exchanges with a longer message or reply (in tokens) are left out
     length_penalty: float = 1.0  # beam search ranks by log-probability / length**length_penalty
     no_repeat_ngram: int = 0  # greedy and beam search: n > 0 writes no n-gram twice in one reply
+    min_length: int = 0  # decoding writes at least this many tokens before <eos>
+    no_unk: bool = False  # decoding never writes <unk> (a copy model still copies unknown words)
     copy_pairs: float = 0.0  # this fraction of the training replies is also trained as reply -> itself
     # one vocabulary for messages and replies (word level: the same language), so a copy model
     # (model.copy) can write any message word it copies rather than the reply side's <unk>
@@ -123,15 +125,17 @@ class DialogueTask(TransductionTask):
     def prepare(self) -> None:
         o = self.options
         if o.shared_vocab and self.source_vocab is None:
-            train, _ = self._split_file()
-            counts = Counter(t for pair in train for side in pair for t in self.tokenize(side))
+            self._split_file()  # the real exchanges, not the copy pairs (which would count replies thrice)
+            counts = Counter(t for pair in self.train_texts for side in pair for t in self.tokenize(side))
             self.source_vocab = Vocab.build(counts, specials=(PAD, UNK), min_freq=o.min_freq)
             self.target_vocab = Vocab.build(counts, specials=ALL_SPECIALS, min_freq=o.min_freq)
         super().prepare()
-        eos = self.target_vocab.id("<eos>")
-        targets = [t + [eos] for _, t in self._encode_pairs(self.train_texts)]  # the real replies only
-        self._baseline = position_mode_baseline(targets, [t + [eos] for _, t in self.val_pairs])
-        self._baseline["perplexity"] = self._unigram_perplexity(targets, [t + [eos] for _, t in self.val_pairs])
+        eos, Vt, unk = self.target_vocab.id("<eos>"), len(self.target_vocab), self.target_vocab.unk_id
+        # the baselines read a copy model's extended ids (words copied from the message) as <unk>
+        plain = [[i if i < Vt else unk for i in t] + [eos] for _, t in self.val_pairs]
+        targets = [[i if i < Vt else unk for i in t] + [eos] for _, t in self._encode_pairs(self.train_texts)]
+        self._baseline = position_mode_baseline(targets, plain)  # the real replies only
+        self._baseline["perplexity"] = self._unigram_perplexity(targets, plain)
 
     def _unigram_perplexity(self, train: Sequence[Sequence[int]], val: Sequence[Sequence[int]]) -> float:
         counts = Counter(i for seq in train for i in seq)

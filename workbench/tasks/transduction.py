@@ -55,6 +55,8 @@ from workbench.io.errors import DataError
 from workbench.io.tsv import read_pairs
 from workbench.io.vocab import (
     ALL_SPECIALS,
+    BOS,
+    EOS,
     PAD,
     UNK,
     Vocab,
@@ -195,6 +197,8 @@ class TransductionOptions:
     target_column: int = 2  # files: the target's column (1-based)
     length_penalty: float = 1.0  # beam search ranks by log-probability / length**length_penalty
     no_repeat_ngram: int = 0  # greedy and beam search: n > 0 writes no n-gram twice in one output
+    min_length: int = 0  # decoding writes at least this many tokens before <eos>
+    no_unk: bool = False  # decoding never writes <unk> (a copy model still copies unknown words)
 
 
 class TransductionTask(GeneratedTokensTask):
@@ -248,17 +252,59 @@ class TransductionTask(GeneratedTokensTask):
 
     def encode_source(self, text: str) -> Batch:
         """A user's source text -> Batch (x [1, S], lengths); y/y_in hold only <eos>/<bos>."""
-        ids = self.source_vocab.encode(self.tokenize(text))
+        ids, _ = self._source_ids(self.tokenize(text))
         if not ids:
             raise ValueError("the source text is empty")
         return self._batch([(ids, [])])
 
-    def decode_target(self, ids) -> str:
-        return self.detokenize(self.target_vocab.decode(ids))
+    # -- the extended vocabulary of a copy model (model.copy; See et al. 2017) ------------------
+    # A copy model reads the source words its vocabulary lacks as <unk> but can copy them: the
+    # j-th distinct such word of a source has the id Vs + j (Vs = the source vocabulary's
+    # size), the copy writes it as Vt + j (Vt = the target vocabulary's), and the output is
+    # turned back into text with the source's own words (target_tokens). Targets use Vt + j
+    # where their word is one of the source's, so training learns to copy words it never
+    # saw. Other models read the plain ids (<unk>). The model's side: RecurrentModel._build.
+    extended_vocab = False  # set by check_model for a copy model
+
+    def source_oovs(self, tokens: Sequence[str]) -> list[str]:
+        """The source's words the source vocabulary lacks, in order of first appearance."""
+        return list(dict.fromkeys(t for t in tokens if t not in self.source_vocab.index))
+
+    def _source_ids(self, tokens: Sequence[str]) -> tuple[list[int], list[str]]:
+        """Source tokens -> (ids, the extended words): plain ids (<unk>) unless the model copies."""
+        if not self.extended_vocab:
+            return self.source_vocab.encode(tokens), []
+        oovs = self.source_oovs(tokens)
+        Vs, where = len(self.source_vocab), {w: j for j, w in enumerate(oovs)}
+        return [self.source_vocab.index[t] if t not in where else Vs + where[t] for t in tokens], oovs
+
+    def target_tokens(self, ids: Sequence[int], source: str = "") -> list[str]:
+        """Output ids -> tokens, an extended id (>= the target vocabulary) as the source's word."""
+        Vt, tokens = len(self.target_vocab), self.target_vocab.tokens
+        oovs = self.source_oovs(self.tokenize(source)) if any(i >= Vt for i in ids) else []
+        return [tokens[i] if i < Vt else (oovs[i - Vt] if i - Vt < len(oovs) else UNK) for i in ids]
+
+    def decode_target(self, ids, source: str = "") -> str:
+        """Output ids -> text, stopping at <eos>; ``source``: the text the ids answer (a copy
+        model's extended ids are its words)."""
+        words = []
+        for token in self.target_tokens([int(i) for i in ids], source):
+            if token == EOS:
+                break
+            if token not in (PAD, BOS):
+                words.append(token)
+        return self.detokenize(words)
+
+    def decode_rules(self) -> dict:
+        """The rules every decoding of this task's outputs obeys (model.decoding_rules'
+        arguments, eos aside): greedy, sampled, beam search and a streamed reply alike."""
+        o = self.options
+        banned = (self.target_vocab.unk_id,) if o.no_unk and self.target_vocab.unk_id is not None else ()
+        return {"no_repeat_ngram": o.no_repeat_ngram, "min_length": o.min_length, "banned": banned}
 
     def beam_options(self) -> dict:
         """The options of model.beam_search this task's outputs are decoded with."""
-        return {"length_penalty": self.options.length_penalty, "no_repeat_ngram": self.options.no_repeat_ngram}
+        return {"length_penalty": self.options.length_penalty, **self.decode_rules()}
 
     # -- life cycle ----------------------------------------------------------------------------
     def _generate(self, rng: random.Random, count: int, validation: bool) -> list[tuple[str, str]]:
@@ -266,8 +312,16 @@ class TransductionTask(GeneratedTokensTask):
         return [sample(rng, validation) for _ in range(count)]
 
     def _encode_pairs(self, pairs: Sequence[tuple[str, str]]) -> list[tuple[list[int], list[int]]]:
-        return [(self.source_vocab.encode(self.tokenize(s)), self.target_vocab.encode(self.tokenize(t)))
-                for s, t in pairs]
+        out = []
+        for s, t in pairs:
+            source, oovs = self._source_ids(self.tokenize(s))
+            target = self.target_vocab.encode(self.tokenize(t))
+            if oovs:  # a target word the target vocabulary lacks, copied from the source: Vt + j
+                Vt, where = len(self.target_vocab), {w: j for j, w in enumerate(oovs)}
+                target = [Vt + where[w] if w not in self.target_vocab.index and w in where else i
+                          for i, w in zip(target, self.tokenize(t))]
+            out.append((source, target))
+        return out
 
     def _read_file_pairs(self, path: str) -> list[tuple[str, str]]:
         o = self.options
@@ -365,9 +419,10 @@ class TransductionTask(GeneratedTokensTask):
             if beam > 1:
                 tokens, _ = model.beam_search(batch.x, beam, max_len, batch.lengths, **self.beam_options())
             else:
-                tokens, _ = model.generate(batch.x, max_len, batch.lengths,
-                                           no_repeat_ngram=self.options.no_repeat_ngram)
-            outputs += [self.decode_target(row) for row in tokens.tolist()]
+                tokens, _ = model.generate(batch.x, max_len, batch.lengths, **self.decode_rules())
+            sources = [s for s, _ in self.val_texts[b:b + len(tokens)]] if self.val_texts else []
+            outputs += [self.decode_target(row, sources[i] if i < len(sources) else "")
+                        for i, row in enumerate(tokens.tolist())]
         return outputs
 
     def corpus_metrics(self, model, device, batch_size: int, max_items: int, beam: int) -> dict:
@@ -389,7 +444,7 @@ class TransductionTask(GeneratedTokensTask):
     def model_io(self) -> ModelIO:
         return ModelIO(input_kind="tokens", vocab_size=len(self.source_vocab), output_size=len(self.target_vocab),
                        output_vocab_size=len(self.target_vocab), pad_id=0, bos_id=1, eos_id=2,
-                       source_to_target=self.source_to_target())
+                       source_to_target=self.source_to_target(), unk_id=self.source_vocab.unk_id or 0)
 
     def source_to_target(self) -> tuple[int, ...]:
         """Per source id, the target id of the same token (<unk> where absent; <pad> to
@@ -401,6 +456,7 @@ class TransductionTask(GeneratedTokensTask):
         super().check_model(model)
         check_token_input(model, self.name)
         check_classification_head(model, self.name)
+        self.extended_vocab = bool(model.copy)  # see source_oovs: a copy model copies unknown words
 
     # -- data --------------------------------------------------------------------------------------
     def _batch(self, pairs: Sequence[tuple[list[int], list[int]]]) -> Batch:
@@ -440,6 +496,7 @@ class TransductionTask(GeneratedTokensTask):
 def check_beam_options(o) -> None:
     check_float(o, "length_penalty", 0.0, 10.0)
     check_int(o, "no_repeat_ngram", 0, 100)
+    check_int(o, "min_length", 0, 1000)
 
 
 def text_scores(hypotheses: Sequence[str], references: Sequence[str]) -> dict[str, float]:

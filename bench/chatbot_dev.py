@@ -1,0 +1,78 @@
+"""chatbot_encdec tuned on a dev split carved out of the training conversations only.
+
+The held-out test conversations of the chatterbot English corpus (split_conversations,
+10%) are never read: the training conversations are split again the same way (10%,
+seed 1) into train' and dev, written as YAML, and the preset (with --set overrides) is
+trained on train' and scored on dev: reply perplexity, BLEU/chrF (sacrebleu, the task's
+scorer) of greedy and beam replies under several decoding settings, beside retrieval and
+the echo on the same dev replies. Usage:
+    python bench/chatbot_dev.py --set data.options.min_freq=2 [--set ...]
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+
+def dev_files(out: Path) -> tuple[Path, Path]:
+    import yaml
+    from quality import _shared
+
+    from workbench.io.dialogue import read_dialogue
+    from workbench.tasks.dialogue import split_conversations
+
+    read = read_dialogue(_shared("dialogue", "chatterbot-english")).conversations
+    train, _test = split_conversations(read, 0.1)  # the test split: never read below
+    train2, dev = split_conversations(train, 0.1, seed=1)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = out / "train.yml", out / "dev.yml"
+    for path, convs in zip(paths, (train2, dev)):
+        path.write_text(yaml.safe_dump({"categories": ["dev"], "conversations": convs}, allow_unicode=True))
+    return paths
+
+
+def main() -> None:
+    from quality import _seq2seq_scores, train_preset
+
+    from workbench import presets
+    from workbench.spec import with_overrides
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--set", action="append", default=[])
+    parser.add_argument("--dir", default="/tmp/chatbot_dev")
+    parser.add_argument("--decode", action="append", default=[],
+                        help="extra decoding settings 'no_repeat,length_penalty,min_length,no_unk' to score")
+    args = parser.parse_args()
+    train, dev = dev_files(Path(args.dir))
+    preset = with_overrides(presets.load_builtin("chatbot_encdec"),
+                            [f"data.path={train}", f"data.options.val_path={dev}", "train.num_threads=1"] + args.set)
+    task, model, seconds, _ = train_preset(preset)
+    model.cpu().eval()
+    print(f"trained {preset.train.steps} steps in {seconds / 60:.1f} min; {len(task.train_texts)} train', "
+          f"{len(task.val_pairs)} dev exchanges; vocab {len(task.source_vocab)}", flush=True)
+    o = task.options
+    settings = [(o.no_repeat_ngram, o.length_penalty, o.min_length, o.no_unk)]
+    settings += [tuple(map(float, d.split(","))) for d in args.decode]
+    for i, (nr, lp, ml, nu) in enumerate(settings):
+        o.no_repeat_ngram, o.length_penalty, o.min_length, o.no_unk = int(nr), lp, int(ml), bool(nu)
+        started = time.perf_counter()
+        m, base, _ = _seq2seq_scores(task, model, 4)
+        if i == 0:
+            print(f"dev perplexity {m['perplexity']:.1f} (unigram {task.baseline()['perplexity']:.1f}); "
+                  f"retrieval BLEU {base['retrieval_bleu']:.2f} chrF {base['retrieval_chrf']:.2f}; "
+                  f"echo BLEU {base['echo_bleu']:.2f} chrF {base['echo_chrf']:.2f} len {base['echo_length_ratio']:.2f}")
+        print(f"no_repeat {int(nr)} lp {lp:g} min_length {int(ml)} no_unk {bool(nu)}: greedy BLEU {m['bleu']:.2f} chrF {m['chrf']:.2f} "
+              f"len {m['length_ratio']:.2f} | beam BLEU {m['bleu_beam']:.2f} chrF {m['chrf_beam']:.2f} "
+              f"len {m['length_ratio_beam']:.2f} ({time.perf_counter() - started:.0f} s)", flush=True)
+    o.no_repeat_ngram, o.length_penalty, o.min_length, o.no_unk = settings[0]  # examples: the preset's decoding
+    outs = task.decode_outputs(model, "cpu", 64, 40)
+    for (message, reply), out in list(zip(task.val_texts[:40], outs))[::3]:
+        print(f"  {message} -> {out}  [ref: {reply[:80]}]")
+
+
+if __name__ == "__main__":
+    main()
