@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import math
 import random
 from collections import Counter
 
@@ -212,6 +213,36 @@ def test_charlm_windows_and_validation_coverage(tmp_path):
     # epochs are passes over the text: every window once
     assert sum(1 for _ in task.train_batches(4, torch.Generator().manual_seed(1))) == task.epoch_size(4)
     assert task.decode_ids(task.encode_text("bad?")[0].tolist()) == "bad<unk>"
+
+
+def test_charlm_streamed_evaluation_is_one_pass_over_the_text(tmp_path):
+    """Streamed evaluation: every validation target scored exactly once, with the state
+    carried between pieces, so it equals the whole held-out text read in one pass (and
+    differs from the windowed figure, whose windows start from a zero state)."""
+    from workbench.engine.model import build_model
+
+    rng = random.Random(1)
+    path = tmp_path / "corpus.txt"
+    path.write_text("".join(rng.choice("abcdefgh \n") for _ in range(3000)), encoding="utf-8")
+    task = _make("charlm", {"seq_len": 50}, path=str(path))
+    for cell in ("lstm", "gru"):
+        spec = ModelSpec(topology="many_to_many", input=InputSpec(kind="embedding", embedding_dim=8),
+                         layers=[LayerSpec(cell=cell, hidden_size=16), LayerSpec(cell=cell, hidden_size=16)])
+        torch.manual_seed(0)
+        model = build_model(spec, task.model_io())
+        n = len(task.val_ids) - 1
+        with torch.no_grad():
+            whole = model(task.val_ids[None, :-1])[0]  # [n, V]: the text in one pass
+        one_pass = torch.nn.functional.cross_entropy(whole, task.val_ids[1:], reduction="none")
+        for piece in (7, 50, 4096):  # pieces of any length: the same losses, each target once
+            losses, correct = task.stream_losses(model, piece=piece)
+            assert losses.shape == correct.shape == (n,)
+            torch.testing.assert_close(losses, one_pass, rtol=1e-4, atol=1e-5)
+        metrics = task.stream_metrics(model)
+        assert metrics["nats_per_char_streamed"] == pytest.approx(float(one_pass.double().mean()), rel=1e-5)
+        assert metrics["accuracy_streamed"] == pytest.approx(float((whole.argmax(-1) == task.val_ids[1:]).double().mean()))
+        assert metrics["perplexity_streamed"] == pytest.approx(math.exp(metrics["nats_per_char_streamed"]))
+        assert model.training  # left as it was found
 
 
 def test_charlm_default_corpus_and_word_level():

@@ -8,7 +8,9 @@ folder (in the task's format) is the evaluation set, e.g. a treebank's test spli
 tagger, or a folder of audio clips labelled like the training clips for a speech model.
 
 Besides the task's averaged metrics (the same the trainer reports, over all batches,
-not a sample) it adds the task's derived metrics (e.g. perplexity) and those that need
+not a sample) it adds the task's derived metrics (e.g. perplexity), those of the data
+read as one stream with the state carried (a language model's ``nats_per_char_streamed``:
+the standard held-out figure, beside the windowed ``nats_per_char``), and those that need
 free-running inference (e.g. greedy-decoding exact match, next-frame rollouts scored K
 frames ahead), and the trivial baseline.
 Tasks that write text from a file (translation, chatbot replies) add corpus scores of
@@ -58,6 +60,8 @@ def evaluate_run(run_dir: str, data: str | None = None, batch_size: int | None =
                 acc[1] += c
     metrics: dict[str, float] = {"val_loss": loss_sum / n if n else float("nan")}
     metrics.update({name: s / c for name, (s, c) in sums.items() if c})
+    with torch.no_grad():
+        metrics.update(task.stream_metrics(model))  # e.g. a language model's text read as one stream
     if decode:
         metrics.update(task.free_running_metrics(model))
     metrics.update(task.derived_metrics(metrics))

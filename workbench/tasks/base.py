@@ -154,6 +154,13 @@ class Task:
         next-frame rollouts scored K frames ahead), already averaged; run by `workbench eval`."""
         return {}
 
+    def stream_metrics(self, model) -> dict[str, float]:
+        """Metrics of the validation data read as one stream, the model's state carried
+        from each piece to the next (a language model's held-out text, every token scored
+        with all of the text before it), already averaged; run by `workbench eval`, not
+        by training's evaluations (one long sequential pass)."""
+        return {}
+
     def derived_metrics(self, metrics: dict[str, float]) -> dict[str, float]:
         """Metrics that are not means over counted items (e.g. perplexity = exp(nats)),
         computed from the averaged ones."""

@@ -11,6 +11,13 @@ offset, in random order). Validation windows overlap: each counts only its last
 ``seq_len - eval_context`` targets and reads the ``eval_context`` tokens before them
 first (masked out), so the state is warmed up as in a stateful evaluation; the first
 window counts all of its targets, so every validation target counts exactly once.
+These windowed figures (``nats_per_char``) are what training's evaluations report.
+
+Streamed (``stream_metrics``, run by `workbench eval` and bench/quality.py): the whole
+validation text read as ONE sequence, in consecutive pieces with the recurrent state
+carried from each to the next, every target scored once with all of the text before it
+as context: the standard language-model evaluation (char-rnn's), reported beside the
+windowed figures as ``nats_per_char_streamed`` etc.
 
 Metrics: nats and bits per character (per word at level "word"), next-token accuracy,
 and perplexity (exp of nats, from ``derived_metrics``). Baselines: a uniform guess over
@@ -242,6 +249,39 @@ class CharLMTask(Task):
                 y[r, :n] = piece[1:]
                 mask[r, counted_from:n] = True
             yield Batch(x=x, y=y, mask=mask)
+
+    @torch.no_grad()
+    def stream_losses(self, model: torch.nn.Module, piece: int = 4096) -> tuple[torch.Tensor, torch.Tensor]:
+        """The validation text read as one stream: x = val_ids[:-1] fed in consecutive
+        pieces of ``piece`` tokens (batch of one), the recurrent states carried from each
+        piece to the next (the piece length changes only the speed). Returns the loss of
+        every target, [N - 1] for N validation tokens, each scored exactly once, and
+        whether each was predicted correctly (argmax), [N - 1] bool."""
+        device = next(model.parameters()).device
+        ids = self.val_ids
+        n = len(ids) - 1  # targets
+        losses, correct, state = [], [], None
+        was_training = model.training
+        model.eval()
+        try:
+            for s in range(0, n, piece):
+                e = min(s + piece, n)
+                x = ids[s:e].unsqueeze(0).to(device)  # [1, P]
+                y = ids[s + 1:e + 1].to(device)  # [P]
+                out, state = model(x, initial_states=state, return_states=True)  # out [1, P, V]
+                logits = out[0].float()
+                losses.append(torch.nn.functional.cross_entropy(logits, y, reduction="none").cpu())
+                correct.append((logits.argmax(dim=-1) == y).cpu())
+        finally:
+            model.train(was_training)
+        return torch.cat(losses), torch.cat(correct)
+
+    def stream_metrics(self, model: torch.nn.Module) -> dict[str, float]:
+        losses, correct = self.stream_losses(model)
+        nats = float(losses.double().mean())
+        u = self.unit
+        return {f"nats_per_{u}_streamed": nats, f"bits_per_{u}_streamed": nats / math.log(2),
+                "accuracy_streamed": float(correct.double().mean()), "perplexity_streamed": math.exp(min(nats, 700.0))}
 
     # -- loss and metrics ---------------------------------------------------------------------
     def loss(self, output: torch.Tensor, batch: Batch) -> torch.Tensor:
