@@ -175,8 +175,9 @@ def _train_steps(preset, task, steps: int, device: str, started: float, budget: 
     return task, trainer.model, time.perf_counter() - started, done, evals
 
 
-def full_validation(task, model, batch_size: int) -> tuple[dict, float]:
-    """The task's metrics over ALL of its validation data (not the periodic sample)."""
+def full_validation(task, model, batch_size: int, stream: bool = True) -> tuple[dict, float]:
+    """The task's metrics over ALL of its validation data (not the periodic sample);
+    ``stream``: with those of the data read as one stream (Task.stream_metrics)."""
     import torch
 
     started = time.perf_counter()
@@ -190,8 +191,9 @@ def full_validation(task, model, batch_size: int) -> tuple[dict, float]:
                 acc[1] += c
     metrics = {k: s / c for k, (s, c) in sums.items() if c}
     metrics.update(task.derived_metrics(metrics))
-    with torch.no_grad():
-        metrics.update(task.stream_metrics(model))  # e.g. a language model's text read as one stream
+    if stream:
+        with torch.no_grad():
+            metrics.update(task.stream_metrics(model))  # e.g. a language model's text read as one stream
     return metrics, time.perf_counter() - started
 
 
@@ -224,7 +226,7 @@ def bench_charlm(args) -> tuple[str, list[dict]]:
         task.prepare()
         model = build_model(preset.model, task.model_io())
         model.load_state_dict(torch.load(args.load_model))
-        seconds, steps, evals = float("nan"), preset.train.steps, []
+        seconds, steps, evals = float("nan"), args.steps or preset.train.steps, []  # --steps: as trained
     else:
         task, model, seconds, steps, evals = train_for_minutes(preset, args.minutes, args.device, steps=args.steps)
     if args.save_model:
@@ -238,7 +240,7 @@ def bench_charlm(args) -> tuple[str, list[dict]]:
     if L != 128:  # the windows the figures before streaming were measured with
         task.options.seq_len = 128
         windowed.append(("same model, windowed (128-char windows, 64 warm-up)",
-                         full_validation(task, model, preset.train.batch_size)[0]["nats_per_char"]))
+                         full_validation(task, model, preset.train.batch_size, stream=False)[0]["nats_per_char"]))
         task.options.seq_len = L
     first = next((e for e in evals if e.get("nats_per_char", 9.9) <= 1.5), None)
     if first:
