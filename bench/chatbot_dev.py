@@ -46,6 +46,10 @@ def main() -> None:
     parser.add_argument("--dir", default="/tmp/chatbot_dev")
     parser.add_argument("--decode", action="append", default=[],
                         help="extra decoding settings 'no_repeat,length_penalty,min_length,no_unk' to score")
+    parser.add_argument("--mbr", action="append", type=int, default=[],
+                        help="also score minimum Bayes risk decoding over this many samples (repeatable)")
+    parser.add_argument("--mbr-temperature", action="append", type=float, default=[],
+                        help="the sampling temperatures MBR is scored at (repeatable; default 1)")
     args = parser.parse_args()
     train, dev = dev_files(Path(args.dir))
     preset = with_overrides(presets.load_builtin("chatbot_encdec"),
@@ -69,6 +73,22 @@ def main() -> None:
               f"len {m['length_ratio']:.2f} | beam BLEU {m['bleu_beam']:.2f} chrF {m['chrf_beam']:.2f} "
               f"len {m['length_ratio_beam']:.2f} ({time.perf_counter() - started:.0f} s)", flush=True)
     o.no_repeat_ngram, o.length_penalty, o.min_length, o.no_unk = settings[0]  # examples: the preset's decoding
+    from workbench.tasks.transduction import text_scores
+
+    refs = [task._as_compared(r) for _, r in task.val_texts]
+    for samples in args.mbr:
+        for temperature in args.mbr_temperature or [1.0]:
+            started = time.perf_counter()
+            outs = []
+            for b in range(0, len(task.val_pairs), 64):
+                batch = task._batch(task.val_pairs[b:b + 64])
+                sources = [m for m, _ in task.val_texts[b:b + 64]]
+                tokens, _ = task.mbr_decode(model, batch.x, batch.lengths, sources, samples,
+                                            int(batch.y.shape[1]) * 2 + 10, temperature, seed=b)
+                outs += [task.decode_target(row, sources[i]) for i, row in enumerate(tokens.tolist())]
+            m = text_scores(outs, refs)
+            print(f"MBR over {samples} samples at temperature {temperature:g}: BLEU {m['bleu']:.2f} chrF {m['chrf']:.2f} "
+                  f"len {m['length_ratio']:.2f} ({time.perf_counter() - started:.0f} s)", flush=True)
     outs = task.decode_outputs(model, "cpu", 64, 40)
     for (message, reply), out in list(zip(task.val_texts[:40], outs))[::3]:
         print(f"  {message} -> {out}  [ref: {reply[:80]}]")

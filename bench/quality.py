@@ -388,6 +388,8 @@ def bench_chatbot(args) -> tuple[str, list[dict]]:
     from workbench.spec import with_overrides
     from workbench.tasks.dialogue import NearestQuestion
 
+    if args.folds > 1:
+        return bench_chatbot_folds(args)
     path = _shared("dialogue", "chatterbot-english")
     preset = with_overrides(presets.load_builtin("chatbot_encdec"), [f"data.path={path}"] + args.chat_set)
     task, model, seconds, _ = train_preset(preset, args.device, seed=args.seed)
@@ -426,6 +428,80 @@ def bench_chatbot(args) -> tuple[str, list[dict]]:
     copies = len(task.train_pairs) - len(task.train_texts)
     return (f"Chatbot, chatterbot English ({len(task.val_pairs)} held-out exchanges, {len(task.train_texts)} "
             f"training + {copies} copy pairs), on {args.device}, {_threads()} torch threads; decoding and scoring took {decode_s:.0f} s"), rows
+
+
+def bench_chatbot_folds(args) -> tuple[str, list[dict]]:
+    """chatbot_encdec cross-validated over conversations (--folds k): the corpus's distinct
+    conversations dealt into k folds, those sharing a turn in one (fold_conversations);
+    each fold's model trains on the other folds (the preset's steps) and writes replies
+    to its own fold's messages, so every exchange is scored once as held out. BLEU/chrF
+    (sacrebleu, corpus level) over all folds' replies for the model (greedy, beam, and
+    with --mbr N minimum Bayes risk over N samples), retrieval (TF-IDF, built per fold
+    from that fold's training exchanges) and the echo, on exactly the same exchanges;
+    and a paired bootstrap (1000 resamplings of the exchanges) of model minus echo and
+    model minus retrieval with its 95% interval. Nothing is chosen here: every setting
+    comes from the preset (chosen on dev splits of training conversations)."""
+    import tempfile
+
+    import yaml
+
+    from workbench import presets
+    from workbench.io.dialogue import read_dialogue
+    from workbench.spec import with_overrides
+    from workbench.tasks.dialogue import NearestQuestion, fold_conversations
+    from workbench.tasks.transduction import paired_bootstrap, text_scores
+
+    read = read_dialogue(_shared("dialogue", "chatterbot-english")).conversations
+    folds = fold_conversations(read, args.folds)
+    out = Path(tempfile.mkdtemp(prefix="chatbot_folds_"))
+    systems = ["greedy", f"beam {args.beam}"] + ([f"MBR {args.mbr}"] if args.mbr > 1 else []) + ["retrieval", "echo"]
+    replies: dict[str, list[str]] = {k: [] for k in systems}
+    refs: list[str] = []
+    minutes = 0.0
+    for k, held in enumerate(folds):
+        train = [c for j, f in enumerate(folds) if j != k for c in f]
+        paths = out / f"train{k}.yml", out / f"test{k}.yml"
+        for path, convs in zip(paths, (train, held)):
+            path.write_text(yaml.safe_dump({"categories": ["fold"], "conversations": convs}, allow_unicode=True))
+        preset = with_overrides(presets.load_builtin("chatbot_encdec"),
+                                [f"data.path={paths[0]}", f"data.options.val_path={paths[1]}",
+                                 f"train.eval_every={10**6}"] + args.chat_set)
+        task, model, seconds, _ = train_preset(preset, args.device, seed=args.seed)
+        model.cpu().eval()
+        minutes += seconds / 60
+        texts = task.val_texts
+        n = len(texts)
+        refs += [task._as_compared(r) for _, r in texts]
+        replies["greedy"] += task.decode_outputs(model, "cpu", 64, n)
+        replies[f"beam {args.beam}"] += task.decode_outputs(model, "cpu", 64, n, args.beam)
+        if args.mbr > 1:
+            replies[f"MBR {args.mbr}"] += task.decode_outputs(model, "cpu", 64, n, mbr=args.mbr)
+        retrieval = NearestQuestion(task.train_texts, task.tokenize)
+        replies["retrieval"] += [task._as_compared(retrieval.reply(m)) for m, _ in texts]
+        replies["echo"] += [task._as_compared(m) for m, _ in texts]
+        fold = {name: text_scores(replies[name][-n:], refs[-n:]) for name in systems}
+        print(f"  fold {k + 1}/{len(folds)}: {len(task.train_texts)} training, {n} held-out exchanges, "
+              f"{seconds / 60:.1f} min; " + "; ".join(f"{name} {v['bleu']:.2f} / {v['chrf']:.2f}"
+                                                      for name, v in fold.items()), flush=True)
+    scores = {name: text_scores(replies[name], refs) for name in systems}
+    rows = []
+    for name in systems:
+        v = scores[name]
+        row = {"replies by": name, "BLEU": v["bleu"], "chrF": v["chrf"], "length / reference": v["length_ratio"],
+               "BLEU x echo": v["bleu"] / max(scores["echo"]["bleu"], 1e-9),
+               "chrF x echo": v["chrf"] / max(scores["echo"]["chrf"], 1e-9),
+               "BLEU x retrieval": v["bleu"] / max(scores["retrieval"]["bleu"], 1e-9),
+               "chrF x retrieval": v["chrf"] / max(scores["retrieval"]["chrf"], 1e-9)}
+        rows.append(row)
+    print("  paired bootstrap (1000 resamplings of the exchanges), difference [95% interval]:")
+    for name in systems[:-2]:
+        for base in ("echo", "retrieval"):
+            d = paired_bootstrap(replies[name], replies[base], refs)
+            print(f"    {name} - {base}: " + ", ".join(
+                f"{m} {d[m][0]:+.2f} [{d[m][1]:+.2f}, {d[m][2]:+.2f}]" for m in ("bleu", "chrf")), flush=True)
+    return (f"Chatbot, chatterbot English, {len(folds)}-fold cross-validation over conversations ({len(refs)} "
+            f"exchanges, each held out once), seed {args.seed}, {minutes:.1f} min of training in all, on "
+            f"{args.device}, {_threads()} torch threads"), rows
 
 
 # ----------------------------------------------------------------------------- speech
@@ -540,6 +616,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--save-model", default="", help="charlm: write the trained weights (state_dict) here")
     parser.add_argument("--load-model", default="",
                         help="charlm: evaluate these saved weights (--save-model, same --charlm-set) instead of training")
+    parser.add_argument("--folds", type=int, default=0,
+                        help="chatbot: k > 1 cross-validates over k folds of conversations (paired bootstrap "
+                             "against the echo and retrieval)")
+    parser.add_argument("--mbr", type=int, default=0,
+                        help="chatbot --folds: also score minimum Bayes risk decoding over this many samples")
     parser.add_argument("--video-steps", type=int, default=300, help="video: training steps per clip and model")
     args = parser.parse_args(argv)
     names = [n.strip() for n in args.only.split(",") if n.strip()] or list(BENCHMARKS)

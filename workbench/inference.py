@@ -373,20 +373,34 @@ def chat_source(session: Session, message: str, previous: str = "") -> str:
 
 
 def chat(session: Session, message: str, previous: str = "", beam: int = 1, temperature: float = 0.0,
-         top_k: int = 0, seed: int | None = None, max_len: int = 0) -> dict:
+         top_k: int = 0, seed: int | None = None, max_len: int = 0, mbr: int = 0) -> dict:
     """The reply to ``message``: {"message", "source_tokens" (what the model read),
-    "reply", "reply_tokens", "ids", "decoding" ("greedy", "beam N" or "sampled at T"),
-    "attention" [L, S] over source_tokens per reply token (None without attention)}.
-    Beam search when beam > 1, else sampling at ``temperature`` (0: greedy)."""
+    "reply", "reply_tokens", "ids", "decoding" ("greedy", "beam N", "sampled at T" or
+    "MBR over N samples"), "attention" [L, S] over source_tokens per reply token (None
+    without attention)}. Minimum Bayes risk over ``mbr`` > 1 samples (at ``temperature``,
+    1 when it is 0; the task's mbr_decode) when asked, else beam search when beam > 1,
+    else sampling at ``temperature`` (0: greedy)."""
     _require(session, "chat")
     _check_sampling(temperature, top_k)
     _check_beam(beam)
+    if not 0 <= mbr <= 256:
+        raise InputError(f"the MBR sample count must be between 2 and 256 (0: off), got {mbr}")
     if not message.strip():
         raise InputError("the message is empty")
     source = chat_source(session, message, previous)
     batch, max_len = _source_batch(session, source, max_len)
     x = batch.x.to(session.device)
-    if beam > 1:
+    if mbr > 1:
+        tokens, attention = session.task.mbr_decode(session.model, x, batch.lengths.to(session.device), [source], mbr,
+                                                    max_len, temperature or 1.0, seed or 0)
+        ids = tokens[0].tolist()
+        eos = session.model.io.eos_id
+        ids = ids[: ids.index(eos) + 1] if eos in ids else ids
+        out = {"ids": ids}
+        if attention is not None:
+            out["attention"] = attention[0, : len(ids)].cpu().numpy()  # [L, S]
+        decoding = f"MBR over {mbr} samples"
+    elif beam > 1:
         out, decoding = _beam_decode(session, x, batch.lengths, beam, max_len, source), f"beam {beam}"
     else:
         gen = _generator(seed) if temperature > 0 else None
@@ -719,7 +733,7 @@ def video_rollout(session: Session, path: str | Path, start: int, steps: int = R
 # Each mode's ``answer`` (workbench.tryout_modes): (session, request) -> (result as plain
 # data, the request that looks inside the network for the same input). ``request``: "text"
 # | "image" (a path) | "video" (a path) | "audio" (a path), and "temperature", "top_k", "length", "seed",
-# "max_frames", "beam", "sample", "previous" where the mode uses them (`workbench try`
+# "max_frames", "beam", "sample", "previous", "mbr" where the mode uses them (`workbench try`
 # passes its options).
 
 
@@ -749,12 +763,13 @@ def answer_transduce(session: Session, request: dict) -> tuple[dict, dict]:
 
 
 def answer_chat(session: Session, request: dict) -> tuple[dict, dict]:
-    """The reply: greedy, beam search ("beam" > 1), or sampled at "temperature" when
-    "sample" is set (the CLI's --sample); "previous" is the turn before the message."""
+    """The reply: greedy, beam search ("beam" > 1), sampled at "temperature" when
+    "sample" is set (the CLI's --sample), or minimum Bayes risk over "mbr" samples (at
+    "temperature" when "sample" is set, else 1); "previous" is the turn before the message."""
     previous = request.get("previous") or ""
     temperature = request.get("temperature", 1.0) if request.get("sample") else 0.0
     out = chat(session, request["text"], previous=previous, beam=request.get("beam") or 1, temperature=temperature,
-               top_k=request.get("top_k", 0), seed=request.get("seed"))
+               top_k=request.get("top_k", 0), seed=request.get("seed"), mbr=request.get("mbr") or 0)
     return out, {"text": chat_source(session, request["text"], previous), "output_ids": out["ids"]}
 
 

@@ -26,7 +26,7 @@ import time
 
 
 def evaluate_run(run_dir: str, data: str | None = None, batch_size: int | None = None, max_batches: int = 0,
-                 device: str = "auto", decode: bool = True, beam: int = 4) -> dict:
+                 device: str = "auto", decode: bool = True, beam: int = 4, mbr: int = 0) -> dict:
     """Evaluate a run folder; returns the JSON-ready result."""
     import torch
 
@@ -68,7 +68,7 @@ def evaluate_run(run_dir: str, data: str | None = None, batch_size: int | None =
     baseline = task.baseline()
     if decode and hasattr(task, "corpus_metrics"):
         with torch.no_grad():
-            corpus = task.corpus_metrics(model, dev, batch_size, n, beam)
+            corpus = task.corpus_metrics(model, dev, batch_size, n, beam, mbr=mbr)
         metrics.update(corpus.get("metrics", {}))
         baseline.update(corpus.get("baseline", {}))
     return {
@@ -95,7 +95,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     # training's thread policy (cores - 1, at least one; --threads or WORKBENCH_THREADS overrides)
     policy = cpu_policy.apply("cli eval", threads=args.threads or cpu_policy.default_threads())
     result = evaluate_run(args.run_dir, data=args.data, batch_size=args.batch_size, max_batches=args.max_batches,
-                          device=args.device, decode=not args.no_decode, beam=args.beam)
+                          device=args.device, decode=not args.no_decode, beam=args.beam, mbr=args.mbr)
     result["cpu_policy"] = policy
     json.dump(result, sys.stdout, indent=2)
     sys.stdout.write("\n")
@@ -123,4 +123,6 @@ def register(subparsers) -> None:
                    help="skip metrics that need free-running decoding (greedy exact match, BLEU, chrF, CTC beam search)")
     p.add_argument("--beam", type=_positive, default=4,
                    help="beam width for the beam-search scores of text-writing tasks (1: greedy only); default 4")
+    p.add_argument("--mbr", type=_positive, default=0, metavar="N",
+                   help="text-writing tasks: also score minimum Bayes risk decoding over N samples (bleu_mbr, chrf_mbr)")
     p.set_defaults(func=cmd_eval)

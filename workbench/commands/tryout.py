@@ -61,6 +61,9 @@ def register(subparsers) -> None:
                    help="beam-search width: encoder-decoders and chatbots (default 1: greedy only), speech with "
                    "CTC (prefix beam search; default 8)")
     p.add_argument("--sample", action="store_true", help="chatbots: sample the reply at --temperature instead")
+    p.add_argument("--mbr", type=_positive, default=0, metavar="N",
+                   help="chatbots: minimum Bayes risk decoding, the consensus (highest mean chrF to the others) of N "
+                   "sampled replies (at --temperature with --sample, else 1)")
     p.add_argument("--previous", default="",
                    help="chatbots trained with the previous turn as context: the turn before the message")
     p.add_argument("--length", type=_positive, default=200, help="tokens to generate (language models); default 200")
@@ -118,7 +121,7 @@ def _run(inference, session, args) -> tuple[dict, dict]:
     request = {"text": args.text, "image": args.image, "video": args.video, "audio": args.audio,
                "temperature": args.temperature,
                "top_k": args.top_k, "length": args.length, "seed": args.seed, "max_frames": args.max_frames,
-               "beam": args.beam, "sample": args.sample, "previous": args.previous}
+               "beam": args.beam, "sample": args.sample, "previous": args.previous, "mbr": args.mbr}
     return inference.answer(session, request)
 
 

@@ -161,7 +161,7 @@ class DialogueTask(TransductionTask):
     def decode_metrics(self, model, batch: Batch) -> dict[str, tuple[float, float]]:
         return {}
 
-    def corpus_metrics(self, model, device, batch_size: int, max_items: int, beam: int) -> dict:
+    def corpus_metrics(self, model, device, batch_size: int, max_items: int, beam: int, mbr: int = 0) -> dict:
         """BLEU/chrF of the model's greedy and beam replies, and of nearest-question retrieval."""
         if not self.val_texts:
             return {}
@@ -172,6 +172,10 @@ class DialogueTask(TransductionTask):
             scores = text_scores(self.decode_outputs(model, device, batch_size, max_items, beam), refs)
             metrics.update({f"{k}_beam": v for k, v in scores.items()})
             metrics["beam_width"] = float(beam)
+        if mbr > 1:  # minimum Bayes risk over mbr samples (mbr_decode)
+            scores = text_scores(self.decode_outputs(model, device, batch_size, max_items, mbr=mbr), refs)
+            metrics.update({f"{k}_mbr": v for k, v in scores.items()})
+            metrics["mbr_samples"] = float(mbr)
         baseline = {}
         train = self._training_texts()
         if train:
@@ -196,20 +200,11 @@ def _same_text(turn: str) -> str:
     return " ".join(turn.lower().split())
 
 
-def split_conversations(conversations: Sequence[Sequence[str]], val_fraction: float, seed: int = 0
-                        ) -> tuple[list[list[str]], list[list[str]]]:
-    """(training, held-out) conversations, no turn on both sides.
-
-    Repeated conversations are kept once, and conversations that share a turn (the same
-    text, case and spacing aside) are held out or kept together, as one group: the
-    English corpus asks "Tell me a joke" in 30 conversations and answers "What kind of
-    hardware" with a reply that another file gives to another question, so a split by
-    conversation alone would leave held-out replies in the training data (8 of 112
-    held-out exchanges), which a model or a retrieval baseline could repeat rather than
-    write. Groups are shuffled with a fixed seed; whole groups are held out until
-    ``val_fraction`` of the conversations are, passing over any group that would hold out
-    more than 1.2 times that. At least one group lands on each side (when every
-    conversation shares a turn with another, they are split one by one)."""
+def conversation_groups(conversations: Sequence[Sequence[str]]) -> tuple[list[list[str]], list[list[int]]]:
+    """(distinct conversations, groups of their indices): repeated conversations are kept
+    once, and conversations that share a turn (the same text, case and spacing aside) are
+    in one group, so a held-out set made of whole groups shares no turn with training.
+    Groups are in file order of their first conversation."""
     distinct = [list(c) for c in dict.fromkeys(map(tuple, conversations))]
     parent = list(range(len(distinct)))  # union-find over conversations
 
@@ -227,7 +222,24 @@ def split_conversations(conversations: Sequence[Sequence[str]], val_fraction: fl
     groups: dict[int, list[int]] = {}
     for i in range(len(distinct)):
         groups.setdefault(root(i), []).append(i)
-    order = list(groups.values())  # in file order of each group's first conversation
+    return distinct, list(groups.values())
+
+
+def split_conversations(conversations: Sequence[Sequence[str]], val_fraction: float, seed: int = 0
+                        ) -> tuple[list[list[str]], list[list[str]]]:
+    """(training, held-out) conversations, no turn on both sides.
+
+    Repeated conversations are kept once, and conversations that share a turn are held
+    out or kept together, as one group (conversation_groups): the English corpus asks
+    "Tell me a joke" in 30 conversations and answers "What kind of hardware" with a reply
+    that another file gives to another question, so a split by conversation alone would
+    leave held-out replies in the training data (8 of 112 held-out exchanges), which a
+    model or a retrieval baseline could repeat rather than write. Groups are shuffled
+    with a fixed seed; whole groups are held out until ``val_fraction`` of the
+    conversations are, passing over any group that would hold out more than 1.2 times
+    that. At least one group lands on each side (when every conversation shares a turn
+    with another, they are split one by one)."""
+    distinct, order = conversation_groups(conversations)
     if len(order) < 2:  # every conversation shares turns with the others: split them one by one
         order = [[i] for i in range(len(distinct))]
     random.Random(seed).shuffle(order)
@@ -243,6 +255,29 @@ def split_conversations(conversations: Sequence[Sequence[str]], val_fraction: fl
     held_set = set(held)
     train = [c for i, c in enumerate(distinct) if i not in held_set]
     return train, [distinct[i] for i in sorted(held_set)]
+
+
+def fold_conversations(conversations: Sequence[Sequence[str]], folds: int, seed: int = 0) -> list[list[list[str]]]:
+    """The distinct conversations dealt into ``folds`` held-out sets for cross-validation,
+    each conversation in exactly one, whole groups (conversation_groups) together so no
+    turn is in two folds: a fold's model trains on the other folds and is scored on its
+    own. Groups are shuffled with a fixed seed and dealt largest first, each to the fold
+    with the fewest exchanges so far (the folds come out near equal in exchanges)."""
+    if folds < 2:
+        raise ValueError(f"cross-validation needs at least 2 folds, got {folds}")
+    distinct, groups = conversation_groups(conversations)
+    if len(groups) < folds:
+        raise ValueError(f"{len(groups)} groups of conversations sharing no turn cannot make {folds} folds")
+    random.Random(seed).shuffle(groups)
+    size = [sum(max(len(distinct[i]) - 1, 0) for i in g) for g in groups]  # exchanges per group
+    order = sorted(range(len(groups)), key=lambda g: -size[g])  # stable: ties keep the shuffled order
+    held: list[list[int]] = [[] for _ in range(folds)]
+    load = [0] * folds
+    for g in order:
+        f = min(range(folds), key=lambda k: (load[k], k))
+        held[f] += groups[g]
+        load[f] += size[g]
+    return [[distinct[i] for i in sorted(f)] for f in held]
 
 
 class NearestQuestion:

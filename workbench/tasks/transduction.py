@@ -302,6 +302,25 @@ class TransductionTask(GeneratedTokensTask):
         banned = (self.target_vocab.unk_id,) if o.no_unk and self.target_vocab.unk_id is not None else ()
         return {"no_repeat_ngram": o.no_repeat_ngram, "min_length": o.min_length, "banned": banned}
 
+    @torch.no_grad()
+    def mbr_decode(self, model, x: torch.Tensor, lengths: torch.Tensor | None, sources: Sequence[str], samples: int,
+                   max_len: int, temperature: float = 1.0, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Minimum Bayes risk decoding (Eikema & Aziz 2020): ``samples`` replies per source
+        drawn from the model at ``temperature`` by model.generate (the one decoding path,
+        under decode_rules), and per source the one with the highest mean chrF to the
+        others (mbr_choice). x [B, S], lengths [B], ``sources``: the B source texts (a
+        copy model's extended ids are their words). Returns like model.generate: (tokens
+        [B, L], attention [B, L, S] or None) of the chosen samples."""
+        B, N = x.shape[0], samples
+        gen = torch.Generator(device=x.device).manual_seed(seed)
+        rows = torch.arange(B, device=x.device).repeat_interleave(N)  # source b's samples: rows b*N .. b*N+N-1
+        tokens, attention = model.generate(x[rows], max_len, lengths[rows] if lengths is not None else None,
+                                           temperature=temperature, generator=gen, **self.decode_rules())
+        ids = tokens.tolist()
+        texts = [self.decode_target(row, sources[i // N] if i // N < len(sources) else "") for i, row in enumerate(ids)]
+        chosen = torch.tensor([b * N + mbr_choice(texts[b * N:(b + 1) * N]) for b in range(B)], device=x.device)
+        return tokens[chosen], attention[chosen] if attention is not None else None
+
     def beam_options(self) -> dict:
         """The options of model.beam_search this task's outputs are decoded with."""
         return {"length_penalty": self.options.length_penalty, **self.decode_rules()}
@@ -410,22 +429,25 @@ class TransductionTask(GeneratedTokensTask):
             text = text.lower()
         return " ".join(text.split())
 
-    def decode_outputs(self, model, device, batch_size: int, max_items: int, beam: int = 0) -> list[str]:
-        """The validation sources decoded greedily (beam 0 or 1) or by beam search, as text."""
+    def decode_outputs(self, model, device, batch_size: int, max_items: int, beam: int = 0, mbr: int = 0) -> list[str]:
+        """The validation sources decoded greedily (beam 0 or 1), by beam search, or by
+        minimum Bayes risk over ``mbr`` > 1 samples (mbr_decode), as text."""
         outputs = []
         for b in range(0, min(len(self.val_pairs), max_items), batch_size):
             batch = self._batch(self.val_pairs[b:b + batch_size]).to(device)
             max_len = int(batch.y.shape[1]) * 2 + 10
-            if beam > 1:
+            sources = [s for s, _ in self.val_texts[b:b + batch.x.shape[0]]] if self.val_texts else []
+            if mbr > 1:
+                tokens, _ = self.mbr_decode(model, batch.x, batch.lengths, sources, mbr, max_len, seed=b)
+            elif beam > 1:
                 tokens, _ = model.beam_search(batch.x, beam, max_len, batch.lengths, **self.beam_options())
             else:
                 tokens, _ = model.generate(batch.x, max_len, batch.lengths, **self.decode_rules())
-            sources = [s for s, _ in self.val_texts[b:b + len(tokens)]] if self.val_texts else []
             outputs += [self.decode_target(row, sources[i] if i < len(sources) else "")
                         for i, row in enumerate(tokens.tolist())]
         return outputs
 
-    def corpus_metrics(self, model, device, batch_size: int, max_items: int, beam: int) -> dict:
+    def corpus_metrics(self, model, device, batch_size: int, max_items: int, beam: int, mbr: int = 0) -> dict:
         """BLEU and chrF (sacrebleu) of greedy and beam decoding over the validation pairs,
         and of the copy-the-source baseline: {"metrics": {...}, "baseline": {...}}.
         For sentences (files, generated phrases); dates and numbers are judged by exact match."""
@@ -438,6 +460,10 @@ class TransductionTask(GeneratedTokensTask):
             scores = text_scores(self.decode_outputs(model, device, batch_size, max_items, beam), refs)
             metrics.update({f"{k}_beam": v for k, v in scores.items()})
             metrics["beam_width"] = float(beam)
+        if mbr > 1:  # minimum Bayes risk over mbr samples (mbr_decode)
+            scores = text_scores(self.decode_outputs(model, device, batch_size, max_items, mbr=mbr), refs)
+            metrics.update({f"{k}_mbr": v for k, v in scores.items()})
+            metrics["mbr_samples"] = float(mbr)
         return {"metrics": metrics, "baseline": text_scores([self._as_compared(s) for s, _ in texts], refs)}
 
     # -- shapes ----------------------------------------------------------------------------------
@@ -508,3 +534,50 @@ def text_scores(hypotheses: Sequence[str], references: Sequence[str]) -> dict[st
     bleu = sacrebleu.corpus_bleu(list(hypotheses), [list(references)], force=True)
     return {"bleu": float(bleu.score), "chrf": float(sacrebleu.corpus_chrf(list(hypotheses), [list(references)]).score),
             "length_ratio": bleu.sys_len / max(bleu.ref_len, 1)}
+
+
+def paired_bootstrap(hyps_a: Sequence[str], hyps_b: Sequence[str], references: Sequence[str],
+                     resamples: int = 1000, seed: int = 0) -> dict[str, tuple[float, float, float]]:
+    """Paired bootstrap over outputs (Koehn 2004): the corpus BLEU and chrF of system A
+    minus system B on the same references, and its 95% interval over ``resamples``
+    resamplings of the outputs with replacement (the same resampled items for both).
+    Returns {"bleu": (difference, low, high), "chrf": (...)}, 0-100 points; an interval
+    that excludes 0 is a difference significant at the 5% level (two-sided)."""
+    import numpy as np
+    from sacrebleu.metrics import BLEU, CHRF
+
+    if not (len(hyps_a) == len(hyps_b) == len(references)) or not references:
+        raise ValueError("the paired bootstrap needs as many outputs of each system as references (and some)")
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, len(references), size=(resamples, len(references)))  # [R, N]
+    out = {}
+    for name, metric in (("bleu", BLEU(force=True)), ("chrf", CHRF())):
+        refs = [list(references)]
+        a = np.array(metric._extract_corpus_statistics(list(hyps_a), refs), dtype=np.float64)  # [N, d]
+        b = np.array(metric._extract_corpus_statistics(list(hyps_b), refs), dtype=np.float64)
+
+        def score(stats: np.ndarray, metric=metric) -> float:
+            return float(metric._compute_score_from_stats([round(v) for v in stats]).score)
+        diff = score(a.sum(0)) - score(b.sum(0))
+        diffs = np.array([score(a[i].sum(0)) - score(b[i].sum(0)) for i in idx])  # [R]
+        low, high = np.percentile(diffs, [2.5, 97.5])
+        out[name] = (diff, float(low), float(high))
+    return out
+
+
+def mbr_choice(candidates: Sequence[str]) -> int:
+    """Minimum Bayes risk selection (Eikema & Aziz 2020): the index of the candidate with
+    the highest mean sentence chrF to the other candidates (samples from the model stand
+    for its distribution over outputs, so the choice is the consensus one, not the most
+    probable); ties go to the first. One candidate: 0."""
+    import sacrebleu
+
+    n = len(candidates)
+    if n < 2:
+        return 0
+    utility = [0.0] * n
+    for i in range(n):
+        for j in range(n):
+            if i != j:
+                utility[i] += sacrebleu.sentence_chrf(candidates[i], [candidates[j]]).score
+    return max(range(n), key=lambda i: (utility[i], -i))
