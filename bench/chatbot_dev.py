@@ -50,6 +50,8 @@ def main() -> None:
                         help="also score minimum Bayes risk decoding over this many samples (repeatable)")
     parser.add_argument("--mbr-temperature", action="append", type=float, default=[],
                         help="the sampling temperatures MBR is scored at (repeatable; default 1)")
+    parser.add_argument("--mbr-beta", action="append", type=float, default=[],
+                        help="the chrF beta of MBR's utility (repeatable; default 1)")
     args = parser.parse_args()
     train, dev = dev_files(Path(args.dir))
     preset = with_overrides(presets.load_builtin("chatbot_encdec"),
@@ -76,19 +78,19 @@ def main() -> None:
     from workbench.tasks.transduction import text_scores
 
     refs = [task._as_compared(r) for _, r in task.val_texts]
-    for samples in args.mbr:
-        for temperature in args.mbr_temperature or [1.0]:
-            started = time.perf_counter()
-            outs = []
-            for b in range(0, len(task.val_pairs), 64):
-                batch = task._batch(task.val_pairs[b:b + 64])
-                sources = [m for m, _ in task.val_texts[b:b + 64]]
-                tokens, _ = task.mbr_decode(model, batch.x, batch.lengths, sources, samples,
-                                            int(batch.y.shape[1]) * 2 + 10, temperature, seed=b)
-                outs += [task.decode_target(row, sources[i]) for i, row in enumerate(tokens.tolist())]
-            m = text_scores(outs, refs)
-            print(f"MBR over {samples} samples at temperature {temperature:g}: BLEU {m['bleu']:.2f} chrF {m['chrf']:.2f} "
-                  f"len {m['length_ratio']:.2f} ({time.perf_counter() - started:.0f} s)", flush=True)
+    for samples, temperature, beta in [(n, t, b) for n in args.mbr for t in args.mbr_temperature or [1.0]
+                                       for b in args.mbr_beta or [1.0]]:
+        started = time.perf_counter()
+        outs = []
+        for b in range(0, len(task.val_pairs), 64):
+            batch = task._batch(task.val_pairs[b:b + 64])
+            sources = [m for m, _ in task.val_texts[b:b + 64]]
+            tokens, _ = task.mbr_decode(model, batch.x, batch.lengths, sources, samples,
+                                        int(batch.y.shape[1]) * 2 + 10, temperature, seed=b, beta=beta)
+            outs += [task.decode_target(row, sources[i]) for i, row in enumerate(tokens.tolist())]
+        m = text_scores(outs, refs)
+        print(f"MBR over {samples} samples at temperature {temperature:g}, chrF beta {beta:g}: BLEU {m['bleu']:.2f} chrF {m['chrf']:.2f} "
+              f"len {m['length_ratio']:.2f} ({time.perf_counter() - started:.0f} s)", flush=True)
     outs = task.decode_outputs(model, "cpu", 64, 40)
     for (message, reply), out in list(zip(task.val_texts[:40], outs))[::3]:
         print(f"  {message} -> {out}  [ref: {reply[:80]}]")

@@ -53,6 +53,9 @@ def test_mbr_picks_the_consensus_candidate():
     assert mbr_choice(candidates) in (1, 2, 3)
     assert mbr_choice(["zzz qqq", "i am fine", "i am fine", "i am good"]) == 1  # the tie: the first
     assert mbr_choice(["only"]) == 0
+    # chrF beta 2 weighs recall: the candidate holding every other's words wins by its length; beta 1 does not
+    padded = ["i am fine", "i am fine", "i am well", "i am fine and well"]
+    assert mbr_choice(padded, beta=2.0) == 3 and mbr_choice(padded) == 0
 
 
 def test_mbr_decoding_in_eval_try_and_chat(tmp_path):
