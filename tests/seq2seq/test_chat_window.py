@@ -1,5 +1,5 @@
 """The window's chat mode: a transcript of user and model turns, the reply streamed in
-as it is decoded, beam search on demand, and the attention over the user's words."""
+as it is decoded, beam search and minimum Bayes risk on demand, and the attention over the user's words."""
 from __future__ import annotations
 
 import numpy as np
@@ -57,5 +57,9 @@ def test_chat_transcript_streamed_reply_beam_and_attention(qtbot, panel, chat_ru
     wait_for(qtbot, panel, view.send, "chat")
     assert view.last_result["decoding"] == "beam 3"
     assert [who for who, _ in view.turns] == ["user", "model", "user", "model"]
+    view.mbr.setValue(4)  # minimum Bayes risk over 4 samples, shown whole
+    view.input.setText("Good morning")
+    wait_for(qtbot, panel, view.send, "chat")
+    assert view.last_result["decoding"] == "MBR over 4 samples" and len(view.turns) == 6
     view.clear()
     assert view.turns == [] and view.transcript.toPlainText() == ""

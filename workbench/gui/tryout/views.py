@@ -497,10 +497,19 @@ class ChatView(ModeView):
         self.beam.setRange(1, 64)
         self.beam.setToolTip("Beam width: above 1 the reply is found by beam search (shown whole, not streamed; "
                              "the temperature is then not used)")
+        self.mbr = QSpinBox()
+        self.mbr.setObjectName("mbrSamples")
+        self.mbr.setRange(0, 64)
+        self.mbr.setSpecialValueText("off")
+        self.mbr.setToolTip("Minimum Bayes risk: above 1, this many replies are sampled (at the temperature, or 1 "
+                            "at 0) and the one most like the others (mean chrF) is shown whole; the beam is then "
+                            "not used")
         decoding.addWidget(QLabel("Temperature"))
         decoding.addWidget(self.temperature)
         decoding.addWidget(QLabel("Beam width"))
         decoding.addWidget(self.beam)
+        decoding.addWidget(QLabel("MBR samples"))
+        decoding.addWidget(self.mbr)
         decoding.addStretch(1)
         lay.addLayout(decoding)
         self.source_chips = TokenChips()
@@ -533,7 +542,9 @@ class ChatView(ModeView):
         self.turns.append(("user", message))
         self._append(f"<b>You:</b> {_escape(message)}<br/><b>Model:</b> ")
         self._set_streaming(True)
-        if self.beam.value() > 1:
+        if self.mbr.value() > 1:
+            self.request.emit("chat", {**params, "mbr": self.mbr.value()})
+        elif self.beam.value() > 1:
             self.request.emit("chat", {**params, "beam": self.beam.value()})
         else:
             self.request.emit("chat_stream", params)
