@@ -446,13 +446,16 @@ def bench_chatbot_folds(args) -> tuple[str, list[dict]]:
     import yaml
 
     from workbench import presets
-    from workbench.io.dialogue import read_dialogue
+    from workbench.io.dialogue import exchanges, read_dialogue
     from workbench.spec import with_overrides
-    from workbench.tasks.dialogue import NearestQuestion, fold_conversations
+    from workbench.tasks.dialogue import NearestQuestion, conversation_groups, fold_conversations
     from workbench.tasks.transduction import paired_bootstrap, text_scores
 
     read = read_dialogue(_shared("dialogue", "chatterbot-english")).conversations
     folds = fold_conversations(read, args.folds)
+    distinct, groups = conversation_groups(read)
+    group_of = {tuple(distinct[i]): g for g, members in enumerate(groups) for i in members}
+    group_ids: list[int] = []  # per scored exchange: its group of conversations sharing turns (cluster bootstrap)
     out = Path(tempfile.mkdtemp(prefix="chatbot_folds_"))
     systems = ["greedy", f"beam {args.beam}"] + ([f"MBR {args.mbr}"] if args.mbr > 1 else []) + ["retrieval", "echo"]
     replies: dict[str, list[str]] = {k: [] for k in systems}
@@ -471,6 +474,11 @@ def bench_chatbot_folds(args) -> tuple[str, list[dict]]:
         minutes += seconds / 60
         texts = task.val_texts
         n = len(texts)
+        limit, tok = task.options.max_len, task.tokenize
+        ids = [group_of[tuple(c)] for c in held for m, r in exchanges([c], task.options.context)
+               if len(tok(m)) <= limit and len(tok(r)) <= limit]
+        assert len(ids) == n, "the held-out exchanges are read as the task reads them"
+        group_ids += ids
         refs += [task._as_compared(r) for _, r in texts]
         replies["greedy"] += task.decode_outputs(model, "cpu", 64, n)
         replies[f"beam {args.beam}"] += task.decode_outputs(model, "cpu", 64, n, args.beam)
@@ -493,12 +501,17 @@ def bench_chatbot_folds(args) -> tuple[str, list[dict]]:
                "BLEU x retrieval": v["bleu"] / max(scores["retrieval"]["bleu"], 1e-9),
                "chrF x retrieval": v["chrf"] / max(scores["retrieval"]["chrf"], 1e-9)}
         rows.append(row)
-    print("  paired bootstrap (1000 resamplings of the exchanges), difference [95% interval]:")
-    for name in systems[:-2]:
-        for base in ("echo", "retrieval"):
-            d = paired_bootstrap(replies[name], replies[base], refs)
-            print(f"    {name} - {base}: " + ", ".join(
-                f"{m} {d[m][0]:+.2f} [{d[m][1]:+.2f}, {d[m][2]:+.2f}]" for m in ("bleu", "chrf")), flush=True)
+    if args.save_replies:
+        import json
+
+        Path(args.save_replies).write_text(json.dumps({"refs": refs, "groups": group_ids, "replies": replies}))
+    for what, clusters in (("exchanges", None), (f"{len(set(group_ids))} conversation groups", group_ids)):
+        print(f"  paired bootstrap (1000 resamplings of the {what}), difference [95% interval]:")
+        for name in systems[:-2]:
+            for base in ("echo", "retrieval"):
+                d = paired_bootstrap(replies[name], replies[base], refs, groups=clusters)
+                print(f"    {name} - {base}: " + ", ".join(
+                    f"{m} {d[m][0]:+.2f} [{d[m][1]:+.2f}, {d[m][2]:+.2f}]" for m in ("bleu", "chrf")), flush=True)
     return (f"Chatbot, chatterbot English, {len(folds)}-fold cross-validation over conversations ({len(refs)} "
             f"exchanges, each held out once), seed {args.seed}, {minutes:.1f} min of training in all, on "
             f"{args.device}, {_threads()} torch threads"), rows
@@ -621,6 +634,8 @@ def main(argv: list[str] | None = None) -> int:
                              "against the echo and retrieval)")
     parser.add_argument("--mbr", type=int, default=0,
                         help="chatbot --folds: also score minimum Bayes risk decoding over this many samples")
+    parser.add_argument("--save-replies", default="", metavar="FILE.json",
+                        help="chatbot --folds: write every system's replies, the references and groups here")
     parser.add_argument("--video-steps", type=int, default=300, help="video: training steps per clip and model")
     args = parser.parse_args(argv)
     names = [n.strip() for n in args.only.split(",") if n.strip()] or list(BENCHMARKS)

@@ -45,6 +45,13 @@ def test_paired_bootstrap_interval_excludes_zero_only_for_a_real_difference():
     assert all(v == (0.0, 0.0, 0.0) for v in same.values())
     with pytest.raises(ValueError):
         paired_bootstrap(good, bad[:5], refs)
+    # one output per group: the cluster bootstrap draws the same resamples as the plain one
+    assert paired_bootstrap(good, bad, refs, resamples=200, groups=list(range(60))) == d
+    # a system that is better on a few conversations only: resampling whole conversations widens the interval
+    mixed = [good[i] if i < 12 else bad[i] for i in range(60)]
+    plain = paired_bootstrap(mixed, bad, refs, resamples=200)["chrf"]
+    clustered = paired_bootstrap(mixed, bad, refs, resamples=200, groups=[i // 6 for i in range(60)])["chrf"]
+    assert clustered[0] == plain[0] and clustered[2] - clustered[1] > plain[2] - plain[1]
 
 
 def test_mbr_picks_the_consensus_candidate():

@@ -538,19 +538,33 @@ def text_scores(hypotheses: Sequence[str], references: Sequence[str]) -> dict[st
 
 
 def paired_bootstrap(hyps_a: Sequence[str], hyps_b: Sequence[str], references: Sequence[str],
-                     resamples: int = 1000, seed: int = 0) -> dict[str, tuple[float, float, float]]:
+                     resamples: int = 1000, seed: int = 0, groups: Sequence[int] | None = None
+                     ) -> dict[str, tuple[float, float, float]]:
     """Paired bootstrap over outputs (Koehn 2004): the corpus BLEU and chrF of system A
     minus system B on the same references, and its 95% interval over ``resamples``
     resamplings of the outputs with replacement (the same resampled items for both).
-    Returns {"bleu": (difference, low, high), "chrf": (...)}, 0-100 points; an interval
-    that excludes 0 is a difference significant at the 5% level (two-sided)."""
+    ``groups`` (one id per output): resample whole groups instead (a cluster bootstrap:
+    the exchanges of one conversation are not independent, so resampling them one by one
+    gives too narrow an interval). Returns {"bleu": (difference, low, high), "chrf":
+    (...)}, 0-100 points; an interval that excludes 0 is a difference significant at the
+    5% level (two-sided)."""
     import numpy as np
     from sacrebleu.metrics import BLEU, CHRF
 
     if not (len(hyps_a) == len(hyps_b) == len(references)) or not references:
         raise ValueError("the paired bootstrap needs as many outputs of each system as references (and some)")
+    if groups is not None and len(groups) != len(references):
+        raise ValueError("the paired bootstrap needs one group id per output")
     rng = np.random.default_rng(seed)
-    idx = rng.integers(0, len(references), size=(resamples, len(references)))  # [R, N]
+    if groups is None:
+        idx = list(rng.integers(0, len(references), size=(resamples, len(references))))  # R x [N]
+    else:
+        members: dict[int, list[int]] = {}
+        for i, g in enumerate(groups):
+            members.setdefault(g, []).append(i)
+        clusters = [np.array(m) for m in members.values()]
+        picks = rng.integers(0, len(clusters), size=(resamples, len(clusters)))  # [R, G]
+        idx = [np.concatenate([clusters[c] for c in row]) for row in picks]  # R x [about N]
     out = {}
     for name, metric in (("bleu", BLEU(force=True)), ("chrf", CHRF())):
         refs = [list(references)]
