@@ -438,8 +438,9 @@ def bench_chatbot_folds(args) -> tuple[str, list[dict]]:
     (sacrebleu, corpus level) over all folds' replies for the model (greedy, beam, and
     with --mbr N minimum Bayes risk over N samples), retrieval (TF-IDF, built per fold
     from that fold's training exchanges) and the echo, on exactly the same exchanges;
-    and a paired bootstrap (1000 resamplings of the exchanges) of model minus echo and
-    model minus retrieval with its 95% interval. Nothing is chosen here: every setting
+    and a paired bootstrap (1000 resamplings of the exchanges, then of the conversation
+    groups: a cluster bootstrap, the honest interval) of model minus echo and model minus
+    retrieval with its 95% interval. Nothing is chosen here: every setting
     comes from the preset (chosen on dev splits of training conversations)."""
     import tempfile
 
