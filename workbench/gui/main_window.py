@@ -1029,11 +1029,10 @@ class MainWindow(QMainWindow):
                         break
             if drew:
                 self._frame_update = time.perf_counter() - t0
-            if force:
-                pass  # (every panel at once, hidden ones too: not a frame the pacer spaces)
-            elif drew:
+            # (a forced frame draws every panel on screen at once: not a frame the pacer spaces)
+            if drew and not force:
                 pacer.drew(time.thread_time() - c0)
-            else:
+            elif not force:
                 pacer.settled()
         else:
             pacer.idle_tick()
