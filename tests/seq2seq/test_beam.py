@@ -136,3 +136,26 @@ def test_a_minimum_length_and_banned_tokens_in_every_decoding():
                    model.beam_search(batch.x, 3, 12, batch.lengths, min_length=6, banned=(5, 6))[0]):
         for row in tokens.tolist():
             assert EOS not in row[:6] and 5 not in row and 6 not in row
+
+
+def test_sampled_decoding_never_writes_pad_or_bos():
+    """An untrained model sampled hot puts mass on every id; the task's rules keep <pad>
+    and <bos> (never a next token) out of every row, before <eos> and after it alike."""
+    preset = presets.load_builtin("dates_encdec_attention")
+    preset.data.options["val_size"] = 64
+    task = make_task(preset)
+    torch.manual_seed(0)
+    model = build_model(preset.model, task.model_io()).eval()
+    batch = next(task.val_batches(64, 1))
+    rules = task.decode_rules()
+    io = task.model_io()
+    assert {io.pad_id, io.bos_id} <= set(rules["banned"])
+    tokens, _ = model.generate(batch.x, 16, batch.lengths, temperature=5.0,
+                               generator=torch.Generator().manual_seed(0), **rules)
+    for row in tokens.tolist():
+        written = row[:row.index(io.eos_id)] if io.eos_id in row else row
+        assert io.pad_id not in written and io.bos_id not in written
+    # without the rules the same sampling does write them: the test can fail
+    free, _ = model.generate(batch.x, 16, batch.lengths, temperature=5.0, generator=torch.Generator().manual_seed(0))
+    assert any(t in (io.pad_id, io.bos_id) for row in free.tolist()
+               for t in (row[:row.index(io.eos_id)] if io.eos_id in row else row))

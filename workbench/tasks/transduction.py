@@ -299,8 +299,10 @@ class TransductionTask(GeneratedTokensTask):
         """The rules every decoding of this task's outputs obeys (model.decoding_rules'
         arguments, eos aside): greedy, sampled, beam search and a streamed reply alike."""
         o = self.options
-        banned = (self.target_vocab.unk_id,) if o.no_unk and self.target_vocab.unk_id is not None else ()
-        return {"no_repeat_ngram": o.no_repeat_ngram, "min_length": o.min_length, "banned": banned}
+        # <pad> and <bos> are never a next token (a sampled reply could write them); <unk> on request
+        never = (PAD, BOS, UNK) if o.no_unk else (PAD, BOS)
+        banned = [self.target_vocab.index[t] for t in never if t in self.target_vocab]
+        return {"no_repeat_ngram": o.no_repeat_ngram, "min_length": o.min_length, "banned": tuple(banned)}
 
     @torch.no_grad()
     def mbr_decode(self, model, x: torch.Tensor, lengths: torch.Tensor | None, sources: Sequence[str], samples: int,
