@@ -205,7 +205,7 @@ def _shared(*parts: str) -> Path:
 
 
 def bench_charlm(args) -> tuple[str, list[dict]]:
-    """charlm_lstm (2x256 LSTM) on Tiny Shakespeare, last 10% held out, trained for
+    """charlm_lstm (2x384 LSTM) on Tiny Shakespeare, last 10% held out, trained for
     --minutes (or --steps); validation nats/char over the whole held-out part, streamed
     (the text read as one sequence, state carried: the standard figure) and windowed
     (the task's overlapping windows, what training's evaluations report), against the
@@ -234,6 +234,7 @@ def bench_charlm(args) -> tuple[str, list[dict]]:
 
         torch.save(model.state_dict(), args.save_model)  # to evaluate again later (e.g. another way)
     metrics, eval_s = full_validation(task, model, preset.train.batch_size)
+    shape = "x".join(str(layer.hidden_size) for layer in preset.model.layers)  # e.g. "384x384"
     base = task.baseline()
     nats, L = metrics["nats_per_char_streamed"], task.options.seq_len
     windowed = [(f"same model, windowed ({L}-char windows, {L // 2} warm-up)", metrics["nats_per_char"])]
@@ -250,7 +251,7 @@ def bench_charlm(args) -> tuple[str, list[dict]]:
     print(f"  charlm: {nats:.5f} nats/char streamed; " + "; ".join(f"{v:.5f} {k[11:]}" for k, v in windowed)
           + f" after {seconds / 60:.1f} min, {steps} steps", flush=True)
     rows = [
-        {"model": f"charlm_lstm 2x256, {steps} steps, streamed (state carried over the whole held-out text)",
+        {"model": f"charlm_lstm {shape}, {steps} steps, streamed (state carried over the whole held-out text)",
          "val nats/char": f"{nats:.4f}", "bits/char": metrics["bits_per_char_streamed"],
          "perplexity": metrics["perplexity_streamed"], "x uniform": nats / base["nats_per_char"],
          "minutes": seconds / 60, "<= 1.50 first at": reached},
