@@ -39,15 +39,20 @@ def test_beam_finds_the_likelier_output_that_greedy_misses():
     assert _search(4, rows=3) == [[B, EOS]] * 3
 
 
-def _dates_model(rows: int, seed: int):
-    """An untrained dates_encdec_attention (weights from ``seed``) in eval mode and one
-    validation batch of ``rows`` padded sources."""
+def _dates_task_model(rows: int, seed: int):
+    """The dates_encdec_attention task, an untrained model of it (weights from ``seed``) in
+    eval mode and one validation batch of ``rows`` padded sources."""
     preset = presets.load_builtin("dates_encdec_attention")
     preset.data.options["val_size"] = rows
     task = make_task(preset)
     torch.manual_seed(seed)
     model = build_model(preset.model, task.model_io()).eval()
-    return model, next(task.val_batches(rows, 1))
+    return task, model, next(task.val_batches(rows, 1))
+
+
+def _dates_model(rows: int, seed: int):
+    """_dates_task_model without the task: (model, batch)."""
+    return _dates_task_model(rows, seed)[1:]
 
 
 def test_width_one_is_greedy_decoding_on_a_real_encoder_decoder():
@@ -100,12 +105,7 @@ def test_decode_step_is_the_step_generate_and_beam_search_take():
 
 
 def test_no_repeated_ngrams_in_greedy_or_beam_output():
-    preset = presets.load_builtin("dates_encdec_attention")
-    preset.data.options["val_size"] = 8
-    task = make_task(preset)
-    torch.manual_seed(1)
-    model = build_model(preset.model, task.model_io()).eval()
-    batch = next(task.val_batches(8, 1))
+    model, batch = _dates_model(rows=8, seed=1)
 
     def bigrams(row):
         row = [t for t in row if t not in (PAD, EOS)]
@@ -126,12 +126,7 @@ def test_a_minimum_length_and_banned_tokens_in_every_decoding():
     tokens, _ = beam_search(_markov_step, [torch.zeros(1, 1, 1)], 1, 1, max_len=10, bos=BOS, eos=EOS, pad=PAD,
                             banned=(A,))
     assert tokens.tolist() == [[B, EOS]]  # greedy without A
-    preset = presets.load_builtin("dates_encdec_attention")
-    preset.data.options["val_size"] = 4
-    task = make_task(preset)
-    torch.manual_seed(1)
-    model = build_model(preset.model, task.model_io()).eval()
-    batch = next(task.val_batches(4, 1))
+    model, batch = _dates_model(rows=4, seed=1)
     for tokens in (model.generate(batch.x, 12, batch.lengths, min_length=6, banned=(5, 6))[0],
                    model.beam_search(batch.x, 3, 12, batch.lengths, min_length=6, banned=(5, 6))[0]):
         for row in tokens.tolist():
@@ -141,12 +136,7 @@ def test_a_minimum_length_and_banned_tokens_in_every_decoding():
 def test_sampled_decoding_never_writes_pad_or_bos():
     """An untrained model sampled hot puts mass on every id; the task's rules keep <pad>
     and <bos> (never a next token) out of every row, before <eos> and after it alike."""
-    preset = presets.load_builtin("dates_encdec_attention")
-    preset.data.options["val_size"] = 64
-    task = make_task(preset)
-    torch.manual_seed(0)
-    model = build_model(preset.model, task.model_io()).eval()
-    batch = next(task.val_batches(64, 1))
+    task, model, batch = _dates_task_model(rows=64, seed=0)
     rules = task.decode_rules()
     io = task.model_io()
     assert {io.pad_id, io.bos_id} <= set(rules["banned"])
