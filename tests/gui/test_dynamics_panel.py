@@ -126,15 +126,23 @@ def test_the_trajectory_turns_in_3d_and_colours_by_class(qtbot):
     panel = DynamicsPanel()
     qtbot.addWidget(panel)
     panel.refresh([run], run)
-    x, y = panel._items[("traj", id(run), 2, "dots")].getData()
-    np.testing.assert_allclose(np.stack([x, y]), rows[2, :2], rtol=1e-6)  # 2-D: PC1, PC2
+    dots = panel._items[("traj", id(run), "every row", "dots")]
+    x, y = dots.getData()
+    assert x.shape == (6 * 9,)  # every row's dots in one item, row by row
+    np.testing.assert_allclose(np.stack([x, y])[:, 18:27], rows[2, :2], rtol=1e-6)  # 2-D: PC1, PC2
+    brushes = dots.opts["symbolBrush"]  # by timestep: dark first, yellow last, the same in every row
+    assert len(brushes) == 54 and brushes[0].color() == brushes[9].color() != brushes[8].color()
+    assert len({b.color().name() for b in brushes}) == 9
+    _x, y0 = panel._items[("traj", id(run), "every row", "start")].getData()
+    np.testing.assert_allclose(y0, rows[:, 1, 0], rtol=1e-6)  # a ring on each row's first step
     assert panel.azimuth.isHidden()  # the angles only for the 3-D view
     panel.traj_item.setXRange(0.0, 0.2)  # zoomed in: the dots keep one brush each (nothing clipped)
     panel.traj_view.setCurrentIndex(1)
     assert not panel.azimuth.isHidden()
     panel.azimuth.setValue(40)
     panel.elevation.setValue(20)
-    x, y = panel._items[("traj", id(run), 2, "dots")].getData()
+    x, y = panel._items[("traj", id(run), "every row", "dots")].getData()
+    x, y = x[18:27], y[18:27]  # row 2
     az, el = np.radians(40), np.radians(20)
     turn = np.array([[np.cos(az), -np.sin(az), 0], [np.sin(az), np.cos(az), 0], [0, 0, 1]])  # about PC3
     tilt = np.array([[1, 0, 0], [0, np.sin(el), np.cos(el)]])  # the camera's two screen axes
@@ -143,8 +151,9 @@ def test_the_trajectory_turns_in_3d_and_colours_by_class(qtbot):
     assert "azimuth 40" in panel.traj_item.getAxis("bottom").labelText
     assert len(panel._traj_extras) == 6  # three axes and their labels
     panel.traj_colour.setCurrentIndex(1)
-    brush = panel._items[("traj", id(run), 3, "dots")].opts["symbolBrush"]
-    assert brush.color().name() == _CLASS_COLOURS[2]  # row 3 is of class 2, the third class seen
+    brushes = panel._items[("traj", id(run), "every row", "dots")].opts["symbolBrush"]
+    assert {b.color().name() for b in brushes[27:36]} == {_CLASS_COLOURS[2]}  # row 3: class 2, the third seen
+    assert brushes[0].color().name() == _CLASS_COLOURS[0]
     assert [label.text for _sample, label in panel.traj_legend.items] == ["class 0", "class 1", "class 2"]
     # a run without classes: the class colouring is offered but greyed, the dots by time
     plain = RunData("plain", task="adding")
