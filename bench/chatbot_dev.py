@@ -52,11 +52,15 @@ def main() -> None:
                         help="the sampling temperatures MBR is scored at (repeatable; default 1)")
     parser.add_argument("--mbr-beta", action="append", type=float, default=[],
                         help="the chrF beta of MBR's utility (repeatable; default 1)")
+    parser.add_argument("--seed", type=int, default=0, help="the training seed")
+    parser.add_argument("--rerank", type=int, default=0, metavar="K",
+                        help="also score retrieve-then-rerank (workbench.tasks.rerank) over the beam and greedy "
+                        "replies and the K nearest questions' replies, on a grid of its weights")
     args = parser.parse_args()
     train, dev = dev_files(Path(args.dir))
     preset = with_overrides(presets.load_builtin("chatbot_encdec"),
                             [f"data.path={train}", f"data.options.val_path={dev}", "train.num_threads=1"] + args.set)
-    task, model, seconds, _ = train_preset(preset)
+    task, model, seconds, _ = train_preset(preset, seed=args.seed)
     model.cpu().eval()
     print(f"trained {preset.train.steps} steps in {seconds / 60:.1f} min; {len(task.train_texts)} train', "
           f"{len(task.val_pairs)} dev exchanges; vocab {len(task.source_vocab)}", flush=True)
@@ -91,9 +95,58 @@ def main() -> None:
         m = text_scores(outs, refs)
         print(f"MBR over {samples} samples at temperature {temperature:g}, chrF beta {beta:g}: BLEU {m['bleu']:.2f} chrF {m['chrf']:.2f} "
               f"len {m['length_ratio']:.2f} ({time.perf_counter() - started:.0f} s)", flush=True)
+    if args.rerank:
+        rerank_grid(task, model, args.rerank, refs)
     outs = task.decode_outputs(model, "cpu", 64, 40)
     for (message, reply), out in list(zip(task.val_texts[:40], outs))[::3]:
         print(f"  {message} -> {out}  [ref: {reply[:80]}]")
+
+
+def rerank_grid(task, model, k_max: int, refs: list[str]) -> None:
+    """Retrieve-then-rerank on dev: the pools once (beam 4, greedy, the k_max nearest
+    questions' replies, each scored by the model), then the choice under a grid of the
+    weights, the pool's size and make-up; BLEU/chrF of each beside retrieval's."""
+    import itertools
+
+    from workbench.tasks.dialogue import NearestQuestion
+    from workbench.tasks.rerank import RerankWeights, candidate_pools, choose
+    from workbench.tasks.transduction import text_scores
+
+    started = time.perf_counter()
+    index = NearestQuestion(task.train_texts, task.tokenize)
+    pools = candidate_pools(task, model, [m for m, _ in task.val_texts], index, k_max, 4)
+    print(f"rerank pools (beam 4, greedy, {k_max} retrieved) scored in {time.perf_counter() - started:.0f} s", flush=True)
+    retrieval = text_scores([p[2].text for p in pools], refs)
+    print(f"  retrieval #1: BLEU {retrieval['bleu']:.2f} chrF {retrieval['chrf']:.2f}")
+    rows = []
+    ks = [k for k in (1, 2, 3, 5, 10, 20, 40) if k <= k_max]
+    for k, own, ln, sim, ret in itertools.product(ks, ("beam+greedy", "beam", "none"), (0.0, 0.5, 1.0),
+                                                  (0.0, 1.0, 2.0, 4.0), (-1.0, -0.5, 0.0, 0.5, 1.0, 2.0)):
+        if own == "none" and ret != 0.0:
+            continue  # the constant changes nothing among retrieved replies alone
+        weights = RerankWeights(ln, sim, ret, own != "none")
+        chosen = []
+        for pool in pools:
+            sub = [c for c in pool if (c.retrieved and int(c.origin.split("#")[1]) <= k)
+                   or (c.origin in own.split("+"))]
+            chosen.append(sub[choose(sub, weights)])
+        s = text_scores([c.text for c in chosen], refs)
+        share = sum(c.retrieved for c in chosen) / len(chosen)
+        rows.append((s["bleu"], s["chrf"], k, own, ln, sim, ret, share, s["length_ratio"]))
+    rows.sort(key=lambda r: -(r[0] / retrieval["bleu"] + r[1] / retrieval["chrf"]))
+    print("  rerank grid, best 25 by BLEU/retrieval + chrF/retrieval (k, own pool, length_norm, similarity, "
+          "retrieved bonus): BLEU chrF, share retrieved, length ratio")
+    for r in rows[:25]:
+        print(f"    k {r[2]:2d} own {r[3]:11s} ln {r[4]:g} sim {r[5]:g} ret {r[6]:+g}: {r[0]:.2f} {r[1]:.2f} "
+              f"retrieved {r[7]:.0%} len {r[8]:.2f}")
+    for r in rows:
+        if r[4] == 1.0 and r[5] == 0.0 and r[6] == 0.0:  # the model's score alone
+            print(f"    (model score alone) k {r[2]:2d} own {r[3]:11s}: {r[0]:.2f} {r[1]:.2f} retrieved {r[7]:.0%}")
+    import sacrebleu
+
+    oracle = [max(p, key=lambda c: sacrebleu.sentence_chrf(c.text, [ref]).score).text for p, ref in zip(pools, refs)]
+    s = text_scores(oracle, refs)
+    print(f"  oracle (best sentence chrF in the pool): BLEU {s['bleu']:.2f} chrF {s['chrf']:.2f}", flush=True)
 
 
 if __name__ == "__main__":

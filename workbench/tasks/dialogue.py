@@ -298,15 +298,38 @@ class NearestQuestion:
             for t, w in weights.items():
                 self.postings.setdefault(t, []).append((i, w / norm))
 
-    def index_of(self, message: str) -> int:
+    def _scores(self, message: str) -> dict[int, float]:
+        """Training message index -> its cosine to ``message`` (those sharing a word with it)."""
         query = {t: c * self.idf[t] for t, c in Counter(self.tokenize(message)).items() if t in self.idf}
+        norm = math.sqrt(sum(w * w for w in query.values())) or 1.0
         scores: dict[int, float] = {}
         for t, w in query.items():
             for i, v in self.postings[t]:
-                scores[i] = scores.get(i, 0.0) + w * v
+                scores[i] = scores.get(i, 0.0) + w / norm * v
+        return scores
+
+    def index_of(self, message: str) -> int:
+        scores = self._scores(message)
         if not scores:
             return 0
         return max(scores, key=lambda i: (scores[i], -i))
+
+    def top(self, message: str, k: int) -> list[tuple[int, float]]:
+        """The ``k`` training exchanges whose messages are nearest ``message``: [(index,
+        cosine)], nearest first (ties: the first in the file), distinct replies only (a
+        reply given to several near messages is kept once, at its best). The first is
+        index_of's; with no shared word, the first exchange (cosine 0) as index_of."""
+        scores = self._scores(message)
+        if not scores:
+            return [(0, 0.0)][:k]
+        out, seen = [], set()
+        for i in sorted(scores, key=lambda i: (-scores[i], i)):
+            if self.replies[i] not in seen:
+                seen.add(self.replies[i])
+                out.append((i, scores[i]))
+                if len(out) == k:
+                    break
+        return out
 
     def reply(self, message: str) -> str:
         return self.replies[self.index_of(message)]

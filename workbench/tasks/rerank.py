@@ -1,0 +1,126 @@
+"""Retrieve-then-rerank replies for a chatbot: the model chooses among its own replies and
+the human replies to the training messages nearest the new one.
+
+The pool for a message: the model's own reply (beam search under the task's decoding
+rules, and the greedy one) and the replies of the ``k`` nearest training messages
+(NearestQuestion.top, TF-IDF cosine). The trained model scores every candidate by its
+teacher-forced log-probability of the reply given the message (score_replies: the
+training forward, so a copy model scores a retrieved reply's rare message words through
+the copy, on the message's extended vocabulary; a word it can neither write nor copy is
+read as <unk>, the class every such word was trained as), and the candidate with the
+best
+
+    log p(reply | message) / tokens**length_norm + similarity * cosine + retrieved
+
+is the reply (cosine: the retrieved reply's question's TF-IDF cosine to the message, 0
+for the model's own; ``retrieved``: a constant for a human reply). The weights are the
+task's options (DialogueOptions.rerank_*), chosen on a dev split of the training
+conversations (bench/chatbot_dev.py --rerank). Only training exchanges are ever in the
+pool: the index is the task's training exchanges, which a run keeps in its task.json.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+OWN_BEAM, OWN_GREEDY = "beam", "greedy"
+
+
+@dataclass
+class Candidate:
+    text: str  # the reply as shown and scored
+    origin: str  # OWN_BEAM, OWN_GREEDY, or "retrieved #r" (r: 1 = the nearest question's reply)
+    similarity: float = 0.0  # its question's TF-IDF cosine to the message; 0 for the model's own
+    logp: float = 0.0  # teacher-forced log p(reply | message), nats, <eos> included
+    tokens: int = 1  # the reply's tokens, <eos> included
+    unknown: int = 0  # of them read as <unk> (neither in the vocabulary nor copyable from the message)
+
+    @property
+    def retrieved(self) -> bool:
+        return self.origin.startswith("retrieved")
+
+
+@dataclass
+class RerankWeights:
+    length_norm: float = 1.0  # log p / tokens**length_norm (0: the sum, favours short replies)
+    similarity: float = 0.0  # times the retrieved question's cosine to the message
+    retrieved: float = 0.0  # added to a retrieved (human) reply's score
+    own: bool = True  # the model's own replies are in the pool (False: it only reranks the retrieved)
+
+    def score(self, c: Candidate) -> float:
+        value = c.logp / max(c.tokens, 1) ** self.length_norm
+        return value + (self.similarity * c.similarity + self.retrieved if c.retrieved else 0.0)
+
+
+def choose(candidates: Sequence[Candidate], weights: RerankWeights) -> int:
+    """The index of the best candidate (ties: the first); the model's own are skipped
+    when weights.own is off, unless the pool holds nothing else."""
+    allowed = [i for i, c in enumerate(candidates) if weights.own or c.retrieved] or list(range(len(candidates)))
+    return max(allowed, key=lambda i: (weights.score(candidates[i]), -i))
+
+
+@torch.no_grad()
+def score_replies(task, model, pairs: Sequence[tuple[str, str]], batch_size: int = 64
+                  ) -> list[tuple[float, int, int]]:
+    """Per (message, reply) text pair: (log p(reply | message) in nats, summed over the
+    reply's tokens and <eos>; that count; how many of them are <unk>), teacher-forced by
+    the model's training forward (model in eval mode: no dropout). The pair is encoded as
+    training encodes it (task._encode_pairs: a copy model's reply words copied from the
+    message get the extended ids Vt + j)."""
+    device = next(model.parameters()).device
+    unk = task.target_vocab.unk_id
+    out: list[tuple[float, int, int]] = []
+    for b in range(0, len(pairs), batch_size):
+        encoded = task._encode_pairs(pairs[b:b + batch_size])
+        batch = task._batch(encoded).to(device)
+        output = model(batch.x, batch.y_in, batch.lengths).float()  # [B, T, V (+ S)]
+        # a copy model's output is already log-probabilities (log_softmax leaves it as it
+        # is); another model's are logits
+        logp = torch.log_softmax(output, dim=-1).gather(-1, batch.y[..., None])[..., 0]  # [B, T]
+        logp = logp.masked_fill(~batch.mask, 0.0).sum(1)  # [B]
+        counts = batch.mask.sum(1)  # [B]
+        unknown = ((batch.y == unk) & batch.mask).sum(1) if unk is not None else torch.zeros_like(counts)
+        out += [(float(p), int(n), int(u)) for p, n, u in zip(logp.tolist(), counts.tolist(), unknown.tolist())]
+    return out
+
+
+def candidate_pools(task, model, sources: Sequence[str], index, k: int, beam: int, batch_size: int = 64,
+                    max_len: int = 0) -> list[list[Candidate]]:
+    """Per source text: the model's own replies (beam search of ``beam`` > 1 and greedy,
+    under the task's decoding rules) and the replies of the ``k`` training messages
+    nearest it (``index``: a NearestQuestion), each scored by score_replies."""
+    device = next(model.parameters()).device
+    pools: list[list[Candidate]] = []
+    for b in range(0, len(sources), batch_size):
+        chunk = list(sources[b:b + batch_size])
+        batch = task._batch([(task._source_ids(task.tokenize(s))[0] or [task.source_vocab.unk_id], [])
+                             for s in chunk]).to(device)
+        length = max_len or int(batch.x.shape[1]) * 2 + 10
+        own: list[list[Candidate]] = [[] for _ in chunk]
+        decodings = [(OWN_BEAM, beam)] if beam > 1 else []
+        for origin, width in decodings + [(OWN_GREEDY, 1)]:
+            if width > 1:
+                tokens, _ = model.beam_search(batch.x, width, length, batch.lengths, **task.beam_options())
+            else:
+                tokens, _ = model.generate(batch.x, length, batch.lengths, **task.decode_rules())
+            for i, row in enumerate(tokens.tolist()):
+                own[i].append(Candidate(task._as_compared(task.decode_target(row, chunk[i])), origin))
+        for i, source in enumerate(chunk):
+            found = [Candidate(task._as_compared(index.replies[j]), f"retrieved #{r + 1}", similarity=s)
+                     for r, (j, s) in enumerate(index.top(source, k))]
+            pools.append(own[i] + found)
+    flat = [(sources[i], c.text) for i, pool in enumerate(pools) for c in pool]
+    scores = iter(score_replies(task, model, flat, batch_size))
+    for pool in pools:
+        for c in pool:
+            c.logp, c.tokens, c.unknown = next(scores)
+    return pools
+
+
+def rerank(task, model, sources: Sequence[str], index, k: int, beam: int, weights: RerankWeights,
+           batch_size: int = 64, max_len: int = 0) -> list[Candidate]:
+    """Per source text, the chosen candidate (see the module's docstring)."""
+    pools = candidate_pools(task, model, sources, index, k, beam, batch_size, max_len)
+    return [pool[choose(pool, weights)] for pool in pools]
