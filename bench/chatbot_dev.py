@@ -18,7 +18,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
-def dev_files(out: Path) -> tuple[Path, Path]:
+def dev_files(out: Path, dev_seed: int = 1) -> tuple[Path, Path]:
     import yaml
     from quality import _shared
 
@@ -27,7 +27,7 @@ def dev_files(out: Path) -> tuple[Path, Path]:
 
     read = read_dialogue(_shared("dialogue", "chatterbot-english")).conversations
     train, _test = split_conversations(read, 0.1)  # the test split: never read below
-    train2, dev = split_conversations(train, 0.1, seed=1)
+    train2, dev = split_conversations(train, 0.1, seed=dev_seed)
     out.mkdir(parents=True, exist_ok=True)
     paths = out / "train.yml", out / "dev.yml"
     for path, convs in zip(paths, (train2, dev)):
@@ -53,11 +53,19 @@ def main() -> None:
     parser.add_argument("--mbr-beta", action="append", type=float, default=[],
                         help="the chrF beta of MBR's utility (repeatable; default 1)")
     parser.add_argument("--seed", type=int, default=0, help="the training seed")
+    parser.add_argument("--dev-seed", type=int, default=1,
+                        help="the seed of the train'/dev split of the training conversations (default 1)")
+    parser.add_argument("--save-pools", default="", metavar="FILE.json",
+                        help="with --rerank: write the scored pools and the dev replies here (for --sweep)")
+    parser.add_argument("--sweep", nargs="+", default=[], metavar="FILE.json",
+                        help="no training: the rerank grid over the pools of these --save-pools files together")
     parser.add_argument("--rerank", type=int, default=0, metavar="K",
                         help="also score retrieve-then-rerank (workbench.tasks.rerank) over the beam and greedy "
                         "replies and the K nearest questions' replies, on a grid of its weights")
     args = parser.parse_args()
-    train, dev = dev_files(Path(args.dir))
+    if args.sweep:
+        return sweep_files(args.sweep)
+    train, dev = dev_files(Path(args.dir), args.dev_seed)
     preset = with_overrides(presets.load_builtin("chatbot_encdec"),
                             [f"data.path={train}", f"data.options.val_path={dev}", "train.num_threads=1"] + args.set)
     task, model, seconds, _ = train_preset(preset, seed=args.seed)
@@ -96,32 +104,58 @@ def main() -> None:
         print(f"MBR over {samples} samples at temperature {temperature:g}, chrF beta {beta:g}: BLEU {m['bleu']:.2f} chrF {m['chrf']:.2f} "
               f"len {m['length_ratio']:.2f} ({time.perf_counter() - started:.0f} s)", flush=True)
     if args.rerank:
-        rerank_grid(task, model, args.rerank, refs)
+        rerank_grid(task, model, args.rerank, refs, args.save_pools)
     outs = task.decode_outputs(model, "cpu", 64, 40)
     for (message, reply), out in list(zip(task.val_texts[:40], outs))[::3]:
         print(f"  {message} -> {out}  [ref: {reply[:80]}]")
 
 
-def rerank_grid(task, model, k_max: int, refs: list[str]) -> None:
+def rerank_grid(task, model, k_max: int, refs: list[str], save: str = "") -> None:
     """Retrieve-then-rerank on dev: the pools once (beam 4, greedy, the k_max nearest
     questions' replies, each scored by the model), then the choice under a grid of the
     weights, the pool's size and make-up; BLEU/chrF of each beside retrieval's."""
-    import itertools
+    import dataclasses
+    import json
 
     from workbench.tasks.dialogue import NearestQuestion
-    from workbench.tasks.rerank import RerankWeights, candidate_pools, choose
-    from workbench.tasks.transduction import text_scores
+    from workbench.tasks.rerank import candidate_pools
 
     started = time.perf_counter()
     index = NearestQuestion(task.train_texts, task.tokenize)
     pools = candidate_pools(task, model, [m for m, _ in task.val_texts], index, k_max, 4)
     print(f"rerank pools (beam 4, greedy, {k_max} retrieved) scored in {time.perf_counter() - started:.0f} s", flush=True)
+    if save:
+        Path(save).write_text(json.dumps({"refs": refs, "pools": [[dataclasses.asdict(c) for c in p] for p in pools]}))
+    sweep(pools, refs, k_max)
+
+
+def sweep_files(files: list[str]) -> None:
+    import json
+
+    from workbench.tasks.rerank import Candidate
+
+    pools, refs = [], []
+    for f in files:
+        data = json.loads(Path(f).read_text())
+        pools += [[Candidate(**c) for c in p] for p in data["pools"]]
+        refs += data["refs"]
+    print(f"rerank sweep over {len(files)} dev runs, {len(refs)} dev exchanges")
+    sweep(pools, refs, max(int(c.origin.split("#")[1]) for p in pools for c in p if c.retrieved))
+
+
+def sweep(pools, refs: list[str], k_max: int) -> None:
+    import itertools
+
+    from workbench.tasks.rerank import RerankWeights, choose
+    from workbench.tasks.transduction import text_scores
+
     retrieval = text_scores([p[2].text for p in pools], refs)
     print(f"  retrieval #1: BLEU {retrieval['bleu']:.2f} chrF {retrieval['chrf']:.2f}")
     rows = []
     ks = [k for k in (1, 2, 3, 5, 10, 20, 40) if k <= k_max]
-    for k, own, ln, sim, ret in itertools.product(ks, ("beam+greedy", "beam", "none"), (0.0, 0.5, 1.0),
-                                                  (0.0, 1.0, 2.0, 4.0), (-1.0, -0.5, 0.0, 0.5, 1.0, 2.0)):
+    for k, own, ln, sim, ret in itertools.product(ks, ("beam+greedy", "beam", "none"), (0.5, 1.0),
+                                                  (0.0, 1.0, 2.0, 4.0, 6.0, 8.0, 12.0, 16.0),
+                                                  (-2.0, -1.0, -0.5, 0.0, 0.5, 1.0, 2.0)):
         if own == "none" and ret != 0.0:
             continue  # the constant changes nothing among retrieved replies alone
         weights = RerankWeights(ln, sim, ret, own != "none")

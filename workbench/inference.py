@@ -373,23 +373,34 @@ def chat_source(session: Session, message: str, previous: str = "") -> str:
 
 
 def chat(session: Session, message: str, previous: str = "", beam: int = 1, temperature: float = 0.0,
-         top_k: int = 0, seed: int | None = None, max_len: int = 0, mbr: int = 0) -> dict:
+         top_k: int = 0, seed: int | None = None, max_len: int = 0, mbr: int = 0, rerank: int | None = None) -> dict:
     """The reply to ``message``: {"message", "source_tokens" (what the model read),
-    "reply", "reply_tokens", "ids", "decoding" ("greedy", "beam N", "sampled at T" or
-    "MBR over N samples"), "attention" [L, S] over source_tokens per reply token (None
-    without attention)}. Minimum Bayes risk over ``mbr`` > 1 samples (at ``temperature``,
-    1 when it is 0; the task's mbr_decode) when asked, else beam search when beam > 1,
-    else sampling at ``temperature`` (0: greedy)."""
+    "reply", "reply_tokens", "ids", "decoding" ("greedy", "beam N", "sampled at T",
+    "MBR over N samples" or "reranked: retrieved #r" / "reranked: beam N" / "reranked:
+    greedy"), "attention" [L, S] over source_tokens per reply token (None without
+    attention)}. Minimum Bayes risk over ``mbr`` > 1 samples (at ``temperature``,
+    1 when it is 0; the task's mbr_decode) when asked, else sampling at ``temperature``
+    > 0, else retrieve-then-rerank when ``rerank`` K > 0 (None: the task's
+    data.options.rerank; workbench.tasks.rerank: the model's beam (width ``beam``, 4 when
+    it is 1) and greedy replies and the K nearest training questions' replies, the
+    model's choice; the result adds "candidates" [{"text", "origin", "score"}]), else
+    beam search when beam > 1, else greedy."""
     _require(session, "chat")
     _check_sampling(temperature, top_k)
     _check_beam(beam)
     if not 0 <= mbr <= 256:
         raise InputError(f"the MBR sample count must be between 2 and 256 (0: off), got {mbr}")
+    if rerank is None:
+        rerank = getattr(session.task.options, "rerank", 0)
+    if not 0 <= rerank <= 1000:
+        raise InputError(f"the count of retrieved replies to rerank must be between 0 (off) and 1000, got {rerank}")
     if not message.strip():
         raise InputError("the message is empty")
     source = chat_source(session, message, previous)
     batch, max_len = _source_batch(session, source, max_len)
     x = batch.x.to(session.device)
+    if rerank > 0 and mbr <= 1 and temperature <= 0:
+        return _reranked_reply(session, message, source, rerank, beam if beam > 1 else 4, max_len)
     if mbr > 1:
         tokens, attention = session.task.mbr_decode(session.model, x, batch.lengths.to(session.device), [source], mbr,
                                                     max_len, temperature or 1.0, seed or 0)
@@ -410,6 +421,32 @@ def chat(session: Session, message: str, previous: str = "", beam: int = 1, temp
     return {"message": message, "source_tokens": session.task.tokenize(source)[: x.shape[1]],
             "reply": session.task.detokenize(words), "reply_tokens": words, "ids": out["ids"],
             "decoding": decoding, "attention": out.get("attention")}
+
+
+def _reranked_reply(session: Session, message: str, source: str, k: int, beam: int, max_len: int) -> dict:
+    """chat() by retrieve-then-rerank (workbench.tasks.rerank). The chosen reply's ids
+    are its training encoding (a copied word's extended id, <unk> for a word the model can
+    neither write nor copy) and its attention the teacher-forced one; the reply is its text."""
+    from workbench.tasks.rerank import candidate_pools, choose
+
+    task, model = session.task, session.model
+    index = task.retrieval_index()
+    if index is None:
+        raise InputError("reranking needs the training exchanges: this run keeps none and its data file is gone")
+    pool = candidate_pools(task, model, [source], index, k, beam, max_len=max_len)[0]
+    weights = task.rerank_weights()
+    best = pool[choose(pool, weights)]
+    (x_ids, y_ids), = task._encode_pairs([(source, best.text)])
+    batch = task._batch([(x_ids, y_ids)]).to(session.device)
+    with torch.no_grad():
+        model(batch.x, batch.y_in, batch.lengths)
+    attention = getattr(model, "last_attention", None)
+    ids = y_ids + [model.io.eos_id]
+    origin = f"beam {beam}" if best.origin == "beam" else best.origin  # "greedy", "retrieved #r"
+    return {"message": message, "source_tokens": task.tokenize(source)[: batch.x.shape[1]], "reply": best.text,
+            "reply_tokens": task.tokenize(best.text), "ids": ids, "decoding": f"reranked: {origin}",
+            "attention": attention[0, : len(ids)].cpu().numpy() if attention is not None else None,
+            "candidates": [{"text": c.text, "origin": c.origin, "score": round(weights.score(c), 4)} for c in pool]}
 
 
 def chat_stream(session: Session, message: str, previous: str = "", temperature: float = 0.0, top_k: int = 0,
@@ -733,7 +770,7 @@ def video_rollout(session: Session, path: str | Path, start: int, steps: int = R
 # Each mode's ``answer`` (workbench.tryout_modes): (session, request) -> (result as plain
 # data, the request that looks inside the network for the same input). ``request``: "text"
 # | "image" (a path) | "video" (a path) | "audio" (a path), and "temperature", "top_k", "length", "seed",
-# "max_frames", "beam", "sample", "previous", "mbr" where the mode uses them (`workbench try`
+# "max_frames", "beam", "sample", "previous", "mbr", "rerank" where the mode uses them (`workbench try`
 # passes its options).
 
 
@@ -769,7 +806,8 @@ def answer_chat(session: Session, request: dict) -> tuple[dict, dict]:
     previous = request.get("previous") or ""
     temperature = request.get("temperature", 1.0) if request.get("sample") else 0.0
     out = chat(session, request["text"], previous=previous, beam=request.get("beam") or 1, temperature=temperature,
-               top_k=request.get("top_k", 0), seed=request.get("seed"), mbr=request.get("mbr") or 0)
+               top_k=request.get("top_k", 0), seed=request.get("seed"), mbr=request.get("mbr") or 0,
+               rerank=request.get("rerank"))
     return out, {"text": chat_source(session, request["text"], previous), "output_ids": out["ids"]}
 
 

@@ -26,7 +26,8 @@ import time
 
 
 def evaluate_run(run_dir: str, data: str | None = None, batch_size: int | None = None, max_batches: int = 0,
-                 device: str = "auto", decode: bool = True, beam: int = 4, mbr: int = 0) -> dict:
+                 device: str = "auto", decode: bool = True, beam: int = 4, mbr: int = 0,
+                 rerank: int | None = None) -> dict:
     """Evaluate a run folder; returns the JSON-ready result."""
     import torch
 
@@ -35,6 +36,8 @@ def evaluate_run(run_dir: str, data: str | None = None, batch_size: int | None =
 
     run = load_run(run_dir)
     task, model, preset = run.task, run.model, run.preset
+    if rerank is not None and hasattr(task.options, "rerank"):
+        task.options.rerank = rerank  # chatbots: retrieve-then-rerank over this many retrieved replies (0: off)
     if data:
         task.use_eval_file(data)
     else:
@@ -95,7 +98,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     # training's thread policy (cores - 1, at least one; --threads or WORKBENCH_THREADS overrides)
     policy = cpu_policy.apply("cli eval", threads=args.threads or cpu_policy.default_threads())
     result = evaluate_run(args.run_dir, data=args.data, batch_size=args.batch_size, max_batches=args.max_batches,
-                          device=args.device, decode=not args.no_decode, beam=args.beam, mbr=args.mbr)
+                          device=args.device, decode=not args.no_decode, beam=args.beam, mbr=args.mbr,
+                          rerank=args.rerank)
     result["cpu_policy"] = policy
     json.dump(result, sys.stdout, indent=2)
     sys.stdout.write("\n")
@@ -106,6 +110,13 @@ def _positive(text: str) -> int:
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError("must be 1 or more")
+    return value
+
+
+def _non_negative(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError("must be 0 or more")
     return value
 
 
@@ -125,4 +136,8 @@ def register(subparsers) -> None:
                    help="beam width for the beam-search scores of text-writing tasks (1: greedy only); default 4")
     p.add_argument("--mbr", type=_positive, default=0, metavar="N",
                    help="text-writing tasks: also score minimum Bayes risk decoding over N samples (bleu_mbr, chrf_mbr)")
+    p.add_argument("--rerank", type=_non_negative, metavar="K",
+                   help="chatbots: score retrieve-then-rerank over the beam and greedy replies and the K nearest "
+                   "training questions' replies (bleu_rerank, chrf_rerank; 0: off; default: the run's "
+                   "data.options.rerank)")
     p.set_defaults(func=cmd_eval)

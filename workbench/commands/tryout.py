@@ -5,7 +5,8 @@ The same inference as the window's "Try it" panel (workbench.inference): a langu
 model continues the text, a tagger tags each word, a classifier gives class
 probabilities, an encoder-decoder decodes greedily, by sampling and (--beam N) by beam
 search (with its attention matrix), a chatbot replies to the message (greedy, or beam
-search with --beam N, or sampled with --temperature T > 0 and --sample), a captioner
+search with --beam N, or sampled with --temperature T > 0 and --sample, or chosen by the
+model among its own and retrieved training replies with --rerank K), a captioner
 captions a new generated image (or --image FILE), a video model gives a probability
 vector per frame or its next-frame error per frame, a speech model names the word of an
 audio clip or transcribes it (CTC: greedy and beam search), a forecaster
@@ -64,6 +65,10 @@ def register(subparsers) -> None:
     p.add_argument("--mbr", type=_positive, default=0, metavar="N",
                    help="chatbots: minimum Bayes risk decoding, the consensus (highest mean chrF to the others) of N "
                    "sampled replies (at --temperature with --sample, else 1)")
+    p.add_argument("--rerank", type=_non_negative_int, metavar="K",
+                   help="chatbots: retrieve-then-rerank, the model's choice among its beam and greedy replies and the "
+                   "replies of the K nearest training questions (0: off; default: the run's data.options.rerank); "
+                   "\"decoding\" says which was chosen")
     p.add_argument("--previous", default="",
                    help="chatbots trained with the previous turn as context: the turn before the message")
     p.add_argument("--length", type=_positive, default=200, help="tokens to generate (language models); default 200")
@@ -121,7 +126,8 @@ def _run(inference, session, args) -> tuple[dict, dict]:
     request = {"text": args.text, "image": args.image, "video": args.video, "audio": args.audio,
                "temperature": args.temperature,
                "top_k": args.top_k, "length": args.length, "seed": args.seed, "max_frames": args.max_frames,
-               "beam": args.beam, "sample": args.sample, "previous": args.previous, "mbr": args.mbr}
+               "beam": args.beam, "sample": args.sample, "previous": args.previous, "mbr": args.mbr,
+               "rerank": args.rerank}
     return inference.answer(session, request)
 
 

@@ -57,6 +57,13 @@ class DialogueOptions:
     # one vocabulary for messages and replies (word level: the same language), so a copy model
     # (model.copy) can write any message word it copies rather than the reply side's <unk>
     shared_vocab: bool = False
+    # Retrieve-then-rerank (workbench.tasks.rerank): `workbench eval`, `workbench try` and the chat
+    # choose the reply by the model's score among its own (beam and greedy) and the replies of the
+    # `rerank` nearest training questions; 0: off. The weights of the choice:
+    rerank: int = 0
+    rerank_length_norm: float = 1.0  # the model's log-probability / reply tokens**this
+    rerank_similarity: float = 0.0  # plus this times a retrieved reply's question's TF-IDF cosine
+    rerank_retrieved: float = 0.0  # plus this for a retrieved (human) reply
 
 
 class DialogueTask(TransductionTask):
@@ -76,6 +83,10 @@ class DialogueTask(TransductionTask):
         check_int(o, "max_len", 1, 100_000)
         check_beam_options(o)
         check_float(o, "copy_pairs", 0.0, 1.0)
+        check_int(o, "rerank", 0, 1000)
+        check_float(o, "rerank_length_norm", 0.0, 10.0)
+        check_float(o, "rerank_similarity", -100.0, 100.0)
+        check_float(o, "rerank_retrieved", -100.0, 100.0)
         if o.val_path and not path:
             raise SpecError("data.options.val_path", "a validation file needs a training file in data.path")
         if not o.val_path and o.val_fraction <= 0:
@@ -176,6 +187,11 @@ class DialogueTask(TransductionTask):
             scores = text_scores(self.decode_outputs(model, device, batch_size, max_items, mbr=mbr), refs)
             metrics.update({f"{k}_mbr": v for k, v in scores.items()})
             metrics["mbr_samples"] = float(mbr)
+        if self.options.rerank > 0:  # retrieve-then-rerank (workbench.tasks.rerank)
+            chosen = self.rerank_outputs(model, batch_size, max_items, beam)
+            scores = text_scores([c.text for c in chosen], refs)
+            metrics.update({f"{k}_rerank": v for k, v in scores.items()})
+            metrics["rerank_retrieved_share"] = sum(c.retrieved for c in chosen) / max(len(chosen), 1)
         baseline = {}
         train = self._training_texts()
         if train:
@@ -186,8 +202,46 @@ class DialogueTask(TransductionTask):
         baseline.update({f"echo_{k}": v for k, v in text_scores([self._as_compared(m) for m, _ in texts], refs).items()})
         return {"metrics": metrics, "baseline": baseline}
 
+    def rerank_weights(self):
+        from workbench.tasks.rerank import RerankWeights
+
+        o = self.options
+        return RerankWeights(o.rerank_length_norm, o.rerank_similarity, o.rerank_retrieved)
+
+    def retrieval_index(self) -> NearestQuestion | None:
+        """The nearest-question index over the training exchanges (built once; None when
+        there are none: a restored run of an old version without its training file)."""
+        train = self._training_texts()
+        if not train:
+            return None
+        if getattr(self, "_index", None) is None or self._index[0] is not train:
+            self._index = (train, NearestQuestion(train, self.tokenize))
+        return self._index[1]
+
+    def rerank_outputs(self, model, batch_size: int, max_items: int, beam: int, k: int = 0) -> list:
+        """The validation messages' replies chosen by retrieve-then-rerank among beam
+        search (width ``beam``), greedy and the ``k`` (default: data.options.rerank)
+        nearest training questions' replies: a rerank.Candidate each (text, origin)."""
+        from workbench.tasks.rerank import rerank
+
+        index = self.retrieval_index()
+        if index is None:
+            raise DataError(self.path, "reranking needs the training exchanges: the run keeps none and the file is gone")
+        sources = [m for m, _ in self.val_texts[:max_items]]
+        return rerank(self, model, sources, index, k or self.options.rerank, beam, self.rerank_weights(), batch_size)
+
+    def artifacts(self) -> dict:
+        # the training exchanges: the retrieval baseline's and the reranked chat's index after
+        # restore, without the training file (held-out exchanges are never among them)
+        return {**super().artifacts(), "retrieval_exchanges": [list(p) for p in self._training_texts()]}
+
+    def restore(self, artifacts: dict) -> None:
+        super().restore(artifacts)
+        self.train_texts = [(str(m), str(r)) for m, r in artifacts.get("retrieval_exchanges", [])]
+
     def _training_texts(self) -> list[tuple[str, str]]:
-        """The training exchanges (read again after restore(); none when the file is gone)."""
+        """The training exchanges (kept in a run's task.json; read again after restore() of
+        an older run; none when the file is gone)."""
         if not self.train_texts:
             try:
                 self._split_file()

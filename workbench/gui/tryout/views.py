@@ -462,8 +462,9 @@ class TransduceView(_LineInputView):
 
 class ChatView(ModeView):
     """A conversation: the transcript of user and model turns, the reply streamed in as
-    it is decoded (greedy or sampled at the temperature; beam search, width > 1, answers
-    whole), and the attention of the last reply over the user's words."""
+    it is decoded (greedy or sampled at the temperature; beam search, width > 1, MBR and
+    retrieve-then-rerank answer whole, the last labelled "reranked: retrieved #r" or
+    "reranked: beam N"), and the attention of the last reply over the user's words."""
 
     def __init__(self, info: dict, parent=None):
         super().__init__(info, parent)
@@ -508,8 +509,19 @@ class ChatView(ModeView):
         decoding.addWidget(self.temperature)
         decoding.addWidget(QLabel("Beam width"))
         decoding.addWidget(self.beam)
+        self.rerank = QSpinBox()
+        self.rerank.setObjectName("rerankRetrieved")
+        self.rerank.setRange(0, 100)
+        self.rerank.setSpecialValueText("off")
+        self.rerank.setValue(int(info.get("rerank", 0)))
+        self.rerank.setToolTip("Retrieve-then-rerank: above 0, the model scores its own beam and greedy replies and "
+                               "the replies of this many nearest training questions, and answers with the one it "
+                               "rates best (the transcript says whether it was written or retrieved); used at "
+                               "temperature 0 without MBR")
         decoding.addWidget(QLabel("MBR samples"))
         decoding.addWidget(self.mbr)
+        decoding.addWidget(QLabel("Rerank retrieved"))
+        decoding.addWidget(self.rerank)
         decoding.addStretch(1)
         lay.addLayout(decoding)
         self.source_chips = TokenChips()
@@ -544,6 +556,8 @@ class ChatView(ModeView):
         self._set_streaming(True)
         if self.mbr.value() > 1:
             self.request.emit("chat", {**params, "mbr": self.mbr.value()})
+        elif self.rerank.value() > 0 and self.temperature.value() <= 0:
+            self.request.emit("chat", {**params, "beam": self.beam.value(), "rerank": self.rerank.value()})
         elif self.beam.value() > 1:
             self.request.emit("chat", {**params, "beam": self.beam.value()})
         else:
@@ -580,8 +594,10 @@ class ChatView(ModeView):
             return
         self._set_streaming(False)
         self.last_result = data
-        if kind == "chat":  # beam search: the reply arrives whole
+        if kind == "chat":  # beam search, MBR, reranked: the reply arrives whole
             self.on_tokens([{"text": data["reply"]}])
+            if data.get("decoding", "").startswith("reranked"):  # written or retrieved: say which
+                self._append(f" <i>({_escape(data['decoding'])})</i>")
         self._append("<br/>")
         self.turns.append(("model", data["reply"]))
         self.source_chips.set_tokens(data["source_tokens"])

@@ -82,7 +82,8 @@ class InferenceWorker(QObject):
                                        top_k=p.get("top_k", 0), seed=p.get("seed"), beam=p.get("beam", 1))
         if kind == "chat":
             out = inference.chat(s, p["text"], previous=p.get("previous", ""), beam=p.get("beam", 1),
-                                 temperature=p.get("temperature", 0.0), mbr=p.get("mbr", 0))
+                                 temperature=p.get("temperature", 0.0), mbr=p.get("mbr", 0),
+                                 rerank=p.get("rerank", 0))
             return {**out, "source": inference.chat_source(s, p["text"], p.get("previous", ""))}
         if kind == "chat_stream":
             return self._chat_stream(job_id, inference, s, p)
