@@ -122,7 +122,7 @@ def rerank_grid(task, model, k_max: int, refs: list[str], save: str = "") -> Non
 
     started = time.perf_counter()
     index = NearestQuestion(task.train_texts, task.tokenize)
-    pools = candidate_pools(task, model, [m for m, _ in task.val_texts], index, k_max, 4)
+    pools = candidate_pools(task, model, [m for m, _ in task.val_texts], index, k_max, 4, prior=True)
     print(f"rerank pools (beam 4, greedy, {k_max} retrieved) scored in {time.perf_counter() - started:.0f} s", flush=True)
     if save:
         Path(save).write_text(json.dumps({"refs": refs, "pools": [[dataclasses.asdict(c) for c in p] for p in pools]}))
@@ -144,41 +144,74 @@ def sweep_files(files: list[str]) -> None:
 
 
 def sweep(pools, refs: list[str], k_max: int) -> None:
+    """The rerank grid over scored pools: corpus BLEU/chrF of each setting's choices from
+    per-candidate sufficient statistics (sacrebleu's, summed: the corpus score exactly,
+    fast), sorted by BLEU/retrieval + chrF/retrieval."""
     import itertools
 
-    from workbench.tasks.rerank import RerankWeights, choose
-    from workbench.tasks.transduction import text_scores
+    import numpy as np
+    from sacrebleu.metrics import BLEU, CHRF
 
-    retrieval = text_scores([p[2].text for p in pools], refs)
-    print(f"  retrieval #1: BLEU {retrieval['bleu']:.2f} chrF {retrieval['chrf']:.2f}")
+    from workbench.tasks.rerank import RerankWeights, choose
+
+    metrics = (BLEU(force=True), CHRF())
+    stats = {}  # (pool, candidate) -> per metric, the candidate's statistics against its reference
+    for metric in metrics:
+        flat = [(i, j) for i, p in enumerate(pools) for j in range(len(p))]
+        rows_ = metric._extract_corpus_statistics([pools[i][j].text for i, j in flat], [[refs[i] for i, _ in flat]])
+        for key, row in zip(flat, rows_):
+            stats.setdefault(key, []).append(np.array(row, dtype=np.float64))
+
+    def scores(picks: list[int]) -> tuple[float, float]:
+        out = []
+        for m, metric in enumerate(metrics):
+            total = sum(stats[(i, j)][m] for i, j in enumerate(picks))
+            out.append(float(metric._compute_score_from_stats([round(v) for v in total]).score))
+        return out[0], out[1]
+
+    r_bleu, r_chrf = scores([2] * len(pools))
+    print(f"  retrieval #1: BLEU {r_bleu:.2f} chrF {r_chrf:.2f}")
     rows = []
     ks = [k for k in (1, 2, 3, 5, 10, 20, 40) if k <= k_max]
-    for k, own, ln, sim, ret in itertools.product(ks, ("beam+greedy", "beam", "none"), (0.5, 1.0),
-                                                  (0.0, 1.0, 2.0, 4.0, 6.0, 8.0, 12.0, 16.0),
-                                                  (-2.0, -1.0, -0.5, 0.0, 0.5, 1.0, 2.0)):
+    generics = (0.0, 0.25, 0.5) if all(c.prior for p in pools for c in p) else (0.0,)
+    for k, own, ln, sim, ret, gen in itertools.product(ks, ("beam+greedy", "beam", "none"), (0.5, 1.0, 1.5, 2.0),
+                                                       (0.0, 2.0, 4.0, 6.0, 8.0, 10.0, 12.0, 16.0),
+                                                       (-4.0, -3.0, -2.0, -1.0, -0.5, 0.0, 1.0), generics):
         if own == "none" and ret != 0.0:
             continue  # the constant changes nothing among retrieved replies alone
-        weights = RerankWeights(ln, sim, ret, own != "none")
-        chosen = []
+        weights = RerankWeights(ln, sim, ret, own != "none", gen)
+        picks = []
         for pool in pools:
-            sub = [c for c in pool if (c.retrieved and int(c.origin.split("#")[1]) <= k)
+            sub = [j for j, c in enumerate(pool) if (c.retrieved and int(c.origin.split("#")[1]) <= k)
                    or (c.origin in own.split("+"))]
-            chosen.append(sub[choose(sub, weights)])
-        s = text_scores([c.text for c in chosen], refs)
-        share = sum(c.retrieved for c in chosen) / len(chosen)
-        rows.append((s["bleu"], s["chrf"], k, own, ln, sim, ret, share, s["length_ratio"]))
-    rows.sort(key=lambda r: -(r[0] / retrieval["bleu"] + r[1] / retrieval["chrf"]))
-    print("  rerank grid, best 25 by BLEU/retrieval + chrF/retrieval (k, own pool, length_norm, similarity, "
-          "retrieved bonus): BLEU chrF, share retrieved, length ratio")
-    for r in rows[:25]:
-        print(f"    k {r[2]:2d} own {r[3]:11s} ln {r[4]:g} sim {r[5]:g} ret {r[6]:+g}: {r[0]:.2f} {r[1]:.2f} "
-              f"retrieved {r[7]:.0%} len {r[8]:.2f}")
+            picks.append(sub[choose([pool[j] for j in sub], weights)])
+        bleu, chrf = scores(picks)
+        share = sum(pools[i][j].retrieved for i, j in enumerate(picks)) / len(picks)
+        rows.append((bleu, chrf, k, own, ln, sim, ret, share, 0.0, gen))
+    rows.sort(key=lambda r: -(r[0] / r_bleu + r[1] / r_chrf))
+    print("  rerank grid, best 30 by BLEU/retrieval + chrF/retrieval (k, own pool, length_norm, similarity, "
+          "retrieved bonus, generic): BLEU chrF, share retrieved")
+    for r in rows[:30]:
+        print(f"    k {r[2]:2d} own {r[3]:11s} ln {r[4]:g} sim {r[5]:g} ret {r[6]:+g} generic {r[9]:g}: {r[0]:.2f} "
+              f"{r[1]:.2f} retrieved {r[7]:.0%}")
+    both = [r for r in rows if r[0] > r_bleu and r[1] > r_chrf]
+    print(f"  {len(both)} of {len(rows)} settings beat retrieval on both; best by chrF among them:")
+    for r in sorted(both, key=lambda r: -r[1])[:10]:
+        print(f"    k {r[2]:2d} own {r[3]:11s} ln {r[4]:g} sim {r[5]:g} ret {r[6]:+g} generic {r[9]:g}: {r[0]:.2f} "
+              f"{r[1]:.2f} retrieved {r[7]:.0%}")
+    print("  best 15 by the smaller of BLEU/retrieval and chrF/retrieval:")
+    for r in sorted(rows, key=lambda r: -min(r[0] / r_bleu, r[1] / r_chrf))[:15]:
+        print(f"    k {r[2]:2d} own {r[3]:11s} ln {r[4]:g} sim {r[5]:g} ret {r[6]:+g} generic {r[9]:g}: {r[0]:.2f} "
+              f"{r[1]:.2f} retrieved {r[7]:.0%} (x{r[0] / r_bleu:.3f}, x{r[1] / r_chrf:.3f})")
     for r in rows:
-        if r[4] == 1.0 and r[5] == 0.0 and r[6] == 0.0:  # the model's score alone
-            print(f"    (model score alone) k {r[2]:2d} own {r[3]:11s}: {r[0]:.2f} {r[1]:.2f} retrieved {r[7]:.0%}")
+        if r[4] == 1.0 and r[5] == 0.0 and r[6] == 0.0 and r[9] in (0.0, 0.5):  # the model's score (and MMI) alone
+            print(f"    (model score alone, generic {r[9]:g}) k {r[2]:2d} own {r[3]:11s}: {r[0]:.2f} {r[1]:.2f} "
+                  f"retrieved {r[7]:.0%}")
     import sacrebleu
 
     oracle = [max(p, key=lambda c: sacrebleu.sentence_chrf(c.text, [ref]).score).text for p, ref in zip(pools, refs)]
+    from workbench.tasks.transduction import text_scores
+
     s = text_scores(oracle, refs)
     print(f"  oracle (best sentence chrF in the pool): BLEU {s['bleu']:.2f} chrF {s['chrf']:.2f}", flush=True)
 

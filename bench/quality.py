@@ -459,7 +459,11 @@ def bench_chatbot_folds(args) -> tuple[str, list[dict]]:
     group_of = {tuple(distinct[i]): g for g, members in enumerate(groups) for i in members}
     group_ids: list[int] = []  # per scored exchange: its group of conversations sharing turns (cluster bootstrap)
     out = Path(tempfile.mkdtemp(prefix="chatbot_folds_"))
-    systems = ["greedy", f"beam {args.beam}"] + ([f"MBR {args.mbr}"] if args.mbr > 1 else []) + ["retrieval", "echo"]
+    rerank_k = args.rerank if args.rerank >= 0 else with_overrides(presets.load_builtin("chatbot_encdec"),
+                                                                   args.chat_set).data.options.get("rerank", 0)
+    systems = ["greedy", f"beam {args.beam}"] + ([f"MBR {args.mbr}"] if args.mbr > 1 else [])
+    systems += ([f"rerank {rerank_k}"] if rerank_k > 0 else []) + ["retrieval", "echo"]
+    retrieved_share = []
     replies: dict[str, list[str]] = {k: [] for k in systems}
     refs: list[str] = []
     minutes = 0.0
@@ -486,6 +490,10 @@ def bench_chatbot_folds(args) -> tuple[str, list[dict]]:
         replies[f"beam {args.beam}"] += task.decode_outputs(model, "cpu", 64, n, args.beam)
         if args.mbr > 1:
             replies[f"MBR {args.mbr}"] += task.decode_outputs(model, "cpu", 64, n, mbr=args.mbr)
+        if rerank_k > 0:  # the pool: this fold's training exchanges (task.train_texts), never its held-out ones
+            chosen = task.rerank_outputs(model, 64, n, args.beam, rerank_k)
+            replies[f"rerank {rerank_k}"] += [c.text for c in chosen]
+            retrieved_share += [c.retrieved for c in chosen]
         retrieval = NearestQuestion(task.train_texts, task.tokenize)
         replies["retrieval"] += [task._as_compared(retrieval.reply(m)) for m, _ in texts]
         replies["echo"] += [task._as_compared(m) for m, _ in texts]
@@ -503,6 +511,9 @@ def bench_chatbot_folds(args) -> tuple[str, list[dict]]:
                "BLEU x retrieval": v["bleu"] / max(scores["retrieval"]["bleu"], 1e-9),
                "chrF x retrieval": v["chrf"] / max(scores["retrieval"]["chrf"], 1e-9)}
         rows.append(row)
+    if retrieved_share:
+        print(f"  rerank {rerank_k}: a retrieved reply chosen for {sum(retrieved_share) / len(retrieved_share):.0%} "
+              "of the messages", flush=True)
     if args.save_replies:
         import json
 
@@ -636,6 +647,9 @@ def main(argv: list[str] | None = None) -> int:
                              "against the echo and retrieval)")
     parser.add_argument("--mbr", type=int, default=0,
                         help="chatbot --folds: also score minimum Bayes risk decoding over this many samples")
+    parser.add_argument("--rerank", type=int, default=-1, metavar="K",
+                        help="chatbot --folds: also score retrieve-then-rerank over K retrieved replies (the pool "
+                             "per fold: its training exchanges only); default: the preset's data.options.rerank")
     parser.add_argument("--save-replies", default="", metavar="FILE.json",
                         help="chatbot --folds: write every system's replies, the references and groups here")
     parser.add_argument("--video-steps", type=int, default=300, help="video: training steps per clip and model")

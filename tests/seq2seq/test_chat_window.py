@@ -1,5 +1,5 @@
 """The window's chat mode: a transcript of user and model turns, the reply streamed in
-as it is decoded, beam search and minimum Bayes risk on demand, and the attention over the user's words."""
+as it is decoded, beam search, minimum Bayes risk and retrieve-then-rerank on demand, and the attention over the user's words."""
 from __future__ import annotations
 
 import numpy as np
@@ -61,5 +61,12 @@ def test_chat_transcript_streamed_reply_beam_and_attention(qtbot, panel, chat_ru
     view.input.setText("Good morning")
     wait_for(qtbot, panel, view.send, "chat")
     assert view.last_result["decoding"] == "MBR over 4 samples" and len(view.turns) == 6
+    view.mbr.setValue(0)
+    assert view.rerank.value() == 0  # the run's data.options.rerank: off
+    view.rerank.setValue(2)  # retrieve-then-rerank: the transcript says whether it was written or retrieved
+    view.input.setText("Hello")
+    wait_for(qtbot, panel, view.send, "chat")
+    decoding = view.last_result["decoding"]
+    assert decoding.startswith("reranked: ") and f"({decoding})" in view.transcript.toPlainText()
     view.clear()
     assert view.turns == [] and view.transcript.toPlainText() == ""

@@ -36,6 +36,7 @@ class Candidate:
     logp: float = 0.0  # teacher-forced log p(reply | message), nats, <eos> included
     tokens: int = 1  # the reply's tokens, <eos> included
     unknown: int = 0  # of them read as <unk> (neither in the vocabulary nor copyable from the message)
+    prior: float = 0.0  # log p(reply | a message of one <unk>): how likely the reply is whatever was said
 
     @property
     def retrieved(self) -> bool:
@@ -48,9 +49,12 @@ class RerankWeights:
     similarity: float = 0.0  # times the retrieved question's cosine to the message
     retrieved: float = 0.0  # added to a retrieved (human) reply's score
     own: bool = True  # the model's own replies are in the pool (False: it only reranks the retrieved)
+    # minus this times the reply's log-probability given no message (Li et al. 2016's MMI: a reply
+    # likely whatever was said, "i don't know", gains less)
+    generic: float = 0.0
 
     def score(self, c: Candidate) -> float:
-        value = c.logp / max(c.tokens, 1) ** self.length_norm
+        value = (c.logp - self.generic * c.prior) / max(c.tokens, 1) ** self.length_norm
         return value + (self.similarity * c.similarity + self.retrieved if c.retrieved else 0.0)
 
 
@@ -62,18 +66,21 @@ def choose(candidates: Sequence[Candidate], weights: RerankWeights) -> int:
 
 
 @torch.no_grad()
-def score_replies(task, model, pairs: Sequence[tuple[str, str]], batch_size: int = 64
+def score_replies(task, model, pairs: Sequence[tuple[str, str]], batch_size: int = 64, no_message: bool = False
                   ) -> list[tuple[float, int, int]]:
     """Per (message, reply) text pair: (log p(reply | message) in nats, summed over the
     reply's tokens and <eos>; that count; how many of them are <unk>), teacher-forced by
     the model's training forward (model in eval mode: no dropout). The pair is encoded as
     training encodes it (task._encode_pairs: a copy model's reply words copied from the
-    message get the extended ids Vt + j)."""
+    message get the extended ids Vt + j). ``no_message``: the message read as one <unk>
+    instead (the reply's prior; nothing to copy)."""
     device = next(model.parameters()).device
     unk = task.target_vocab.unk_id
     out: list[tuple[float, int, int]] = []
     for b in range(0, len(pairs), batch_size):
         encoded = task._encode_pairs(pairs[b:b + batch_size])
+        if no_message:
+            encoded = [([task.source_vocab.unk_id], task._encode_pairs([("", r)])[0][1]) for _, r in pairs[b:b + batch_size]]
         batch = task._batch(encoded).to(device)
         output = model(batch.x, batch.y_in, batch.lengths).float()  # [B, T, V (+ S)]
         # a copy model's output is already log-probabilities (log_softmax leaves it as it
@@ -87,10 +94,11 @@ def score_replies(task, model, pairs: Sequence[tuple[str, str]], batch_size: int
 
 
 def candidate_pools(task, model, sources: Sequence[str], index, k: int, beam: int, batch_size: int = 64,
-                    max_len: int = 0) -> list[list[Candidate]]:
+                    max_len: int = 0, prior: bool = False) -> list[list[Candidate]]:
     """Per source text: the model's own replies (beam search of ``beam`` > 1 and greedy,
     under the task's decoding rules) and the replies of the ``k`` training messages
-    nearest it (``index``: a NearestQuestion), each scored by score_replies."""
+    nearest it (``index``: a NearestQuestion), each scored by score_replies (and with
+    ``prior`` also given no message, Candidate.prior)."""
     device = next(model.parameters()).device
     pools: list[list[Candidate]] = []
     for b in range(0, len(sources), batch_size):
@@ -116,11 +124,16 @@ def candidate_pools(task, model, sources: Sequence[str], index, k: int, beam: in
     for pool in pools:
         for c in pool:
             c.logp, c.tokens, c.unknown = next(scores)
+    if prior:
+        priors = iter(score_replies(task, model, flat, batch_size, no_message=True))
+        for pool in pools:
+            for c in pool:
+                c.prior = next(priors)[0]
     return pools
 
 
 def rerank(task, model, sources: Sequence[str], index, k: int, beam: int, weights: RerankWeights,
            batch_size: int = 64, max_len: int = 0) -> list[Candidate]:
     """Per source text, the chosen candidate (see the module's docstring)."""
-    pools = candidate_pools(task, model, sources, index, k, beam, batch_size, max_len)
+    pools = candidate_pools(task, model, sources, index, k, beam, batch_size, max_len, prior=weights.generic != 0)
     return [pool[choose(pool, weights)] for pool in pools]
