@@ -60,8 +60,8 @@ def main() -> None:
     parser.add_argument("--sweep", nargs="+", default=[], metavar="FILE.json",
                         help="no training: the rerank grid over the pools of these --save-pools files together")
     parser.add_argument("--rerank", type=int, default=0, metavar="K",
-                        help="also score retrieve-then-rerank (workbench.tasks.rerank) over the beam and greedy "
-                        "replies and the K nearest questions' replies, on a grid of its weights")
+                        help="also score retrieve-then-rerank (workbench.tasks.rerank) over the beam reply and "
+                        "the K nearest questions' replies, on a grid of its weights")
     args = parser.parse_args()
     if args.sweep:
         return sweep_files(args.sweep)
@@ -111,7 +111,7 @@ def main() -> None:
 
 
 def rerank_grid(task, model, k_max: int, refs: list[str], save: str = "") -> None:
-    """Retrieve-then-rerank on dev: the pools once (beam 4, greedy, the k_max nearest
+    """Retrieve-then-rerank on dev: the pools once (beam 4, the k_max nearest
     questions' replies, each scored by the model), then the choice under a grid of the
     weights, the pool's size and make-up; BLEU/chrF of each beside retrieval's."""
     import dataclasses
@@ -123,7 +123,7 @@ def rerank_grid(task, model, k_max: int, refs: list[str], save: str = "") -> Non
     started = time.perf_counter()
     index = NearestQuestion(task.train_texts, task.tokenize)
     pools = candidate_pools(task, model, [m for m, _ in task.val_texts], index, k_max, 4, prior=True)
-    print(f"rerank pools (beam 4, greedy, {k_max} retrieved) scored in {time.perf_counter() - started:.0f} s", flush=True)
+    print(f"rerank pools (beam 4, {k_max} retrieved) scored in {time.perf_counter() - started:.0f} s", flush=True)
     if save:
         Path(save).write_text(json.dumps({"refs": refs, "pools": [[dataclasses.asdict(c) for c in p] for p in pools]}))
     sweep(pools, refs, k_max)
@@ -169,12 +169,12 @@ def sweep(pools, refs: list[str], k_max: int) -> None:
             out.append(float(metric._compute_score_from_stats([round(v) for v in total]).score))
         return out[0], out[1]
 
-    r_bleu, r_chrf = scores([2] * len(pools))
+    r_bleu, r_chrf = scores([next(j for j, c in enumerate(p) if c.origin == "retrieved #1") for p in pools])
     print(f"  retrieval #1: BLEU {r_bleu:.2f} chrF {r_chrf:.2f}")
     rows = []
     ks = [k for k in (1, 2, 3, 5, 10, 20, 40) if k <= k_max]
     generics = (0.0, 0.25, 0.5) if all(c.prior for p in pools for c in p) else (0.0,)
-    for k, own, ln, sim, ret, gen in itertools.product(ks, ("beam+greedy", "beam", "none"), (0.5, 1.0, 1.5, 2.0),
+    for k, own, ln, sim, ret, gen in itertools.product(ks, ("beam", "none"), (0.5, 1.0, 1.5, 2.0),
                                                        (0.0, 2.0, 4.0, 6.0, 8.0, 10.0, 12.0, 16.0),
                                                        (-4.0, -3.0, -2.0, -1.0, -0.5, 0.0, 1.0), generics):
         if own == "none" and ret != 0.0:

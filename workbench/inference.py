@@ -433,8 +433,8 @@ def _reranked_reply(session: Session, message: str, source: str, k: int, beam: i
     index = task.retrieval_index()
     if index is None:
         raise InputError("reranking needs the training exchanges: this run keeps none and its data file is gone")
-    pool = candidate_pools(task, model, [source], index, k, beam, max_len=max_len)[0]
     weights = task.rerank_weights()
+    pool = candidate_pools(task, model, [source], index, k, beam, max_len=max_len, prior=weights.generic != 0)[0]
     best = pool[choose(pool, weights)]
     (x_ids, y_ids), = task._encode_pairs([(source, best.text)])
     batch = task._batch([(x_ids, y_ids)]).to(session.device)

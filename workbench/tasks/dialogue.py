@@ -58,12 +58,13 @@ class DialogueOptions:
     # (model.copy) can write any message word it copies rather than the reply side's <unk>
     shared_vocab: bool = False
     # Retrieve-then-rerank (workbench.tasks.rerank): `workbench eval`, `workbench try` and the chat
-    # choose the reply by the model's score among its own (beam and greedy) and the replies of the
+    # choose the reply by the model's score between its own (beam search) and the replies of the
     # `rerank` nearest training questions; 0: off. The weights of the choice:
     rerank: int = 0
     rerank_length_norm: float = 1.0  # the model's log-probability / reply tokens**this
     rerank_similarity: float = 0.0  # plus this times a retrieved reply's question's TF-IDF cosine
     rerank_retrieved: float = 0.0  # plus this for a retrieved (human) reply
+    rerank_generic: float = 0.0  # minus this times the reply's log-probability given no message (MMI)
 
 
 class DialogueTask(TransductionTask):
@@ -87,6 +88,7 @@ class DialogueTask(TransductionTask):
         check_float(o, "rerank_length_norm", 0.0, 10.0)
         check_float(o, "rerank_similarity", -100.0, 100.0)
         check_float(o, "rerank_retrieved", -100.0, 100.0)
+        check_float(o, "rerank_generic", 0.0, 1.0)
         if o.val_path and not path:
             raise SpecError("data.options.val_path", "a validation file needs a training file in data.path")
         if not o.val_path and o.val_fraction <= 0:
@@ -206,7 +208,7 @@ class DialogueTask(TransductionTask):
         from workbench.tasks.rerank import RerankWeights
 
         o = self.options
-        return RerankWeights(o.rerank_length_norm, o.rerank_similarity, o.rerank_retrieved)
+        return RerankWeights(o.rerank_length_norm, o.rerank_similarity, o.rerank_retrieved, generic=o.rerank_generic)
 
     def retrieval_index(self) -> NearestQuestion | None:
         """The nearest-question index over the training exchanges (built once; None when
@@ -220,7 +222,7 @@ class DialogueTask(TransductionTask):
 
     def rerank_outputs(self, model, batch_size: int, max_items: int, beam: int, k: int = 0) -> list:
         """The validation messages' replies chosen by retrieve-then-rerank among beam
-        search (width ``beam``), greedy and the ``k`` (default: data.options.rerank)
+        search's (width ``beam``) and the ``k`` (default: data.options.rerank)
         nearest training questions' replies: a rerank.Candidate each (text, origin)."""
         from workbench.tasks.rerank import rerank
 

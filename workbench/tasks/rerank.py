@@ -2,7 +2,7 @@
 the human replies to the training messages nearest the new one.
 
 The pool for a message: the model's own reply (beam search under the task's decoding
-rules, and the greedy one) and the replies of the ``k`` nearest training messages
+rules; greedy at width 1) and the replies of the ``k`` nearest training messages
 (NearestQuestion.top, TF-IDF cosine). The trained model scores every candidate by its
 teacher-forced log-probability of the reply given the message (score_replies: the
 training forward, so a copy model scores a retrieved reply's rare message words through
@@ -10,10 +10,13 @@ the copy, on the message's extended vocabulary; a word it can neither write nor 
 read as <unk>, the class every such word was trained as), and the candidate with the
 best
 
-    log p(reply | message) / tokens**length_norm + similarity * cosine + retrieved
+    (log p(reply | message) - generic * log p(reply | no message)) / tokens**length_norm
+        + similarity * cosine + retrieved
 
 is the reply (cosine: the retrieved reply's question's TF-IDF cosine to the message, 0
-for the model's own; ``retrieved``: a constant for a human reply). The weights are the
+for the model's own; ``retrieved``: a constant for a human reply; ``generic``: Li et al.
+2016's maximum mutual information, which marks down a reply the model finds likely
+whatever was said, the message read as one <unk>). The weights are the
 task's options (DialogueOptions.rerank_*), chosen on a dev split of the training
 conversations (bench/chatbot_dev.py --rerank). Only training exchanges are ever in the
 pool: the index is the task's training exchanges, which a run keeps in its task.json.
@@ -95,7 +98,7 @@ def score_replies(task, model, pairs: Sequence[tuple[str, str]], batch_size: int
 
 def candidate_pools(task, model, sources: Sequence[str], index, k: int, beam: int, batch_size: int = 64,
                     max_len: int = 0, prior: bool = False) -> list[list[Candidate]]:
-    """Per source text: the model's own replies (beam search of ``beam`` > 1 and greedy,
+    """Per source text: the model's own reply (beam search of width ``beam``, greedy at 1,
     under the task's decoding rules) and the replies of the ``k`` training messages
     nearest it (``index``: a NearestQuestion), each scored by score_replies (and with
     ``prior`` also given no message, Candidate.prior)."""
@@ -106,15 +109,13 @@ def candidate_pools(task, model, sources: Sequence[str], index, k: int, beam: in
         batch = task._batch([(task._source_ids(task.tokenize(s))[0] or [task.source_vocab.unk_id], [])
                              for s in chunk]).to(device)
         length = max_len or int(batch.x.shape[1]) * 2 + 10
-        own: list[list[Candidate]] = [[] for _ in chunk]
-        decodings = [(OWN_BEAM, beam)] if beam > 1 else []
-        for origin, width in decodings + [(OWN_GREEDY, 1)]:
-            if width > 1:
-                tokens, _ = model.beam_search(batch.x, width, length, batch.lengths, **task.beam_options())
-            else:
-                tokens, _ = model.generate(batch.x, length, batch.lengths, **task.decode_rules())
-            for i, row in enumerate(tokens.tolist()):
-                own[i].append(Candidate(task._as_compared(task.decode_target(row, chunk[i])), origin))
+        if beam > 1:
+            tokens, _ = model.beam_search(batch.x, beam, length, batch.lengths, **task.beam_options())
+        else:
+            tokens, _ = model.generate(batch.x, length, batch.lengths, **task.decode_rules())
+        origin = OWN_BEAM if beam > 1 else OWN_GREEDY
+        own = [[Candidate(task._as_compared(task.decode_target(row, chunk[i])), origin)]
+               for i, row in enumerate(tokens.tolist())]
         for i, source in enumerate(chunk):
             found = [Candidate(task._as_compared(index.replies[j]), f"retrieved #{r + 1}", similarity=s)
                      for r, (j, s) in enumerate(index.top(source, k))]
