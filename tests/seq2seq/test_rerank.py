@@ -107,6 +107,7 @@ def test_the_pool_holds_the_models_replies_and_training_replies_only(tmp_path):
     own = inference.chat(session, "hello there", beam=3)
     assert own["decoding"] == "reranked: beam 3"
     assert inference.chat(session, "hello there", rerank=0)["decoding"] == "greedy"  # off
+    assert inference.chat(session, "hello there", rerank=0, beam=2)["decoding"] == "beam 2"
     scores = session.task.corpus_metrics(session.model, "cpu", 4, 10, beam=2)["metrics"]
     assert {"bleu_rerank", "chrf_rerank"} <= set(scores) and scores["rerank_retrieved_share"] == 0.0
 
@@ -122,11 +123,18 @@ def test_a_restored_run_without_its_data_file_reranks_and_try_says_which(tmp_pat
     sets = [f"data.path={path}", "data.options.val_fraction=0.25", "data.options.rerank_retrieved=100", *TINY]
     assert cli.main(["train", "chatbot_encdec", "--run-dir", run, *ONE_STEP]
                     + [a for s in sets for a in ("--set", s)]) == 0
+    from workbench.export.runfolder import load_run
+
+    held_out = {r for _, r in make_task(load_run(run).preset).ensure_prepared().val_texts}
     path.unlink()  # the index ships with the run
+    kept = load_run(run).task.train_texts  # restored from task.json, no file read
+    assert kept and held_out and not held_out & {r for _, r in kept}
     capsys.readouterr()
     assert cli.main(["try", run, "--text", "what is your name", "--rerank", "2"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["decoding"] == "reranked: retrieved #1" and out["reply"] in ("my name is bot", "noon", "blue")
     assert [c["origin"] for c in out["candidates"]] == ["beam", "retrieved #1", "retrieved #2"]
-    assert cli.main(["try", run, "--text", "what is your name"]) == 0  # the run's default: off
+    assert cli.main(["try", run, "--text", "what is your name", "--rerank", "0"]) == 0  # off
     assert json.loads(capsys.readouterr().out)["decoding"] == "greedy"
+    assert cli.main(["try", run, "--text", "what is your name"]) == 0  # the preset's default: rerank 1
+    assert json.loads(capsys.readouterr().out)["decoding"] == "reranked: retrieved #1"

@@ -59,12 +59,13 @@ class DialogueOptions:
     shared_vocab: bool = False
     # Retrieve-then-rerank (workbench.tasks.rerank): `workbench eval`, `workbench try` and the chat
     # choose the reply by the model's score between its own (beam search) and the replies of the
-    # `rerank` nearest training questions; 0: off. The weights of the choice:
+    # `rerank` nearest training questions; 0: off. The weights of the choice (chosen on dev splits
+    # of the chatterbot corpus's training conversations, bench/chatbot_dev.py --rerank):
     rerank: int = 0
     rerank_length_norm: float = 1.0  # the model's log-probability / reply tokens**this
-    rerank_similarity: float = 0.0  # plus this times a retrieved reply's question's TF-IDF cosine
+    rerank_similarity: float = 4.0  # plus this times a retrieved reply's question's TF-IDF cosine
     rerank_retrieved: float = 0.0  # plus this for a retrieved (human) reply
-    rerank_generic: float = 0.0  # minus this times the reply's log-probability given no message (MMI)
+    rerank_generic: float = 0.5  # minus this times the reply's log-probability given no message (MMI)
 
 
 class DialogueTask(TransductionTask):
