@@ -38,6 +38,8 @@ def chat_run(tmp_path_factory):
 def test_chat_transcript_streamed_reply_beam_and_attention(qtbot, panel, chat_run):  # noqa: F811
     view = open_run(qtbot, panel, chat_run)
     assert panel.mode == "chat" and not view.attention_box.isHidden()
+    assert view.rerank.value() == 1  # the preset's data.options.rerank
+    view.rerank.setValue(0)  # off: greedy, streamed
     streamed: list = []
     panel.client.tokens.connect(lambda _job, tokens: streamed.extend(tokens))
     view.input.setText("Hello there")
@@ -62,7 +64,6 @@ def test_chat_transcript_streamed_reply_beam_and_attention(qtbot, panel, chat_ru
     wait_for(qtbot, panel, view.send, "chat")
     assert view.last_result["decoding"] == "MBR over 4 samples" and len(view.turns) == 6
     view.mbr.setValue(0)
-    assert view.rerank.value() == 0  # the run's data.options.rerank: off
     view.rerank.setValue(2)  # retrieve-then-rerank: the transcript says whether it was written or retrieved
     view.input.setText("Hello")
     wait_for(qtbot, panel, view.send, "chat")

@@ -109,12 +109,15 @@ def test_chatbot_preset_trains_evaluates_and_replies_in_json(tmp_path, capsys, s
     on_file = _json(capsys, "eval", run, "--data", str(talk), "--device", "cpu")
     assert on_file["examples"] == 3  # Hello->Hi, Hi->Fine, name->chatbot
 
-    out = _json(capsys, "try", run, "--text", "Hello")
+    reranked = _json(capsys, "try", run, "--text", "Hello")  # the preset's decoding: retrieve-then-rerank
+    assert reranked["decoding"] in ("reranked: beam 4", "reranked: retrieved #1")
+    assert len(reranked["attention"]) == len(reranked["ids"]) and len(reranked["candidates"]) == 2
+    out = _json(capsys, "try", run, "--text", "Hello", "--rerank", "0")
     assert out["mode"] == "chat" and out["message"] == "Hello" and out["decoding"] == "greedy"
     assert isinstance(out["reply"], str) and out["source_tokens"] == ["hello"]
     assert out["reply"] == detokenize_words(out["reply_tokens"])  # shown as text, not as tokens
     assert len(out["attention"]) == len(out["ids"]) and all(len(row) == 1 for row in out["attention"])
-    beam = _json(capsys, "try", run, "--text", "Hello", "--beam", "3")
+    beam = _json(capsys, "try", run, "--text", "Hello", "--beam", "3", "--rerank", "0")
     assert beam["decoding"] == "beam 3"
     bad = tmp_path / "bad.yml"
     bad.write_text("- - just a list\n  - of lists\n", encoding="utf-8")
@@ -130,7 +133,7 @@ def test_the_streamed_reply_is_the_greedy_reply(tmp_path, shared_data):
     run = _train(tmp_path / "c", "chatbot_encdec", shared_data / "dialogue" / "chatterbot-english",
                  "model.layers.0.hidden_size=16", "model.decoder_layers.0.hidden_size=16")
     session = inference.open_run(run)
-    reply = inference.chat(session, "How are you?", max_len=12)
+    reply = inference.chat(session, "How are you?", max_len=12, rerank=0)
     streamed = list(inference.chat_stream(session, "How are you?", max_len=12))
     assert [s["token"] for s in streamed] == reply["reply_tokens"]
     assert "".join(s["text"] for s in streamed) == reply["reply"]

@@ -68,7 +68,8 @@ def test_greedy_beam_and_chat_write_an_unknown_word_back(tmp_path):
     beam, _ = model.beam_search(batch.x, 3, 3, batch.lengths)
     assert beam[0, 0] == Vt
     session = inference.session_from_model(preset, task, model)
-    for reply in (inference.chat(session, "zebra", max_len=3), inference.chat(session, "zebra", beam=3, max_len=3)):
+    for reply in (inference.chat(session, "zebra", max_len=3, rerank=0),
+                  inference.chat(session, "zebra", beam=3, max_len=3, rerank=0)):
         assert reply["reply_tokens"][0] == "zebra" and reply["reply"].startswith("zebra")
     streamed = list(inference.chat_stream(session, "zebra", max_len=3))
     assert streamed[0]["token"] == "zebra" and streamed[0]["id"] == Vt
