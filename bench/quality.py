@@ -413,6 +413,9 @@ def bench_chatbot(args) -> tuple[str, list[dict]]:
                m["chrf"], m["length_ratio"], perplexity=m["perplexity"], **{"x unigram": m["perplexity"] / unigram}),
         scored(f"chatbot_encdec beam {args.beam} (length penalty {o.length_penalty:g}, no repeated "
                f"{o.no_repeat_ngram}-gram)", m["bleu_beam"], m["chrf_beam"], m["length_ratio_beam"]),
+    ] + ([scored(f"chatbot_encdec retrieve-then-rerank (beam {args.beam} + {o.rerank} retrieved; a retrieved reply "
+                 f"for {m['rerank_retrieved_share']:.0%})", m["bleu_rerank"], m["chrf_rerank"], m["length_ratio_rerank"])]
+         if "bleu_rerank" in m else []) + [
         {"replies by": "unigram of the training replies", "perplexity": unigram, "x unigram": 1.0},
         scored("nearest training question's reply (TF-IDF)", base["retrieval_bleu"], base["retrieval_chrf"],
                base["retrieval_length_ratio"]),
@@ -420,12 +423,14 @@ def bench_chatbot(args) -> tuple[str, list[dict]]:
     ]
     retrieval = NearestQuestion(task.train_texts, task.tokenize)
     session = inference.session_from_model(preset, task, model)
-    print("  example exchanges (message -> greedy | beam | retrieval; held-out reply):")
+    print("  example exchanges (message -> greedy | beam | retrieval | the preset's decoding; held-out reply):")
     for message, ref in [("Hello", ""), ("How are you?", ""), ("What is your name?", ""),
                          ("Tell me a joke", "")] + task.val_texts[:8]:
-        greedy = inference.chat(session, message)["reply"]
-        beam = inference.chat(session, message, beam=args.beam)["reply"]
-        print(f"    {message} -> {greedy} | {beam} | {retrieval.reply(message)}" + (f"; {ref}" if ref else ""))
+        greedy = inference.chat(session, message, rerank=0)["reply"]
+        beam = inference.chat(session, message, beam=args.beam, rerank=0)["reply"]
+        chosen = inference.chat(session, message, beam=args.beam)
+        print(f"    {message} -> {greedy} | {beam} | {retrieval.reply(message)} | {chosen['reply']} "
+              f"({chosen['decoding']})" + (f"; {ref}" if ref else ""))
     copies = len(task.train_pairs) - len(task.train_texts)
     return (f"Chatbot, chatterbot English ({len(task.val_pairs)} held-out exchanges, {len(task.train_texts)} "
             f"training + {copies} copy pairs), on {args.device}, {_threads()} torch threads; decoding and scoring took {decode_s:.0f} s"), rows
