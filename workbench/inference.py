@@ -381,8 +381,8 @@ def chat(session: Session, message: str, previous: str = "", beam: int = 1, temp
     attention)}. Minimum Bayes risk over ``mbr`` > 1 samples (at ``temperature``,
     1 when it is 0; the task's mbr_decode) when asked, else sampling at ``temperature``
     > 0, else retrieve-then-rerank when ``rerank`` K > 0 (None: the task's
-    data.options.rerank; workbench.tasks.rerank: the model's beam (width ``beam``, 4 when
-    it is 1) and greedy replies and the K nearest training questions' replies, the
+    data.options.rerank; workbench.tasks.rerank: the model's beam-search reply (width
+    ``beam``, 4 when it is 1) and the K nearest training questions' replies, the
     model's choice; the result adds "candidates" [{"text", "origin", "score"}]), else
     beam search when beam > 1, else greedy."""
     _require(session, "chat")

@@ -486,7 +486,6 @@ class ChatView(ModeView):
         row.addWidget(self.send_button)
         row.addWidget(self.clear_button)
         lay.addLayout(row)
-        decoding = QHBoxLayout()
         self.temperature = QDoubleSpinBox()
         self.temperature.setObjectName("temperature")
         self.temperature.setRange(0.0, 10.0)
@@ -505,24 +504,24 @@ class ChatView(ModeView):
         self.mbr.setToolTip("Minimum Bayes risk: above 1, this many replies are sampled (at the temperature, or 1 "
                             "at 0) and the one most like the others (mean chrF) is shown whole; the beam is then "
                             "not used")
-        decoding.addWidget(QLabel("Temperature"))
-        decoding.addWidget(self.temperature)
-        decoding.addWidget(QLabel("Beam width"))
-        decoding.addWidget(self.beam)
         self.rerank = QSpinBox()
         self.rerank.setObjectName("rerankRetrieved")
         self.rerank.setRange(0, 100)
         self.rerank.setSpecialValueText("off")
         self.rerank.setValue(int(info.get("rerank", 0)))
-        self.rerank.setToolTip("Retrieve-then-rerank: above 0, the model scores its own beam and greedy replies and "
-                               "the replies of this many nearest training questions, and answers with the one it "
+        self.rerank.setToolTip("Retrieve-then-rerank: above 0, the model scores its own reply (beam search, width 4 "
+                               "when the beam width is 1) and the replies of this many nearest training questions, and answers with the one it "
                                "rates best (the transcript says whether it was written or retrieved); used at "
                                "temperature 0 without MBR")
-        decoding.addWidget(QLabel("MBR samples"))
-        decoding.addWidget(self.mbr)
-        decoding.addWidget(QLabel("Rerank retrieved"))
-        decoding.addWidget(self.rerank)
-        decoding.addStretch(1)
+        # two rows of two: one row of four made the panel wider than its dock at 1280x800
+        decoding = QGridLayout()
+        decoding.setHorizontalSpacing(6)
+        decoding.setVerticalSpacing(2)
+        for i, (label, box) in enumerate((("Temperature", self.temperature), ("Beam width", self.beam),
+                                          ("MBR samples", self.mbr), ("Rerank retrieved", self.rerank))):
+            decoding.addWidget(QLabel(label), i // 2, 2 * (i % 2))
+            decoding.addWidget(box, i // 2, 2 * (i % 2) + 1)
+        decoding.setColumnStretch(4, 1)
         lay.addLayout(decoding)
         self.source_chips = TokenChips()
         lay.addWidget(Titled("What the model read", self.source_chips))
@@ -597,7 +596,7 @@ class ChatView(ModeView):
         if kind == "chat":  # beam search, MBR, reranked: the reply arrives whole
             self.on_tokens([{"text": data["reply"]}])
             if data.get("decoding", "").startswith("reranked"):  # written or retrieved: say which
-                self._append(f" <i>({_escape(data['decoding'])})</i>")
+                self._append(f"&nbsp;<i>({_escape(data['decoding'])})</i>")  # (insertHtml drops a leading space)
         self._append("<br/>")
         self.turns.append(("model", data["reply"]))
         self.source_chips.set_tokens(data["source_tokens"])

@@ -450,6 +450,7 @@ class Titled(QWidget):
         lay.setContentsMargins(0, 0, 0, 0)
         lay.setSpacing(2)
         self.label = QLabel(f"<b>{title}</b>")
+        self.label.setWordWrap(True)  # a long title must not make the panel wider than its dock
         lay.addWidget(self.label)
         lay.addWidget(widget, 1)
         self.widget = widget
