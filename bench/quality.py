@@ -499,9 +499,12 @@ def bench_chatbot_folds(args) -> tuple[str, list[dict]]:
             chosen = task.rerank_outputs(model, 64, n, args.beam, rerank_k)
             replies[f"rerank {rerank_k}"] += [c.text for c in chosen]
             retrieved_share += [c.retrieved for c in chosen]
+        # the messages as read (with data.options.retrieve the model's sources also hold the
+        # reply retrieved for them, from this fold's training exchanges only: task.retrieval_index())
+        messages = task.val_messages
         retrieval = NearestQuestion(task.train_texts, task.tokenize)
-        replies["retrieval"] += [task._as_compared(retrieval.reply(m)) for m, _ in texts]
-        replies["echo"] += [task._as_compared(m) for m, _ in texts]
+        replies["retrieval"] += [task._as_compared(retrieval.reply(m)) for m in messages]
+        replies["echo"] += [task._as_compared(m) for m in messages]
         fold = {name: text_scores(replies[name][-n:], refs[-n:]) for name in systems}
         print(f"  fold {k + 1}/{len(folds)}: {len(task.train_texts)} training, {n} held-out exchanges, "
               f"{seconds / 60:.1f} min; " + "; ".join(f"{name} {v['bleu']:.2f} / {v['chrf']:.2f}"

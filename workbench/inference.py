@@ -364,12 +364,14 @@ def transduce(session: Session, text: str, temperature: float = 1.0, top_k: int 
 
 def chat_source(session: Session, message: str, previous: str = "") -> str:
     """What the model reads for a message: with the task's ``context`` option, the turn
-    before it (the model's last reply) first."""
+    before it (the model's last reply) first; with its ``retrieve`` option, the reply
+    retrieved for them after (the task's model_source)."""
     from workbench.io.dialogue import CONTEXT_SEPARATOR
 
     if getattr(session.task.options, "context", False) and previous.strip():
-        return previous.strip() + CONTEXT_SEPARATOR + message
-    return message
+        message = previous.strip() + CONTEXT_SEPARATOR + message
+    model_source = getattr(session.task, "model_source", None)
+    return model_source(message) if model_source is not None else message
 
 
 def chat(session: Session, message: str, previous: str = "", beam: int = 1, temperature: float = 0.0,

@@ -36,6 +36,9 @@ from workbench.io.tsv import read_pairs
 YAML_SUFFIXES = (".yml", ".yaml")
 # Between the previous turn and the message when the context is read with it.
 CONTEXT_SEPARATOR = " | "
+# Between the message and the reply retrieved for it (the dialogue task's ``retrieve``
+# option): one token of its own (a character the English corpus never writes).
+RETRIEVED_SEPARATOR = " » "
 
 
 @dataclass

@@ -18,19 +18,28 @@ message by TF-IDF cosine over words, and the echo (the held-out message itself a
 reply), scored with the same BLEU and chrF. ``copy_pairs`` adds (reply, reply) pairs to
 the training data (see _copy_pairs); ``shared_vocab`` builds one vocabulary of both sides'
 words (for model.copy, which copies message words into the reply).
+
+``retrieve`` (retrieve and refine, Weston et al. 2018): the model reads the message and,
+after RETRIEVED_SEPARATOR, the reply nearest-question retrieval finds for it ("message »
+retrieved reply"), so its attention and copy can take the retrieved reply's words when
+they fit. Held-out, evaluated and chatted messages retrieve from every training
+exchange; a training exchange retrieves from the training exchanges outside its own
+group of conversations sharing a turn (conversation_groups), as a held-out message does
+(held-out groups are never in training): retrieving its own reply would teach the model
+to copy blindly. The training exchanges (the index) are saved with the run's artifacts.
 """
 from __future__ import annotations
 
 import math
 import random
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
-from workbench.io.dialogue import exchanges, read_dialogue
+from workbench.io.dialogue import RETRIEVED_SEPARATOR, exchanges, read_dialogue
 from workbench.io.errors import DataError
 from workbench.io.vocab import ALL_SPECIALS, PAD, UNK, Vocab, tokenize_words
 from workbench.spec import SpecError
@@ -66,6 +75,8 @@ class DialogueOptions:
     rerank_similarity: float = 4.0  # plus this times a retrieved reply's question's TF-IDF cosine
     rerank_retrieved: float = 0.0  # plus this for a retrieved (human) reply
     rerank_generic: float = 0.5  # minus this times the reply's log-probability given no message (MMI)
+    # the model also reads the reply retrieved for the message (nearest question; see the docstring)
+    retrieve: bool = False
 
 
 class DialogueTask(TransductionTask):
@@ -90,6 +101,9 @@ class DialogueTask(TransductionTask):
         check_float(o, "rerank_similarity", -100.0, 100.0)
         check_float(o, "rerank_retrieved", -100.0, 100.0)
         check_float(o, "rerank_generic", 0.0, 1.0)
+        if o.retrieve and o.rerank:  # rerank retrieves by the model's source, which then holds a retrieved reply
+            raise SpecError("data.options.retrieve", "is not combined with data.options.rerank yet: set "
+                                                     "data.options.rerank=0")
         if o.val_path and not path:
             raise SpecError("data.options.val_path", "a validation file needs a training file in data.path")
         if not o.val_path and o.val_fraction <= 0:
@@ -99,6 +113,8 @@ class DialogueTask(TransductionTask):
         self.train_pairs, self.val_pairs = [], []
         self.train_texts: list[tuple[str, str]] = []
         self.val_texts: list[tuple[str, str]] = []
+        # the held-out messages as read, without the retrieved reply (val_texts' sources are what the model reads)
+        self.val_messages: list[str] = []
         self._baseline = {}
 
     # -- data -------------------------------------------------------------------------------
@@ -108,19 +124,74 @@ class DialogueTask(TransductionTask):
         return self._within_max_len(path, exchanges(read_dialogue(path).conversations, self.options.context))
 
     def _split_file(self) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+        """(training pairs with the copy pairs, validation pairs) as the model reads them;
+        sets train_texts (the training exchanges as read) and val_messages."""
         o = self.options
         if o.val_path:
-            train, val = self._read_file_pairs(self.path), self._read_file_pairs(o.val_path)
+            train_convs = read_dialogue(self.path).conversations
+            val = self._read_file_pairs(o.val_path)
         else:
             read = read_dialogue(self.path).conversations if self.path else generated_conversations()
             if len(dict.fromkeys(map(tuple, read))) < 2:
                 raise DataError(self.path, "holds one conversation; holding some out needs at least 2 "
                                            "(or set data.options.val_path)")
             train_convs, val_convs = split_conversations(read, o.val_fraction)
-            train = self._within_max_len(self.path, exchanges(train_convs, o.context))
             val = self._within_max_len(self.path, exchanges(val_convs, o.context))
+        train, groups = self._grouped_exchanges(train_convs)
         self.train_texts = list(train)
-        return train + self._copy_pairs(train), val
+        self.val_messages = [m for m, _ in val]
+        copies = self._copy_pairs(train)
+        if not o.retrieve:
+            return train + copies, val
+        index = self.retrieval_index()
+        group_of_reply: dict[str, int] = {}  # a turn is in one group (conversations sharing it are one)
+        members: dict[int, set[int]] = {}  # group -> its exchanges' indices in train
+        for i, ((_, r), g) in enumerate(zip(train, groups)):
+            group_of_reply.setdefault(r, g)
+            members.setdefault(g, set()).add(i)
+
+        def outside(message: str, group: int) -> str:  # leave-own-group-out, as a held-out message retrieves
+            return self._joined(message, index.reply(message, skip=members[group]))
+        train = [(outside(m, g), r) for (m, r), g in zip(train, groups)]
+        copies = [(outside(m, group_of_reply[r]), r) for m, r in copies]
+        return train + copies, [(self.model_source(m), r) for m, r in val]
+
+    def _grouped_exchanges(self, conversations: list[list[str]]) -> tuple[list[tuple[str, str]], list[int]]:
+        """The exchanges within max_len, and per exchange its group of conversations
+        sharing a turn (conversation_groups; what leave-own-group-out retrieval leaves out)."""
+        distinct, groups = conversation_groups(conversations)
+        group_of = {tuple(distinct[i]): g for g, members in enumerate(groups) for i in members}
+        pairs, ids = [], []
+        for conv in conversations:
+            found = exchanges([conv], self.options.context)
+            pairs += found
+            ids += [group_of[tuple(conv)]] * len(found)
+        kept = self._within_max_len(self.path, pairs)  # refuses a file of only over-long exchanges
+        limit, tok = self.options.max_len, self.tokenize
+        ids = [g for (m, r), g in zip(pairs, ids) if len(tok(m)) <= limit and len(tok(r)) <= limit]
+        return kept, ids
+
+    # -- retrieve and refine (``retrieve``) ------------------------------------------------------
+    @staticmethod
+    def _joined(message: str, retrieved: str) -> str:
+        return message + RETRIEVED_SEPARATOR + retrieved
+
+    def model_source(self, message: str) -> str:
+        """What the model reads for a message: with ``retrieve``, the message, the
+        separator and the reply retrieved for it from every training exchange."""
+        if not self.options.retrieve:
+            return message
+        index = self.retrieval_index()
+        if index is None:
+            raise DataError(self.path, "the training exchanges to retrieve replies from are gone "
+                                       "(a run trained before they were saved with it)")
+        return self._joined(message, index.reply(message))
+
+    def use_eval_file(self, path: str) -> None:
+        pairs = self._read_file_pairs(path)
+        self.val_messages = [m for m, _ in pairs]
+        self.val_texts = [(self.model_source(m), r) for m, r in pairs]
+        self.val_pairs = self._encode_pairs(self.val_texts)
 
     def _copy_pairs(self, train: list[tuple[str, str]]) -> list[tuple[str, str]]:
         """Augmentation from the corpus itself: (reply, reply) for ``copy_pairs`` of the
@@ -141,7 +212,10 @@ class DialogueTask(TransductionTask):
         if o.shared_vocab and self.source_vocab is None:
             self._split_file()  # the real exchanges, not the copy pairs (which would count replies thrice)
             counts = Counter(t for pair in self.train_texts for side in pair for t in self.tokenize(side))
-            self.source_vocab = Vocab.build(counts, specials=(PAD, UNK), min_freq=o.min_freq)
+            sources = counts.copy()
+            if o.retrieve:  # the separator is a source word of its own (never written, never copied as a word)
+                sources.update({t: len(self.train_texts) for t in self.tokenize(RETRIEVED_SEPARATOR)})
+            self.source_vocab = Vocab.build(sources, specials=(PAD, UNK), min_freq=o.min_freq)
             self.target_vocab = Vocab.build(counts, specials=ALL_SPECIALS, min_freq=o.min_freq)
         super().prepare()
         eos, Vt, unk = self.target_vocab.id("<eos>"), len(self.target_vocab), self.target_vocab.unk_id
@@ -180,6 +254,7 @@ class DialogueTask(TransductionTask):
         if not self.val_texts:
             return {}
         texts = self.val_texts[:max_items]
+        messages = self.val_messages[:max_items] or [m for m, _ in texts]  # as read, without the retrieved reply
         refs = [self._as_compared(t) for _, t in texts]
         metrics = text_scores(self.decode_outputs(model, device, batch_size, max_items), refs)
         if beam > 1:
@@ -198,11 +273,11 @@ class DialogueTask(TransductionTask):
         baseline = {}
         train = self._training_texts()
         if train:
-            retrieval = NearestQuestion(train, self.tokenize)
-            replies = [self._as_compared(retrieval.reply(m)) for m, _ in texts]
+            retrieval = self.retrieval_index()
+            replies = [self._as_compared(retrieval.reply(m)) for m in messages]
             baseline = {f"retrieval_{k}": v for k, v in text_scores(replies, refs).items()}
         # Another trivial answer: the message itself, as the reply.
-        baseline.update({f"echo_{k}": v for k, v in text_scores([self._as_compared(m) for m, _ in texts], refs).items()})
+        baseline.update({f"echo_{k}": v for k, v in text_scores([self._as_compared(m) for m in messages], refs).items()})
         return {"metrics": metrics, "baseline": baseline}
 
     def rerank_weights(self):
@@ -365,10 +440,14 @@ class NearestQuestion:
                 scores[i] = scores.get(i, 0.0) + w / norm * v
         return scores
 
-    def index_of(self, message: str) -> int:
+    def index_of(self, message: str, skip: Collection[int] = ()) -> int:
+        """The nearest pair's index, the pairs in ``skip`` left out (when no word is
+        shared: the first pair not left out; 0 when every pair is)."""
         scores = self._scores(message)
+        for i in skip:
+            scores.pop(i, None)
         if not scores:
-            return 0
+            return next((i for i in range(len(self.replies)) if i not in skip), 0)
         return max(scores, key=lambda i: (scores[i], -i))
 
     def top(self, message: str, k: int) -> list[tuple[int, float]]:
@@ -388,5 +467,5 @@ class NearestQuestion:
                     break
         return out
 
-    def reply(self, message: str) -> str:
-        return self.replies[self.index_of(message)]
+    def reply(self, message: str, skip: Collection[int] = ()) -> str:
+        return self.replies[self.index_of(message, skip)]

@@ -527,7 +527,7 @@ class ChatView(ModeView):
         lay.addWidget(Titled("What the model read", self.source_chips))
         self.attention = Heatmap(colormap="viridis")
         self.attention.setObjectName("attentionHeatmap")
-        self.attention_box = Titled("Attention of the last reply (rows: reply words, columns: your words)",
+        self.attention_box = Titled("Attention of the last reply (rows: reply words, columns: the words it read)",
                                     self.attention)
         self.attention_box.setVisible(bool(info.get("attention")))
         lay.addWidget(self.attention_box, 1)
