@@ -75,12 +75,9 @@ def test_training_exchanges_never_retrieve_from_their_own_group(tmp_path):
 
 
 def test_without_the_option_sources_are_the_messages(tmp_path):
-    import pytest
-
-    from workbench.spec import SpecError
-
-    with pytest.raises(SpecError, match="rerank=0"):  # rerank retrieves by the source: not combined yet
-        DialogueTask({"retrieve": True, "rerank": 1}, "")
+    reranking = _task(tmp_path, retrieve=True, rerank=1)  # the reranker retrieves by the message alone
+    assert [reranking.retrieval_query(s) for s, _ in reranking.val_texts] == reranking.val_messages
+    assert reranking.retrieval_query("Anything else") == "Anything else"
     plain = _task(tmp_path)
     assert [m for m, _ in plain.val_texts] == plain.val_messages == ["Hello", "What is your name?"]
     assert plain.model_source("Hello") == "Hello"

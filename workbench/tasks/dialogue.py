@@ -101,9 +101,6 @@ class DialogueTask(TransductionTask):
         check_float(o, "rerank_similarity", -100.0, 100.0)
         check_float(o, "rerank_retrieved", -100.0, 100.0)
         check_float(o, "rerank_generic", 0.0, 1.0)
-        if o.retrieve and o.rerank:  # rerank retrieves by the model's source, which then holds a retrieved reply
-            raise SpecError("data.options.retrieve", "is not combined with data.options.rerank yet: set "
-                                                     "data.options.rerank=0")
         if o.val_path and not path:
             raise SpecError("data.options.val_path", "a validation file needs a training file in data.path")
         if not o.val_path and o.val_fraction <= 0:
@@ -115,6 +112,7 @@ class DialogueTask(TransductionTask):
         self.val_texts: list[tuple[str, str]] = []
         # the held-out messages as read, without the retrieved reply (val_texts' sources are what the model reads)
         self.val_messages: list[str] = []
+        self._message_of: dict[str, str] = {}  # model_source's sources -> their messages (retrieval_query)
         self._baseline = {}
 
     # -- data -------------------------------------------------------------------------------
@@ -185,7 +183,14 @@ class DialogueTask(TransductionTask):
         if index is None:
             raise DataError(self.path, "the training exchanges to retrieve replies from are gone "
                                        "(a run trained before they were saved with it)")
-        return self._joined(message, index.reply(message))
+        source = self._joined(message, index.reply(message))
+        self._message_of[source] = message
+        return source
+
+    def retrieval_query(self, source: str) -> str:
+        """What retrieval looks a source up by (the reranker's candidates): the message
+        itself, not the reply retrieved into a ``retrieve`` model's source."""
+        return self._message_of.get(source, source)
 
     def use_eval_file(self, path: str) -> None:
         pairs = self._read_file_pairs(path)

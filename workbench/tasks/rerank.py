@@ -118,7 +118,7 @@ def candidate_pools(task, model, sources: Sequence[str], index, k: int, beam: in
                for i, row in enumerate(tokens.tolist())]
         for i, source in enumerate(chunk):
             found = [Candidate(task._as_compared(index.replies[j]), f"retrieved #{r + 1}", similarity=s)
-                     for r, (j, s) in enumerate(index.top(source, k))]
+                     for r, (j, s) in enumerate(index.top(task.retrieval_query(source), k))]
             pools.append(own[i] + found)
     flat = [(sources[i], c.text) for i, pool in enumerate(pools) for c in pool]
     scores = iter(score_replies(task, model, flat, batch_size))
