@@ -56,7 +56,7 @@ def main() -> None:
     parser.add_argument("--dev-seed", type=int, default=1,
                         help="the seed of the train'/dev split of the training conversations (default 1)")
     parser.add_argument("--save-pools", default="", metavar="FILE.json",
-                        help="with --rerank: write the scored pools and the dev replies here (for --sweep)")
+                        help="with --rerank: write the scored pools, the dev messages and replies here (for --sweep)")
     parser.add_argument("--sweep", nargs="+", default=[], metavar="FILE.json",
                         help="no training: the rerank grid over the pools of these --save-pools files together")
     parser.add_argument("--rerank", type=int, default=0, metavar="K",
@@ -105,6 +105,14 @@ def main() -> None:
               f"len {m['length_ratio']:.2f} ({time.perf_counter() - started:.0f} s)", flush=True)
     if args.rerank:
         rerank_grid(task, model, args.rerank, refs, args.save_pools)
+    from workbench.tasks.parroting import parroting_scores
+
+    messages = [task._as_compared(m) for m, _ in task.val_texts]
+    outs = task.decode_outputs(model, "cpu", 64, len(messages), 4)
+    for name, replies in (("beam 4", outs), ("references", refs), ("echo", messages)):
+        p = parroting_scores(replies, messages)
+        print(f"parroting of {name}: {p['parrot_share']:.1%} parrot, {p['repeat_share']:.1%} repeat a word "
+              f"(mean overlap {p['overlap']:.2f})")
     outs = task.decode_outputs(model, "cpu", 64, 40)
     for (message, reply), out in list(zip(task.val_texts[:40], outs))[::3]:
         print(f"  {message} -> {out}  [ref: {reply[:80]}]")
@@ -122,24 +130,34 @@ def rerank_grid(task, model, k_max: int, refs: list[str], save: str = "") -> Non
 
     started = time.perf_counter()
     index = NearestQuestion(task.train_texts, task.tokenize)
+    messages = [task._as_compared(m) for m, _ in task.val_texts]
     pools = candidate_pools(task, model, [m for m, _ in task.val_texts], index, k_max, 4, prior=True)
     print(f"rerank pools (beam 4, {k_max} retrieved) scored in {time.perf_counter() - started:.0f} s", flush=True)
     if save:
-        Path(save).write_text(json.dumps({"refs": refs, "pools": [[dataclasses.asdict(c) for c in p] for p in pools]}))
+        Path(save).write_text(json.dumps({"refs": refs, "messages": messages,
+                                          "pools": [[dataclasses.asdict(c) for c in p] for p in pools]}))
     sweep(pools, refs, k_max)
+    parroting_grid(pools, refs, messages)
 
 
 def sweep_files(files: list[str]) -> None:
     import json
 
+    from workbench.tasks.parroting import overlap
     from workbench.tasks.rerank import Candidate
 
-    pools, refs = [], []
+    pools, refs, messages = [], [], []
     for f in files:
         data = json.loads(Path(f).read_text())
         pools += [[Candidate(**c) for c in p] for p in data["pools"]]
         refs += data["refs"]
+        messages += data.get("messages", [""] * len(data["refs"]))  # older files hold no messages
+    for pool, message in zip(pools, messages):
+        for c in pool:
+            c.overlap = overlap(c.text, message)  # (older files hold none)
     print(f"rerank sweep over {len(files)} dev runs, {len(refs)} dev exchanges")
+    if all(messages):
+        return parroting_grid(pools, refs, messages)
     sweep(pools, refs, max(int(c.origin.split("#")[1]) for p in pools for c in p if c.retrieved))
 
 
@@ -214,6 +232,36 @@ def sweep(pools, refs: list[str], k_max: int) -> None:
 
     s = text_scores(oracle, refs)
     print(f"  oracle (best sentence chrF in the pool): BLEU {s['bleu']:.2f} chrF {s['chrf']:.2f}", flush=True)
+
+
+
+def parroting_grid(pools, refs: list[str], messages: list[str]) -> None:
+    """The overlap penalty (RerankWeights.overlap) on dev: BLEU/chrF and the parroting
+    measures (workbench.tasks.parroting) of the choices under the kept weights and near
+    them, with the penalty from 0 up, beside the references', retrieval's and beam's."""
+    import itertools
+
+    from workbench.tasks.parroting import parroting_scores
+    from workbench.tasks.rerank import RerankWeights, choose
+    from workbench.tasks.transduction import text_scores
+
+    def line(name: str, texts: list[str]) -> tuple[float, float]:
+        s, p = text_scores(texts, refs), parroting_scores(texts, messages)
+        print(f"    {name:58s} BLEU {s['bleu']:5.2f} chrF {s['chrf']:5.2f} len {s['length_ratio']:.2f} | parrot "
+              f"{p['parrot_share']:5.1%} repeat {p['repeat_share']:5.1%} overlap {p['overlap']:.2f}", flush=True)
+        return s["bleu"], s["chrf"]
+
+    print("  parroting (share of replies with >= 75% of their words from the message; share repeating a word):")
+    line("references", refs)
+    line("echo (the message)", messages)
+    line("retrieval #1", [next(c for c in p if c.origin == "retrieved #1").text for p in pools])
+    line("beam 4", [next(c for c in p if c.origin == "beam").text for p in pools])
+    for k, sim, gen, ov in itertools.product((1, 2, 3), (2.0, 4.0, 6.0), (0.25, 0.5), (0.0, 0.5, 1.0, 2.0, 3.0, 4.0, 6.0)):
+        w = RerankWeights(1.0, sim, 0.0, True, gen, overlap=ov)
+        subs = [[c for c in p if c.origin == "beam" or (c.retrieved and int(c.origin.split("#")[1]) <= k)] for p in pools]
+        chosen = [sub[choose(sub, w)] for sub in subs]
+        share = sum(c.retrieved for c in chosen) / len(chosen)
+        line(f"k {k} sim {sim:g} generic {gen:g} overlap {ov:g} (retrieved {share:.0%})", [c.text for c in chosen])
 
 
 if __name__ == "__main__":

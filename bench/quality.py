@@ -456,6 +456,7 @@ def bench_chatbot_folds(args) -> tuple[str, list[dict]]:
     from workbench.io.dialogue import exchanges, read_dialogue
     from workbench.spec import with_overrides
     from workbench.tasks.dialogue import NearestQuestion, conversation_groups, fold_conversations
+    from workbench.tasks.parroting import parroting_scores
     from workbench.tasks.transduction import paired_bootstrap, text_scores
 
     read = read_dialogue(_shared("dialogue", "chatterbot-english")).conversations
@@ -510,6 +511,10 @@ def bench_chatbot_folds(args) -> tuple[str, list[dict]]:
               f"{seconds / 60:.1f} min; " + "; ".join(f"{name} {v['bleu']:.2f} / {v['chrf']:.2f}"
                                                       for name, v in fold.items()), flush=True)
     scores = {name: text_scores(replies[name], refs) for name in systems}
+    # parroting (workbench.tasks.parroting): replies taking >= 75% of their words from the message,
+    # and replies repeating a word; the references' shares are the yardstick
+    parrot = {name: parroting_scores(replies[name], replies["echo"]) for name in systems}
+    parrot["references"] = parroting_scores(refs, replies["echo"])
     rows = []
     for name in systems:
         v = scores[name]
@@ -517,8 +522,11 @@ def bench_chatbot_folds(args) -> tuple[str, list[dict]]:
                "BLEU x echo": v["bleu"] / max(scores["echo"]["bleu"], 1e-9),
                "chrF x echo": v["chrf"] / max(scores["echo"]["chrf"], 1e-9),
                "BLEU x retrieval": v["bleu"] / max(scores["retrieval"]["bleu"], 1e-9),
-               "chrF x retrieval": v["chrf"] / max(scores["retrieval"]["chrf"], 1e-9)}
+               "chrF x retrieval": v["chrf"] / max(scores["retrieval"]["chrf"], 1e-9),
+               "parrot": parrot[name]["parrot_share"], "repeat": parrot[name]["repeat_share"]}
         rows.append(row)
+    rows.append({"replies by": "references", "parrot": parrot["references"]["parrot_share"],
+                 "repeat": parrot["references"]["repeat_share"]})
     if retrieved_share:
         print(f"  rerank {rerank_k}: a retrieved reply chosen for {sum(retrieved_share) / len(retrieved_share):.0%} "
               "of the messages", flush=True)

@@ -864,11 +864,12 @@ class RecurrentModel(nn.Module):
     @torch.no_grad()
     def generate(self, x: torch.Tensor, max_len: int, lengths: torch.Tensor | None = None,
                  temperature: float = 0.0, top_k: int = 0, generator: torch.Generator | None = None,
-                 no_repeat_ngram: int = 0, min_length: int = 0, banned: Sequence[int] = ()
+                 no_repeat_ngram: int = 0, min_length: int = 0, banned: Sequence[int] = (),
+                 no_repeat_token: bool = False, repeatable: Sequence[int] = ()
                  ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Decode token by token (encoder_decoder / one_to_many). ``no_repeat_ngram`` n > 0:
         no row writes an n-gram twice (greedy decoding's "a b, a b, a b ..." loops);
-        ``min_length``, ``banned``: see decoding_rules.
+        ``min_length``, ``banned``, ``no_repeat_token``, ``repeatable``: see decoding_rules.
 
         Returns (tokens [B, L] without BOS, stopping rows at EOS (padded with pad_id),
         attention [B, L, S] when the model has attention, else None)."""
@@ -883,7 +884,8 @@ class RecurrentModel(nn.Module):
             if weights is not None:
                 attn.append(weights)
             written = torch.cat(tokens, dim=1) if tokens else token[:, :0]  # [B, t]
-            logits = decoding_rules(logits, written, done, self.io.eos_id, no_repeat_ngram, min_length, banned)
+            logits = decoding_rules(logits, written, done, self.io.eos_id, no_repeat_ngram, min_length, banned,
+                                    no_repeat_token, repeatable)
             token = sample_logits(logits, temperature, top_k, generator).unsqueeze(1)
             token = token.masked_fill(done[:, None], self.io.pad_id)
             tokens.append(token)
@@ -935,7 +937,8 @@ class RecurrentModel(nn.Module):
     @torch.no_grad()
     def beam_search(self, x: torch.Tensor, width: int, max_len: int, lengths: torch.Tensor | None = None,
                     length_penalty: float = 1.0, no_repeat_ngram: int = 0, min_length: int = 0,
-                    banned: Sequence[int] = ()) -> tuple[torch.Tensor, torch.Tensor | None]:
+                    banned: Sequence[int] = (), no_repeat_token: bool = False, repeatable: Sequence[int] = ()
+                    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Beam-search decoding (encoder_decoder / one_to_many): the ``width`` prefixes
         with the best log-probability / length**length_penalty are kept at each step and
         the best finished one is the output (see the module's beam_search). Width 1 is
@@ -958,7 +961,7 @@ class RecurrentModel(nn.Module):
             return torch.log_softmax(logits.float(), dim=-1), state, attn
 
         return beam_search(step, state, B, K, max_len, self.io.bos_id, self.io.eos_id, self.io.pad_id,
-                           length_penalty, no_repeat_ngram, min_length, banned)
+                           length_penalty, no_repeat_ngram, min_length, banned, no_repeat_token, repeatable)
 
 
 def reorder_state(state, index: torch.Tensor):
@@ -969,16 +972,26 @@ def reorder_state(state, index: torch.Tensor):
 
 
 def decoding_rules(logits: torch.Tensor, written: torch.Tensor, done: torch.Tensor, eos: int,
-                   no_repeat_ngram: int = 0, min_length: int = 0, banned: Sequence[int] = ()) -> torch.Tensor:
+                   no_repeat_ngram: int = 0, min_length: int = 0, banned: Sequence[int] = (),
+                   no_repeat_token: bool = False, repeatable: Sequence[int] = ()) -> torch.Tensor:
     """The rules every step-wise decoding (greedy, sampled, beam, a streamed reply) obeys,
     as -inf on the next token's logits [N, V] of the live rows (not ``done`` [N]) given
     what each row has written, ``written`` [N, t]: no n-gram twice (``no_repeat_ngram``
     n > 0), no <eos> before ``min_length`` tokens, never a ``banned`` id (e.g. <unk>,
-    which is never the right word to show)."""
+    which is never the right word to show), and with ``no_repeat_token`` never the token
+    a row wrote last again ("color color", which no 3-gram rule stops), except the
+    ``repeatable`` ids (punctuation: "...")."""
     if no_repeat_ngram > 0 and written.shape[1]:
         bans = repeated_ngram_bans(written, done, no_repeat_ngram)  # [M, 2]
         logits = logits.index_put((bans[:, 0], bans[:, 1]), torch.tensor(float("-inf"), device=logits.device))
     live = ~done.to(logits.device)
+    if no_repeat_token and written.shape[1]:
+        last = written[:, -1].to(logits.device)  # [N]
+        rows = live & (last < logits.shape[1])  # a done row's last token is padding: left alone
+        if repeatable:
+            rows &= ~torch.isin(last, torch.tensor(list(repeatable), device=logits.device))
+        index = rows.nonzero()[:, 0]  # [M]
+        logits = logits.index_put((index, last[index]), torch.tensor(float("-inf"), device=logits.device))
     if written.shape[1] < min_length:
         logits = logits.clone()
         logits[live, eos] = float("-inf")
@@ -1004,7 +1017,8 @@ def repeated_ngram_bans(history: torch.Tensor, done: torch.Tensor, n: int) -> to
 
 def beam_search(step, state, B: int, K: int, max_len: int, bos: int, eos: int, pad: int,
                 length_penalty: float = 1.0, no_repeat_ngram: int = 0, min_length: int = 0,
-                banned: Sequence[int] = ()) -> tuple[torch.Tensor, torch.Tensor | None]:
+                banned: Sequence[int] = (), no_repeat_token: bool = False, repeatable: Sequence[int] = ()
+                ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Beam search over any step function, B rows of K beams each (batch rows N = B*K).
 
     ``step(tokens [N], state) -> (log-probabilities [N, V], state, attention [N, S] or
@@ -1014,7 +1028,8 @@ def beam_search(step, state, B: int, K: int, max_len: int, bos: int, eos: int, p
     A finished beam (it chose EOS) stays in the beam with its score frozen, competing
     with the live ones by that ranking, which also picks each row's output at the end.
     ``no_repeat_ngram`` n > 0: a live beam may not write an n-gram it has written before
-    (stops "when you get when you get" loops). Returns (tokens [B, L], attention [B, L, S] or None)."""
+    (stops "when you get when you get" loops); ``no_repeat_token``, ``repeatable``: see
+    decoding_rules. Returns (tokens [B, L], attention [B, L, S] or None)."""
     device = state[0][0].device if isinstance(state[0], tuple) else state[0].device
     N = B * K
     scores = torch.zeros(B, K, device=device)
@@ -1032,7 +1047,8 @@ def beam_search(step, state, B: int, K: int, max_len: int, bos: int, eos: int, p
         frozen = torch.full_like(logp, float("-inf"))
         frozen[:, pad] = 0.0
         logp = torch.where(done[:, None], frozen, logp)
-        logp = decoding_rules(logp, history, done, eos, no_repeat_ngram, min_length, banned)
+        logp = decoding_rules(logp, history, done, eos, no_repeat_ngram, min_length, banned, no_repeat_token,
+                              repeatable)
         total = scores.reshape(N, 1) + logp  # [N, V]
         # ranked by the score per length**length_penalty each candidate would have
         grown = (length + (~done).float()).clamp_min(1.0)[:, None] ** length_penalty  # [N, 1]

@@ -62,6 +62,7 @@ class DialogueOptions:
     no_repeat_ngram: int = 0  # greedy and beam search: n > 0 writes no n-gram twice in one reply
     min_length: int = 0  # decoding writes at least this many tokens before <eos>
     no_unk: bool = False  # decoding never writes <unk> (a copy model still copies unknown words)
+    no_repeat_word: bool = False  # decoding never writes a word twice in a row ("color color"; punctuation may)
     copy_pairs: float = 0.0  # this fraction of the training replies is also trained as reply -> itself
     # one vocabulary for messages and replies (word level: the same language), so a copy model
     # (model.copy) can write any message word it copies rather than the reply side's <unk>
@@ -75,6 +76,8 @@ class DialogueOptions:
     rerank_similarity: float = 4.0  # plus this times a retrieved reply's question's TF-IDF cosine
     rerank_retrieved: float = 0.0  # plus this for a retrieved (human) reply
     rerank_generic: float = 0.5  # minus this times the reply's log-probability given no message (MMI)
+    # minus this times the share of a candidate's words that are the message's (parroting.overlap)
+    rerank_overlap: float = 0.0
     # the model also reads the reply retrieved for the message (nearest question; see the docstring)
     retrieve: bool = False
 
@@ -101,6 +104,7 @@ class DialogueTask(TransductionTask):
         check_float(o, "rerank_similarity", -100.0, 100.0)
         check_float(o, "rerank_retrieved", -100.0, 100.0)
         check_float(o, "rerank_generic", 0.0, 1.0)
+        check_float(o, "rerank_overlap", 0.0, 100.0)
         if o.val_path and not path:
             raise SpecError("data.options.val_path", "a validation file needs a training file in data.path")
         if not o.val_path and o.val_fraction <= 0:
@@ -289,7 +293,8 @@ class DialogueTask(TransductionTask):
         from workbench.tasks.rerank import RerankWeights
 
         o = self.options
-        return RerankWeights(o.rerank_length_norm, o.rerank_similarity, o.rerank_retrieved, generic=o.rerank_generic)
+        return RerankWeights(o.rerank_length_norm, o.rerank_similarity, o.rerank_retrieved, generic=o.rerank_generic,
+                             overlap=o.rerank_overlap)
 
     def retrieval_index(self) -> NearestQuestion | None:
         """The nearest-question index over the training exchanges (built once; None when

@@ -11,12 +11,15 @@ read as <unk>, the class every such word was trained as), and the candidate with
 best
 
     (log p(reply | message) - generic * log p(reply | no message)) / tokens**length_norm
-        + similarity * cosine + retrieved
+        + similarity * cosine + retrieved - overlap * parroting
 
 is the reply (cosine: the retrieved reply's question's TF-IDF cosine to the message, 0
 for the model's own; ``retrieved``: a constant for a human reply; ``generic``: Li et al.
 2016's maximum mutual information, which marks down a reply the model finds likely
-whatever was said, the message read as one <unk>). The weights are the
+whatever was said, the message read as one <unk>; ``parroting``: the share of the
+candidate's words that are the message's, workbench.tasks.parroting.overlap, which marks
+down a reply that only repeats the message: MMI rewards such a copy, its words likely
+given the message and unlikely given none). The weights are the
 task's options (DialogueOptions.rerank_*), chosen on a dev split of the training
 conversations (bench/chatbot_dev.py --rerank). Only training exchanges are ever in the
 pool: the index is the task's training exchanges, which a run keeps in its task.json.
@@ -27,6 +30,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
+
+from workbench.tasks.parroting import overlap
 
 OWN_BEAM, OWN_GREEDY = "beam", "greedy"
 
@@ -40,6 +45,7 @@ class Candidate:
     tokens: int = 1  # the reply's tokens, <eos> included
     unknown: int = 0  # of them read as <unk> (neither in the vocabulary nor copyable from the message)
     prior: float = 0.0  # log p(reply | a message of one <unk>): how likely the reply is whatever was said
+    overlap: float = 0.0  # the share of its words that are words of the message (parroting.overlap)
 
     @property
     def retrieved(self) -> bool:
@@ -55,9 +61,10 @@ class RerankWeights:
     # minus this times the reply's log-probability given no message (Li et al. 2016's MMI: a reply
     # likely whatever was said, "i don't know", gains less)
     generic: float = 0.0
+    overlap: float = 0.0  # minus this times the candidate's overlap with the message (parroting)
 
     def score(self, c: Candidate) -> float:
-        value = (c.logp - self.generic * c.prior) / max(c.tokens, 1) ** self.length_norm
+        value = (c.logp - self.generic * c.prior) / max(c.tokens, 1) ** self.length_norm - self.overlap * c.overlap
         return value + (self.similarity * c.similarity + self.retrieved if c.retrieved else 0.0)
 
 
@@ -101,7 +108,7 @@ def candidate_pools(task, model, sources: Sequence[str], index, k: int, beam: in
     """Per source text: the model's own reply (beam search of width ``beam``, greedy at 1,
     under the task's decoding rules) and the replies of the ``k`` training messages
     nearest it (``index``: a NearestQuestion), each scored by score_replies (and with
-    ``prior`` also given no message, Candidate.prior)."""
+    ``prior`` also given no message, Candidate.prior) and its overlap with the message."""
     device = next(model.parameters()).device
     pools: list[list[Candidate]] = []
     for b in range(0, len(sources), batch_size):
@@ -120,6 +127,8 @@ def candidate_pools(task, model, sources: Sequence[str], index, k: int, beam: in
             found = [Candidate(task._as_compared(index.replies[j]), f"retrieved #{r + 1}", similarity=s)
                      for r, (j, s) in enumerate(index.top(task.retrieval_query(source), k))]
             pools.append(own[i] + found)
+            for c in pools[-1]:
+                c.overlap = overlap(c.text, task._as_compared(source))
     flat = [(sources[i], c.text) for i, pool in enumerate(pools) for c in pool]
     scores = iter(score_replies(task, model, flat, batch_size))
     for pool in pools:

@@ -199,6 +199,7 @@ class TransductionOptions:
     no_repeat_ngram: int = 0  # greedy and beam search: n > 0 writes no n-gram twice in one output
     min_length: int = 0  # decoding writes at least this many tokens before <eos>
     no_unk: bool = False  # decoding never writes <unk> (a copy model still copies unknown words)
+    no_repeat_word: bool = False  # decoding never writes a token twice in a row (punctuation may repeat)
 
 
 class TransductionTask(GeneratedTokensTask):
@@ -302,7 +303,14 @@ class TransductionTask(GeneratedTokensTask):
         # <pad> and <bos> are never a next token (a sampled reply could write them); <unk> on request
         never = (PAD, BOS, UNK) if o.no_unk else (PAD, BOS)
         banned = [self.target_vocab.index[t] for t in never if t in self.target_vocab]
-        return {"no_repeat_ngram": o.no_repeat_ngram, "min_length": o.min_length, "banned": tuple(banned)}
+        rules = {"no_repeat_ngram": o.no_repeat_ngram, "min_length": o.min_length, "banned": tuple(banned)}
+        if getattr(o, "no_repeat_word", False) and self.level != "char":
+            # "color color": a word written twice in a row (no n-gram rule stops it); punctuation
+            # may repeat ("...", "!!"), as people write it
+            rules["no_repeat_token"] = True
+            rules["repeatable"] = tuple(i for i, t in enumerate(self.target_vocab.tokens)
+                                        if t and not (t[0].isalnum() or t[0] == "_"))
+        return rules
 
     @torch.no_grad()
     def mbr_decode(self, model, x: torch.Tensor, lengths: torch.Tensor | None, sources: Sequence[str], samples: int,
