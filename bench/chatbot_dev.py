@@ -5,7 +5,7 @@ The held-out test conversations of the chatterbot English corpus (split_conversa
 seed 1) into train' and dev, written as YAML, and the preset (with --set overrides) is
 trained on train' and scored on dev: reply perplexity, BLEU/chrF (sacrebleu, the task's
 scorer) of greedy and beam replies under several decoding settings, beside retrieval and
-the echo on the same dev replies. Usage:
+the echo on the same dev replies, and how much each parrots the message (workbench.tasks.parroting). Usage:
     python bench/chatbot_dev.py --set data.options.min_freq=2 [--set ...]
 """
 from __future__ import annotations
@@ -59,12 +59,14 @@ def main() -> None:
                         help="with --rerank: write the scored pools, the dev messages and replies here (for --sweep)")
     parser.add_argument("--sweep", nargs="+", default=[], metavar="FILE.json",
                         help="no training: the rerank grid over the pools of these --save-pools files together")
+    parser.add_argument("--parroting-only", action="store_true",
+                        help="with --sweep: only the overlap penalty's grid and the parroting measures")
     parser.add_argument("--rerank", type=int, default=0, metavar="K",
                         help="also score retrieve-then-rerank (workbench.tasks.rerank) over the beam reply and "
                         "the K nearest questions' replies, on a grid of its weights")
     args = parser.parse_args()
     if args.sweep:
-        return sweep_files(args.sweep)
+        return sweep_files(args.sweep, args.parroting_only)
     train, dev = dev_files(Path(args.dir), args.dev_seed)
     preset = with_overrides(presets.load_builtin("chatbot_encdec"),
                             [f"data.path={train}", f"data.options.val_path={dev}", "train.num_threads=1"] + args.set)
@@ -140,7 +142,7 @@ def rerank_grid(task, model, k_max: int, refs: list[str], save: str = "") -> Non
     parroting_grid(pools, refs, messages)
 
 
-def sweep_files(files: list[str]) -> None:
+def sweep_files(files: list[str], parroting_only: bool = False) -> None:
     import json
 
     from workbench.tasks.parroting import overlap
@@ -156,9 +158,10 @@ def sweep_files(files: list[str]) -> None:
         for c in pool:
             c.overlap = overlap(c.text, message)  # (older files hold none)
     print(f"rerank sweep over {len(files)} dev runs, {len(refs)} dev exchanges")
+    if not parroting_only:
+        sweep(pools, refs, max(int(c.origin.split("#")[1]) for p in pools for c in p if c.retrieved))
     if all(messages):
-        return parroting_grid(pools, refs, messages)
-    sweep(pools, refs, max(int(c.origin.split("#")[1]) for p in pools for c in p if c.retrieved))
+        parroting_grid(pools, refs, messages)
 
 
 def sweep(pools, refs: list[str], k_max: int) -> None:

@@ -149,3 +149,34 @@ def test_sampled_decoding_never_writes_pad_or_bos():
     free, _ = model.generate(batch.x, 16, batch.lengths, temperature=5.0, generator=torch.Generator().manual_seed(0))
     assert any(t in (io.pad_id, io.bos_id) for row in free.tolist()
                for t in (row[:row.index(io.eos_id)] if io.eos_id in row else row))
+
+
+def test_no_token_twice_in_a_row_unless_repeatable():
+    """decoding_rules' no_repeat_token: a hand-set model that would write "C C C" (a 3-gram
+    rule lets "C C" through) writes C once, greedy and beam alike; a repeatable id (punctuation)
+    may still repeat."""
+    table = {BOS: {C: 0.9, EOS: 0.1}, C: {C: 0.8, A: 0.1, EOS: 0.1}, A: {EOS: 1.0}, B: {EOS: 1.0},
+             PAD: {PAD: 1.0}, EOS: {EOS: 1.0}}
+
+    def step(tokens, state):
+        logp = torch.full((tokens.shape[0], 6), -1e9)
+        for row, t in enumerate(tokens.tolist()):
+            for nxt, p in table[t].items():
+                logp[row, nxt] = math.log(p)
+        return logp, state, None
+
+    for width in (1, 3):
+        run = dict(max_len=6, bos=BOS, eos=EOS, pad=PAD, no_repeat_ngram=3)
+        loose, _ = beam_search(step, [torch.zeros(1, width, 1)], 1, width, **run)
+        assert loose[0, :2].tolist() == [C, C]  # without the rule
+        tokens, _ = beam_search(step, [torch.zeros(1, width, 1)], 1, width, no_repeat_token=True, **run)
+        row = [t for t in tokens[0].tolist() if t not in (PAD, EOS)]
+        assert row and all(a != b for a, b in zip(row, row[1:]))
+        same, _ = beam_search(step, [torch.zeros(1, width, 1)], 1, width, no_repeat_token=True, repeatable=(C,), **run)
+        assert same.tolist() == loose.tolist()
+    model, batch = _dates_model(rows=8, seed=1)  # an untrained model repeats itself
+    for tokens in (model.generate(batch.x, 20, batch.lengths, no_repeat_token=True)[0],
+                   model.beam_search(batch.x, 3, 20, batch.lengths, no_repeat_token=True)[0]):
+        for row in tokens.tolist():
+            row = [t for t in row if t not in (PAD, EOS)]
+            assert all(a != b for a, b in zip(row, row[1:]))

@@ -103,6 +103,10 @@ def test_chatbot_preset_trains_evaluates_and_replies_in_json(tmp_path, capsys, s
     assert base["perplexity"] > 1 and 0 <= base["retrieval_bleu"] <= 100 and 0 <= base["retrieval_chrf"] <= 100
     assert 0 <= base["echo_bleu"] <= 100 and 0 <= base["echo_chrf"] <= 100
     assert {"bleu", "chrf", "bleu_beam", "chrf_beam"} <= set(m)
+    # parroting beside BLEU/chrF: the model's, the baselines' and the references' (the yardstick)
+    assert {"parrot_share", "repeat_share", "parrot_share_beam", "repeat_share_beam", "parrot_share_rerank"} <= set(m)
+    assert base["echo_parrot_share"] == 1.0 and 0 <= base["references_parrot_share"] <= 1
+    assert 0 <= base["retrieval_repeat_share"] <= 1
 
     talk = tmp_path / "talk.yml"
     talk.write_text(CHAT, encoding="utf-8")

@@ -138,3 +138,18 @@ def test_a_restored_run_without_its_data_file_reranks_and_try_says_which(tmp_pat
     assert json.loads(capsys.readouterr().out)["decoding"] == "greedy"
     assert cli.main(["try", run, "--text", "what is your name"]) == 0  # the preset's default: rerank 1
     assert json.loads(capsys.readouterr().out)["decoding"] == "reranked: retrieved #1"
+
+
+def test_no_repeat_word_bans_a_word_in_a_row_but_lets_punctuation_repeat(tmp_path):
+    _, task, model = _tiny(tmp_path, "data.options.no_repeat_word=true")
+    rules = task.decode_rules()
+    vocab = task.target_vocab
+    assert rules["no_repeat_token"] and rules["repeatable"]  # punctuation and the specials may repeat
+    assert all(not vocab.tokens[i][0].isalnum() for i in rules["repeatable"])
+    assert vocab.index["hello"] not in rules["repeatable"]
+    batch = task._batch(task.val_pairs)
+    for tokens in (model.generate(batch.x, 12, batch.lengths, **rules)[0],
+                   model.beam_search(batch.x, 3, 12, batch.lengths, **task.beam_options())[0]):
+        for row in tokens.tolist():
+            words = [t for t in row if t not in (vocab.index["<pad>"], vocab.index["<eos>"])]
+            assert all(a != b or a in rules["repeatable"] for a, b in zip(words, words[1:]))

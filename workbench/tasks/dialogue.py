@@ -11,7 +11,9 @@ transduction task (x [B, S] message ids, y_in/y [B, T] reply ids, mask [B, T]).
 
 Metrics: teacher-forced token accuracy, and the reply perplexity exp(nats per reply
 token, <eos> included) on held-out conversations. ``workbench eval`` adds BLEU and chrF
-(sacrebleu) of the greedy and beam-search replies. Baselines: the perplexity of a
+(sacrebleu) of the greedy and beam-search replies, and how much they parrot the message
+(workbench.tasks.parroting: replies taking most of their words from the message, replies
+repeating a word; the references' shares beside them). Baselines: the perplexity of a
 unigram model of the training replies (add-one smoothed over the reply vocabulary), and
 nearest-question retrieval: the reply of the training message closest to the held-out
 message by TF-IDF cosine over words, and the echo (the held-out message itself as the
@@ -44,6 +46,7 @@ from workbench.io.errors import DataError
 from workbench.io.vocab import ALL_SPECIALS, PAD, UNK, Vocab, tokenize_words
 from workbench.spec import SpecError
 from workbench.tasks.base import Batch
+from workbench.tasks.parroting import parroting_scores
 from workbench.tasks.phrases import generated_conversations
 from workbench.tasks.textutil import check_choice, check_float, check_int, position_mode_baseline
 from workbench.tasks.transduction import TransductionTask, check_beam_options, text_scores
@@ -263,30 +266,40 @@ class DialogueTask(TransductionTask):
         if not self.val_texts:
             return {}
         texts = self.val_texts[:max_items]
-        messages = self.val_messages[:max_items] or [m for m, _ in texts]  # as read, without the retrieved reply
+        read = self.val_messages[:max_items] or [m for m, _ in texts]  # as read, without the retrieved reply
         refs = [self._as_compared(t) for _, t in texts]
-        metrics = text_scores(self.decode_outputs(model, device, batch_size, max_items), refs)
+        messages = [self._as_compared(m) for m in read]
+
+        def scored(outputs: list[str]) -> dict[str, float]:
+            # BLEU/chrF against the references, and parroting (workbench.tasks.parroting): the
+            # share of replies taking >= 75% of their words from the message, of replies
+            # repeating a word, the mean overlap; BLEU/chrF partly reward copying the message
+            return {**text_scores(outputs, refs), **parroting_scores(outputs, messages)}
+
+        metrics = scored(self.decode_outputs(model, device, batch_size, max_items))
         if beam > 1:
-            scores = text_scores(self.decode_outputs(model, device, batch_size, max_items, beam), refs)
+            scores = scored(self.decode_outputs(model, device, batch_size, max_items, beam))
             metrics.update({f"{k}_beam": v for k, v in scores.items()})
             metrics["beam_width"] = float(beam)
         if mbr > 1:  # minimum Bayes risk over mbr samples (mbr_decode)
-            scores = text_scores(self.decode_outputs(model, device, batch_size, max_items, mbr=mbr), refs)
+            scores = scored(self.decode_outputs(model, device, batch_size, max_items, mbr=mbr))
             metrics.update({f"{k}_mbr": v for k, v in scores.items()})
             metrics["mbr_samples"] = float(mbr)
         if self.options.rerank > 0:  # retrieve-then-rerank (workbench.tasks.rerank)
             chosen = self.rerank_outputs(model, batch_size, max_items, beam)
-            scores = text_scores([c.text for c in chosen], refs)
+            scores = scored([c.text for c in chosen])
             metrics.update({f"{k}_rerank": v for k, v in scores.items()})
             metrics["rerank_retrieved_share"] = sum(c.retrieved for c in chosen) / max(len(chosen), 1)
         baseline = {}
         train = self._training_texts()
         if train:
             retrieval = self.retrieval_index()
-            replies = [self._as_compared(retrieval.reply(m)) for m in messages]
-            baseline = {f"retrieval_{k}": v for k, v in text_scores(replies, refs).items()}
+            replies = [self._as_compared(retrieval.reply(m)) for m in read]
+            baseline = {f"retrieval_{k}": v for k, v in scored(replies).items()}
         # Another trivial answer: the message itself, as the reply.
-        baseline.update({f"echo_{k}": v for k, v in text_scores([self._as_compared(m) for m in messages], refs).items()})
+        baseline.update({f"echo_{k}": v for k, v in scored(messages).items()})
+        # the yardstick of parroting: how often people do it (the references' own shares)
+        baseline.update({f"references_{k}": v for k, v in parroting_scores(refs, messages).items()})
         return {"metrics": metrics, "baseline": baseline}
 
     def rerank_weights(self):
