@@ -5,7 +5,8 @@ The held-out test conversations of the chatterbot English corpus (split_conversa
 seed 1) into train' and dev, written as YAML, and the preset (with --set overrides) is
 trained on train' and scored on dev: reply perplexity, BLEU/chrF (sacrebleu, the task's
 scorer) of greedy and beam replies under several decoding settings, beside retrieval and
-the echo on the same dev replies, and how much each parrots the message (workbench.tasks.parroting). Usage:
+the echo on the same dev replies, and how much they parrot the message
+(workbench.tasks.parroting). Usage:
     python bench/chatbot_dev.py --set data.options.min_freq=2 [--set ...]
 """
 from __future__ import annotations
