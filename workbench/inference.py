@@ -448,7 +448,8 @@ def _reranked_reply(session: Session, message: str, source: str, k: int, beam: i
     return {"message": message, "source_tokens": task.tokenize(source)[: batch.x.shape[1]], "reply": best.text,
             "reply_tokens": task.tokenize(best.text), "ids": ids, "decoding": f"reranked: {origin}",
             "attention": attention[0, : len(ids)].cpu().numpy() if attention is not None else None,
-            "candidates": [{"text": c.text, "origin": c.origin, "score": round(weights.score(c), 4)} for c in pool]}
+            "candidates": [{"text": c.text, "origin": c.origin, "score": round(weights.score(c), 4),
+                            "overlap": round(c.overlap, 3)} for c in pool]}
 
 
 def chat_stream(session: Session, message: str, previous: str = "", temperature: float = 0.0, top_k: int = 0,

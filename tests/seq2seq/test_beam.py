@@ -7,7 +7,7 @@ import math
 import torch
 
 from workbench import presets
-from workbench.engine.model import beam_search, build_model
+from workbench.engine.model import beam_search, build_model, decoding_rules
 from workbench.tasks import make_task
 
 PAD, BOS, EOS, A, B, C = range(6)
@@ -174,6 +174,11 @@ def test_no_token_twice_in_a_row_unless_repeatable():
         assert row and all(a != b for a, b in zip(row, row[1:]))
         same, _ = beam_search(step, [torch.zeros(1, width, 1)], 1, width, no_repeat_token=True, repeatable=(C,), **run)
         assert same.tolist() == loose.tolist()
+    # the rule yields where it would leave a row nothing to write (a tiny vocabulary under the others)
+    only_c = torch.full((1, 6), float("-inf"))
+    only_c[0, C] = 0.0
+    kept = decoding_rules(only_c, torch.tensor([[A, C]]), torch.tensor([False]), EOS, no_repeat_token=True)
+    assert kept[0, C] == 0.0
     model, batch = _dates_model(rows=8, seed=1)  # an untrained model repeats itself
     for tokens in (model.generate(batch.x, 20, batch.lengths, no_repeat_token=True)[0],
                    model.beam_search(batch.x, 3, 20, batch.lengths, no_repeat_token=True)[0]):

@@ -985,13 +985,6 @@ def decoding_rules(logits: torch.Tensor, written: torch.Tensor, done: torch.Tens
         bans = repeated_ngram_bans(written, done, no_repeat_ngram)  # [M, 2]
         logits = logits.index_put((bans[:, 0], bans[:, 1]), torch.tensor(float("-inf"), device=logits.device))
     live = ~done.to(logits.device)
-    if no_repeat_token and written.shape[1]:
-        last = written[:, -1].to(logits.device)  # [N]
-        rows = live & (last < logits.shape[1])  # a done row's last token is padding: left alone
-        if repeatable:
-            rows &= ~torch.isin(last, torch.tensor(list(repeatable), device=logits.device))
-        index = rows.nonzero()[:, 0]  # [M]
-        logits = logits.index_put((index, last[index]), torch.tensor(float("-inf"), device=logits.device))
     if written.shape[1] < min_length:
         logits = logits.clone()
         logits[live, eos] = float("-inf")
@@ -999,6 +992,17 @@ def decoding_rules(logits: torch.Tensor, written: torch.Tensor, done: torch.Tens
         ids = torch.tensor(list(banned), device=logits.device)
         logits = logits.clone()
         logits[live.nonzero()[:, 0][:, None], ids[None, :]] = float("-inf")
+    if no_repeat_token and written.shape[1]:
+        last = written[:, -1].to(logits.device)  # [N]
+        rows = live & (last < logits.shape[1])  # a done row's last token is padding: left alone
+        if repeatable:
+            rows &= ~torch.isin(last, torch.tensor(list(repeatable), device=logits.device))
+        index = rows.nonzero()[:, 0]  # [M]
+        ruled = logits.index_put((index, last[index]), torch.tensor(float("-inf"), device=logits.device))
+        # the rule yields where it would leave a row no token at all (a tiny vocabulary under the
+        # other rules: sampling would fail on all -inf)
+        stuck = ~torch.isfinite(ruled).any(dim=-1) & torch.isfinite(logits).any(dim=-1)  # [N]
+        logits = torch.where(stuck[:, None], logits, ruled)
     return logits
 
 
