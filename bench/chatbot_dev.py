@@ -110,7 +110,7 @@ def main() -> None:
         rerank_grid(task, model, args.rerank, refs, args.save_pools)
     from workbench.tasks.parroting import parroting_scores
 
-    messages = [task._as_compared(m) for m, _ in task.val_texts]
+    messages = [task._as_compared(m) for m in (task.val_messages or [m for m, _ in task.val_texts])]  # as read
     outs = task.decode_outputs(model, "cpu", 64, len(messages), 4)
     for name, replies in (("beam 4", outs), ("references", refs), ("echo", messages)):
         p = parroting_scores(replies, messages)
@@ -133,7 +133,7 @@ def rerank_grid(task, model, k_max: int, refs: list[str], save: str = "") -> Non
 
     started = time.perf_counter()
     index = NearestQuestion(task.train_texts, task.tokenize)
-    messages = [task._as_compared(m) for m, _ in task.val_texts]
+    messages = [task._as_compared(m) for m in (task.val_messages or [m for m, _ in task.val_texts])]  # as read
     pools = candidate_pools(task, model, [m for m, _ in task.val_texts], index, k_max, 4, prior=True)
     print(f"rerank pools (beam 4, {k_max} retrieved) scored in {time.perf_counter() - started:.0f} s", flush=True)
     if save:

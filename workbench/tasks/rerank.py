@@ -128,7 +128,7 @@ def candidate_pools(task, model, sources: Sequence[str], index, k: int, beam: in
                      for r, (j, s) in enumerate(index.top(task.retrieval_query(source), k))]
             pools.append(own[i] + found)
             for c in pools[-1]:
-                c.overlap = overlap(c.text, task._as_compared(source))
+                c.overlap = overlap(c.text, task.retrieval_query(source))  # the message (not a retrieved reply it reads)
     flat = [(sources[i], c.text) for i, pool in enumerate(pools) for c in pool]
     scores = iter(score_replies(task, model, flat, batch_size))
     for pool in pools:
