@@ -473,7 +473,6 @@ class ChatView(ModeView):
         self.transcript = QTextEdit()
         self.transcript.setObjectName("chatTranscript")
         self.transcript.setReadOnly(True)
-        lay.addWidget(self.transcript, 2)
         row = QHBoxLayout()
         self.input = QLineEdit()
         self.input.setObjectName("chatInput")
@@ -485,7 +484,11 @@ class ChatView(ModeView):
         row.addWidget(self.input, 1)
         row.addWidget(self.send_button)
         row.addWidget(self.clear_button)
+        # the message box first, under the hint, then the transcript: in the window's default
+        # layout at 1280x800 the Try it dock shows ~140 px of this view, and a box below the
+        # transcript was out of sight until scrolled to
         lay.addLayout(row)
+        lay.addWidget(self.transcript, 2)
         self.temperature = QDoubleSpinBox()
         self.temperature.setObjectName("temperature")
         self.temperature.setRange(0.0, 10.0)
