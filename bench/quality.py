@@ -453,17 +453,16 @@ def bench_chatbot_folds(args) -> tuple[str, list[dict]]:
     import yaml
 
     from workbench import presets
-    from workbench.io.dialogue import exchanges, read_dialogue
+    from workbench.io.dialogue import read_dialogue
     from workbench.spec import with_overrides
-    from workbench.tasks.dialogue import NearestQuestion, conversation_groups, fold_conversations
+    from workbench.tasks.dialogue import fold_conversations
     from workbench.tasks.parroting import parroting_scores
     from workbench.tasks.transduction import paired_bootstrap, text_scores
 
     read = read_dialogue(_shared("dialogue", "chatterbot-english")).conversations
     folds = fold_conversations(read, args.folds)
-    distinct, groups = conversation_groups(read)
-    group_of = {tuple(distinct[i]): g for g, members in enumerate(groups) for i in members}
     group_ids: list[int] = []  # per scored exchange: its group of conversations sharing turns (cluster bootstrap)
+    first_group = 0
     out = Path(tempfile.mkdtemp(prefix="chatbot_folds_"))
     rerank_k = args.rerank if args.rerank >= 0 else with_overrides(presets.load_builtin("chatbot_encdec"),
                                                                    args.chat_set).data.options.get("rerank", 0)
@@ -486,11 +485,12 @@ def bench_chatbot_folds(args) -> tuple[str, list[dict]]:
         minutes += seconds / 60
         texts = task.val_texts
         n = len(texts)
-        limit, tok = task.options.max_len, task.tokenize
-        ids = [group_of[tuple(c)] for c in held for m, r in exchanges([c], task.options.context)
-               if len(tok(m)) <= limit and len(tok(r)) <= limit]
+        # the fold's groups of conversations sharing a turn are the corpus's (folds hold whole
+        # groups); numbered after the earlier folds' so every group id is the corpus's own
+        _, ids = task._grouped_exchanges(held)
         assert len(ids) == n, "the held-out exchanges are read as the task reads them"
-        group_ids += ids
+        group_ids += [first_group + g for g in ids]
+        first_group += max(ids, default=-1) + 1
         refs += [task._as_compared(r) for _, r in texts]
         replies["greedy"] += task.decode_outputs(model, "cpu", 64, n)
         replies[f"beam {args.beam}"] += task.decode_outputs(model, "cpu", 64, n, args.beam)
@@ -503,7 +503,7 @@ def bench_chatbot_folds(args) -> tuple[str, list[dict]]:
         # the messages as read (with data.options.retrieve the model's sources also hold the
         # reply retrieved for them, from this fold's training exchanges only: task.retrieval_index())
         messages = task.val_messages
-        retrieval = NearestQuestion(task.train_texts, task.tokenize)
+        retrieval = task.retrieval_index()  # this fold's training exchanges
         replies["retrieval"] += [task._as_compared(retrieval.reply(m)) for m in messages]
         replies["echo"] += [task._as_compared(m) for m in messages]
         fold = {name: text_scores(replies[name][-n:], refs[-n:]) for name in systems}

@@ -166,15 +166,11 @@ class DialogueTask(TransductionTask):
         sharing a turn (conversation_groups; what leave-own-group-out retrieval leaves out)."""
         distinct, groups = conversation_groups(conversations)
         group_of = {tuple(distinct[i]): g for g, members in enumerate(groups) for i in members}
-        pairs, ids = [], []
-        for conv in conversations:
-            found = exchanges([conv], self.options.context)
-            pairs += found
-            ids += [group_of[tuple(conv)]] * len(found)
-        kept = self._within_max_len(self.path, pairs)  # refuses a file of only over-long exchanges
-        limit, tok = self.options.max_len, self.tokenize
-        ids = [g for (m, r), g in zip(pairs, ids) if len(tok(m)) <= limit and len(tok(r)) <= limit]
-        return kept, ids
+        tagged = [(pair, group_of[tuple(conv)]) for conv in conversations
+                  for pair in exchanges([conv], self.options.context)]
+        # refuses a file of only over-long exchanges
+        kept = self._within_max_len(self.path, tagged, pair_of=lambda item: item[0])
+        return [pair for pair, _ in kept], [g for _, g in kept]
 
     # -- retrieve and refine (``retrieve``) ------------------------------------------------------
     @staticmethod

@@ -358,9 +358,13 @@ class TransductionTask(GeneratedTokensTask):
         return self._within_max_len(path, [(p.source, p.target)
                                            for p in read_pairs(path, o.source_column, o.target_column)])
 
-    def _within_max_len(self, path: str, pairs: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    def _within_max_len(self, path: str, items: list, pair_of=None) -> list:
+        """The items whose (source, target) pair, ``pair_of(item)`` (default: the item
+        itself), is at most data.options.max_len tokens on each side; refuses ``path`` when
+        none is."""
         limit = self.options.max_len
-        kept = [(s, t) for s, t in pairs if len(self.tokenize(s)) <= limit and len(self.tokenize(t)) <= limit]
+        pair_of = pair_of or (lambda item: item)
+        kept = [item for item in items if all(len(self.tokenize(side)) <= limit for side in pair_of(item))]
         if not kept:
             raise DataError(path, f"every pair is longer than data.options.max_len = {limit} tokens")
         return kept
