@@ -120,6 +120,7 @@ class DialogueTask(TransductionTask):
         # the held-out messages as read, without the retrieved reply (val_texts' sources are what the model reads)
         self.val_messages: list[str] = []
         self._message_of: dict[str, str] = {}  # model_source's sources -> their messages (retrieval_query)
+        self._index: tuple[list, NearestQuestion] | None = None  # (the training exchanges, their index)
         self._baseline = {}
 
     # -- data -------------------------------------------------------------------------------
@@ -272,15 +273,7 @@ class DialogueTask(TransductionTask):
             # repeating a word, the mean overlap; BLEU/chrF partly reward copying the message
             return {**text_scores(outputs, refs), **parroting_scores(outputs, messages)}
 
-        metrics = scored(self.decode_outputs(model, device, batch_size, max_items))
-        if beam > 1:
-            scores = scored(self.decode_outputs(model, device, batch_size, max_items, beam))
-            metrics.update({f"{k}_beam": v for k, v in scores.items()})
-            metrics["beam_width"] = float(beam)
-        if mbr > 1:  # minimum Bayes risk over mbr samples (mbr_decode)
-            scores = scored(self.decode_outputs(model, device, batch_size, max_items, mbr=mbr))
-            metrics.update({f"{k}_mbr": v for k, v in scores.items()})
-            metrics["mbr_samples"] = float(mbr)
+        metrics = self.decoded_scores(model, device, batch_size, max_items, beam, mbr, scored)
         if self.options.rerank > 0:  # retrieve-then-rerank (workbench.tasks.rerank)
             chosen = self.rerank_outputs(model, batch_size, max_items, beam)
             scores = scored([c.text for c in chosen])
@@ -311,7 +304,7 @@ class DialogueTask(TransductionTask):
         train = self._training_texts()
         if not train:
             return None
-        if getattr(self, "_index", None) is None or self._index[0] is not train:
+        if self._index is None or self._index[0] is not train:
             self._index = (train, NearestQuestion(train, self.tokenize))
         return self._index[1]
 

@@ -470,16 +470,24 @@ class TransductionTask(GeneratedTokensTask):
             return {}
         texts = self.val_texts[:max_items]
         refs = [self._as_compared(t) for _, t in texts]
-        metrics = text_scores(self.decode_outputs(model, device, batch_size, max_items), refs)
+        metrics = self.decoded_scores(model, device, batch_size, max_items, beam, mbr,
+                                      lambda outputs: text_scores(outputs, refs))
+        return {"metrics": metrics, "baseline": text_scores([self._as_compared(s) for s, _ in texts], refs)}
+
+    def decoded_scores(self, model, device, batch_size: int, max_items: int, beam: int, mbr: int, score) -> dict:
+        """``score`` (output texts -> {name: value}) of greedy decoding, of beam search
+        (names + "_beam") when beam > 1 and of minimum Bayes risk over ``mbr`` > 1 samples
+        (names + "_mbr", mbr_decode) over the first ``max_items`` validation sources."""
+        metrics = score(self.decode_outputs(model, device, batch_size, max_items))
         if beam > 1:
-            scores = text_scores(self.decode_outputs(model, device, batch_size, max_items, beam), refs)
+            scores = score(self.decode_outputs(model, device, batch_size, max_items, beam))
             metrics.update({f"{k}_beam": v for k, v in scores.items()})
             metrics["beam_width"] = float(beam)
-        if mbr > 1:  # minimum Bayes risk over mbr samples (mbr_decode)
-            scores = text_scores(self.decode_outputs(model, device, batch_size, max_items, mbr=mbr), refs)
+        if mbr > 1:
+            scores = score(self.decode_outputs(model, device, batch_size, max_items, mbr=mbr))
             metrics.update({f"{k}_mbr": v for k, v in scores.items()})
             metrics["mbr_samples"] = float(mbr)
-        return {"metrics": metrics, "baseline": text_scores([self._as_compared(s) for s, _ in texts], refs)}
+        return metrics
 
     # -- shapes ----------------------------------------------------------------------------------
     def model_io(self) -> ModelIO:
