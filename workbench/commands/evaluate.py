@@ -24,6 +24,8 @@ import math
 import sys
 import time
 
+from workbench.commands.argtypes import non_negative_int, positive_int
+
 
 def evaluate_run(run_dir: str, data: str | None = None, batch_size: int | None = None, max_batches: int = 0,
                  device: str = "auto", decode: bool = True, beam: int = 4, mbr: int = 0,
@@ -106,38 +108,24 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be 1 or more")
-    return value
-
-
-def _non_negative(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError("must be 0 or more")
-    return value
-
-
 def register(subparsers) -> None:
     p = subparsers.add_parser("eval", help="evaluate a finished run on its validation data or a file; prints JSON")
     p.add_argument("run_dir", help="a run folder written by `workbench train`")
     p.add_argument("--data", help="evaluate on the whole of this file or folder (in the task's format: e.g. a "
                                   "folder of audio clips for a speech model) instead")
-    p.add_argument("--batch-size", type=_positive, help="evaluation batch size (default: the run's)")
-    p.add_argument("--max-batches", type=_positive, default=0, help="stop after this many batches (default: all)")
+    p.add_argument("--batch-size", type=positive_int, help="evaluation batch size (default: the run's)")
+    p.add_argument("--max-batches", type=positive_int, default=0, help="stop after this many batches (default: all)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"], default="auto")
-    p.add_argument("--threads", type=_positive, help="torch CPU threads (default: the cores less one, at least one; "
+    p.add_argument("--threads", type=positive_int, help="torch CPU threads (default: the cores less one, at least one; "
                    "or WORKBENCH_THREADS)")
     p.add_argument("--no-decode", action="store_true",
                    help="skip metrics that need free-running decoding (greedy exact match, BLEU, chrF, CTC beam search)")
-    p.add_argument("--beam", type=_positive, default=4,
+    p.add_argument("--beam", type=positive_int, default=4,
                    help="beam width for the beam-search scores of text-writing tasks (1: greedy only); default 4")
-    p.add_argument("--mbr", type=_positive, default=0, metavar="N",
+    p.add_argument("--mbr", type=positive_int, default=0, metavar="N",
                    help="text-writing tasks: also score minimum Bayes risk decoding over N samples (bleu_mbr, chrf_mbr)")
-    p.add_argument("--rerank", type=_non_negative, metavar="K",
-                   help="chatbots: score retrieve-then-rerank over the beam and greedy replies and the K nearest "
+    p.add_argument("--rerank", type=non_negative_int, metavar="K",
+                   help="chatbots: score retrieve-then-rerank over the beam-search reply and the K nearest "
                    "training questions' replies (bleu_rerank, chrf_rerank; 0: off; default: the run's "
                    "data.options.rerank)")
     p.set_defaults(func=cmd_eval)

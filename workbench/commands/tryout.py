@@ -15,7 +15,6 @@ forecasts after the values typed. --saliency adds ||dy/dx_t|| over the input ste
 """
 from __future__ import annotations
 
-import argparse
 import io
 import json
 import math
@@ -24,26 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be 1 or more")
-    return value
-
-
-def _non_negative_int(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError("must be 0 or more")
-    return value
-
-
-def _non_negative_float(text: str) -> float:
-    value = float(text)
-    if not (value >= 0 and math.isfinite(value)):
-        raise argparse.ArgumentTypeError("must be a number, 0 or more")
-    return value
+from workbench.commands.argtypes import non_negative_float, non_negative_int, positive_int
 
 
 def register(subparsers) -> None:
@@ -55,28 +35,28 @@ def register(subparsers) -> None:
     what.add_argument("--video", metavar="FILE", help="a video file or a folder of frame images")
     what.add_argument("--image", metavar="FILE", help="captioning: an image file (default: a new generated image)")
     what.add_argument("--audio", metavar="FILE", help="speech: an audio file (WAV, FLAC, MP3, OGG)")
-    p.add_argument("--temperature", type=_non_negative_float, default=1.0,
+    p.add_argument("--temperature", type=non_negative_float, default=1.0,
                    help="sampling temperature (0: greedy); default 1")
-    p.add_argument("--top-k", type=_non_negative_int, default=0, help="sample among the k likeliest tokens (0: all)")
-    p.add_argument("--beam", type=_positive,
+    p.add_argument("--top-k", type=non_negative_int, default=0, help="sample among the k likeliest tokens (0: all)")
+    p.add_argument("--beam", type=positive_int,
                    help="beam-search width: encoder-decoders and chatbots (default 1: greedy only), speech with "
                    "CTC (prefix beam search; default 8)")
     p.add_argument("--sample", action="store_true", help="chatbots: sample the reply at --temperature instead")
-    p.add_argument("--mbr", type=_positive, default=0, metavar="N",
+    p.add_argument("--mbr", type=positive_int, default=0, metavar="N",
                    help="chatbots: minimum Bayes risk decoding, the consensus (highest mean chrF to the others) of N "
                    "sampled replies (at --temperature with --sample, else 1)")
-    p.add_argument("--rerank", type=_non_negative_int, metavar="K",
-                   help="chatbots: retrieve-then-rerank, the model's choice among its beam and greedy replies and the "
+    p.add_argument("--rerank", type=non_negative_int, metavar="K",
+                   help="chatbots: retrieve-then-rerank, the model's choice among its beam-search reply and the "
                    "replies of the K nearest training questions (0: off; default: the run's data.options.rerank); "
                    "\"decoding\" says which was chosen")
     p.add_argument("--previous", default="",
                    help="chatbots trained with the previous turn as context: the turn before the message")
-    p.add_argument("--length", type=_positive, default=200, help="tokens to generate (language models); default 200")
+    p.add_argument("--length", type=positive_int, default=200, help="tokens to generate (language models); default 200")
     p.add_argument("--seed", type=int, help="random seed for sampling (and the generated image)")
-    p.add_argument("--max-frames", type=_positive, default=0, help="video: frames to read at most (after the stride)")
+    p.add_argument("--max-frames", type=positive_int, default=0, help="video: frames to read at most (after the stride)")
     p.add_argument("--saliency", action="store_true",
                    help="add saliency through time: ||dy/dx_t|| of the (last) output over the input steps")
-    p.add_argument("--threads", type=_positive, help="torch CPU threads (default: the cores less one, at least one; "
+    p.add_argument("--threads", type=positive_int, help="torch CPU threads (default: the cores less one, at least one; "
                    "or WORKBENCH_THREADS)")
     p.add_argument("--states", metavar="FILE.npz", help="save every layer's hidden states and gates to this file")
     p.set_defaults(func=cmd_try)
