@@ -378,9 +378,8 @@ def chat(session: Session, message: str, previous: str = "", beam: int = 1, temp
          top_k: int = 0, seed: int | None = None, max_len: int = 0, mbr: int = 0, rerank: int | None = None) -> dict:
     """The reply to ``message``: {"message", "source_tokens" (what the model read),
     "reply", "reply_tokens", "ids", "decoding" ("greedy", "beam N", "sampled at T",
-    "MBR over N samples" or "reranked: retrieved #r" / "reranked: beam N" / "reranked:
-    greedy"), "attention" [L, S] over source_tokens per reply token (None without
-    attention)}. Minimum Bayes risk over ``mbr`` > 1 samples (at ``temperature``,
+    "MBR over N samples" or "reranked: retrieved #r" / "reranked: beam N"), "attention"
+    [L, S] over source_tokens per reply token (None without attention)}. Minimum Bayes risk over ``mbr`` > 1 samples (at ``temperature``,
     1 when it is 0; the task's mbr_decode) when asked, else sampling at ``temperature``
     > 0, else retrieve-then-rerank when ``rerank`` K > 0 (None: the task's
     data.options.rerank; workbench.tasks.rerank: the model's beam-search reply (width

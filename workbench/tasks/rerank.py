@@ -88,9 +88,10 @@ def score_replies(task, model, pairs: Sequence[tuple[str, str]], batch_size: int
     unk = task.target_vocab.unk_id
     out: list[tuple[float, int, int]] = []
     for b in range(0, len(pairs), batch_size):
-        encoded = task._encode_pairs(pairs[b:b + batch_size])
         if no_message:
             encoded = [([task.source_vocab.unk_id], task._encode_pairs([("", r)])[0][1]) for _, r in pairs[b:b + batch_size]]
+        else:
+            encoded = task._encode_pairs(pairs[b:b + batch_size])
         batch = task._batch(encoded).to(device)
         output = model(batch.x, batch.y_in, batch.lengths).float()  # [B, T, V (+ S)]
         # a copy model's output is already log-probabilities (log_softmax leaves it as it
@@ -124,11 +125,12 @@ def candidate_pools(task, model, sources: Sequence[str], index, k: int, beam: in
         own = [[Candidate(task._as_compared(task.decode_target(row, chunk[i])), origin)]
                for i, row in enumerate(tokens.tolist())]
         for i, source in enumerate(chunk):
+            message = task.retrieval_query(source)  # the message (not a retrieved reply the model also reads)
             found = [Candidate(task._as_compared(index.replies[j]), f"retrieved #{r + 1}", similarity=s)
-                     for r, (j, s) in enumerate(index.top(task.retrieval_query(source), k))]
+                     for r, (j, s) in enumerate(index.top(message, k))]
             pools.append(own[i] + found)
             for c in pools[-1]:
-                c.overlap = overlap(c.text, task.retrieval_query(source))  # the message (not a retrieved reply it reads)
+                c.overlap = overlap(c.text, message)
     flat = [(sources[i], c.text) for i, pool in enumerate(pools) for c in pool]
     scores = iter(score_replies(task, model, flat, batch_size))
     for pool in pools:

@@ -513,9 +513,9 @@ class ChatView(ModeView):
         self.rerank.setSpecialValueText("off")
         self.rerank.setValue(int(info.get("rerank", 0)))
         self.rerank.setToolTip("Retrieve-then-rerank: above 0, the model scores its own reply (beam search, width 4 "
-                               "when the beam width is 1) and the replies of this many nearest training questions, and answers with the one it "
-                               "rates best (the transcript says whether it was written or retrieved); used at "
-                               "temperature 0 without MBR")
+                               "when the beam width is 1) and the replies of this many nearest training questions, "
+                               "and answers with the one it rates best (the transcript says whether it was written "
+                               "or retrieved); used at temperature 0 without MBR")
         # two rows of two: one row of four made the panel wider than its dock at 1280x800
         decoding = QGridLayout()
         decoding.setHorizontalSpacing(6)
