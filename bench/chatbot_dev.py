@@ -128,11 +128,10 @@ def rerank_grid(task, model, k_max: int, refs: list[str], save: str = "") -> Non
     import dataclasses
     import json
 
-    from workbench.tasks.dialogue import NearestQuestion
     from workbench.tasks.rerank import candidate_pools
 
     started = time.perf_counter()
-    index = NearestQuestion(task.train_texts, task.tokenize)
+    index = task.retrieval_index()
     messages = [task._as_compared(m) for m in (task.val_messages or [m for m, _ in task.val_texts])]  # as read
     pools = candidate_pools(task, model, [m for m, _ in task.val_texts], index, k_max, 4, prior=True)
     print(f"rerank pools (beam 4, {k_max} retrieved) scored in {time.perf_counter() - started:.0f} s", flush=True)
@@ -171,25 +170,18 @@ def sweep(pools, refs: list[str], k_max: int) -> None:
     fast), sorted by BLEU/retrieval + chrF/retrieval."""
     import itertools
 
-    import numpy as np
-    from sacrebleu.metrics import BLEU, CHRF
-
     from workbench.tasks.rerank import RerankWeights, choose
+    from workbench.tasks.transduction import CorpusStatistics
 
-    metrics = (BLEU(force=True), CHRF())
-    stats = {}  # (pool, candidate) -> per metric, the candidate's statistics against its reference
-    for metric in metrics:
-        flat = [(i, j) for i, p in enumerate(pools) for j in range(len(p))]
-        rows_ = metric._extract_corpus_statistics([pools[i][j].text for i, j in flat], [[refs[i] for i, _ in flat]])
-        for key, row in zip(flat, rows_):
-            stats.setdefault(key, []).append(np.array(row, dtype=np.float64))
+    # every candidate against its message's reference, once; a setting's choices are rows of it
+    first = [0]  # pool i's candidates are rows first[i] ..
+    for p in pools:
+        first.append(first[-1] + len(p))
+    stats = CorpusStatistics([c.text for p in pools for c in p], [refs[i] for i, p in enumerate(pools) for _ in p])
 
     def scores(picks: list[int]) -> tuple[float, float]:
-        out = []
-        for m, metric in enumerate(metrics):
-            total = sum(stats[(i, j)][m] for i, j in enumerate(picks))
-            out.append(float(metric._compute_score_from_stats([round(v) for v in total]).score))
-        return out[0], out[1]
+        rows = [first[i] + j for i, j in enumerate(picks)]
+        return stats.score("bleu", rows), stats.score("chrf", rows)
 
     r_bleu, r_chrf = scores([next(j for j, c in enumerate(p) if c.origin == "retrieved #1") for p in pools])
     print(f"  retrieval #1: BLEU {r_bleu:.2f} chrF {r_chrf:.2f}")

@@ -559,6 +559,28 @@ def text_scores(hypotheses: Sequence[str], references: Sequence[str]) -> dict[st
             "length_ratio": bleu.sys_len / max(bleu.ref_len, 1)}
 
 
+class CorpusStatistics:
+    """sacrebleu's sufficient statistics of BLEU and chrF per output, [N, d] each: the
+    corpus score of any selection of the outputs (a resampling, a choice per message) is
+    the score of their summed statistics, exactly sacrebleu's corpus score of that
+    selection, without scoring the texts again."""
+
+    NAMES = ("bleu", "chrf")
+
+    def __init__(self, hypotheses: Sequence[str], references: Sequence[str]):
+        import numpy as np
+        from sacrebleu.metrics import BLEU, CHRF
+
+        self.metrics = {"bleu": BLEU(force=True), "chrf": CHRF()}
+        self.stats = {name: np.array(metric._extract_corpus_statistics(list(hypotheses), [list(references)]),
+                                     dtype=np.float64) for name, metric in self.metrics.items()}  # each [N, d]
+
+    def score(self, name: str, rows) -> float:
+        """The corpus score ("bleu" or "chrf", 0-100) of the outputs at ``rows`` (indices, repeats allowed)."""
+        total = self.stats[name][rows].sum(0)
+        return float(self.metrics[name]._compute_score_from_stats([round(v) for v in total]).score)
+
+
 def paired_bootstrap(hyps_a: Sequence[str], hyps_b: Sequence[str], references: Sequence[str],
                      resamples: int = 1000, seed: int = 0, groups: Sequence[int] | None = None
                      ) -> dict[str, tuple[float, float, float]]:
@@ -571,7 +593,6 @@ def paired_bootstrap(hyps_a: Sequence[str], hyps_b: Sequence[str], references: S
     (...)}, 0-100 points; an interval that excludes 0 is a difference significant at the
     5% level (two-sided)."""
     import numpy as np
-    from sacrebleu.metrics import BLEU, CHRF
 
     if not (len(hyps_a) == len(hyps_b) == len(references)) or not references:
         raise ValueError("the paired bootstrap needs as many outputs of each system as references (and some)")
@@ -587,16 +608,12 @@ def paired_bootstrap(hyps_a: Sequence[str], hyps_b: Sequence[str], references: S
         clusters = [np.array(m) for m in members.values()]
         picks = rng.integers(0, len(clusters), size=(resamples, len(clusters)))  # [R, G]
         idx = [np.concatenate([clusters[c] for c in row]) for row in picks]  # R x [about N]
+    a, b = CorpusStatistics(hyps_a, references), CorpusStatistics(hyps_b, references)
     out = {}
-    for name, metric in (("bleu", BLEU(force=True)), ("chrf", CHRF())):
-        refs = [list(references)]
-        a = np.array(metric._extract_corpus_statistics(list(hyps_a), refs), dtype=np.float64)  # [N, d]
-        b = np.array(metric._extract_corpus_statistics(list(hyps_b), refs), dtype=np.float64)
-
-        def score(stats: np.ndarray, metric=metric) -> float:
-            return float(metric._compute_score_from_stats([round(v) for v in stats]).score)
-        diff = score(a.sum(0)) - score(b.sum(0))
-        diffs = np.array([score(a[i].sum(0)) - score(b[i].sum(0)) for i in idx])  # [R]
+    for name in CorpusStatistics.NAMES:
+        every = np.arange(len(references))
+        diff = a.score(name, every) - b.score(name, every)
+        diffs = np.array([a.score(name, i) - b.score(name, i) for i in idx])  # [R]
         low, high = np.percentile(diffs, [2.5, 97.5])
         out[name] = (diff, float(low), float(high))
     return out
